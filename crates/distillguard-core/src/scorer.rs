@@ -1,0 +1,191 @@
+//! Scores changed accounts once every shard has reported for a tick.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::combine::{DetectorCount, DetectorSuite, SuiteCounters};
+use crate::detect::{Context, ModelRegistry};
+use crate::engine::EngineConfig;
+use crate::event::AccountId;
+use crate::features::AccountSummary;
+use crate::finding::{AccountFinding, FindingUpdate, Severity};
+use crate::population::Population;
+use crate::shard::ShardReport;
+use crate::time::EventTime;
+
+/// A finding's score must rise by this much (or change severity or flag) to be re-emitted.
+const SCORE_STEP: f64 = 0.05;
+
+/// The scorer's full state, serialisable for restarts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScorerCheckpoint {
+    pub findings: Vec<AccountFinding>,
+    pub population: Population,
+    pub models: ModelRegistry,
+    pub counters: SuiteCounters,
+    pub tracked_by_shard: Vec<usize>,
+    pub evicted_total: u64,
+    pub pending: Vec<AccountSummary>,
+}
+
+/// Scores changed accounts once every shard has reported for a tick.
+#[derive(Debug)]
+pub struct Scorer {
+    config: EngineConfig,
+    pending: Vec<AccountSummary>,
+    findings: BTreeMap<AccountId, AccountFinding>,
+    tracked_by_shard: Vec<usize>,
+    evicted_total: u64,
+    population: Population,
+    models: ModelRegistry,
+    suite: DetectorSuite,
+}
+
+impl Scorer {
+    pub fn new(config: EngineConfig, shard_count: usize) -> Self {
+        Self {
+            config,
+            pending: Vec::new(),
+            findings: BTreeMap::new(),
+            tracked_by_shard: vec![0; shard_count.max(1)],
+            evicted_total: 0,
+            population: Population::default(),
+            models: ModelRegistry::default(),
+            suite: DetectorSuite::new(),
+        }
+    }
+
+    /// Takes one shard's report for the current tick.
+    pub fn absorb(&mut self, shard: usize, report: ShardReport) {
+        self.evicted_total += report.evicted;
+        if let Some(slot) = self.tracked_by_shard.get_mut(shard) {
+            *slot = report.tracked;
+        }
+        self.population.apply(&report.population);
+        for summary in &report.summaries {
+            self.models.observe(summary);
+        }
+        self.pending.extend(report.summaries);
+    }
+
+    /// Scores everything absorbed since the last tick and returns the findings that changed.
+    pub fn finish_tick(&mut self, at: EventTime) -> Vec<FindingUpdate> {
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+        let view = self
+            .population
+            .view(self.config.detectors.volume_percentile);
+        let detector_config = self.config.detectors.clone();
+        let models = std::mem::take(&mut self.models);
+        let context = Context {
+            at,
+            population: &view,
+            models: &models,
+            config: &detector_config,
+        };
+        let mut updates = Vec::new();
+        for summary in &pending {
+            if let Some(update) = self.score_account(summary, &context) {
+                updates.push(FindingUpdate::Account(update));
+            }
+        }
+        self.models = models;
+        updates
+    }
+
+    fn score_account(
+        &mut self,
+        summary: &AccountSummary,
+        context: &Context<'_>,
+    ) -> Option<AccountFinding> {
+        let scores = self.suite.score(summary, context);
+        let previous = self.findings.get(&summary.account_id);
+        if previous.is_none() && scores.risk < self.config.report_min_score {
+            return None;
+        }
+        let flagged_now = scores.risk >= self.config.flag_threshold;
+        let was_flagged = previous.is_some_and(|f| f.flagged);
+        let worsened = previous.is_none_or(|old| scores.risk > old.score);
+        // The finding keeps its worst moment: score, severity and evidence only ever rise, so an
+        // analyst sees why it was opened even if the account has since gone quiet.
+        let (score, signals) = match previous {
+            Some(old) if !worsened => (old.score, old.signals.clone()),
+            _ => (
+                crate::detect::round4(scores.risk),
+                self.suite.signals(summary, context, &scores),
+            ),
+        };
+        let first_flagged_at = match previous.and_then(|f| f.first_flagged_at) {
+            Some(at) => Some(at),
+            None if flagged_now => Some(summary.last_seen),
+            None => None,
+        };
+        let finding = AccountFinding {
+            account_id: summary.account_id.to_string(),
+            score,
+            severity: Severity::from_score(score),
+            flagged: flagged_now || was_flagged,
+            cluster_id: None,
+            first_flagged_at,
+            first_seen: summary.first_seen,
+            last_seen: summary.last_seen,
+            events: summary.events,
+            signals,
+            samples: summary.samples.clone(),
+        };
+        let changed = previous.is_none_or(|old| {
+            old.severity != finding.severity
+                || old.flagged != finding.flagged
+                || finding.score - old.score >= SCORE_STEP
+        });
+        self.findings
+            .insert(summary.account_id.clone(), finding.clone());
+        changed.then_some(finding)
+    }
+
+    pub fn tracked_accounts(&self) -> usize {
+        self.tracked_by_shard.iter().sum()
+    }
+
+    pub fn evicted_total(&self) -> u64 {
+        self.evicted_total
+    }
+
+    pub fn findings(&self) -> impl Iterator<Item = &AccountFinding> {
+        self.findings.values()
+    }
+
+    /// Evaluations and fires per detector (bounded label set: the detector names).
+    pub fn detector_counts(&self) -> Vec<DetectorCount> {
+        self.suite.counts()
+    }
+
+    pub fn checkpoint(&self) -> ScorerCheckpoint {
+        ScorerCheckpoint {
+            findings: self.findings.values().cloned().collect(),
+            population: self.population.clone(),
+            models: self.models.clone(),
+            counters: self.suite.counters(),
+            tracked_by_shard: self.tracked_by_shard.clone(),
+            evicted_total: self.evicted_total,
+            pending: self.pending.clone(),
+        }
+    }
+
+    pub fn restore(config: EngineConfig, checkpoint: ScorerCheckpoint) -> Self {
+        let mut scorer = Scorer::new(config, checkpoint.tracked_by_shard.len());
+        scorer.findings = checkpoint
+            .findings
+            .into_iter()
+            .filter_map(|f| Some((AccountId::parse(f.account_id.clone()).ok()?, f)))
+            .collect();
+        scorer.population = checkpoint.population;
+        scorer.models = checkpoint.models;
+        scorer.suite.restore_counters(&checkpoint.counters);
+        scorer.tracked_by_shard = checkpoint.tracked_by_shard;
+        scorer.evicted_total = checkpoint.evicted_total;
+        scorer.pending = checkpoint.pending;
+        scorer
+    }
+}

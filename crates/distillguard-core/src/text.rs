@@ -1,0 +1,458 @@
+//! One pass over a prompt: the cheap per-event text features the detectors need.
+//!
+//! Words are runs of ASCII letters/digits or non-ASCII bytes, lowercased; punctuation and spacing
+//! are ignored, so `"Explain  X!"` and `"explain x"` share a fingerprint. Nothing here allocates.
+//!
+//! - `fingerprint`: hash of the normalised word sequence (exact-repeat detection, HLL of prompts).
+//! - `prefix_key` / `suffix_key`: the prompt's skeleton ends — first 4 and last 3 words, with
+//!   every word containing a digit masked to one slot token. Templated traffic keeps one end
+//!   fixed while the variable part changes; see `docs/detectors.md` ("templating").
+//! - `signature`: one-permutation MinHash (8 bins) over word bigrams, for "edited re-send"
+//!   detection (two prompts sharing at least half their bins are near-duplicates).
+//! - `topic`: the minimum hash over content words (4+ letters, not a function or instruction
+//!   word): a one-hash MinHash / LSH bucket, so two prompts share a topic bucket with probability
+//!   equal to the Jaccard similarity of their content words.
+//! - `reasoning`: the prompt asks for step-by-step or complete reasoning.
+
+use std::sync::OnceLock;
+
+use crate::sketch::hash::{combine, stable_hash, Fnv};
+
+/// Bins of the near-duplicate signature.
+pub const SIGNATURE_BINS: usize = 8;
+const PREFIX_WORDS: usize = 4;
+const SUFFIX_WORDS: usize = 3;
+const DIGIT_SLOT: u64 = stable_hash(b"<num>");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromptFeatures {
+    pub fingerprint: u64,
+    pub words: u32,
+    pub prefix_key: u64,
+    pub suffix_key: u64,
+    pub signature: [u16; SIGNATURE_BINS],
+    pub topic: Option<u64>,
+    /// `topic` ignoring the first `PREFIX_WORDS` words (the account's template opens them).
+    pub topic_after_prefix: Option<u64>,
+    /// `topic` ignoring the last `SUFFIX_WORDS` words (the account's template closes them).
+    pub topic_before_suffix: Option<u64>,
+    pub reasoning: bool,
+}
+
+impl PromptFeatures {
+    /// Estimated Jaccard similarity of two prompts' word bigrams: shared bins over the bins
+    /// either prompt fills (short prompts leave bins empty; empty bins never match).
+    pub fn similarity(a: &[u16; SIGNATURE_BINS], b: &[u16; SIGNATURE_BINS]) -> f64 {
+        let mut shared = 0;
+        let mut filled = 0;
+        for (x, y) in a.iter().zip(b) {
+            if *x != u16::MAX || *y != u16::MAX {
+                filled += 1;
+                if x == y {
+                    shared += 1;
+                }
+            }
+        }
+        if filled == 0 {
+            0.0
+        } else {
+            f64::from(shared) / f64::from(filled)
+        }
+    }
+}
+
+/// Function words and task verbs that say nothing about a prompt's topic. Only words of four or
+/// more letters matter (shorter ones never count as content).
+const NON_TOPIC_WORDS: &[&str] = &[
+    "about",
+    "above",
+    "after",
+    "again",
+    "also",
+    "been",
+    "before",
+    "being",
+    "below",
+    "between",
+    "both",
+    "could",
+    "does",
+    "doing",
+    "down",
+    "during",
+    "each",
+    "from",
+    "further",
+    "have",
+    "having",
+    "here",
+    "into",
+    "just",
+    "more",
+    "most",
+    "much",
+    "must",
+    "only",
+    "other",
+    "over",
+    "same",
+    "should",
+    "some",
+    "such",
+    "than",
+    "that",
+    "their",
+    "them",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "through",
+    "under",
+    "until",
+    "very",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "whom",
+    "will",
+    "with",
+    "would",
+    "your",
+    "yours",
+    "please",
+    "want",
+    "need",
+    "like",
+    "make",
+    "give",
+    "tell",
+    "know",
+    "help",
+    "using",
+    "used",
+    "following",
+    "write",
+    "explain",
+    "describe",
+    "generate",
+    "create",
+    "provide",
+    "answer",
+    "question",
+    "given",
+    "text",
+    "sentence",
+    "word",
+    "words",
+    "example",
+    "examples",
+    "based",
+    "find",
+    "show",
+    "name",
+    "identify",
+    "summarize",
+    "summarise",
+    "classify",
+    "rewrite",
+    "translate",
+    "compose",
+    "suggest",
+    "determine",
+    "compare",
+    "list",
+    "many",
+    "five",
+    "three",
+    "step",
+    "steps",
+    "detail",
+    "detailed",
+    "think",
+    "brief",
+    "briefly",
+    "short",
+    "long",
+    "reasoning",
+    "output",
+    "input",
+    "response",
+    "respond",
+    "return",
+    "format",
+    "json",
+    "best",
+    "good",
+    "different",
+    "difference",
+    "between",
+    "important",
+    "main",
+    "following:",
+];
+
+/// Single words that on their own ask for a reasoning trace.
+const REASONING_WORDS: &[&str] = &["reasoning", "rationale", "stepwise", "derivation"];
+
+/// Word pairs that ask for a reasoning trace ("step-by-step" tokenises to step/by/step).
+const REASONING_PAIRS: &[(&str, &str)] = &[
+    ("step", "by"),
+    ("by", "step"),
+    ("of", "thought"),
+    ("thought", "process"),
+    ("show", "your"),
+    ("your", "work"),
+    ("think", "through"),
+    ("think", "carefully"),
+    ("explain", "your"),
+    ("walk", "through"),
+    ("justify", "your"),
+    ("each", "step"),
+    ("every", "step"),
+    ("intermediate", "steps"),
+    ("your", "thinking"),
+];
+
+struct WordLists {
+    non_topic: Vec<u64>,
+    reasoning_words: Vec<u64>,
+    reasoning_pairs: Vec<u64>,
+}
+
+fn word_lists() -> &'static WordLists {
+    static LISTS: OnceLock<WordLists> = OnceLock::new();
+    LISTS.get_or_init(|| {
+        let sorted = |mut v: Vec<u64>| {
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        WordLists {
+            non_topic: sorted(
+                NON_TOPIC_WORDS
+                    .iter()
+                    .map(|w| stable_hash(w.as_bytes()))
+                    .collect(),
+            ),
+            reasoning_words: sorted(
+                REASONING_WORDS
+                    .iter()
+                    .map(|w| stable_hash(w.as_bytes()))
+                    .collect(),
+            ),
+            reasoning_pairs: sorted(
+                REASONING_PAIRS
+                    .iter()
+                    .map(|(a, b)| combine(stable_hash(a.as_bytes()), stable_hash(b.as_bytes())))
+                    .collect(),
+            ),
+        }
+    })
+}
+
+#[inline]
+fn is_word_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte >= 0x80
+}
+
+/// Extracts all prompt features in one scan.
+pub fn prompt_features(text: &str) -> PromptFeatures {
+    let lists = word_lists();
+    let mut fingerprint = 0u64;
+    let mut words = 0u32;
+    let mut prefix_key = 0u64;
+    let mut suffix = [0u64; SUFFIX_WORDS];
+    let mut signature = [u16::MAX; SIGNATURE_BINS];
+    let mut topic: Option<u64> = None;
+    let mut topic_after_prefix: Option<u64> = None;
+    // Content words of the last SUFFIX_WORDS words wait here before joining the running minimum.
+    let mut tail: [u64; SUFFIX_WORDS] = [u64::MAX; SUFFIX_WORDS];
+    let mut topic_before_suffix = u64::MAX;
+    let mut reasoning = false;
+    let mut previous: Option<u64> = None;
+
+    let mut on_word = |hash: u64, len: usize, has_digit: bool| {
+        words += 1;
+        fingerprint = combine(fingerprint, hash);
+        let slot = if has_digit { DIGIT_SLOT } else { hash };
+        if (words as usize) <= PREFIX_WORDS {
+            prefix_key = combine(prefix_key, slot);
+        }
+        suffix[(words as usize) % SUFFIX_WORDS] = slot;
+        let shingle = match previous {
+            Some(prev) => combine(prev, hash),
+            None => hash,
+        };
+        if previous.is_some() && !reasoning && lists.reasoning_pairs.binary_search(&shingle).is_ok()
+        {
+            reasoning = true;
+        }
+        let bin = (shingle as usize) % SIGNATURE_BINS;
+        let value = (shingle >> 48) as u16;
+        if value < signature[bin] {
+            signature[bin] = value;
+        }
+        if !reasoning && len >= 8 && lists.reasoning_words.binary_search(&hash).is_ok() {
+            reasoning = true;
+        }
+        let content = len >= 4 && !has_digit && lists.non_topic.binary_search(&hash).is_err();
+        let slot_in_tail = (words as usize) % SUFFIX_WORDS;
+        topic_before_suffix = topic_before_suffix.min(tail[slot_in_tail]);
+        tail[slot_in_tail] = if content { hash } else { u64::MAX };
+        if content {
+            topic = Some(topic.map_or(hash, |t: u64| t.min(hash)));
+            if (words as usize) > PREFIX_WORDS {
+                topic_after_prefix = Some(topic_after_prefix.map_or(hash, |t: u64| t.min(hash)));
+            }
+        }
+        previous = Some(hash);
+    };
+
+    let mut fnv = Fnv::default();
+    let mut len = 0usize;
+    let mut has_digit = false;
+    for &byte in text.as_bytes() {
+        if is_word_byte(byte) {
+            fnv.push(byte.to_ascii_lowercase());
+            len += 1;
+            has_digit |= byte.is_ascii_digit();
+        } else if len > 0 {
+            on_word(fnv.finish(), len, has_digit);
+            fnv = Fnv::default();
+            len = 0;
+            has_digit = false;
+        }
+    }
+    if len > 0 {
+        on_word(fnv.finish(), len, has_digit);
+    }
+
+    // The last SUFFIX_WORDS words in order, whatever the ring position.
+    let mut suffix_key = 0u64;
+    let n = words as usize;
+    for k in (n + 1 - SUFFIX_WORDS.min(n))..=n {
+        if k > 0 {
+            suffix_key = combine(suffix_key, suffix[k % SUFFIX_WORDS]);
+        }
+    }
+    PromptFeatures {
+        fingerprint,
+        words,
+        prefix_key,
+        suffix_key,
+        signature,
+        topic,
+        topic_after_prefix,
+        topic_before_suffix: (topic_before_suffix != u64::MAX).then_some(topic_before_suffix),
+        reasoning,
+    }
+}
+
+/// Whether a system prompt demands reasoning (same word lists as prompts).
+pub fn demands_reasoning(text: &str) -> bool {
+    prompt_features(text).reasoning
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spacing_case_and_punctuation_do_not_change_the_fingerprint() {
+        let a = prompt_features("Explain  the Krebs cycle!");
+        let b = prompt_features("explain the krebs cycle");
+        assert_eq!(a.fingerprint, b.fingerprint);
+        assert_ne!(
+            a.fingerprint,
+            prompt_features("explain the calvin cycle").fingerprint
+        );
+        assert_eq!(a.words, 4);
+    }
+
+    #[test]
+    fn templated_prompts_share_a_skeleton_end_while_their_fills_differ() {
+        let a = prompt_features("Classify this review's sentiment: the pasta was cold");
+        let b = prompt_features("Classify this review's sentiment: great service, will return");
+        assert_eq!(a.prefix_key, b.prefix_key);
+        assert_ne!(a.fingerprint, b.fingerprint);
+        let c = prompt_features("Photosynthesis in desert plants. Explain it step by step");
+        let d = prompt_features("The causes of the French revolution. Explain it step by step");
+        assert_eq!(c.suffix_key, d.suffix_key);
+        assert_ne!(c.prefix_key, d.prefix_key);
+    }
+
+    #[test]
+    fn numbers_are_masked_in_the_skeleton_but_not_in_the_fingerprint() {
+        let a = prompt_features("Order 1234 has not arrived");
+        let b = prompt_features("Order 98 has not arrived");
+        assert_eq!(a.prefix_key, b.prefix_key);
+        assert_eq!(a.suffix_key, b.suffix_key);
+        assert_ne!(a.fingerprint, b.fingerprint);
+    }
+
+    #[test]
+    fn suffix_key_uses_the_last_three_words_in_order() {
+        let a = prompt_features("alpha beta gamma delta");
+        let b = prompt_features("zeta beta gamma delta");
+        let c = prompt_features("zeta gamma beta delta");
+        assert_eq!(a.suffix_key, b.suffix_key);
+        assert_ne!(a.suffix_key, c.suffix_key);
+        // Short prompts still get a key of what they have.
+        assert_ne!(
+            prompt_features("hi").suffix_key,
+            prompt_features("yo").suffix_key
+        );
+    }
+
+    #[test]
+    fn an_edited_resend_shares_most_signature_bins_and_a_new_prompt_does_not() {
+        let base = prompt_features(
+            "Why does my rust borrow checker complain about a mutable reference inside this loop",
+        );
+        let edited = prompt_features(
+            "Why does my rust borrow checker complain about the mutable reference inside this loop",
+        );
+        let other = prompt_features("Suggest three names for a bakery that sells sourdough bread");
+        assert!(PromptFeatures::similarity(&base.signature, &edited.signature) >= 0.6);
+        assert!(PromptFeatures::similarity(&base.signature, &other.signature) <= 0.2);
+    }
+
+    #[test]
+    fn requests_for_reasoning_traces_are_recognised() {
+        assert!(prompt_features("Solve 17*23. Think step-by-step.").reasoning);
+        assert!(prompt_features("Show your work and explain your reasoning").reasoning);
+        assert!(prompt_features("Write out the chain of thought behind the answer").reasoning);
+        assert!(!prompt_features("What is the capital of Peru?").reasoning);
+        assert!(!prompt_features("Walked by the step store").reasoning);
+    }
+
+    #[test]
+    fn topic_ignores_task_words_so_same_subject_prompts_collide() {
+        let a = prompt_features("Explain photosynthesis");
+        let b = prompt_features("Describe photosynthesis");
+        assert_eq!(a.topic, b.topic);
+        assert_eq!(prompt_features("What is the answer?").topic, None);
+    }
+
+    #[test]
+    fn topic_can_skip_the_template_ends() {
+        let a = prompt_features("Explain quantum tunnelling to a child");
+        let b =
+            prompt_features("Explain quantum tunnelling to a child, briefly please, and kindly");
+        let fill = prompt_features("quantum tunnelling");
+        // The suffix words are dropped from `topic_before_suffix`.
+        assert_eq!(
+            a.topic_before_suffix,
+            prompt_features("Explain quantum tunnelling").topic
+        );
+        assert!(b.topic_before_suffix.is_some());
+        let c = prompt_features("Write a story about quantum tunnelling");
+        assert_eq!(c.topic_after_prefix, fill.topic);
+    }
+}
