@@ -5,6 +5,7 @@
 //! here grows with the number of events: every collection is a fixed array or a capped list.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -190,10 +191,36 @@ impl ModelSlot {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Sample {
-    fingerprint: u64,
-    prompt: SamplePrompt,
+/// Evidence samples shared between the account state and its summaries: a summary is made for
+/// every changed account at every tick, and copying five 300-character prompts each time would
+/// cost more than the scoring. Copy-on-write on the rare sample update.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SharedSamples(Arc<Vec<SamplePrompt>>);
+
+impl std::ops::Deref for SharedSamples {
+    type Target = [SamplePrompt];
+
+    fn deref(&self) -> &[SamplePrompt] {
+        &self.0
+    }
+}
+
+impl SharedSamples {
+    pub fn to_vec(&self) -> Vec<SamplePrompt> {
+        self.0.as_ref().clone()
+    }
+}
+
+impl Serialize for SharedSamples {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.as_slice().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedSamples {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self(Arc::new(Vec::deserialize(deserializer)?)))
+    }
 }
 
 /// Everything kept about one account between events.
@@ -240,7 +267,9 @@ pub struct AccountState {
     end_user_events: u64,
     payment_fingerprint: Option<Box<str>>,
     account_created_at: Option<EventTime>,
-    samples: Vec<Sample>,
+    /// Fingerprints of the prompts in `samples`, in the same order.
+    sample_fingerprints: Vec<u64>,
+    samples: SharedSamples,
     /// Population histogram bucket per metric this account currently sits in (see `population`).
     pub(crate) population_buckets: [u8; crate::population::METRICS],
     /// Changed since the last tick (and queued in the shard's dirty list).
@@ -295,7 +324,8 @@ impl AccountState {
             end_user_events: 0,
             payment_fingerprint: None,
             account_created_at: None,
-            samples: Vec::new(),
+            sample_fingerprints: Vec::new(),
+            samples: SharedSamples::default(),
             population_buckets: [crate::population::NO_BUCKET; crate::population::METRICS],
             dirty: false,
         }
@@ -382,12 +412,12 @@ impl AccountState {
         self.suffixes.insert(features.suffix_key);
         // Once one end of the prompts is a template, its words are not the topic: take the
         // topic from the variable part only (the "masked" skeleton).
+        let (prefix_share, suffix_share) = (self.prefixes.top1_share(), self.suffixes.top1_share());
         let templated = self.prompts >= TEMPLATE_MIN_PROMPTS
-            && (self.prefixes.top_share(1) >= TEMPLATE_SHARE
-                || self.suffixes.top_share(1) >= TEMPLATE_SHARE);
+            && (prefix_share >= TEMPLATE_SHARE || suffix_share >= TEMPLATE_SHARE);
         let topic = if !templated {
             features.topic
-        } else if self.prefixes.top_share(1) >= self.suffixes.top_share(1) {
+        } else if prefix_share >= suffix_share {
             features.topic_after_prefix
         } else {
             features.topic_before_suffix
@@ -443,8 +473,10 @@ impl AccountState {
         self.recent_next = ((self.recent_next as usize + 1) % RECENT_PROMPTS) as u8;
     }
 
-    /// Bottom-k sampling by fingerprint: a deterministic, uniform-over-distinct-prompts sample that
-    /// does not favour the first prompts an account sent.
+    /// Keeps the first `k` distinct prompts, then one at every power-of-two prompt count,
+    /// replacing the oldest: samples spread over the account's life, weighted to the recent
+    /// past, for O(k + log n) truncations and SHA-256 digests per account instead of one per
+    /// prompt.
     fn consider_sample(
         &mut self,
         prompt: &str,
@@ -453,31 +485,25 @@ impl AccountState {
         config: &EngineConfig,
     ) {
         let keep = config.sample_prompts;
-        if keep == 0 || self.samples.iter().any(|s| s.fingerprint == fingerprint) {
+        if keep == 0 {
             return;
         }
-        if self.samples.len() >= keep {
-            let worst = self
-                .samples
-                .iter()
-                .enumerate()
-                .max_by_key(|(_, s)| s.fingerprint)
-                .map(|(i, s)| (i, s.fingerprint));
-            match worst {
-                Some((index, worst)) if fingerprint < worst => {
-                    self.samples.swap_remove(index);
-                }
-                _ => return,
-            }
+        let due = self.sample_fingerprints.len() < keep || self.prompts.is_power_of_two();
+        if !due || self.sample_fingerprints.contains(&fingerprint) {
+            return;
         }
-        self.samples.push(Sample {
-            fingerprint,
-            prompt: SamplePrompt {
-                text: prompt.chars().take(config.sample_prompt_chars).collect(),
-                hash: hex_sha256(prompt),
-                at,
-            },
+        let samples = Arc::make_mut(&mut self.samples.0);
+        if samples.len() >= keep {
+            // Samples are kept oldest first.
+            samples.remove(0);
+            self.sample_fingerprints.remove(0);
+        }
+        samples.push(SamplePrompt {
+            text: prompt.chars().take(config.sample_prompt_chars).collect(),
+            hash: hex_sha256(prompt),
+            at,
         });
+        self.sample_fingerprints.push(fingerprint);
     }
 
     fn observe_model(&mut self, model: &ModelName, at: EventTime) {
@@ -611,14 +637,8 @@ impl AccountState {
             distinct_end_users: self.end_users.estimate().round() as u64,
             payment_fingerprint: self.payment_fingerprint.as_deref().map(str::to_owned),
             account_created_at: self.account_created_at,
-            samples: self.sample_prompts(),
+            samples: self.samples.clone(),
         }
-    }
-
-    fn sample_prompts(&self) -> Vec<SamplePrompt> {
-        let mut samples: Vec<&Sample> = self.samples.iter().collect();
-        samples.sort_by_key(|s| s.fingerprint);
-        samples.into_iter().map(|s| s.prompt.clone()).collect()
     }
 
     /// Heap bytes held outside the struct itself, evidence samples excluded.
@@ -630,7 +650,7 @@ impl AccountState {
                 .iter()
                 .map(|m| m.model.as_str().len())
                 .sum::<usize>();
-        let quiet = self.quiet.completed.capacity() * 2;
+        let quiet = self.quiet.completed.capacity() * 2 + self.sample_fingerprints.capacity() * 8;
         let strings = self.user_agent.as_ref().map_or(0, |s| s.len())
             + self.payment_fingerprint.as_ref().map_or(0, |s| s.len());
         let frequent = self.prefixes.heap_bytes()
@@ -721,7 +741,7 @@ pub struct AccountSummary {
     pub distinct_end_users: u64,
     pub payment_fingerprint: Option<String>,
     pub account_created_at: Option<EventTime>,
-    pub samples: Vec<SamplePrompt>,
+    pub samples: SharedSamples,
 }
 
 impl AccountSummary {
@@ -800,7 +820,7 @@ mod tests {
     }
 
     #[test]
-    fn sample_prompts_are_a_bounded_hash_ordered_sample_with_sha256_of_the_full_text() {
+    fn sample_prompts_are_bounded_spread_over_time_and_carry_sha256_of_the_full_text() {
         let config = EngineConfig {
             sample_prompts: 3,
             sample_prompt_chars: 10,
@@ -815,8 +835,15 @@ mod tests {
             EventTime::from_epoch_ms(BASE + 600_000).unwrap(),
         );
         assert_eq!(summary.samples.len(), 3);
+        // Prompts 128, 256 and 512 are not all there (500 prompts): 64, 128, 256.
+        let at: Vec<i64> = summary
+            .samples
+            .iter()
+            .map(|s| s.at.epoch_ms() - BASE)
+            .collect();
+        assert_eq!(at, [63_000, 127_000, 255_000]);
         let full: Vec<String> = (0..500).map(diverse_prompt).collect();
-        for sample in &summary.samples {
+        for sample in summary.samples.iter() {
             assert_eq!(sample.text.chars().count(), 10);
             let source = full.iter().find(|p| hex_sha256(p) == sample.hash).unwrap();
             assert!(source.starts_with(&sample.text));

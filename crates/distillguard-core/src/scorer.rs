@@ -71,8 +71,10 @@ impl Scorer {
 
     /// Scores everything absorbed since the last tick and returns the findings that changed.
     pub fn finish_tick(&mut self, at: EventTime) -> Vec<FindingUpdate> {
-        let mut pending = std::mem::take(&mut self.pending);
-        pending.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+        let pending = std::mem::take(&mut self.pending);
+        // Sort positions, not the (large) summaries themselves.
+        let mut order: Vec<usize> = (0..pending.len()).collect();
+        order.sort_by(|a, b| pending[*a].account_id.cmp(&pending[*b].account_id));
         let view = self
             .population
             .view(self.config.detectors.volume_percentile);
@@ -85,7 +87,7 @@ impl Scorer {
             config: &detector_config,
         };
         let mut updates = Vec::new();
-        for summary in &pending {
+        for summary in order.into_iter().map(|i| &pending[i]) {
             if let Some(update) = self.score_account(summary, &context) {
                 updates.push(FindingUpdate::Account(update));
             }
@@ -132,7 +134,7 @@ impl Scorer {
             last_seen: summary.last_seen,
             events: summary.events,
             signals,
-            samples: summary.samples.clone(),
+            samples: summary.samples.to_vec(),
         };
         let changed = previous.is_none_or(|old| {
             old.severity != finding.severity

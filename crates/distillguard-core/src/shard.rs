@@ -22,6 +22,9 @@ pub fn shard_for(account: &AccountId, shards: usize) -> usize {
     (hash % shards.max(1) as u64) as usize
 }
 
+/// Bytes of one map entry: the id's `String` header and the box pointer.
+const MAP_ENTRY_BYTES: usize = 32;
+
 /// A shard's answer to a tick.
 #[derive(Debug, Clone, Default)]
 pub struct ShardReport {
@@ -47,7 +50,9 @@ pub struct Shard {
     config: EngineConfig,
     shard_count: usize,
     max_accounts: usize,
-    accounts: HashMap<AccountId, AccountState, ahash::RandomState>,
+    /// Boxed: the table then holds 32-byte entries, so its spare capacity (up to half the table
+    /// after a resize) costs bytes, not kilobytes, per account.
+    accounts: HashMap<AccountId, Box<AccountState>, ahash::RandomState>,
     dirty: Vec<AccountId>,
 }
 
@@ -70,7 +75,7 @@ impl Shard {
             None => self
                 .accounts
                 .entry(event.account_id.clone())
-                .or_insert_with(|| AccountState::new(event.timestamp)),
+                .or_insert_with(|| Box::new(AccountState::new(event.timestamp))),
         };
         if !state.dirty {
             state.dirty = true;
@@ -156,13 +161,14 @@ impl Shard {
         self.accounts
             .get(account)
             .map(|s| std::mem::size_of::<AccountState>() + s.heap_bytes_without_samples())
+            .map(|bytes| bytes + account.as_str().len() + MAP_ENTRY_BYTES)
     }
 
     pub fn checkpoint(&self) -> ShardCheckpoint {
         let mut accounts: Vec<(AccountId, AccountState)> = self
             .accounts
             .iter()
-            .map(|(id, s)| (id.clone(), s.clone()))
+            .map(|(id, s)| (id.clone(), AccountState::clone(s)))
             .collect();
         accounts.sort_by(|a, b| a.0.cmp(&b.0));
         ShardCheckpoint {
@@ -174,7 +180,12 @@ impl Shard {
 
     pub fn restore(config: EngineConfig, checkpoint: ShardCheckpoint) -> Self {
         let mut shard = Shard::new(config, checkpoint.shard_count);
-        shard.accounts.extend(checkpoint.accounts);
+        shard.accounts.extend(
+            checkpoint
+                .accounts
+                .into_iter()
+                .map(|(id, state)| (id, Box::new(state))),
+        );
         shard.dirty = checkpoint.dirty;
         shard
     }

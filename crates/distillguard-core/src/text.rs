@@ -16,7 +16,90 @@
 
 use std::sync::OnceLock;
 
-use crate::sketch::hash::{combine, stable_hash, Fnv};
+use crate::sketch::hash::{combine, mix64, stable_hash};
+
+const WORD_SEED: u64 = 0x243f_6a88_85a3_08d3;
+const WORD_MULTIPLIER: u64 = 0xff51_afd7_ed55_8ccd;
+
+/// Hash of one lowercased word: bytes are packed eight at a time into a `u64` and folded with one
+/// multiply per eight bytes (a per-byte multiply chain is the tokenizer's bottleneck otherwise).
+/// `const` so the built-in word lists hash exactly like the scanner.
+pub const fn word_hash(word: &[u8]) -> u64 {
+    let mut state = WordHasher::new();
+    let mut i = 0;
+    while i < word.len() {
+        state = state.push(word[i].to_ascii_lowercase());
+        i += 1;
+    }
+    state.finish()
+}
+
+#[derive(Clone, Copy)]
+struct WordHasher {
+    hash: u64,
+    pending: u64,
+    pending_len: u32,
+    len: u32,
+}
+
+impl WordHasher {
+    const fn new() -> Self {
+        Self {
+            hash: WORD_SEED,
+            pending: 0,
+            pending_len: 0,
+            len: 0,
+        }
+    }
+
+    #[inline(always)]
+    const fn push(mut self, byte: u8) -> Self {
+        self.pending = (self.pending << 8) | byte as u64;
+        self.pending_len += 1;
+        self.len += 1;
+        if self.pending_len == 8 {
+            self.hash = (self.hash ^ self.pending)
+                .wrapping_mul(WORD_MULTIPLIER)
+                .rotate_left(29);
+            self.pending = 0;
+            self.pending_len = 0;
+        }
+        self
+    }
+
+    #[inline(always)]
+    const fn finish(self) -> u64 {
+        mix64(self.hash ^ self.pending ^ ((self.len as u64) << 56))
+    }
+}
+
+/// A 2,048-bit filter in front of a sorted hash list: most words miss it and skip the search.
+struct HashSetFilter {
+    bits: [u64; 32],
+    sorted: Vec<u64>,
+}
+
+impl HashSetFilter {
+    fn new(mut hashes: Vec<u64>) -> Self {
+        hashes.sort_unstable();
+        hashes.dedup();
+        let mut bits = [0u64; 32];
+        for h in &hashes {
+            let bit = (h >> 53) as usize;
+            bits[bit / 64] |= 1 << (bit % 64);
+        }
+        Self {
+            bits,
+            sorted: hashes,
+        }
+    }
+
+    #[inline(always)]
+    fn contains(&self, hash: u64) -> bool {
+        let bit = (hash >> 53) as usize;
+        self.bits[bit / 64] & (1 << (bit % 64)) != 0 && self.sorted.binary_search(&hash).is_ok()
+    }
+}
 
 /// Bins of the near-duplicate signature.
 pub const SIGNATURE_BINS: usize = 8;
@@ -220,39 +303,32 @@ const REASONING_PAIRS: &[(&str, &str)] = &[
 ];
 
 struct WordLists {
-    non_topic: Vec<u64>,
-    reasoning_words: Vec<u64>,
-    reasoning_pairs: Vec<u64>,
+    non_topic: HashSetFilter,
+    reasoning_words: HashSetFilter,
+    reasoning_pairs: HashSetFilter,
 }
 
 fn word_lists() -> &'static WordLists {
     static LISTS: OnceLock<WordLists> = OnceLock::new();
-    LISTS.get_or_init(|| {
-        let sorted = |mut v: Vec<u64>| {
-            v.sort_unstable();
-            v.dedup();
-            v
-        };
-        WordLists {
-            non_topic: sorted(
-                NON_TOPIC_WORDS
-                    .iter()
-                    .map(|w| stable_hash(w.as_bytes()))
-                    .collect(),
-            ),
-            reasoning_words: sorted(
-                REASONING_WORDS
-                    .iter()
-                    .map(|w| stable_hash(w.as_bytes()))
-                    .collect(),
-            ),
-            reasoning_pairs: sorted(
-                REASONING_PAIRS
-                    .iter()
-                    .map(|(a, b)| combine(stable_hash(a.as_bytes()), stable_hash(b.as_bytes())))
-                    .collect(),
-            ),
-        }
+    LISTS.get_or_init(|| WordLists {
+        non_topic: HashSetFilter::new(
+            NON_TOPIC_WORDS
+                .iter()
+                .map(|w| word_hash(w.as_bytes()))
+                .collect(),
+        ),
+        reasoning_words: HashSetFilter::new(
+            REASONING_WORDS
+                .iter()
+                .map(|w| word_hash(w.as_bytes()))
+                .collect(),
+        ),
+        reasoning_pairs: HashSetFilter::new(
+            REASONING_PAIRS
+                .iter()
+                .map(|(a, b)| combine(word_hash(a.as_bytes()), word_hash(b.as_bytes())))
+                .collect(),
+        ),
     })
 }
 
@@ -289,8 +365,7 @@ pub fn prompt_features(text: &str) -> PromptFeatures {
             Some(prev) => combine(prev, hash),
             None => hash,
         };
-        if previous.is_some() && !reasoning && lists.reasoning_pairs.binary_search(&shingle).is_ok()
-        {
+        if previous.is_some() && !reasoning && lists.reasoning_pairs.contains(shingle) {
             reasoning = true;
         }
         let bin = (shingle as usize) % SIGNATURE_BINS;
@@ -298,10 +373,10 @@ pub fn prompt_features(text: &str) -> PromptFeatures {
         if value < signature[bin] {
             signature[bin] = value;
         }
-        if !reasoning && len >= 8 && lists.reasoning_words.binary_search(&hash).is_ok() {
+        if !reasoning && len >= 8 && lists.reasoning_words.contains(hash) {
             reasoning = true;
         }
-        let content = len >= 4 && !has_digit && lists.non_topic.binary_search(&hash).is_err();
+        let content = len >= 4 && !has_digit && !lists.non_topic.contains(hash);
         let slot_in_tail = (words as usize) % SUFFIX_WORDS;
         topic_before_suffix = topic_before_suffix.min(tail[slot_in_tail]);
         tail[slot_in_tail] = if content { hash } else { u64::MAX };
@@ -314,23 +389,20 @@ pub fn prompt_features(text: &str) -> PromptFeatures {
         previous = Some(hash);
     };
 
-    let mut fnv = Fnv::default();
-    let mut len = 0usize;
+    let mut hasher = WordHasher::new();
     let mut has_digit = false;
     for &byte in text.as_bytes() {
         if is_word_byte(byte) {
-            fnv.push(byte.to_ascii_lowercase());
-            len += 1;
+            hasher = hasher.push(byte.to_ascii_lowercase());
             has_digit |= byte.is_ascii_digit();
-        } else if len > 0 {
-            on_word(fnv.finish(), len, has_digit);
-            fnv = Fnv::default();
-            len = 0;
+        } else if hasher.len > 0 {
+            on_word(hasher.finish(), hasher.len as usize, has_digit);
+            hasher = WordHasher::new();
             has_digit = false;
         }
     }
-    if len > 0 {
-        on_word(fnv.finish(), len, has_digit);
+    if hasher.len > 0 {
+        on_word(hasher.finish(), hasher.len as usize, has_digit);
     }
 
     // The last SUFFIX_WORDS words in order, whatever the ring position.

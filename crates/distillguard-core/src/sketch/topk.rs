@@ -51,6 +51,16 @@ impl<K: Copy + Eq + Ord, const N: usize> FrequentItems<K, N> {
         items
     }
 
+    /// Share of the stream covered by the most frequent key (a lower bound); no allocation, so
+    /// it can run per event.
+    pub fn top1_share(&self) -> f64 {
+        if self.total == 0 {
+            return 0.0;
+        }
+        let top = self.items.iter().map(|(_, c)| *c).max().unwrap_or(0);
+        f64::from(top) / self.total as f64
+    }
+
     /// Share of the stream covered by the `k` most frequent keys (a lower bound).
     pub fn top_share(&self, k: usize) -> f64 {
         if self.total == 0 {
