@@ -44,6 +44,9 @@ pub struct EngineConfig {
     pub sample_prompt_chars: usize,
     /// Risk below which an account gets no finding at all (keeps the findings map small).
     pub report_min_score: f64,
+    /// Findings keep the score and evidence of their worst moment (true) or follow the latest
+    /// scoring (false, for tuning: the report then shows where every account ended).
+    pub findings_keep_peak: bool,
     /// Detector settings (`docs/detectors.md`).
     pub detectors: DetectorConfig,
 }
@@ -59,6 +62,7 @@ impl Default for EngineConfig {
             sample_prompts: 5,
             sample_prompt_chars: 300,
             report_min_score: 0.3,
+            findings_keep_peak: true,
             detectors: DetectorConfig::default(),
         }
     }

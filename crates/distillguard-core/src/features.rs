@@ -14,7 +14,7 @@ use crate::engine::EngineConfig;
 use crate::event::{AccountId, ApiEvent, ModelName};
 use crate::finding::SamplePrompt;
 use crate::sketch::{fast_hash, DistinctCounter, FrequentItems, LinearCounter};
-use crate::text::{demands_reasoning, prompt_features, PromptFeatures, SIGNATURE_BINS};
+use crate::text::{demands_reasoning, prompt_features, FrameWords, PromptFeatures, SIGNATURE_BINS};
 use crate::time::EventTime;
 
 const HOURS: usize = 24;
@@ -28,8 +28,53 @@ const QUIET_DAYS: usize = 7;
 const SESSION_GAP_MS: i64 = 30 * EventTime::MINUTE;
 /// Half-life of the per-model recent traffic counters.
 pub const MODEL_HALF_LIFE_MS: f64 = 3.0 * EventTime::HOUR as f64;
+/// Subject words per vocabulary window: bounded so that the distinct counter never saturates
+/// and a long-lived account is judged on its recent language, not its lifetime.
+const VOCABULARY_WINDOW_WORDS: u64 = 4_000;
+/// Below this many subject words richness is not measured.
+pub const MIN_VOCABULARY_WORDS: u64 = 80;
+
+/// How many different subject words an account uses for how many it sends (topic spread).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Vocabulary {
+    words: u64,
+    distinct: LinearCounter<32>,
+    previous: Option<f64>,
+}
+
+impl Vocabulary {
+    fn insert(&mut self, word: u32) {
+        if self.words >= VOCABULARY_WINDOW_WORDS {
+            self.previous = self.current();
+            self.words = 0;
+            self.distinct = LinearCounter::default();
+        }
+        self.words += 1;
+        self.distinct.insert(crate::sketch::mix64(u64::from(word)));
+    }
+
+    fn current(&self) -> Option<f64> {
+        if self.words < MIN_VOCABULARY_WORDS {
+            return None;
+        }
+        let distinct = self.distinct.estimate().max(1.0);
+        Some(distinct.ln() / (self.words as f64).ln())
+    }
+
+    fn richness(&self) -> Option<f64> {
+        match (self.current(), self.previous) {
+            (Some(c), _)
+                if self.words >= VOCABULARY_WINDOW_WORDS / 4 || self.previous.is_none() =>
+            {
+                Some(c)
+            }
+            (_, Some(p)) => Some(p),
+            (c, None) => c,
+        }
+    }
+}
 /// Estimated bigram Jaccard at which a prompt counts as an edited re-send of a recent one.
-const EDIT_SIMILARITY: f64 = 0.6;
+const EDIT_SIMILARITY: f64 = 0.8;
 /// One skeleton end covering this share of prompts makes the account "templated" ...
 const TEMPLATE_SHARE: f64 = 0.5;
 /// ... once it has sent this many prompts.
@@ -239,8 +284,8 @@ pub struct AccountState {
     quiet: QuietGaps,
     prompts: u64,
     distinct_prompts: DistinctCounter,
-    topic_prompts: u64,
-    topics: LinearCounter<32>,
+    vocabulary: Vocabulary,
+    frame: FrameWords,
     prefixes: FrequentItems<u64, 6>,
     suffixes: FrequentItems<u64, 6>,
     recent: Vec<RecentPrompt>,
@@ -296,8 +341,8 @@ impl AccountState {
             },
             prompts: 0,
             distinct_prompts: DistinctCounter::new(),
-            topic_prompts: 0,
-            topics: LinearCounter::default(),
+            vocabulary: Vocabulary::default(),
+            frame: FrameWords::default(),
             prefixes: FrequentItems::default(),
             suffixes: FrequentItems::default(),
             recent: Vec::new(),
@@ -410,22 +455,15 @@ impl AccountState {
         self.distinct_prompts.insert(features.fingerprint);
         self.prefixes.insert(features.prefix_key);
         self.suffixes.insert(features.suffix_key);
-        // Once one end of the prompts is a template, its words are not the topic: take the
-        // topic from the variable part only (the "masked" skeleton).
-        let (prefix_share, suffix_share) = (self.prefixes.top1_share(), self.suffixes.top1_share());
-        let templated = self.prompts >= TEMPLATE_MIN_PROMPTS
-            && (prefix_share >= TEMPLATE_SHARE || suffix_share >= TEMPLATE_SHARE);
-        let topic = if !templated {
-            features.topic
-        } else if prefix_share >= suffix_share {
-            features.topic_after_prefix
-        } else {
-            features.topic_before_suffix
-        };
-        if let Some(topic) = topic {
-            self.topic_prompts += 1;
-            self.topics.insert(topic);
+        for word in &features.content[..features.content_len as usize] {
+            if !self.frame.is_frame(*word) {
+                self.vocabulary.insert(*word);
+            }
         }
+        self.frame.observe(&features);
+        let templated = self.prompts >= TEMPLATE_MIN_PROMPTS
+            && (self.prefixes.top1_share() >= TEMPLATE_SHARE
+                || self.suffixes.top1_share() >= TEMPLATE_SHARE);
         if features.reasoning {
             self.reasoning_prompts += 1;
         }
@@ -607,8 +645,8 @@ impl AccountState {
             gaps: self.gaps.count,
             prompts: self.prompts,
             distinct_prompts: self.distinct_prompts.estimate().round() as u64,
-            topic_prompts: self.topic_prompts,
-            distinct_topics: self.topics.estimate().round() as u64,
+            vocabulary_richness: self.vocabulary.richness(),
+            subject_words: self.vocabulary.words,
             skeleton_prefixes: self.prefixes.top().into_iter().take(3).collect(),
             skeleton_suffixes: self.suffixes.top().into_iter().take(3).collect(),
             exact_repeats: self.exact_repeats,
@@ -712,8 +750,10 @@ pub struct AccountSummary {
     pub gaps: u64,
     pub prompts: u64,
     pub distinct_prompts: u64,
-    pub topic_prompts: u64,
-    pub distinct_topics: u64,
+    /// Herdan's C (log distinct / log total) of the subject words of the current (or, while it
+    /// is young, the previous) vocabulary window; `None` below `MIN_VOCABULARY_WORDS` words.
+    pub vocabulary_richness: Option<f64>,
+    pub subject_words: u64,
     /// Most frequent skeleton keys (linker: shared templates) with lower-bound counts.
     pub skeleton_prefixes: Vec<(u64, u32)>,
     pub skeleton_suffixes: Vec<(u64, u32)>,
@@ -756,11 +796,6 @@ impl AccountSummary {
     /// Share of prompts whose normalised text is new to the account (HLL estimate, capped at 1).
     pub fn distinct_ratio(&self) -> f64 {
         self.share(self.distinct_prompts, self.prompts)
-    }
-
-    /// Share of prompts with content words that opened a new topic bucket.
-    pub fn topic_ratio(&self) -> f64 {
-        self.share(self.distinct_topics, self.topic_prompts)
     }
 
     pub fn resend_ratio(&self) -> f64 {

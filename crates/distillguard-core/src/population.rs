@@ -12,16 +12,18 @@
 use serde::{Deserialize, Serialize};
 
 /// Number of population metrics.
-pub const METRICS: usize = 3;
+pub const METRICS: usize = 4;
 /// Metric names, in index order.
 pub const METRIC_NAMES: [&str; METRICS] = [
     "requests_last_hour",
     "requests_24h",
     "completion_tokens_24h",
+    "completion_tokens_last_hour",
 ];
 pub const REQUESTS_HOUR: usize = 0;
 pub const REQUESTS_DAY: usize = 1;
 pub const TOKENS_DAY: usize = 2;
+pub const TOKENS_HOUR: usize = 3;
 /// Marker for "not in the histogram".
 pub const NO_BUCKET: u8 = u8::MAX;
 /// Four buckets per doubling: a percentile is read to within about 19 %.

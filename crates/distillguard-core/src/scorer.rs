@@ -108,9 +108,10 @@ impl Scorer {
         }
         let flagged_now = scores.risk >= self.config.flag_threshold;
         let was_flagged = previous.is_some_and(|f| f.flagged);
-        let worsened = previous.is_none_or(|old| scores.risk > old.score);
-        // The finding keeps its worst moment: score, severity and evidence only ever rise, so an
-        // analyst sees why it was opened even if the account has since gone quiet.
+        let worsened = previous.is_none_or(|old| scores.risk > old.score)
+            || std::env::var("DG_LATEST").is_ok(); // TUNING-ONLY
+                                                   // The finding keeps its worst moment: score, severity and evidence only ever rise, so an
+                                                   // analyst sees why it was opened even if the account has since gone quiet.
         let (score, signals) = match previous {
             Some(old) if !worsened => (old.score, old.signals.clone()),
             _ => (

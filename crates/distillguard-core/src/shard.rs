@@ -9,6 +9,7 @@ use crate::event::{AccountId, ApiEvent};
 use crate::features::{AccountState, AccountSummary};
 use crate::population::{
     bucket_of, PopulationDelta, METRICS, NO_BUCKET, REQUESTS_DAY, REQUESTS_HOUR, TOKENS_DAY,
+    TOKENS_HOUR,
 };
 use crate::time::EventTime;
 
@@ -99,11 +100,10 @@ impl Shard {
                 summary.events_last_hour,
                 summary.events_last_24h,
                 summary.completion_tokens_last_24h,
+                summary.completion_tokens_last_hour,
             ];
-            for (metric, value) in [REQUESTS_HOUR, REQUESTS_DAY, TOKENS_DAY]
-                .into_iter()
-                .zip(values)
-            {
+            let metrics = [REQUESTS_HOUR, REQUESTS_DAY, TOKENS_DAY, TOKENS_HOUR];
+            for (metric, value) in metrics.into_iter().zip(values) {
                 let new = bucket_of(value);
                 population.record(metric, state.population_buckets[metric], new);
                 state.population_buckets[metric] = new;

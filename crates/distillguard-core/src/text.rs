@@ -9,12 +9,14 @@
 //!   fixed while the variable part changes; see `docs/detectors.md` ("templating").
 //! - `signature`: one-permutation MinHash (8 bins) over word bigrams, for "edited re-send"
 //!   detection (two prompts sharing at least half their bins are near-duplicates).
-//! - `topic`: the minimum hash over content words (4+ letters, not a function or instruction
-//!   word): a one-hash MinHash / LSH bucket, so two prompts share a topic bucket with probability
-//!   equal to the Jaccard similarity of their content words.
+//! - `content`: hashes of the subject words (4+ letters, not a function or instruction word),
+//!   from which the account measures vocabulary richness, leaving out its own frame words (see
+//!   [`FrameWords`]).
 //! - `reasoning`: the prompt asks for step-by-step or complete reasoning.
 
 use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
 
 use crate::sketch::hash::{combine, mix64, stable_hash};
 
@@ -114,12 +116,83 @@ pub struct PromptFeatures {
     pub prefix_key: u64,
     pub suffix_key: u64,
     pub signature: [u16; SIGNATURE_BINS],
-    pub topic: Option<u64>,
-    /// `topic` ignoring the first `PREFIX_WORDS` words (the account's template opens them).
-    pub topic_after_prefix: Option<u64>,
-    /// `topic` ignoring the last `SUFFIX_WORDS` words (the account's template closes them).
-    pub topic_before_suffix: Option<u64>,
     pub reasoning: bool,
+    /// Content-word hashes (first `MAX_CONTENT_WORDS`), for the account's frame-word counts.
+    pub content: [u32; MAX_CONTENT_WORDS],
+    pub content_len: u8,
+}
+
+/// Content words of one prompt fed back into the account's frame-word counts.
+pub const MAX_CONTENT_WORDS: usize = 24;
+const FRAME_SLOTS: usize = 128;
+/// Prompts an account must have sent before its frequent words count as frame words.
+const FRAME_MIN_PROMPTS: u32 = 8;
+
+/// Per-account word counts that find the account's own "frame" (template) words: a direct-mapped
+/// table of 128 counters over content-word hashes. A word in at least half the account's prompts
+/// is frame, not topic. Unrelated words sharing a slot add noise of about (content words per
+/// prompt / 128) per prompt, far below one half.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameWords {
+    #[serde(with = "slots")]
+    counts: [u16; FRAME_SLOTS],
+    prompts: u32,
+}
+
+impl Default for FrameWords {
+    fn default() -> Self {
+        Self {
+            counts: [0; FRAME_SLOTS],
+            prompts: 0,
+        }
+    }
+}
+
+impl FrameWords {
+    #[inline]
+    pub fn is_frame(&self, word: u32) -> bool {
+        self.prompts >= FRAME_MIN_PROMPTS
+            && u32::from(self.counts[word as usize % FRAME_SLOTS]) * 2 >= self.prompts
+    }
+
+    /// Counts one prompt's content words (each distinct slot once per prompt).
+    pub fn observe(&mut self, features: &PromptFeatures) {
+        if self.prompts >= u32::from(u16::MAX) / 2 {
+            // Halving keeps every ratio and bounds the counters.
+            for count in &mut self.counts {
+                *count /= 2;
+            }
+            self.prompts /= 2;
+        }
+        self.prompts += 1;
+        let mut seen = [false; FRAME_SLOTS];
+        for word in &features.content[..features.content_len as usize] {
+            let slot = *word as usize % FRAME_SLOTS;
+            if !seen[slot] {
+                seen[slot] = true;
+                self.counts[slot] += 1;
+            }
+        }
+    }
+}
+
+mod slots {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        counts: &[u16; super::FRAME_SLOTS],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        counts.as_slice().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<[u16; super::FRAME_SLOTS], D::Error> {
+        Vec::<u16>::deserialize(d)?
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("frame-word table has the wrong size"))
+    }
 }
 
 impl PromptFeatures {
@@ -345,11 +418,8 @@ pub fn prompt_features(text: &str) -> PromptFeatures {
     let mut prefix_key = 0u64;
     let mut suffix = [0u64; SUFFIX_WORDS];
     let mut signature = [u16::MAX; SIGNATURE_BINS];
-    let mut topic: Option<u64> = None;
-    let mut topic_after_prefix: Option<u64> = None;
-    // Content words of the last SUFFIX_WORDS words wait here before joining the running minimum.
-    let mut tail: [u64; SUFFIX_WORDS] = [u64::MAX; SUFFIX_WORDS];
-    let mut topic_before_suffix = u64::MAX;
+    let mut content = [0u32; MAX_CONTENT_WORDS];
+    let mut content_len = 0usize;
     let mut reasoning = false;
     let mut previous: Option<u64> = None;
 
@@ -376,14 +446,11 @@ pub fn prompt_features(text: &str) -> PromptFeatures {
         if !reasoning && len >= 8 && lists.reasoning_words.contains(hash) {
             reasoning = true;
         }
-        let content = len >= 4 && !has_digit && !lists.non_topic.contains(hash);
-        let slot_in_tail = (words as usize) % SUFFIX_WORDS;
-        topic_before_suffix = topic_before_suffix.min(tail[slot_in_tail]);
-        tail[slot_in_tail] = if content { hash } else { u64::MAX };
-        if content {
-            topic = Some(topic.map_or(hash, |t: u64| t.min(hash)));
-            if (words as usize) > PREFIX_WORDS {
-                topic_after_prefix = Some(topic_after_prefix.map_or(hash, |t: u64| t.min(hash)));
+        if len >= 4 && !has_digit && !lists.non_topic.contains(hash) {
+            let short = (hash >> 32) as u32;
+            if content_len < MAX_CONTENT_WORDS {
+                content[content_len] = short;
+                content_len += 1;
             }
         }
         previous = Some(hash);
@@ -419,10 +486,9 @@ pub fn prompt_features(text: &str) -> PromptFeatures {
         prefix_key,
         suffix_key,
         signature,
-        topic,
-        topic_after_prefix,
-        topic_before_suffix: (topic_before_suffix != u64::MAX).then_some(topic_before_suffix),
         reasoning,
+        content,
+        content_len: content_len as u8,
     }
 }
 
@@ -505,26 +571,31 @@ mod tests {
     }
 
     #[test]
-    fn topic_ignores_task_words_so_same_subject_prompts_collide() {
-        let a = prompt_features("Explain photosynthesis");
-        let b = prompt_features("Describe photosynthesis");
-        assert_eq!(a.topic, b.topic);
-        assert_eq!(prompt_features("What is the answer?").topic, None);
+    fn content_words_skip_function_and_task_words_and_numbers() {
+        let f = prompt_features("Explain the photosynthesis of 42 desert plants in detail");
+        let expected: Vec<u32> = ["photosynthesis", "desert", "plants"]
+            .iter()
+            .map(|w| (word_hash(w.as_bytes()) >> 32) as u32)
+            .collect();
+        assert_eq!(&f.content[..f.content_len as usize], expected.as_slice());
     }
 
     #[test]
-    fn topic_can_skip_the_template_ends() {
-        let a = prompt_features("Explain quantum tunnelling to a child");
-        let b =
-            prompt_features("Explain quantum tunnelling to a child, briefly please, and kindly");
-        let fill = prompt_features("quantum tunnelling");
-        // The suffix words are dropped from `topic_before_suffix`.
-        assert_eq!(
-            a.topic_before_suffix,
-            prompt_features("Explain quantum tunnelling").topic
-        );
-        assert!(b.topic_before_suffix.is_some());
-        let c = prompt_features("Write a story about quantum tunnelling");
-        assert_eq!(c.topic_after_prefix, fill.topic);
+    fn words_in_half_an_accounts_prompts_become_frame_words() {
+        let mut frame = FrameWords::default();
+        let template = |fill: &str| format!("Route this support ticket to billing: {fill}");
+        for i in 0..20 {
+            frame.observe(&prompt_features(&template(&crate::detect::testing::word(
+                i,
+            ))));
+        }
+        let is_frame = |w: &str| frame.is_frame((word_hash(w.as_bytes()) >> 32) as u32);
+        assert!(is_frame("route") && is_frame("ticket") && is_frame("billing"));
+        // Other words only look like frame words when they share a slot (3 of 128 here).
+        let collisions = (0..100)
+            .filter(|i| is_frame(&crate::detect::testing::word(10_000 + i)))
+            .count();
+        assert!(collisions <= 8, "{collisions}");
+        assert!(!FrameWords::default().is_frame((word_hash(b"route") >> 32) as u32));
     }
 }

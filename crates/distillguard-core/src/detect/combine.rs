@@ -8,8 +8,13 @@
 //!
 //! ```text
 //! pressure = noisy_or(volume, elicitation, model_pivot, 0.5·automation, 0.5·templating)
-//! risk     = sqrt(coverage × pressure)
+//! yield    = ramp(mean completion tokens, 30, 150)     (1 when completions are not reported)
+//! risk     = sqrt(coverage × pressure) × yield
 //! ```
+//!
+//! The yield factor encodes what is harvested: answers. Classification, routing and extraction
+//! pipelines and benchmark runs get a label, a letter or a short record back — broad prompts, no
+//! training text.
 //!
 //! The geometric mean keeps the score on the detectors' own scale (both at 0.8 → 0.8) while
 //! letting a weak side pull it down (coverage 0.2, pressure 1.0 → 0.45). The engine flags at
@@ -38,6 +43,26 @@ pub struct Scores {
     pub risk: f64,
     pub coverage: f64,
     pub pressure: f64,
+    pub output_yield: f64,
+}
+
+/// Mean completion tokens below which an account's answers are not worth harvesting, and at
+/// which they fully are.
+const YIELD_LOW_TOKENS: f64 = 30.0;
+const YIELD_FULL_TOKENS: f64 = 150.0;
+
+/// Distillation harvests answers: an account whose answers are a label, a letter or a short
+/// extraction (classification and extraction pipelines, benchmark runs) yields nothing to train
+/// on, however broad its prompts. Unknown completion sizes do not reduce the risk.
+fn output_yield(account: &AccountSummary) -> f64 {
+    if account.completion_known == 0 {
+        return 1.0;
+    }
+    super::ramp(
+        account.mean_completion_tokens(),
+        YIELD_LOW_TOKENS,
+        YIELD_FULL_TOKENS,
+    )
 }
 
 /// The detectors plus their counters.
@@ -112,8 +137,10 @@ impl DetectorSuite {
             0.5 * values[AUTOMATION],
             0.5 * values[TEMPLATING],
         ]);
+        let output_yield = output_yield(account);
         Scores {
-            risk: (coverage * pressure).sqrt(),
+            risk: (coverage * pressure).sqrt() * output_yield,
+            output_yield,
             values,
             coverage,
             pressure,
@@ -141,8 +168,8 @@ impl DetectorSuite {
             score: super::round4(scores.risk),
             evidence: Evidence {
                 summary: format!(
-                    "risk = sqrt(coverage {:.2} × pressure {:.2}) = {:.2}; strongest pressure: {}",
-                    scores.coverage, scores.pressure, scores.risk, strongest
+                    "risk = sqrt(coverage {:.2} × pressure {:.2}) × output yield {:.2} = {:.2}; strongest pressure: {}",
+                    scores.coverage, scores.pressure, scores.output_yield, scores.risk, strongest
                 ),
                 measurements: vec![
                     Measurement {
@@ -158,6 +185,13 @@ impl DetectorSuite {
                         threshold: None,
                         baseline: None,
                         window: None,
+                    },
+                    Measurement {
+                        name: "output_yield".to_owned(),
+                        value: super::round4(scores.output_yield),
+                        threshold: Some(YIELD_FULL_TOKENS),
+                        baseline: None,
+                        window: Some("lifetime mean completion tokens".to_owned()),
                     },
                 ],
             },

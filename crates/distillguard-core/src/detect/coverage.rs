@@ -6,9 +6,13 @@
 //! account:
 //! - distinct ratio: HLL++ distinct normalised prompts / prompts (0.8 → 0, 0.93 → 1; the HLL's
 //!   3 % error keeps the upper end below 1);
-//! - topic spread: distinct topic buckets / prompts with content words (0.35 → 0, 0.75 → 1);
-//!   a bucket is a one-hash MinHash over the prompt's content words (LSH with one band of one
-//!   row), so two prompts share it with probability equal to their word-set Jaccard similarity;
+//! - topic spread: vocabulary richness, Herdan's C = ln(distinct subject words) / ln(subject
+//!   words) over a window of 20,000 subject words (0.62 → 0, 0.75 → 1). Subject words leave out
+//!   function words, task verbs and the account's own frame words (words in half its prompts),
+//!   so a template's fixed wording does not count. An app or batch job fills its template from a
+//!   vocabulary of a few dozen words and its richness falls as it grows; a harvester keeps
+//!   bringing new words. Herdan's C is used because, unlike distinct/total, it stays roughly
+//!   level as a text grows;
 //! - re-sends: exact or edited repeats among the last 8 prompts (2 % → no penalty, 12 % → 0);
 //! - single-turn share among requests with a known message count (0.6 → 0, 0.95 → 1); unknown
 //!   message counts count as 0.8 confidence.
@@ -20,6 +24,10 @@ use crate::features::AccountSummary;
 use crate::finding::Evidence;
 
 pub struct Coverage;
+
+/// Herdan's C of subject words at which the topic factor starts and saturates.
+const RICHNESS_LOW: f64 = 0.55;
+const RICHNESS_HIGH: f64 = 0.64;
 
 struct Parts {
     confidence: f64,
@@ -35,7 +43,7 @@ struct Parts {
 
 fn parts(account: &AccountSummary, context: &Context<'_>) -> Parts {
     let distinct = account.distinct_ratio();
-    let topics = account.topic_ratio();
+    let topics = account.vocabulary_richness.unwrap_or(0.0);
     let resend = account.resend_ratio();
     let single = account.single_turn_share();
     Parts {
@@ -45,7 +53,7 @@ fn parts(account: &AccountSummary, context: &Context<'_>) -> Parts {
         resend,
         single,
         distinct_f: ramp(distinct, 0.8, 0.93),
-        topics_f: ramp(topics, 0.35, 0.75),
+        topics_f: ramp(topics, RICHNESS_LOW, RICHNESS_HIGH),
         resend_f: 1.0 - ramp(resend, 0.02, 0.12),
         single_f: single.map_or(0.8, |s| ramp(s, 0.6, 0.95)),
     }
@@ -69,16 +77,17 @@ impl Detector for Coverage {
         );
         Evidence {
             summary: format!(
-                "{} prompts: {:.0}% distinct, {:.0}% new topics, {:.1}% re-sent or edited, {}; score {score:.2}",
+                "{} prompts: {:.0}% distinct, vocabulary richness {:.2} over {} subject words, {:.1}% re-sent or edited, {}; score {score:.2}",
                 account.prompts,
                 p.distinct * 100.0,
-                p.topics * 100.0,
+                p.topics,
+                account.subject_words,
                 p.resend * 100.0,
                 single
             ),
             measurements: vec![
                 measurement("distinct_prompt_ratio", p.distinct, Some(0.93), None, "lifetime"),
-                measurement("topic_spread", p.topics, Some(0.75), None, "lifetime"),
+                measurement("vocabulary_richness", p.topics, Some(RICHNESS_HIGH), None, "last 20k subject words"),
                 measurement("resend_ratio", p.resend, Some(0.02), None, "last 8 prompts, rolling"),
                 measurement("single_turn_share", p.single.unwrap_or(f64::NAN).max(0.0), Some(0.95), None, "lifetime"),
                 measurement("prompts", account.prompts as f64, Some(context.config.min_prompts as f64), None, "lifetime"),

@@ -38,6 +38,7 @@ pub struct DetectorConfig {
     pub min_requests_last_hour: f64,
     pub min_requests_24h: f64,
     pub min_completion_tokens_24h: f64,
+    pub min_completion_tokens_last_hour: f64,
     /// Prompts needed before the text-based detectors speak with full confidence.
     pub min_prompts: u64,
     /// A model first seen this long after the engine started is "newly released".
@@ -52,13 +53,14 @@ impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
             volume_percentile: 0.9,
-            volume_multiplier: 3.0,
+            volume_multiplier: 1.0,
             min_population: 30,
             min_requests_last_hour: 120.0,
             min_requests_24h: 1_000.0,
             min_completion_tokens_24h: 400_000.0,
-            min_prompts: 60,
-            model_warmup_ms: 24 * EventTime::HOUR,
+            min_completion_tokens_last_hour: 40_000.0,
+            min_prompts: 40,
+            model_warmup_ms: 6 * EventTime::HOUR,
             new_model_window_ms: 7 * EventTime::DAY,
             fire_threshold: 0.5,
         }
@@ -231,6 +233,7 @@ pub(crate) mod testing {
             );
             d.record(REQUESTS_DAY, NO_BUCKET, bucket_of(requests_day * jitter));
             d.record(TOKENS_DAY, NO_BUCKET, bucket_of(tokens_day * jitter));
+            d.record(TOKENS_HOUR, NO_BUCKET, bucket_of(tokens_day * jitter / 12));
         }
         p.apply(&d);
         p.view(0.99)

@@ -1,15 +1,16 @@
 //! Volume: requests and completion tokens against the population (robust percentiles).
 //!
-//! Three windows, each compared with a multiple (3×) of a high percentile (p90) of all tracked
-//! accounts, floored by a fixed minimum so that a small or quiet population does not make a
-//! modest account look big (below 30 accounts only the floor applies): requests in the current and previous hour (catches a bulk campaign
-//! within its first hour), requests in 24 hours, completion tokens in 24 hours (the harvested
-//! text itself). The score rises on a log scale: at the baseline it is 1/3, at 4× it is 1.
+//! Four windows, each compared with a high percentile (p90, times a configurable multiplier,
+//! 1 by default) of all tracked accounts, floored by a fixed minimum so that a small or quiet
+//! population does not make a modest account look big (below 30 accounts only the floor
+//! applies): requests and completion tokens in the current and previous hour (catch a bulk
+//! campaign within its first hour), requests and completion tokens in 24 hours. Completion
+//! tokens are the harvested text itself. The score rises on a log scale: at the baseline it is 1/3, at 4× it is 1.
 
 use super::{measurement, ramp, Context, Detector};
 use crate::features::AccountSummary;
 use crate::finding::Evidence;
-use crate::population::{REQUESTS_DAY, REQUESTS_HOUR, TOKENS_DAY};
+use crate::population::{REQUESTS_DAY, REQUESTS_HOUR, TOKENS_DAY, TOKENS_HOUR};
 
 pub struct Volume;
 
@@ -31,7 +32,7 @@ impl Window {
     }
 }
 
-fn windows(account: &AccountSummary, context: &Context<'_>) -> [Window; 3] {
+fn windows(account: &AccountSummary, context: &Context<'_>) -> [Window; 4] {
     let p = context.population;
     let c = context.config;
     let high = |metric: usize| {
@@ -55,6 +56,13 @@ fn windows(account: &AccountSummary, context: &Context<'_>) -> [Window; 3] {
             value: account.events_last_24h as f64,
             baseline: high(REQUESTS_DAY).max(c.min_requests_24h),
             median: p.median[REQUESTS_DAY],
+        },
+        Window {
+            name: "completion_tokens",
+            window: "1h",
+            value: account.completion_tokens_last_hour as f64,
+            baseline: high(TOKENS_HOUR).max(c.min_completion_tokens_last_hour),
+            median: p.median[TOKENS_HOUR],
         },
         Window {
             name: "completion_tokens",
@@ -83,17 +91,17 @@ impl Detector for Volume {
         let top = windows
             .iter()
             .max_by(|a, b| a.score().total_cmp(&b.score()))
-            .expect("three windows");
+            .expect("four windows");
         Evidence {
             summary: format!(
                 "{:.0} {} in {} vs baseline {:.0} ({}× p{:.0} of {} accounts, or the floor; median {:.0}); score {:.2}",
                 top.value,
                 top.name.replace('_', " "),
                 top.window,
+                top.baseline,
                 context.config.volume_multiplier,
                 context.population.percentile * 100.0,
                 context.population.accounts[REQUESTS_DAY],
-                top.baseline,
                 top.median,
                 score
             ),
@@ -130,13 +138,14 @@ mod tests {
         let score = Volume.score(&account, &ctx);
         assert!(score > 0.95, "{score}");
         let evidence = Volume.evidence(&account, &ctx, score);
-        assert_eq!(evidence.measurements.len(), 3);
+        assert_eq!(evidence.measurements.len(), 4);
         assert_eq!(evidence.measurements[0].value, 3_000.0);
         assert!(
-            evidence.summary.contains("3000 requests in 1h"),
+            evidence.summary.contains(" in 1h vs baseline"),
             "{}",
             evidence.summary
         );
+        assert_eq!(evidence.measurements[2].value, 900_000.0);
     }
 
     #[test]
