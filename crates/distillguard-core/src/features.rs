@@ -31,8 +31,10 @@ pub const MODEL_HALF_LIFE_MS: f64 = 3.0 * EventTime::HOUR as f64;
 /// Subject words per vocabulary window: bounded so that the distinct counter never saturates
 /// and a long-lived account is judged on its recent language, not its lifetime.
 const VOCABULARY_WINDOW_WORDS: u64 = 4_000;
+/// How much Herdan's C falls per e-fold of text length (see `Vocabulary::current`).
+const RICHNESS_DRIFT_PER_E_FOLD: f64 = 0.05;
 /// Below this many subject words richness is not measured.
-pub const MIN_VOCABULARY_WORDS: u64 = 80;
+pub const MIN_VOCABULARY_WORDS: u64 = 60;
 
 /// How many different subject words an account uses for how many it sends (topic spread).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -53,14 +55,20 @@ impl Vocabulary {
         self.distinct.insert(crate::sketch::mix64(u64::from(word)));
     }
 
+    /// Herdan's C of the current window, length-corrected to a full window: C drifts down as a
+    /// text grows (by about 0.05 per e-fold of words, in the simulator's rich and narrow sources
+    /// alike), so a young window is compared as if it had reached `VOCABULARY_WINDOW_WORDS`.
     fn current(&self) -> Option<f64> {
         if self.words < MIN_VOCABULARY_WORDS {
             return None;
         }
+        let words = self.words as f64;
         let distinct = self.distinct.estimate().max(1.0);
-        Some(distinct.ln() / (self.words as f64).ln())
+        let drift = RICHNESS_DRIFT_PER_E_FOLD * (VOCABULARY_WINDOW_WORDS as f64 / words).ln();
+        Some(distinct.ln() / words.ln() - drift)
     }
 
+    /// The current window once it is a quarter full, the previous full window before that.
     fn richness(&self) -> Option<f64> {
         match (self.current(), self.previous) {
             (Some(c), _)
@@ -73,6 +81,7 @@ impl Vocabulary {
         }
     }
 }
+
 /// Estimated bigram Jaccard at which a prompt counts as an edited re-send of a recent one.
 const EDIT_SIMILARITY: f64 = 0.8;
 /// One skeleton end covering this share of prompts makes the account "templated" ...
@@ -696,8 +705,7 @@ impl AccountState {
             + self.system_prompts.heap_bytes()
             + self.ips.heap_bytes()
             + self.user_agents.heap_bytes();
-        // The HLL: dense registers once past the sparse phase (its sparse form is smaller).
-        DistinctCounter::dense_bytes() + recent + models + quiet + strings + frequent
+        self.distinct_prompts.heap_bytes() + recent + models + quiet + strings + frequent
     }
 }
 
@@ -751,7 +759,8 @@ pub struct AccountSummary {
     pub prompts: u64,
     pub distinct_prompts: u64,
     /// Herdan's C (log distinct / log total) of the subject words of the current (or, while it
-    /// is young, the previous) vocabulary window; `None` below `MIN_VOCABULARY_WORDS` words.
+    /// is young, the previous) vocabulary window, corrected to the length of a full window;
+    /// `None` below `MIN_VOCABULARY_WORDS` words.
     pub vocabulary_richness: Option<f64>,
     pub subject_words: u64,
     /// Most frequent skeleton keys (linker: shared templates) with lower-bound counts.

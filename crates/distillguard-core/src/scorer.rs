@@ -102,49 +102,52 @@ impl Scorer {
         context: &Context<'_>,
     ) -> Option<AccountFinding> {
         let scores = self.suite.score(summary, context);
-        let previous = self.findings.get(&summary.account_id);
-        if previous.is_none() && scores.risk < self.config.report_min_score {
-            return None;
-        }
         let flagged_now = scores.risk >= self.config.flag_threshold;
-        let was_flagged = previous.is_some_and(|f| f.flagged);
-        let worsened = previous.is_none_or(|old| scores.risk > old.score)
-            || std::env::var("DG_LATEST").is_ok(); // TUNING-ONLY
-                                                   // The finding keeps its worst moment: score, severity and evidence only ever rise, so an
-                                                   // analyst sees why it was opened even if the account has since gone quiet.
-        let (score, signals) = match previous {
-            Some(old) if !worsened => (old.score, old.signals.clone()),
-            _ => (
-                crate::detect::round4(scores.risk),
-                self.suite.signals(summary, context, &scores),
-            ),
+        let Some(finding) = self.findings.get_mut(&summary.account_id) else {
+            if scores.risk < self.config.report_min_score {
+                return None;
+            }
+            let score = crate::detect::round4(scores.risk);
+            let finding = AccountFinding {
+                account_id: summary.account_id.to_string(),
+                score,
+                severity: Severity::from_score(score),
+                flagged: flagged_now,
+                cluster_id: None,
+                first_flagged_at: flagged_now.then_some(summary.last_seen),
+                first_seen: summary.first_seen,
+                last_seen: summary.last_seen,
+                events: summary.events,
+                signals: self.suite.signals(summary, context, &scores),
+                samples: summary.samples.to_vec(),
+            };
+            self.findings
+                .insert(summary.account_id.clone(), finding.clone());
+            return Some(finding);
         };
-        let first_flagged_at = match previous.and_then(|f| f.first_flagged_at) {
-            Some(at) => Some(at),
-            None if flagged_now => Some(summary.last_seen),
-            None => None,
-        };
-        let finding = AccountFinding {
-            account_id: summary.account_id.to_string(),
-            score,
-            severity: Severity::from_score(score),
-            flagged: flagged_now || was_flagged,
-            cluster_id: None,
-            first_flagged_at,
-            first_seen: summary.first_seen,
-            last_seen: summary.last_seen,
-            events: summary.events,
-            signals,
-            samples: summary.samples.to_vec(),
-        };
-        let changed = previous.is_none_or(|old| {
-            old.severity != finding.severity
-                || old.flagged != finding.flagged
-                || finding.score - old.score >= SCORE_STEP
-        });
-        self.findings
-            .insert(summary.account_id.clone(), finding.clone());
-        changed.then_some(finding)
+        // Updated in place: an open finding is touched at every tick its account changes, and
+        // rebuilding its evidence each time would cost more than scoring.
+        let (old_score, old_severity, old_flagged) =
+            (finding.score, finding.severity, finding.flagged);
+        finding.first_seen = summary.first_seen;
+        finding.last_seen = summary.last_seen;
+        finding.events = summary.events;
+        // By default the finding keeps its worst moment: score, severity and evidence only ever
+        // rise, so an analyst sees why it was opened even if the account has since gone quiet.
+        if !self.config.findings_keep_peak || scores.risk > old_score {
+            finding.score = crate::detect::round4(scores.risk);
+            finding.severity = Severity::from_score(finding.score);
+            finding.signals = self.suite.signals(summary, context, &scores);
+            finding.samples = summary.samples.to_vec();
+        }
+        if flagged_now && !finding.flagged {
+            finding.flagged = true;
+            finding.first_flagged_at = Some(summary.last_seen);
+        }
+        let changed = finding.severity != old_severity
+            || finding.flagged != old_flagged
+            || finding.score - old_score >= SCORE_STEP;
+        changed.then(|| finding.clone())
     }
 
     pub fn tracked_accounts(&self) -> usize {

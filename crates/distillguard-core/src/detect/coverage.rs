@@ -7,7 +7,8 @@
 //! - distinct ratio: HLL++ distinct normalised prompts / prompts (0.8 → 0, 0.93 → 1; the HLL's
 //!   3 % error keeps the upper end below 1);
 //! - topic spread: vocabulary richness, Herdan's C = ln(distinct subject words) / ln(subject
-//!   words) over a window of 20,000 subject words (0.62 → 0, 0.75 → 1). Subject words leave out
+//!   words) over a window of 4,000 subject words, corrected for length while the window is
+//!   young (0.55 → 0, 0.63 → 1). Subject words leave out
 //!   function words, task verbs and the account's own frame words (words in half its prompts),
 //!   so a template's fixed wording does not count. An app or batch job fills its template from a
 //!   vocabulary of a few dozen words and its richness falls as it grows; a harvester keeps
@@ -27,7 +28,7 @@ pub struct Coverage;
 
 /// Herdan's C of subject words at which the topic factor starts and saturates.
 const RICHNESS_LOW: f64 = 0.55;
-const RICHNESS_HIGH: f64 = 0.64;
+const RICHNESS_HIGH: f64 = 0.63;
 
 struct Parts {
     confidence: f64,

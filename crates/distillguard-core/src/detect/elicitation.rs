@@ -46,7 +46,7 @@ fn parts(a: &AccountSummary) -> Parts {
             0.5 * ramp(mean_completion, 600.0, 1_500.0),
             0.3 * ramp(large_max, 0.5, 0.9),
         ],
-        confidence: ramp(a.events as f64, 5.0, 30.0),
+        confidence: ramp(a.events as f64, 5.0, 20.0),
     }
 }
 

@@ -1,9 +1,5 @@
 //! Stable 64-bit hashing: FNV-1a over bytes, finished with the SplitMix64 mixer.
 
-use std::hash::{BuildHasher, Hasher};
-
-use serde::{Deserialize, Serialize};
-
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0100_0000_01b3;
 
@@ -76,40 +72,6 @@ pub fn fast_hash(bytes: &[u8]) -> u64 {
 #[inline]
 pub const fn combine(a: u64, b: u64) -> u64 {
     mix64(a.rotate_left(17) ^ b.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-}
-
-/// `BuildHasher` for values that are already stable 64-bit hashes: `write_u64` re-mixes the value
-/// so that the HLL sees well-spread bits whatever the caller passes. Serialisable, so the
-/// `hyperloglogplus` sketch holding it can be checkpointed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StableBuildHasher;
-
-impl BuildHasher for StableBuildHasher {
-    type Hasher = StableHasher;
-
-    fn build_hasher(&self) -> StableHasher {
-        StableHasher(FNV_OFFSET)
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct StableHasher(u64);
-
-impl Hasher for StableHasher {
-    fn finish(&self) -> u64 {
-        mix64(self.0)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 ^= u64::from(*byte);
-            self.0 = self.0.wrapping_mul(FNV_PRIME);
-        }
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        self.0 = combine(self.0, value);
-    }
 }
 
 #[cfg(test)]

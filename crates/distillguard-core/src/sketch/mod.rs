@@ -10,6 +10,6 @@ pub mod hll;
 pub mod topk;
 
 pub use bitmap::LinearCounter;
-pub use hash::{combine, fast_hash, mix64, stable_hash, Fnv, StableBuildHasher};
+pub use hash::{combine, fast_hash, mix64, stable_hash, Fnv};
 pub use hll::DistinctCounter;
 pub use topk::FrequentItems;
