@@ -12,6 +12,8 @@ pub mod coverage;
 pub mod elicitation;
 pub mod pivot;
 pub mod templating;
+#[cfg(test)]
+mod traps;
 pub mod volume;
 
 use std::collections::BTreeMap;
