@@ -4,7 +4,7 @@
 //! asked twice, never followed up) from use (people re-ask, edit, follow up; apps and batch jobs
 //! stay on their narrow subject). Four factors multiply, so one human habit is enough to clear an
 //! account:
-//! - distinct ratio: HLL++ distinct normalised prompts / prompts (0.8 → 0, 0.93 → 1; the HLL's
+//! - distinct ratio: HyperLogLog distinct normalised prompts / prompts (0.8 → 0, 0.93 → 1; the HLL's
 //!   3 % error keeps the upper end below 1);
 //! - topic spread: vocabulary richness, Herdan's C = ln(distinct subject words) / ln(subject
 //!   words) over a window of 4,000 subject words, corrected for length while the window is

@@ -9,7 +9,7 @@
 //! - long outputs: mean completion tokens 600 → 0, 1,500 → 0.5;
 //! - `max_tokens` ≥ 4,096: 0.5 → 0, 0.9 → 0.3.
 //!
-//! Scaled by a request-count confidence (5 → 0, 30 → 1).
+//! Scaled by a request-count confidence (3 → 0, 12 → 1).
 
 use super::{measurement, noisy_or, ramp, Context, Detector};
 use crate::features::{AccountSummary, LARGE_MAX_TOKENS};
@@ -46,7 +46,7 @@ fn parts(a: &AccountSummary) -> Parts {
             0.5 * ramp(mean_completion, 600.0, 1_500.0),
             0.3 * ramp(large_max, 0.5, 0.9),
         ],
-        confidence: ramp(a.events as f64, 5.0, 20.0),
+        confidence: ramp(a.events as f64, 3.0, 12.0),
     }
 }
 

@@ -61,7 +61,7 @@ impl Default for DetectorConfig {
             min_requests_24h: 1_000.0,
             min_completion_tokens_24h: 400_000.0,
             min_completion_tokens_last_hour: 40_000.0,
-            min_prompts: 24,
+            min_prompts: 16,
             model_warmup_ms: 6 * EventTime::HOUR,
             new_model_window_ms: 7 * EventTime::DAY,
             fire_threshold: 0.5,
