@@ -482,6 +482,7 @@ mod tests {
             .find(|a| a.account_id == "harvest-bulk")
             .unwrap();
         assert!(bulk.flagged);
+        assert!(bulk.score >= EngineConfig::default().flag_threshold);
         assert!(bulk.first_flagged_at.unwrap() <= bulk.first_seen.plus_ms(EventTime::HOUR));
         assert_eq!(bulk.signals[0].detector, "combined");
         assert_eq!(bulk.signals.len(), 7);

@@ -134,7 +134,20 @@ impl Scorer {
         finding.events = summary.events;
         // By default the finding keeps its worst moment: score, severity and evidence only ever
         // rise, so an analyst sees why it was opened even if the account has since gone quiet.
-        if !self.config.findings_keep_peak || scores.risk > old_score {
+        // Evidence is rebuilt only on a material change (the same rule that emits an update):
+        // formatting it for every small rise would cost more than the scoring.
+        let risen = scores.risk - old_score >= SCORE_STEP
+            || Severity::from_score(scores.risk) > old_severity;
+        let moved = (scores.risk - old_score).abs() >= SCORE_STEP
+            || Severity::from_score(scores.risk) != old_severity;
+        let newly_flagged = flagged_now && !finding.flagged;
+        let refresh = newly_flagged
+            || if self.config.findings_keep_peak {
+                risen
+            } else {
+                moved
+            };
+        if refresh {
             finding.score = crate::detect::round4(scores.risk);
             finding.severity = Severity::from_score(finding.score);
             finding.signals = self.suite.signals(summary, context, &scores);

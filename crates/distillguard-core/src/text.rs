@@ -165,11 +165,11 @@ impl FrameWords {
             self.prompts /= 2;
         }
         self.prompts += 1;
-        let mut seen = [false; FRAME_SLOTS];
+        let mut seen = 0u128;
         for word in &features.content[..features.content_len as usize] {
             let slot = *word as usize % FRAME_SLOTS;
-            if !seen[slot] {
-                seen[slot] = true;
+            if seen & (1 << slot) == 0 {
+                seen |= 1 << slot;
                 self.counts[slot] += 1;
             }
         }
