@@ -505,6 +505,30 @@ mod tests {
     }
 
     #[test]
+    fn above_the_account_cap_the_least_recently_seen_are_evicted_and_counted() {
+        let config = EngineConfig {
+            max_tracked_accounts: 3,
+            ..EngineConfig::default()
+        };
+        let mut shard = Shard::new(config, 1);
+        let base = 1_764_000_000_000;
+        for (i, name) in ["e", "a", "d", "b", "c"].iter().enumerate() {
+            shard.observe(&event(name, base + i as i64 * 1_000));
+        }
+        let report = shard.tick(EventTime::from_epoch_ms(base + 10_000).unwrap());
+        assert_eq!(report.summaries.len(), 5);
+        assert_eq!((report.evicted, report.tracked), (2, 3));
+        let kept: Vec<AccountId> = shard
+            .checkpoint()
+            .accounts
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let names: Vec<&str> = kept.iter().map(AccountId::as_str).collect();
+        assert_eq!(names, ["b", "c", "d"]);
+    }
+
+    #[test]
     fn idle_accounts_are_evicted_by_event_time() {
         let config = EngineConfig {
             idle_eviction_ms: EventTime::HOUR,

@@ -140,8 +140,10 @@ impl Shard {
                 .iter()
                 .map(|(id, s)| (s.last_seen(), id.clone()))
                 .collect();
-            by_age.sort();
+            // The `excess` least recently seen, ties by id: a unique set whatever the map's
+            // iteration order, found in linear time (this runs at every tick while at the cap).
             let excess = self.accounts.len() - self.max_accounts;
+            by_age.select_nth_unstable(excess - 1);
             for (_, id) in by_age.into_iter().take(excess) {
                 if let Some(state) = self.accounts.remove(&id) {
                     leaving(&state);
