@@ -78,6 +78,10 @@ pub struct AccountState {
     quiet: QuietGaps,
     prompts: u64,
     distinct_prompts: DistinctCounter,
+    /// The sketch's estimate as of its last change (the estimate is a pass over 1,024 registers;
+    /// most ticks of a large account do not change the sketch).
+    #[serde(skip)]
+    distinct_estimate: Option<u64>,
     vocabulary: Vocabulary,
     frame: FrameWords,
     prefixes: FrequentItems<u64, 6>,
@@ -135,6 +139,7 @@ impl AccountState {
             },
             prompts: 0,
             distinct_prompts: DistinctCounter::new(),
+            distinct_estimate: None,
             vocabulary: Vocabulary::default(),
             frame: FrameWords::default(),
             prefixes: FrequentItems::default(),
@@ -246,7 +251,9 @@ impl AccountState {
             return;
         }
         self.prompts += 1;
-        self.distinct_prompts.insert(features.fingerprint);
+        if self.distinct_prompts.insert(features.fingerprint) {
+            self.distinct_estimate = None;
+        }
         self.prefixes.insert(features.prefix_key);
         self.suffixes.insert(features.suffix_key);
         for word in &features.content[..features.content_len as usize] {
@@ -438,7 +445,9 @@ impl AccountState {
             gap_cv: self.gaps.cv(),
             gaps: self.gaps.count,
             prompts: self.prompts,
-            distinct_prompts: self.distinct_prompts.estimate().round() as u64,
+            distinct_prompts: *self
+                .distinct_estimate
+                .get_or_insert_with(|| self.distinct_prompts.estimate().round() as u64),
             vocabulary_richness: self.vocabulary.richness(),
             subject_words: self.vocabulary.words,
             skeleton_prefixes: self.prefixes.top().into_iter().take(3).collect(),

@@ -48,22 +48,26 @@ impl DistinctCounter {
         DistinctCounter::Sparse(Vec::new())
     }
 
+    /// Adds a value; returns whether the sketch changed (so callers can cache the estimate,
+    /// which costs a pass over the registers).
     #[inline]
-    pub fn insert(&mut self, hash: u64) {
+    pub fn insert(&mut self, hash: u64) -> bool {
         let value = (hash >> 32) as u32;
         match self {
             DistinctCounter::Sparse(values) => {
-                if let Err(position) = values.binary_search(&value) {
-                    if values.len() < SPARSE_LIMIT {
-                        values.insert(position, value);
-                    } else {
-                        let mut registers = vec![0u8; REGISTERS].into_boxed_slice();
-                        for v in values.iter().chain(std::iter::once(&value)) {
-                            set_register(&mut registers, *v);
-                        }
-                        *self = DistinctCounter::Dense(registers);
+                let Err(position) = values.binary_search(&value) else {
+                    return false;
+                };
+                if values.len() < SPARSE_LIMIT {
+                    values.insert(position, value);
+                } else {
+                    let mut registers = vec![0u8; REGISTERS].into_boxed_slice();
+                    for v in values.iter().chain(std::iter::once(&value)) {
+                        set_register(&mut registers, *v);
                     }
+                    *self = DistinctCounter::Dense(registers);
                 }
+                true
             }
             DistinctCounter::Dense(registers) => set_register(registers, value),
         }
@@ -82,14 +86,14 @@ impl DistinctCounter {
         match other {
             DistinctCounter::Sparse(values) => {
                 for v in values {
-                    self.insert(u64::from(*v) << 32);
+                    let _ = self.insert(u64::from(*v) << 32);
                 }
             }
             DistinctCounter::Dense(theirs) => {
                 if let DistinctCounter::Sparse(values) = self {
                     let mut registers = vec![0u8; REGISTERS].into_boxed_slice();
                     for v in values.iter() {
-                        set_register(&mut registers, *v);
+                        let _ = set_register(&mut registers, *v);
                     }
                     *self = DistinctCounter::Dense(registers);
                 }
@@ -112,14 +116,16 @@ impl DistinctCounter {
 }
 
 #[inline]
-fn set_register(registers: &mut [u8], value: u32) {
+fn set_register(registers: &mut [u8], value: u32) -> bool {
     let index = (value >> RANK_BITS) as usize;
     // Rank = position of the first 1 in the remaining bits (1-based), capped at RANK_BITS + 1.
     let rest = value << PRECISION;
     let rank = (rest.leading_zeros().min(RANK_BITS) + 1) as u8;
-    if rank > registers[index] {
+    let raised = rank > registers[index];
+    if raised {
         registers[index] = rank;
     }
+    raised
 }
 
 /// Ertl (2017), improved raw estimator: α∞·m² / (m·σ(C₀/m) + Σₖ Cₖ·2⁻ᵏ + m·τ(1 − C_{q+1}/m)·2⁻q),
