@@ -1,5 +1,559 @@
+//! `distillguard bench`: drives a running server over HTTP with NDJSON batches and reports
+//! throughput, batch latency and the server's peak memory (see `docs/evaluation.md`).
+//!
+//! Loopback only, and bounded: it stops at `--duration-secs` or `--max-batches`, whichever
+//! comes first. The events are prepared before the clock starts; each pass over them shifts the
+//! timestamps forward and renames the request ids, so the server sees new, in-order traffic
+//! rather than duplicates or late events.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use distillguard_core::time::EventTime;
+use distillguard_sim::{simulate, PromptBook, Scenario, SimError};
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use serde::Serialize;
+use serde_json::Value;
+
 #[derive(clap::Args, Debug)]
-pub struct BenchArgs {}
-pub async fn run(_args: BenchArgs) -> anyhow::Result<()> {
+pub struct BenchArgs {
+    /// Base URL of the server; must be a loopback address.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Bearer token for `/v1/events`.
+    #[arg(long, env = "DISTILLGUARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// NDJSON traffic to send (gzipped or not); simulated in memory when absent.
+    #[arg(long)]
+    pub traffic: Option<PathBuf>,
+    /// Events to hold in memory (read from `--traffic` or simulated).
+    #[arg(long, default_value_t = 200_000)]
+    pub events: usize,
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    #[arg(long, default_value_t = 20.0)]
+    pub duration_secs: f64,
+    /// Hard cap on batches sent, whatever the duration.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_batches: u64,
+    /// Events per POST.
+    #[arg(long, default_value_t = 1_000)]
+    pub batch_size: usize,
+    /// Gzip each batch (`Content-Encoding: gzip`).
+    #[arg(long)]
+    pub gzip: bool,
+    /// Attempts per batch when the server answers 429/503.
+    #[arg(long, default_value_t = 8)]
+    pub max_retries: u32,
+    /// How often to scrape `/metrics` for `process_resident_memory_bytes`.
+    #[arg(long, default_value_t = 500)]
+    pub metrics_interval_ms: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One prepared event: its time and the rest of its JSON object, without `timestamp` and
+/// `request_id`, starting after the opening brace.
+struct Prepared {
+    timestamp_ms: i64,
+    tail: Vec<u8>,
+}
+
+fn prepare(value: Value) -> anyhow::Result<Prepared> {
+    let Value::Object(mut object) = value else {
+        bail!("an event must be a JSON object");
+    };
+    let timestamp: EventTime = serde_json::from_value(
+        object
+            .remove("timestamp")
+            .context("event without timestamp")?,
+    )?;
+    object.remove("request_id");
+    let rest = serde_json::to_vec(&Value::Object(object))?;
+    let tail = if rest.len() > 2 {
+        rest[1..].to_vec()
+    } else {
+        b"}".to_vec()
+    };
+    Ok(Prepared {
+        timestamp_ms: timestamp.epoch_ms(),
+        tail,
+    })
+}
+
+fn load_events(args: &BenchArgs) -> anyhow::Result<Vec<Prepared>> {
+    let mut events = Vec::with_capacity(args.events.min(1 << 20));
+    if let Some(path) = &args.traffic {
+        let mut reader = super::eval::open_maybe_gzip(path)?;
+        let mut line = String::new();
+        while events.len() < args.events {
+            line.clear();
+            if std::io::BufRead::read_line(&mut reader, &mut line)? == 0 {
+                break;
+            }
+            if !line.trim().is_empty() {
+                events.push(prepare(serde_json::from_str(&line)?)?);
+            }
+        }
+    } else {
+        let scenario = Scenario {
+            accounts: 500,
+            volume: 0.8,
+            ..Scenario::default()
+        };
+        let limit = args.events;
+        let _ = simulate(&scenario, &PromptBook::builtin(), |event| {
+            if events.len() < limit {
+                let value =
+                    serde_json::to_value(event).map_err(|e| SimError::Scenario(e.to_string()))?;
+                events.push(prepare(value).map_err(|e| SimError::Scenario(e.to_string()))?);
+            }
+            Ok::<(), SimError>(())
+        })?;
+    }
+    if events.is_empty() {
+        bail!("no events to send");
+    }
+    Ok(events)
+}
+
+/// Builds batch `index`: pass `index / batches_per_pass` over the events, shifted in time.
+fn build_batch(events: &[Prepared], batch_size: usize, index: u64, buffer: &mut Vec<u8>) -> usize {
+    let per_pass = events.len().div_ceil(batch_size) as u64;
+    let pass = index / per_pass;
+    let first = ((index % per_pass) as usize) * batch_size;
+    let span = events.last().map_or(0, |l| l.timestamp_ms) - events[0].timestamp_ms + 60_000;
+    let shift = span.max(60_000) * pass as i64;
+    buffer.clear();
+    let slice = &events[first..(first + batch_size).min(events.len())];
+    for (offset, event) in slice.iter().enumerate() {
+        let at = EventTime::from_epoch_ms(event.timestamp_ms + shift).unwrap_or_default();
+        let _ = write!(
+            buffer,
+            "{{\"timestamp\":\"{at}\",\"request_id\":\"bench-{pass}-{}\",",
+            first + offset
+        );
+        buffer.extend_from_slice(&event.tail);
+        buffer.push(b'\n');
+    }
+    slice.len()
+}
+
+/// Seconds from a `Retry-After` header (delta-seconds form only; dates fall back to backoff).
+fn retry_after(value: Option<&str>) -> Option<Duration> {
+    value?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// `process_resident_memory_bytes` from a Prometheus text exposition.
+fn resident_memory(metrics: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("process_resident_memory_bytes"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .next()
+}
+
+fn percentile_ms(sorted_us: &[u64], p: f64) -> Option<f64> {
+    if sorted_us.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted_us.len() as f64).ceil() as usize;
+    Some(sorted_us[rank.clamp(1, sorted_us.len()) - 1] as f64 / 1_000.0)
+}
+
+fn require_loopback(url: &reqwest::Url) -> anyhow::Result<()> {
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        bail!("bench only targets loopback addresses, not {url}");
+    }
     Ok(())
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct BenchResult {
+    pub url: String,
+    pub concurrency: usize,
+    pub batch_size: usize,
+    pub gzip: bool,
+    pub elapsed_secs: f64,
+    pub batches: u64,
+    pub events: u64,
+    pub events_per_sec: f64,
+    /// Uncompressed NDJSON megabytes (10^6) per second accepted by the server.
+    pub mb_per_sec: f64,
+    pub wire_mb_per_sec: f64,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    /// 429/503 answers that were retried.
+    pub throttled: u64,
+    /// Batches given up after `--max-retries` throttled attempts.
+    pub dropped_batches: u64,
+    pub errors: u64,
+    pub peak_rss_bytes: Option<f64>,
+    pub metrics_scrapes: u64,
+}
+
+#[derive(Default)]
+struct Tally {
+    batches: u64,
+    events: u64,
+    bytes: u64,
+    wire_bytes: u64,
+    throttled: u64,
+    dropped: u64,
+    errors: u64,
+    latencies_us: Vec<u64>,
+}
+
+struct Shared {
+    events: Vec<Prepared>,
+    next: AtomicU64,
+    client: reqwest::Client,
+    endpoint: reqwest::Url,
+    token: Option<String>,
+    batch_size: usize,
+    gzip: bool,
+    max_retries: u32,
+    max_batches: u64,
+    deadline: Instant,
+}
+
+async fn worker(shared: Arc<Shared>) -> Tally {
+    let mut tally = Tally::default();
+    let mut buffer = Vec::new();
+    while Instant::now() < shared.deadline {
+        let index = shared.next.fetch_add(1, Ordering::Relaxed);
+        if index >= shared.max_batches {
+            break;
+        }
+        let count = build_batch(&shared.events, shared.batch_size, index, &mut buffer);
+        let body = if shared.gzip {
+            let mut encoder =
+                GzEncoder::new(Vec::with_capacity(buffer.len() / 4), Compression::fast());
+            let _ = encoder.write_all(&buffer);
+            encoder.finish().unwrap_or_default()
+        } else {
+            buffer.clone()
+        };
+        let mut attempt = 0;
+        loop {
+            let mut request = shared
+                .client
+                .post(shared.endpoint.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
+                .body(body.clone());
+            if shared.gzip {
+                request = request.header(reqwest::header::CONTENT_ENCODING, "gzip");
+            }
+            if let Some(token) = &shared.token {
+                request = request.bearer_auth(token);
+            }
+            let started = Instant::now();
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(_) => {
+                    tally.errors += 1;
+                    break;
+                }
+            };
+            let status = response.status();
+            let wait = retry_after(
+                response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()),
+            );
+            let _ = response.bytes().await;
+            if status.is_success() {
+                tally
+                    .latencies_us
+                    .push(started.elapsed().as_micros() as u64);
+                tally.batches += 1;
+                tally.events += count as u64;
+                tally.bytes += buffer.len() as u64;
+                tally.wire_bytes += body.len() as u64;
+                break;
+            }
+            if status.as_u16() == 429 || status.as_u16() == 503 {
+                tally.throttled += 1;
+                attempt += 1;
+                if attempt >= shared.max_retries || Instant::now() >= shared.deadline {
+                    tally.dropped += 1;
+                    break;
+                }
+                let backoff = Duration::from_millis(50u64 << attempt.min(6));
+                let pause = wait.unwrap_or(backoff).min(Duration::from_secs(5));
+                tokio::time::sleep(
+                    pause.min(shared.deadline.saturating_duration_since(Instant::now())),
+                )
+                .await;
+                continue;
+            }
+            tally.errors += 1;
+            break;
+        }
+    }
+    tally
+}
+
+async fn scrape_memory(
+    client: reqwest::Client,
+    url: reqwest::Url,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> (Option<f64>, u64) {
+    let mut peak: Option<f64> = None;
+    let mut scrapes = 0;
+    loop {
+        if let Ok(response) = client.get(url.clone()).send().await {
+            if let Ok(text) = response.text().await {
+                if let Some(rss) = resident_memory(&text) {
+                    scrapes += 1;
+                    peak = Some(peak.map_or(rss, |p| p.max(rss)));
+                }
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            return (peak, scrapes);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Async: the binary runs it on a tokio runtime.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let base = reqwest::Url::parse(&args.url).context("--url")?;
+    require_loopback(&base)?;
+    if args.batch_size == 0 || args.concurrency == 0 || args.concurrency > 256 {
+        bail!("--batch-size must be positive and --concurrency within 1..=256");
+    }
+    if !(args.duration_secs > 0.0 && args.duration_secs <= 3_600.0) {
+        bail!("--duration-secs must be within (0, 3600]");
+    }
+    let events = load_events(&args)?;
+    eprintln!(
+        "prepared {} events; sending for {:.0} s with {} workers",
+        events.len(),
+        args.duration_secs,
+        args.concurrency
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let started = Instant::now();
+    let shared = Arc::new(Shared {
+        events,
+        next: AtomicU64::new(0),
+        client: client.clone(),
+        endpoint: base.join("/v1/events")?,
+        token: args.token.clone(),
+        batch_size: args.batch_size,
+        gzip: args.gzip,
+        max_retries: args.max_retries.max(1),
+        max_batches: args.max_batches,
+        deadline: started + Duration::from_secs_f64(args.duration_secs),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let scraper = tokio::spawn(scrape_memory(
+        client,
+        base.join("/metrics")?,
+        Duration::from_millis(args.metrics_interval_ms.max(50)),
+        stop.clone(),
+    ));
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|_| tokio::spawn(worker(shared.clone())))
+        .collect();
+    let mut total = Tally::default();
+    for handle in workers {
+        let t = handle.await?;
+        total.batches += t.batches;
+        total.events += t.events;
+        total.bytes += t.bytes;
+        total.wire_bytes += t.wire_bytes;
+        total.throttled += t.throttled;
+        total.dropped += t.dropped;
+        total.errors += t.errors;
+        total.latencies_us.extend(t.latencies_us);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let (peak_rss_bytes, metrics_scrapes) = scraper.await?;
+    total.latencies_us.sort_unstable();
+    let result = BenchResult {
+        url: args.url.clone(),
+        concurrency: args.concurrency,
+        batch_size: args.batch_size,
+        gzip: args.gzip,
+        elapsed_secs: elapsed,
+        batches: total.batches,
+        events: total.events,
+        events_per_sec: total.events as f64 / elapsed,
+        mb_per_sec: total.bytes as f64 / 1e6 / elapsed,
+        wire_mb_per_sec: total.wire_bytes as f64 / 1e6 / elapsed,
+        latency_p50_ms: percentile_ms(&total.latencies_us, 50.0),
+        latency_p99_ms: percentile_ms(&total.latencies_us, 99.0),
+        throttled: total.throttled,
+        dropped_batches: total.dropped,
+        errors: total.errors,
+        peak_rss_bytes,
+        metrics_scrapes,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        print!("{}", render(&result));
+    }
+    if result.batches == 0 {
+        bail!(
+            "no batch was accepted ({} errors, {} throttled)",
+            result.errors,
+            result.throttled
+        );
+    }
+    Ok(())
+}
+
+fn render(r: &BenchResult) -> String {
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} ms"));
+    format!(
+        "target     {}/v1/events  ({} workers, {} events per batch, gzip {})\n\
+         sent       {} events in {} batches over {:.1} s\n\
+         throughput {:.0} events/s  {:.1} MB/s NDJSON  {:.1} MB/s on the wire\n\
+         latency    p50 {}  p99 {}  (per batch, accepted)\n\
+         backpressure {} throttled answers retried, {} batches dropped, {} errors\n\
+         server     peak RSS {} ({} scrapes of /metrics)\n",
+        r.url.trim_end_matches('/'),
+        r.concurrency,
+        r.batch_size,
+        if r.gzip { "on" } else { "off" },
+        r.events,
+        r.batches,
+        r.elapsed_secs,
+        r.events_per_sec,
+        r.mb_per_sec,
+        r.wire_mb_per_sec,
+        ms(r.latency_p50_ms),
+        ms(r.latency_p99_ms),
+        r.throttled,
+        r.dropped_batches,
+        r.errors,
+        r.peak_rss_bytes.map_or("unknown".to_string(), |b| format!(
+            "{:.1} MiB",
+            b / 1_048_576.0
+        )),
+        r.metrics_scrapes
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events() -> Vec<Prepared> {
+        (0..5)
+            .map(|i| {
+                prepare(serde_json::json!({
+                    "timestamp": 1_793_577_600_000i64 + i * 1_000,
+                    "request_id": "orig",
+                    "account_id": format!("a{i}"),
+                    "model": "m"
+                }))
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn later_passes_shift_time_forward_and_rename_request_ids() {
+        let events = events();
+        let mut first = Vec::new();
+        let mut later = Vec::new();
+        assert_eq!(build_batch(&events, 2, 0, &mut first), 2);
+        // Three batches per pass (2 + 2 + 1); batch 3 is the first of the second pass.
+        assert_eq!(build_batch(&events, 2, 3, &mut later), 2);
+        let parse = |bytes: &[u8]| -> Vec<Value> {
+            bytes
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_slice(l).unwrap())
+                .collect()
+        };
+        let (a, b) = (parse(&first), parse(&later));
+        assert_eq!(a[0]["account_id"], "a0");
+        assert_eq!(b[0]["account_id"], "a0");
+        assert_ne!(a[0]["request_id"], b[0]["request_id"]);
+        assert_ne!(a[0]["request_id"], "orig");
+        let t = |v: &Value| {
+            EventTime::parse_rfc3339(v["timestamp"].as_str().unwrap())
+                .unwrap()
+                .epoch_ms()
+        };
+        assert_eq!(t(&b[0]) - t(&a[0]), 4_000 + 60_000);
+        let mut last = Vec::new();
+        assert_eq!(build_batch(&events, 2, 2, &mut last), 1);
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_and_ignores_dates() {
+        assert_eq!(retry_after(Some("2")), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after(Some("0.5")), Some(Duration::from_millis(500)));
+        assert_eq!(retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(retry_after(None), None);
+    }
+
+    #[test]
+    fn resident_memory_is_read_from_the_prometheus_text() {
+        let text = "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes 1.2345e+07\nprocess_virtual_memory_bytes 9e9\n";
+        assert_eq!(resident_memory(text), Some(12_345_000.0));
+        assert_eq!(resident_memory("up 1\n"), None);
+    }
+
+    #[test]
+    fn only_loopback_targets_are_allowed() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost:1",
+            "http://[::1]:8080",
+        ] {
+            assert!(
+                require_loopback(&reqwest::Url::parse(ok).unwrap()).is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "http://10.0.0.1:8080",
+            "http://example.com",
+            "http://192.168.1.2",
+        ] {
+            assert!(
+                require_loopback(&reqwest::Url::parse(bad).unwrap()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn batch_latency_percentiles_use_the_nearest_rank() {
+        let us: Vec<u64> = (1..=100).map(|i| i * 1_000).collect();
+        assert_eq!(percentile_ms(&us, 50.0), Some(50.0));
+        assert_eq!(percentile_ms(&us, 99.0), Some(99.0));
+        assert_eq!(percentile_ms(&[], 50.0), None);
+    }
 }
