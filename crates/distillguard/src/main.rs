@@ -1,11 +1,8 @@
-//! TEMPORARY main (branch `sim`): only wires the subcommands this branch owns so they can be run
-//! before the lead's main.rs lands. The lead's version replaces this file at merge.
+//! `distillguard`: catches distillation abuse in model-API logs.
+//!
+//! Run with `cargo run --release -- serve`; `--help` on any subcommand lists its settings.
 
-mod cmd {
-    pub mod bench;
-    pub mod eval;
-    pub mod simulate;
-}
+mod cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -13,7 +10,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "distillguard",
     version,
-    about = "Distillation-abuse detection for model APIs"
+    about = "Detects distillation abuse of model APIs from gateway logs"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -22,21 +19,34 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Write labelled synthetic traffic.
+    /// Run the service: ingest, detection, review API, metrics.
+    Serve(cmd::serve::ServeArgs),
+    /// Replay canonical NDJSON logs offline through the same pipeline and write a report.
+    Replay(cmd::replay::ReplayArgs),
+    /// Write labelled synthetic traffic and its ground-truth labels.
     Simulate(cmd::simulate::SimulateArgs),
-    /// Replay labelled traffic and score the findings.
+    /// Replay labelled traffic and score the findings against the labels.
     Eval(cmd::eval::EvalArgs),
-    /// Load-test a running server over HTTP.
+    /// Load-test a running server over HTTP (loopback only).
     Bench(cmd::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Simulate(args) => cmd::simulate::run(args),
-        Command::Eval(args) => cmd::eval::run(args),
-        Command::Bench(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(cmd::bench::run(args)),
-    }
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("dg-runtime")
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => cmd::serve::run(args).await,
+            Command::Replay(args) => cmd::replay::run(args).await,
+            // Pure CPU and file work: run it off the async workers.
+            Command::Simulate(args) => {
+                tokio::task::spawn_blocking(move || cmd::simulate::run(args)).await?
+            }
+            Command::Eval(args) => cmd::eval::run(args).await,
+            Command::Bench(args) => cmd::bench::run(args).await,
+        }
+    })
 }

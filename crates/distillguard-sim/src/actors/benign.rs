@@ -71,7 +71,7 @@ impl Casual {
         let pay = payment(&mut rng);
         let account = Account::new(&mut rng, created, pay);
         let tz = random_zone(&mut rng);
-        let rate = lognormal(&mut rng, 1.1, 0.6);
+        let rate = lognormal(&mut rng, 1.6, 0.5);
         let human = Human::home(&mut rng, tz, Diurnal::Evening, rate);
         let model = if chance(&mut rng, 0.6) {
             MODEL_MAIN

@@ -9,10 +9,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use distillguard_core::finding::Report;
 use distillguard_core::time::EventTime;
+use distillguard_server::{replay, telemetry};
 use distillguard_sim::eval::{check, evaluate, render, Thresholds};
 use distillguard_sim::Labels;
 use flate2::read::MultiGzDecoder;
 use serde::Deserialize;
+
+use super::settings::SettingsArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
@@ -48,6 +51,9 @@ pub struct EvalArgs {
     /// Repeatable.
     #[arg(long = "archetype-rate", value_parser = parse_archetype_rate)]
     pub archetype_rates: Vec<(String, f64)>,
+    /// The replay's engine settings, exactly as `distillguard replay` takes them.
+    #[command(flatten)]
+    pub settings: SettingsArgs,
 }
 
 fn parse_archetype_rate(text: &str) -> Result<(String, f64), String> {
@@ -111,7 +117,9 @@ fn first_events(path: &Path) -> anyhow::Result<HashMap<String, EventTime>> {
     Ok(firsts)
 }
 
-pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+/// Async because the replay runs the server's pipeline.
+pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
+    telemetry::init(&args.settings.log, args.settings.log_format);
     let labels: Labels = serde_json::from_reader(BufReader::new(
         File::open(&args.labels).with_context(|| format!("opening {}", args.labels.display()))?,
     ))
@@ -119,13 +127,26 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let report: Report = match &args.report {
         Some(path) => serde_json::from_reader(BufReader::new(File::open(path)?))
             .with_context(|| format!("parsing report {}", path.display()))?,
-        None => interim_replay::replay(&args.traffic)?,
+        None => {
+            // The same decode and pipeline as `distillguard replay`, so the evaluation measures
+            // what the service would do.
+            let settings = args.settings.load()?;
+            let outcome = replay::replay_path(&args.traffic, &settings).await?;
+            if outcome.rejected_count > 0 {
+                eprintln!(
+                    "warning: {} records were rejected by the decoder",
+                    outcome.rejected_count
+                );
+            }
+            outcome.report
+        }
     };
     if let Some(path) = &args.write_report {
         let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
         serde_json::to_writer_pretty(std::io::BufWriter::new(file), &report)?;
     }
-    let firsts = first_events(&args.traffic)?;
+    let traffic = args.traffic.clone();
+    let firsts = tokio::task::spawn_blocking(move || first_events(&traffic)).await??;
     let evaluation = evaluate(&report, &labels, &firsts);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&evaluation)?);
@@ -147,137 +168,4 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         bail!("evaluation below thresholds:\n  {}", failures.join("\n  "));
     }
     Ok(())
-}
-
-/// TEMPORARY, to be replaced by `distillguard_server::replay::replay_path` once it is on main:
-/// decodes canonical NDJSON and drives the core engine exactly as `replay` will, so the
-/// evaluation can run before the server crate exists.
-mod interim_replay {
-    use std::collections::BTreeMap;
-    use std::path::Path;
-
-    use anyhow::Context;
-    use distillguard_core::engine::{Engine, EngineConfig};
-    use distillguard_core::event::{
-        parse_client_ip, AccountId, ApiEvent, ModelName, Params, Usage,
-    };
-    use distillguard_core::finding::Report;
-    use distillguard_core::time::EventTime;
-    use serde::Deserialize;
-
-    #[derive(Deserialize, Default)]
-    #[serde(default)]
-    struct WireParams {
-        temperature: Option<f64>,
-        top_p: Option<f64>,
-        max_tokens: Option<u32>,
-        n: Option<u32>,
-        logprobs: Option<bool>,
-        top_logprobs: Option<u32>,
-        seed: Option<i64>,
-        stream: Option<bool>,
-    }
-
-    #[derive(Deserialize, Default)]
-    #[serde(default)]
-    struct WireUsage {
-        prompt_tokens: Option<u32>,
-        completion_tokens: Option<u32>,
-        reasoning_tokens: Option<u32>,
-        cached_tokens: Option<u32>,
-    }
-
-    #[derive(Deserialize)]
-    struct Wire {
-        timestamp: EventTime,
-        account_id: String,
-        model: String,
-        request_id: Option<String>,
-        api_key_id: Option<String>,
-        end_user: Option<String>,
-        client_ip: Option<String>,
-        user_agent: Option<String>,
-        endpoint: Option<String>,
-        prompt: Option<String>,
-        system_prompt: Option<String>,
-        messages: Option<u32>,
-        #[serde(default)]
-        params: WireParams,
-        #[serde(default)]
-        usage: WireUsage,
-        status: Option<u16>,
-        latency_ms: Option<u64>,
-        payment_fingerprint: Option<String>,
-        account_created_at: Option<EventTime>,
-        #[serde(default)]
-        metadata: BTreeMap<String, String>,
-    }
-
-    fn to_event(wire: Wire) -> anyhow::Result<ApiEvent> {
-        let mut event = ApiEvent::new(
-            wire.timestamp,
-            AccountId::parse(wire.account_id)?,
-            ModelName::parse(wire.model)?,
-        );
-        event.request_id = wire.request_id;
-        event.api_key_id = wire.api_key_id;
-        event.end_user = wire.end_user;
-        event.client_ip = wire
-            .client_ip
-            .as_deref()
-            .and_then(|ip| parse_client_ip(ip).ok());
-        event.user_agent = wire.user_agent;
-        event.endpoint = wire.endpoint;
-        event.prompt = wire.prompt;
-        event.system_prompt = wire.system_prompt;
-        event.messages = wire.messages;
-        let p = wire.params;
-        event.params = Params {
-            temperature: p.temperature,
-            top_p: p.top_p,
-            max_tokens: p.max_tokens,
-            n: p.n,
-            logprobs: p.logprobs,
-            top_logprobs: p.top_logprobs,
-            seed: p.seed,
-            stream: p.stream,
-        };
-        let u = wire.usage;
-        event.usage = Usage {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-            reasoning_tokens: u.reasoning_tokens,
-            cached_tokens: u.cached_tokens,
-        };
-        event.status = wire.status;
-        event.latency_ms = wire.latency_ms;
-        event.payment_fingerprint = wire.payment_fingerprint;
-        event.account_created_at = wire.account_created_at;
-        event.metadata = wire.metadata;
-        Ok(event)
-    }
-
-    pub(super) fn replay(path: &Path) -> anyhow::Result<Report> {
-        let mut engine = Engine::new(EngineConfig::default(), 1);
-        let mut reader = super::open_maybe_gzip(path)?;
-        let mut line = String::new();
-        let mut number = 0u64;
-        loop {
-            line.clear();
-            if std::io::BufRead::read_line(&mut reader, &mut line)? == 0 {
-                break;
-            }
-            number += 1;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let wire: Wire = serde_json::from_str(&line)
-                .with_context(|| format!("{}:{number}", path.display()))?;
-            engine
-                .process(&to_event(wire).with_context(|| format!("{}:{number}", path.display()))?);
-            engine.take_updates();
-        }
-        engine.finish();
-        Ok(engine.report())
-    }
 }
