@@ -193,6 +193,43 @@ impl<'de, T: Deserialize<'de>, const SEQ: bool> Visitor<'de> for ShapeVisitor<T,
     }
 }
 
+/// An object's entries in document order, keys borrowed when possible: for maps whose keys are
+/// data (headers, Kong's `ai.<plugin>` namespaces).
+#[derive(Debug)]
+pub struct Pairs<'a, V>(pub Vec<(Cow<'a, str>, V)>);
+
+impl<'de: 'a, 'a, V: Deserialize<'de>> Deserialize<'de> for Pairs<'a, V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PairsVisitor<'a, V>(PhantomData<(&'a (), V)>);
+        impl<'de: 'a, 'a, V: Deserialize<'de>> Visitor<'de> for PairsVisitor<'a, V> {
+            type Value = Pairs<'a, V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
+                while let Some((key, value)) = map.next_entry::<Scalar<'a>, V>()? {
+                    if let Scalar::Str(key) = key {
+                        pairs.push((key, value));
+                    }
+                }
+                Ok(Pairs(pairs))
+            }
+        }
+        deserializer.deserialize_map(PairsVisitor(PhantomData))
+    }
+}
+
+impl<V> Pairs<'_, V> {
+    /// The value of the first key equal to `name`, ignoring ASCII case.
+    pub fn get(&self, name: &str) -> Option<&V> {
+        self.0
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    }
+}
+
 fn wrong(expected: &str, got: &Scalar<'_>) -> String {
     format!("expected {expected}, got {}", got.kind())
 }
@@ -427,6 +464,16 @@ pub fn read<'v, T>(
     read: impl FnOnce(Option<&'v Scalar<'_>>) -> Result<Option<T>, String>,
 ) -> Result<Option<T>, RecordError> {
     read(value).map_err(|message| RecordError::invalid(field, message))
+}
+
+/// Like [`read`] for `path.name`, building the field name only on error.
+pub fn read_in<'v, T>(
+    value: Option<&'v Scalar<'_>>,
+    path: &str,
+    name: &str,
+    read: impl FnOnce(Option<&'v Scalar<'_>>) -> Result<Option<T>, String>,
+) -> Result<Option<T>, RecordError> {
+    read(value).map_err(|message| RecordError::invalid(&format!("{path}.{name}"), message))
 }
 
 #[cfg(test)]

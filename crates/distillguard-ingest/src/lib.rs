@@ -6,6 +6,7 @@
 //! here does I/O beyond reading the bytes it is handed.
 
 pub mod canonical;
+pub mod chat;
 pub mod dedup;
 pub mod envoy;
 pub mod fields;
@@ -18,6 +19,7 @@ pub use canonical::CanonicalDecoder;
 pub use dedup::Deduplicator;
 
 pub use frame::{decompress, frame, FrameError, RawRecord};
+pub use kong::KongDecoder;
 
 pub use litellm::LitellmDecoder;
 

@@ -6,18 +6,12 @@
 //! content may be `redacted-by-litellm`, and most keys may be null or absent depending on version
 //! and setup.
 
-use std::borrow::Cow;
-use std::fmt;
-
-use distillguard_core::event::{ApiEvent, Params, Usage};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use distillguard_core::event::{ApiEvent, Usage};
 use serde::{Deserialize, Serialize};
 
+use crate::chat::{self, ChatRequest, Messages};
 use crate::fields::{self, read, EpochUnit, Obj, Scalar};
 use crate::{Decoder, RecordError, Source};
-
-/// What LiteLLM writes instead of message content when `turn_off_message_logging` is on.
-pub const REDACTED: &str = "redacted-by-litellm";
 
 /// A LiteLLM field that can identify the account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -120,7 +114,7 @@ struct Wire<'a> {
     prompt_tokens: Option<Scalar<'a>>,
     completion_tokens: Option<Scalar<'a>>,
     messages: Option<Messages<'a>>,
-    model_parameters: Option<Obj<ModelParameters<'a>>>,
+    model_parameters: Option<Obj<ChatRequest<'a>>>,
     metadata: Option<Obj<Metadata<'a>>>,
     response: Option<Obj<Response<'a>>>,
     error_information: Option<Obj<ErrorInformation<'a>>>,
@@ -139,21 +133,6 @@ struct Metadata<'a> {
     requester_ip_address: Option<Scalar<'a>>,
     user_agent: Option<Scalar<'a>>,
     usage_object: Option<Obj<UsageObject<'a>>>,
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct ModelParameters<'a> {
-    temperature: Option<Scalar<'a>>,
-    top_p: Option<Scalar<'a>>,
-    max_tokens: Option<Scalar<'a>>,
-    max_completion_tokens: Option<Scalar<'a>>,
-    n: Option<Scalar<'a>>,
-    logprobs: Option<Scalar<'a>>,
-    top_logprobs: Option<Scalar<'a>>,
-    seed: Option<Scalar<'a>>,
-    stream: Option<Scalar<'a>>,
-    user: Option<Scalar<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -185,131 +164,6 @@ struct PromptDetails<'a> {
 #[serde(bound(deserialize = "'de: 'a"))]
 struct ErrorInformation<'a> {
     error_code: Option<Scalar<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct Message<'a> {
-    role: Option<Scalar<'a>>,
-    content: Option<Content<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
-struct Part<'a> {
-    text: Option<Scalar<'a>>,
-}
-
-/// `messages`: a chat list, or a plain prompt string for text completions.
-enum Messages<'a> {
-    Chat(Vec<Obj<Message<'a>>>),
-    Prompt(Cow<'a, str>),
-    Wrong(&'static str),
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Messages<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match deserializer.deserialize_any(TextOrList::<Obj<Message<'a>>>::default())? {
-            TextOr::Text(text) => Ok(Messages::Prompt(text)),
-            TextOr::List(items) => Ok(Messages::Chat(items)),
-            TextOr::Wrong(kind) => Ok(Messages::Wrong(kind)),
-        }
-    }
-}
-
-/// Message `content`: a string, or a list of parts whose `text`s are kept.
-enum Content<'a> {
-    Text(Cow<'a, str>),
-    Parts(Vec<Obj<Part<'a>>>),
-    Other,
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match deserializer.deserialize_any(TextOrList::<Obj<Part<'a>>>::default())? {
-            TextOr::Text(text) => Ok(Content::Text(text)),
-            TextOr::List(items) => Ok(Content::Parts(items)),
-            TextOr::Wrong(_) => Ok(Content::Other),
-        }
-    }
-}
-
-enum TextOr<'a, T> {
-    Text(Cow<'a, str>),
-    List(Vec<T>),
-    Wrong(&'static str),
-}
-
-struct TextOrList<T>(std::marker::PhantomData<T>);
-
-impl<T> Default for TextOrList<T> {
-    fn default() -> Self {
-        Self(std::marker::PhantomData)
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Visitor<'de> for TextOrList<T> {
-    type Value = TextOr<'de, T>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string or an array")
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(TextOr::Text(Cow::Borrowed(v)))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(TextOr::Text(Cow::Owned(v.to_string())))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(4).min(64));
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(TextOr::List(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(TextOr::Wrong("an object"))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(TextOr::Wrong("null"))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(TextOr::Wrong("a boolean"))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(TextOr::Wrong("a number"))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(TextOr::Wrong("a number"))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(TextOr::Wrong("a number"))
-    }
-}
-
-/// Content text, unless LiteLLM redacted it.
-fn content_text(content: &Content<'_>) -> Option<String> {
-    let text = match content {
-        Content::Text(text) => text.to_string(),
-        Content::Parts(parts) => {
-            let texts: Vec<&str> = parts
-                .iter()
-                .filter_map(|part| match part {
-                    Obj::Ok(Part {
-                        text: Some(Scalar::Str(text)),
-                    }) => Some(text.as_ref()),
-                    _ => None,
-                })
-                .collect();
-            texts.join("\n")
-        }
-        Content::Other => return None,
-    };
-    if text.trim().is_empty() || text == REDACTED {
-        None
-    } else {
-        Some(text)
-    }
 }
 
 const NO_METADATA: Metadata<'static> = Metadata {
@@ -382,10 +236,12 @@ impl LitellmDecoder {
             "metadata.user_api_key_request_route",
             fields::owned_text,
         )?;
-        self.fill_messages(wire, &mut event)?;
+        if let Some(messages) = &wire.messages {
+            chat::fill_messages(messages, "messages", &mut event)?;
+        }
         if let Some(params) = &wire.model_parameters {
             let params = params.get(|| "model_parameters".to_string())?;
-            event.params = params_of(params)?;
+            event.params = chat::params(params, "model_parameters")?;
             if event.end_user.is_none() {
                 event.end_user = read(
                     params.user.as_ref(),
@@ -458,96 +314,6 @@ impl LitellmDecoder {
         }
         Err(RecordError::missing("model"))
     }
-
-    fn fill_messages(&self, wire: &Wire<'_>, event: &mut ApiEvent) -> Result<(), RecordError> {
-        match &wire.messages {
-            None => {}
-            Some(Messages::Wrong(kind)) => {
-                return Err(RecordError::invalid(
-                    "messages",
-                    format!("expected an array or a string, got {kind}"),
-                ))
-            }
-            Some(Messages::Prompt(text)) => {
-                event.messages = Some(1);
-                event.prompt = content_text(&Content::Text(Cow::Borrowed(text)));
-            }
-            Some(Messages::Chat(messages)) => {
-                event.messages = Some(u32::try_from(messages.len()).unwrap_or(u32::MAX));
-                let mut last_user = None;
-                for (i, message) in messages.iter().enumerate() {
-                    let message = message.get(|| format!("messages[{i}]"))?;
-                    let role = fields::text(message.role.as_ref()).map_err(|message| {
-                        RecordError::invalid(&format!("messages[{i}].role"), message)
-                    })?;
-                    match role.as_deref() {
-                        Some("system") | Some("developer") if event.system_prompt.is_none() => {
-                            event.system_prompt = message.content.as_ref().and_then(content_text);
-                        }
-                        Some("user") => last_user = Some(message),
-                        _ => {}
-                    }
-                }
-                event.prompt = last_user
-                    .and_then(|m| m.content.as_ref())
-                    .and_then(content_text);
-            }
-        }
-        Ok(())
-    }
-}
-
-fn params_of(p: &ModelParameters<'_>) -> Result<Params, RecordError> {
-    let mut params = Params {
-        temperature: read(
-            p.temperature.as_ref(),
-            "model_parameters.temperature",
-            fields::float,
-        )?,
-        top_p: read(p.top_p.as_ref(), "model_parameters.top_p", fields::float)?,
-        max_tokens: read(
-            p.max_tokens.as_ref(),
-            "model_parameters.max_tokens",
-            fields::uint32,
-        )?,
-        n: read(p.n.as_ref(), "model_parameters.n", fields::uint32)?,
-        logprobs: None,
-        top_logprobs: read(
-            p.top_logprobs.as_ref(),
-            "model_parameters.top_logprobs",
-            fields::uint32,
-        )?,
-        seed: read(p.seed.as_ref(), "model_parameters.seed", fields::int)?,
-        stream: read(
-            p.stream.as_ref(),
-            "model_parameters.stream",
-            fields::boolean,
-        )?,
-    };
-    if params.max_tokens.is_none() {
-        params.max_tokens = read(
-            p.max_completion_tokens.as_ref(),
-            "model_parameters.max_completion_tokens",
-            fields::uint32,
-        )?;
-    }
-    // Chat completions send `logprobs: true`; legacy completions send the number of
-    // alternatives, which is what `top_logprobs` means for chat.
-    match p.logprobs.as_ref() {
-        Some(Scalar::Int(_) | Scalar::UInt(_)) => {
-            let count = read(
-                p.logprobs.as_ref(),
-                "model_parameters.logprobs",
-                fields::uint32,
-            )?;
-            params.logprobs = count.map(|n| n > 0);
-            params.top_logprobs = params.top_logprobs.or(count.filter(|n| *n > 0));
-        }
-        other => {
-            params.logprobs = read(other, "model_parameters.logprobs", fields::boolean)?;
-        }
-    }
-    Ok(params)
 }
 
 fn usage_of(wire: &Wire<'_>, metadata: &Metadata<'_>) -> Result<Usage, RecordError> {
