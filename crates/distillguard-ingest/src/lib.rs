@@ -18,6 +18,7 @@ pub mod otlp;
 pub use canonical::CanonicalDecoder;
 pub use dedup::Deduplicator;
 
+pub use envoy::EnvoyDecoder;
 pub use frame::{decompress, frame, FrameError, RawRecord};
 pub use kong::KongDecoder;
 
