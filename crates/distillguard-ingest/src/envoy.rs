@@ -38,13 +38,7 @@ impl Decoder for EnvoyDecoder {
     }
 
     fn decode(&self, json: &str, out: &mut Vec<ApiEvent>) -> Result<(), RecordError> {
-        let record: Pairs<'_, Scalar<'_>> = serde_json::from_str(json).map_err(|e| {
-            RecordError::malformed(if e.is_data() {
-                "record is not a JSON object".to_string()
-            } else {
-                e.to_string()
-            })
-        })?;
+        let record: Pairs<'_, Scalar<'_>> = fields::parse_record(json)?;
         out.push(self.event(&record)?);
         Ok(())
     }

@@ -230,6 +230,17 @@ impl<V> Pairs<'_, V> {
     }
 }
 
+/// Parses a whole record, which must be a JSON object (derived structs would also accept an array).
+pub fn parse_record<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, RecordError> {
+    match serde_json::from_str::<Obj<T>>(json) {
+        Ok(Obj::Ok(record)) => Ok(record),
+        Ok(Obj::Wrong(kind)) => Err(RecordError::malformed(format!(
+            "record is not a JSON object, got {kind}"
+        ))),
+        Err(e) => Err(RecordError::malformed(e.to_string())),
+    }
+}
+
 fn wrong(expected: &str, got: &Scalar<'_>) -> String {
     format!("expected {expected}, got {}", got.kind())
 }

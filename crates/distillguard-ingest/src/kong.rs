@@ -68,13 +68,7 @@ impl Decoder for KongDecoder {
     }
 
     fn decode(&self, json: &str, out: &mut Vec<ApiEvent>) -> Result<(), RecordError> {
-        let wire: Wire<'_> = serde_json::from_str(json).map_err(|e| {
-            RecordError::malformed(if e.is_data() {
-                "record is not a JSON object".to_string()
-            } else {
-                e.to_string()
-            })
-        })?;
+        let wire: Wire<'_> = fields::parse_record(json)?;
         out.push(self.event(&wire)?);
         Ok(())
     }

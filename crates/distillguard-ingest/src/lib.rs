@@ -21,6 +21,7 @@ pub use dedup::Deduplicator;
 pub use envoy::EnvoyDecoder;
 pub use frame::{decompress, frame, FrameError, RawRecord};
 pub use kong::KongDecoder;
+pub use otlp::OtlpDecoder;
 
 pub use litellm::LitellmDecoder;
 

@@ -84,13 +84,7 @@ impl Decoder for LitellmDecoder {
     }
 
     fn decode(&self, json: &str, out: &mut Vec<ApiEvent>) -> Result<(), RecordError> {
-        let wire: Wire<'_> = serde_json::from_str(json).map_err(|e| {
-            if e.is_data() {
-                RecordError::malformed("record is not a JSON object")
-            } else {
-                RecordError::malformed(e.to_string())
-            }
-        })?;
+        let wire: Wire<'_> = fields::parse_record(json)?;
         out.push(self.event(&wire)?);
         Ok(())
     }

@@ -3,6 +3,7 @@
 mod envoy;
 mod kong;
 mod litellm;
+mod otlp;
 
 use std::path::PathBuf;
 
