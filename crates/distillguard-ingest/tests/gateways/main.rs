@@ -1,5 +1,6 @@
 //! Gateway decoders against real and realistic payloads, framed exactly as the gateways send them.
 
+mod config;
 mod envoy;
 mod kong;
 mod litellm;
