@@ -26,7 +26,11 @@ impl TestApp {
     }
 
     /// Posts a body to `/v1/events` as the ingest role.
-    pub async fn post_events(&self, body: impl Into<reqwest::Body>, content_type: &str) -> reqwest::Response {
+    pub async fn post_events(
+        &self,
+        body: impl Into<reqwest::Body>,
+        content_type: &str,
+    ) -> reqwest::Response {
         self.client
             .post(self.url("/v1/events"))
             .bearer_auth(INGEST_TOKEN)
@@ -56,26 +60,15 @@ impl TestApp {
             .unwrap_or(0.0)
     }
 
-    /// Waits (bounded) until a metric reaches a value; returns the last value seen.
-    pub async fn wait_for_metric(&self, series: &str, at_least: f64) -> f64 {
-        let mut value = 0.0;
-        for _ in 0..200 {
-            value = self.metric(series).await;
-            if value >= at_least {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-        value
-    }
-
     /// Stops the server gracefully and waits for it to finish.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.expect("server task panicked").expect("server failed");
+            task.await
+                .expect("server task panicked")
+                .expect("server failed");
         }
     }
 }
