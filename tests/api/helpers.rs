@@ -83,19 +83,20 @@ impl Drop for TestApp {
 
 /// Settings for tests: a free loopback port, tokens for every role, a private data dir.
 pub fn test_settings() -> Settings {
-    let mut settings = Settings::default();
-    settings.listen = "127.0.0.1:0".parse().unwrap();
-    settings.auth_tokens = vec![
-        format!("ingest:{INGEST_TOKEN}"),
-        format!("analyst:{ANALYST_TOKEN}"),
-        format!("admin:{ADMIN_TOKEN}"),
-    ];
-    settings.data_dir = std::env::temp_dir().join(format!(
-        "distillguard-test-{}-{}",
-        std::process::id(),
-        unique()
-    ));
-    settings
+    Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        auth_tokens: vec![
+            format!("ingest:{INGEST_TOKEN}"),
+            format!("analyst:{ANALYST_TOKEN}"),
+            format!("admin:{ADMIN_TOKEN}"),
+        ],
+        data_dir: std::env::temp_dir().join(format!(
+            "distillguard-test-{}-{}",
+            std::process::id(),
+            unique()
+        )),
+        ..Settings::default()
+    }
 }
 
 fn unique() -> u64 {
