@@ -568,8 +568,8 @@ fn every_exported_metric_is_documented_in_operations_md() {
     let docs = read("docs/operations.md");
     for metric in exported_metrics() {
         assert!(
-            docs.contains(&format!("`{metric}`")),
-            "docs/operations.md does not document `{metric}`"
+            docs.contains(&format!("| `{metric}` |")),
+            "docs/operations.md has no metrics-reference row for `{metric}`"
         );
     }
 }
