@@ -128,7 +128,7 @@ fn compose_runs_distillguard_with_the_variables_and_port_the_binary_reads() {
     let env = service_env(&compose, "distillguard");
     for key in env.keys().filter(|k| k.starts_with("DISTILLGUARD_")) {
         assert!(
-            BINARY_ENV.contains(&key.as_str()),
+            binary_env().contains(key),
             "distillguard does not read {key}"
         );
     }
@@ -149,12 +149,18 @@ fn compose_runs_distillguard_with_the_variables_and_port_the_binary_reads() {
         "database URL names the postgres service"
     );
 
-    // Binding 0.0.0.0 requires tokens; each is `role:token` with a known role.
+    // Binding 0.0.0.0 requires tokens; each is `role:token` with a known role and a token of at
+    // least 12 characters (docs/configuration.md), or the service refuses to start.
     let tokens = &env["DISTILLGUARD_AUTH_TOKENS"];
-    let roles: Vec<&str> = tokens
-        .split(',')
-        .map(|t| t.split(':').next().expect("role"))
-        .collect();
+    let mut roles = Vec::new();
+    for entry in tokens.split(',') {
+        let (role, token) = entry.split_once(':').expect("role:token");
+        assert!(
+            token.len() >= 12,
+            "token for {role} is shorter than 12 characters"
+        );
+        roles.push(role);
+    }
     assert!(
         roles.iter().all(|r| TOKEN_ROLES.contains(r)),
         "unknown role in {tokens}"
@@ -271,7 +277,7 @@ fn dockerfile_builds_the_binary_and_runs_it_unprivileged_with_a_health_check() {
     for var in &env_vars {
         let name = var.split('=').next().expect("name");
         assert!(
-            BINARY_ENV.contains(&name),
+            binary_env().contains(name),
             "Dockerfile sets {name}, which distillguard does not read"
         );
     }
@@ -310,7 +316,7 @@ fn kubernetes_manifests_reference_existing_files_and_agree_on_ports_and_labels()
     for var in array_at(container, "/env") {
         let name = str_at(var, "/name");
         assert!(
-            BINARY_ENV.contains(&name),
+            binary_env().contains(name),
             "deployment sets {name}, which distillguard does not read"
         );
         env.insert(name.to_owned(), var.clone());

@@ -8,16 +8,32 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Environment variables `distillguard serve` reads (docs/configuration.md).
-pub const BINARY_ENV: &[&str] = &[
-    "DISTILLGUARD_LISTEN",
-    "DISTILLGUARD_DATABASE_URL",
-    "DISTILLGUARD_DATA_DIR",
-    "DISTILLGUARD_AUTH_TOKENS",
-    "DISTILLGUARD_CONFIG",
-    "DISTILLGUARD_LOG",
-    "DISTILLGUARD_LOG_FORMAT",
-];
+/// Where the binary declares its flags, each with `env = "DISTILLGUARD_..."` (clap).
+pub const BINARY_SETTINGS: &str = "crates/distillguard/src/cmd/settings.rs";
+
+/// `DISTILLGUARD_*` variables the binary reads, taken from its clap declarations.
+pub fn binary_env() -> BTreeSet<String> {
+    let source = read(BINARY_SETTINGS);
+    let names: BTreeSet<String> = source
+        .split("env = \"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|name| name.starts_with("DISTILLGUARD_"))
+        .map(str::to_owned)
+        .collect();
+    for required in [
+        "DISTILLGUARD_LISTEN",
+        "DISTILLGUARD_AUTH_TOKENS",
+        "DISTILLGUARD_DATABASE_URL",
+    ] {
+        assert!(
+            names.contains(required),
+            "{BINARY_SETTINGS} no longer declares {required}: {names:?}"
+        );
+    }
+    names
+}
+
 pub const TOKEN_ROLES: &[&str] = &["ingest", "analyst", "admin"];
 pub const METRICS_SOURCE: &str = "crates/distillguard-server/src/metrics.rs";
 

@@ -1,0 +1,7 @@
+//! Black-box API tests: each test spawns the service on a free port and talks HTTP to it.
+
+mod helpers;
+
+mod auth;
+mod ingest;
+mod operations;
