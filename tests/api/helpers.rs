@@ -26,11 +26,7 @@ impl TestApp {
     }
 
     /// Posts a body to `/v1/events` as the ingest role.
-    pub async fn post_events(
-        &self,
-        body: impl Into<reqwest::Body>,
-        content_type: &str,
-    ) -> reqwest::Response {
+    pub async fn post_events(&self, body: impl Into<reqwest::Body>, content_type: &str) -> reqwest::Response {
         self.client
             .post(self.url("/v1/events"))
             .bearer_auth(INGEST_TOKEN)
@@ -79,9 +75,7 @@ impl TestApp {
             let _ = shutdown.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await
-                .expect("server task panicked")
-                .expect("server failed");
+            task.await.expect("server task panicked").expect("server failed");
         }
     }
 }

@@ -21,18 +21,12 @@ async fn readyz_is_ready_while_the_pipeline_runs_and_503_once_it_stopped() {
     assert_eq!(body["checks"]["pipeline"], "ok");
 
     let pipeline = app.pipeline.clone();
-    tokio::task::spawn_blocking(move || pipeline.shutdown_blocking())
-        .await
-        .unwrap();
+    tokio::task::spawn_blocking(move || pipeline.shutdown_blocking()).await.unwrap();
     let response = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 503);
     let events = ndjson(&[event("a", T0, "r1")]);
     let response = app.post_events(events, "application/x-ndjson").await;
-    assert_eq!(
-        response.status().as_u16(),
-        503,
-        "a stopped pipeline takes nothing"
-    );
+    assert_eq!(response.status().as_u16(), 503, "a stopped pipeline takes nothing");
     assert!(response.headers().contains_key("retry-after"));
 }
 
@@ -42,10 +36,7 @@ async fn metrics_are_prometheus_text_with_build_info_and_route_templates() {
     app.client.get(app.url("/healthz")).send().await.unwrap();
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
-    assert!(response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/plain"));
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = response.text().await.unwrap();
     assert!(text.contains("# TYPE distillguard_events_received_total counter"));
     assert!(text.contains("distillguard_build_info{version="));
@@ -95,10 +86,6 @@ async fn a_harvesting_account_posted_over_http_becomes_a_flagged_finding() {
     }
     assert!(flagged >= 1.0, "the harvester was flagged");
     assert!(app.metric("distillguard_tracked_accounts").await >= 1.0);
-    assert!(
-        app.metric("distillguard_detection_watermark_timestamp_seconds")
-            .await
-            > 1.7e9
-    );
+    assert!(app.metric("distillguard_detection_watermark_timestamp_seconds").await > 1.7e9);
     app.stop().await;
 }
