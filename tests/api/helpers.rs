@@ -60,19 +60,6 @@ impl TestApp {
             .unwrap_or(0.0)
     }
 
-    /// Waits (bounded) until a metric reaches a value; returns the last value seen.
-    pub async fn wait_for_metric(&self, series: &str, at_least: f64) -> f64 {
-        let mut value = 0.0;
-        for _ in 0..200 {
-            value = self.metric(series).await;
-            if value >= at_least {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-        value
-    }
-
     /// Stops the server gracefully and waits for it to finish.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
@@ -96,19 +83,20 @@ impl Drop for TestApp {
 
 /// Settings for tests: a free loopback port, tokens for every role, a private data dir.
 pub fn test_settings() -> Settings {
-    let mut settings = Settings::default();
-    settings.listen = "127.0.0.1:0".parse().unwrap();
-    settings.auth_tokens = vec![
-        format!("ingest:{INGEST_TOKEN}"),
-        format!("analyst:{ANALYST_TOKEN}"),
-        format!("admin:{ADMIN_TOKEN}"),
-    ];
-    settings.data_dir = std::env::temp_dir().join(format!(
-        "distillguard-test-{}-{}",
-        std::process::id(),
-        unique()
-    ));
-    settings
+    Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        auth_tokens: vec![
+            format!("ingest:{INGEST_TOKEN}"),
+            format!("analyst:{ANALYST_TOKEN}"),
+            format!("admin:{ADMIN_TOKEN}"),
+        ],
+        data_dir: std::env::temp_dir().join(format!(
+            "distillguard-test-{}-{}",
+            std::process::id(),
+            unique()
+        )),
+        ..Settings::default()
+    }
 }
 
 fn unique() -> u64 {

@@ -3,5 +3,6 @@
 mod helpers;
 
 mod auth;
+mod gateways;
 mod ingest;
 mod operations;
