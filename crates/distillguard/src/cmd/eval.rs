@@ -169,3 +169,117 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use flate2::write::GzEncoder;
+
+    use super::*;
+
+    #[test]
+    fn first_events_come_from_plain_or_gzipped_traffic() {
+        let text = concat!(
+            "{\"timestamp\":\"2026-11-02T00:05:00Z\",\"account_id\":\"a\",\"model\":\"m\"}\n",
+            "\n",
+            "{\"timestamp\":\"2026-11-02T00:01:00Z\",\"account_id\":\"a\",\"model\":\"m\"}\n",
+            "{\"timestamp\":1793577900000,\"account_id\":\"b\",\"model\":\"m\"}\n",
+            "not json\n",
+        );
+        let dir = std::env::temp_dir();
+        let plain = dir.join(format!("dg-eval-{}.ndjson", std::process::id()));
+        let gzipped = dir.join(format!("dg-eval-{}.ndjson.gz", std::process::id()));
+        std::fs::write(&plain, text).unwrap();
+        let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(text.as_bytes()).unwrap();
+        std::fs::write(&gzipped, encoder.finish().unwrap()).unwrap();
+        for path in [&plain, &gzipped] {
+            let firsts = first_events(path).unwrap();
+            assert_eq!(firsts["a"].to_rfc3339(), "2026-11-02T00:01:00.000Z");
+            assert_eq!(firsts["b"].to_rfc3339(), "2026-11-02T00:05:00.000Z");
+            assert_eq!(firsts.len(), 2);
+        }
+        std::fs::remove_file(plain).unwrap();
+        std::fs::remove_file(gzipped).unwrap();
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        eval: EvalArgs,
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn simulated_traffic_replays_end_to_end_and_thresholds_decide_the_exit() {
+        use clap::Parser;
+        let dir = std::env::temp_dir().join(format!("dg-eval-e2e-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (traffic, labels, report) = (
+            dir.join("t.ndjson.gz"),
+            dir.join("l.json"),
+            dir.join("r.json"),
+        );
+        let simulate = crate::cmd::simulate::SimulateArgs {
+            out: traffic.clone(),
+            labels: labels.clone(),
+            gzip: false,
+            seed: 5,
+            days: 1,
+            accounts: 100,
+            volume: 0.2,
+            start: "2026-11-02T00:00:00Z".into(),
+            release_after_hours: None,
+            disorder_fraction: 0.02,
+            disorder_secs: 60,
+            benign_corpus: None,
+            attack_corpus: None,
+        };
+        tokio::task::spawn_blocking(move || crate::cmd::simulate::run(simulate))
+            .await
+            .unwrap()
+            .unwrap();
+        let base = [
+            "eval",
+            "--traffic",
+            traffic.to_str().unwrap(),
+            "--labels",
+            labels.to_str().unwrap(),
+            "--log",
+            "off",
+        ];
+        let mut passing: Vec<&str> = base.to_vec();
+        passing.extend(["--write-report", report.to_str().unwrap()]);
+        run(Cli::try_parse_from(passing).unwrap().eval)
+            .await
+            .unwrap();
+        let written: Report = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        assert!(written.events > 1_000, "{}", written.events);
+
+        let mut failing: Vec<&str> = base.to_vec();
+        failing.extend(["--min-recall", "0.999", "--max-fpr", "0"]);
+        let err = run(Cli::try_parse_from(failing).unwrap().eval)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("below thresholds"), "{err}");
+
+        // A saved report is evaluated without replaying.
+        let mut reused: Vec<&str> = base.to_vec();
+        reused.extend(["--report", report.to_str().unwrap(), "--json"]);
+        run(Cli::try_parse_from(reused).unwrap().eval)
+            .await
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn archetype_rates_parse_as_name_equals_fraction() {
+        assert_eq!(
+            parse_archetype_rate("hydra_cluster=0.9"),
+            Ok(("hydra_cluster".into(), 0.9))
+        );
+        assert!(parse_archetype_rate("hydra_cluster").is_err());
+        assert!(parse_archetype_rate("x=1.5").is_err());
+        assert!(parse_archetype_rate("x=abc").is_err());
+    }
+}

@@ -154,3 +154,56 @@ impl From<SimError> for SinkError {
         SinkError::Sim(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(dir: &Path, name: &str, seed: u64) -> SimulateArgs {
+        SimulateArgs {
+            out: dir.join(format!("{name}.ndjson.gz")),
+            labels: dir.join(format!("{name}.labels.json")),
+            gzip: false,
+            seed,
+            days: 1,
+            accounts: 100,
+            volume: 0.1,
+            start: "2026-11-02T00:00:00Z".into(),
+            release_after_hours: None,
+            disorder_fraction: 0.02,
+            disorder_secs: 60,
+            benign_corpus: None,
+            attack_corpus: None,
+        }
+    }
+
+    #[test]
+    fn gzipped_files_are_byte_identical_for_the_same_seed() {
+        let dir = std::env::temp_dir().join(format!("dg-simulate-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        run(args(&dir, "a", 3)).unwrap();
+        run(args(&dir, "b", 3)).unwrap();
+        run(args(&dir, "c", 4)).unwrap();
+        let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+        let a = read("a.ndjson.gz");
+        assert_eq!(&a[..2], &[0x1f, 0x8b], "a .gz name means gzip");
+        assert!(a == read("b.ndjson.gz"));
+        assert_eq!(read("a.labels.json"), read("b.labels.json"));
+        assert!(a != read("c.ndjson.gz"));
+        let labels: distillguard_sim::Labels =
+            serde_json::from_slice(&read("a.labels.json")).unwrap();
+        assert!(labels.values().any(|l| l.is_attack()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bad_start_or_scenario_is_refused_before_writing() {
+        let dir = std::env::temp_dir();
+        let mut bad = args(&dir, "never", 1);
+        bad.start = "yesterday".into();
+        assert!(scenario(&bad).is_err());
+        let mut tiny = args(&dir, "never", 1);
+        tiny.accounts = 3;
+        assert!(scenario(&tiny).is_err());
+    }
+}
