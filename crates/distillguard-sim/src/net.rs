@@ -105,6 +105,15 @@ pub(crate) const CHAT_CLIENTS: &[&str] = &[
     "Raycast/1.86.1 (macOS)",
 ];
 
+/// Coding agents developers run with their own API key.
+pub(crate) const AGENT_CLIENTS: &[&str] = &[
+    "aider/0.62.1",
+    "Cline/3.2.0",
+    "opencode/0.4.2",
+    "OpenAI/Python 1.54.3",
+    "continue/0.9.231",
+];
+
 pub(crate) const EVAL_AGENTS: &[&str] = &[
     "lm-eval-harness/0.4.5 OpenAI/Python 1.52.2",
     "inspect_ai/0.3.49 OpenAI/Python 1.54.3",

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use distillguard_core::event::{ApiEvent, Params};
 use rand::Rng;
 
-use super::human::{chat_session, dev_burst, Net};
+use super::human::{agent_session, chat_session, dev_burst, Net, AGENT_SYSTEM_PROMPT};
 use super::{adopted_model, emit, payment, Account, Actor, Call, Ctx, Human, Turn};
 use super::{MODEL_MAIN, MODEL_MINI, MODEL_NEW, MODEL_REASONING};
 use crate::dist::{chance, hex, lognormal, pick, range_i64, range_u32, SimRng};
@@ -112,12 +112,14 @@ impl Actor for Casual {
 }
 
 /// A developer trying things: work-hour bursts, near-identical re-sends, pings, varied params,
-/// and quick to try a new model.
+/// and quick to try a new model. One in six runs a coding agent instead: long tool loops with a
+/// growing context, the heavy legitimate user that volume-based rules mistake for an attacker.
 pub(crate) struct Developer {
     rng: SimRng,
     account: Account,
     human: Human,
     adopt_after: Option<i64>,
+    agent: bool,
 }
 
 impl Developer {
@@ -146,11 +148,17 @@ impl Developer {
         };
         let adopt_after =
             chance(&mut rng, 0.6).then(|| range_i64(&mut rng, 20 * MINUTE, 10 * HOUR));
+        let agent = chance(&mut rng, 1.0 / 6.0);
+        if agent {
+            human.ua = pick(&mut rng, net::AGENT_CLIENTS).to_string();
+            human.sessions_per_day = lognormal(&mut rng, 2.5, 0.5);
+        }
         Self {
             rng,
             account,
             human,
             adopt_after,
+            agent,
         }
     }
 }
@@ -164,6 +172,23 @@ impl Actor for Developer {
         let rng = &mut self.rng;
         for start in self.human.sessions(rng, ctx) {
             let ip = self.human.session_ip(rng);
+            if self.agent {
+                let turns = agent_session(rng, ctx.book, start);
+                let base = *pick(rng, &[MODEL_MAIN, MODEL_MAIN, MODEL_REASONING]);
+                let mut template = Call::new(start, base, String::new(), ip, &self.human.ua);
+                template.system = Some(AGENT_SYSTEM_PROMPT.to_string());
+                template.params = Params {
+                    temperature: *pick(rng, &[None, Some(0.0)]),
+                    max_tokens: Some(*pick(rng, &[4_096, 8_192])),
+                    stream: Some(true),
+                    ..Params::default()
+                };
+                let adopt = self.adopt_after;
+                emit_turns(out, rng, ctx, &self.account, turns, &template, |rng, at| {
+                    adopted_model(ctx, at, adopt, 0.8, rng, base)
+                });
+                continue;
+            }
             let turns = dev_burst(rng, ctx.book, start);
             let base = *pick(
                 rng,

@@ -211,6 +211,74 @@ pub(crate) fn dev_burst(rng: &mut SimRng, book: &PromptBook, start: i64) -> Vec<
     turns
 }
 
+/// What coding agents send as their system prompt (paraphrased): tools, plans, explanations. It
+/// reads much like an operator's "agent trace" harvesting prompt.
+pub(crate) const AGENT_SYSTEM_PROMPT: &str = "You are an AI coding agent working in the user's repository. Use the provided tools to read files, run commands and edit code. Think through each step, explain what you are doing, and verify your changes by running the tests.";
+
+/// Context after which an agent compacts its history into a summary.
+const AGENT_CONTEXT_LIMIT: u32 = 120_000;
+
+/// A coding-agent session: the user's task, then a long loop of tool results fed back with the
+/// whole conversation, seconds apart, until the task is done.
+pub(crate) fn agent_session(rng: &mut SimRng, book: &PromptBook, start: i64) -> Vec<Turn> {
+    let steps = lognormal(rng, 80.0, 0.8).clamp(5.0, 600.0) as u32;
+    let mut at = start;
+    let mut messages = 1;
+    // Repository map and instructions travel with every request.
+    let mut history = rand::Rng::gen_range(rng, 1_500..6_000);
+    let mut turns = Vec::with_capacity(steps as usize);
+    for step in 0..steps {
+        let prompt = if step == 0 {
+            book.dev_task(rng)
+        } else {
+            tool_result(rng)
+        };
+        let completion = lognormal(rng, 180.0, 0.8).clamp(10.0, 4_000.0) as u32;
+        turns.push(Turn {
+            at,
+            prompt: prompt.clone(),
+            messages,
+            history_tokens: history,
+            completion,
+        });
+        // Tool output (file contents, logs) enters the context in full; the event's prompt
+        // field keeps only its first line.
+        let tool_output = lognormal(rng, 700.0, 0.9).min(20_000.0) as u32;
+        history += tokens(&prompt) + tool_output + completion;
+        messages += 2;
+        if history > AGENT_CONTEXT_LIMIT {
+            history = 6_000;
+            messages = 3;
+        }
+        // Generation time plus the tool run before the next call.
+        at += (f64::from(completion) * 14.0 + lognormal(rng, 2_500.0, 0.8)) as i64;
+    }
+    turns
+}
+
+fn tool_result(rng: &mut SimRng) -> String {
+    use rand::Rng;
+    match rng.gen_range(0..6) {
+        0 => format!(
+            "Tool result (run_tests): {} passed, {} failed\nFAILED tests/test_{}.py::test_{} - AssertionError",
+            rng.gen_range(3..400),
+            rng.gen_range(0..5),
+            pick(rng, &["api", "models", "utils", "parser", "billing"]),
+            pick(rng, &["roundtrip", "empty_input", "pagination", "retry", "unicode"])
+        ),
+        1 => format!(
+            "Tool result (read_file src/{}.{}): {} lines",
+            pick(rng, &["main", "config", "handlers", "db", "cli", "schema"]),
+            pick(rng, &["py", "ts", "go", "rs"]),
+            rng.gen_range(20..1_200)
+        ),
+        2 => format!("Tool result (grep \"{}\"): {} matches", pick(rng, &["TODO", "fn parse", "import requests", "class User"]), rng.gen_range(0..60)),
+        3 => format!("Tool result (apply_patch): ok, {} lines changed", rng.gen_range(1..120)),
+        4 => format!("Tool result (shell `{}`): exit code {}", pick(rng, &["npm run build", "cargo check", "pytest -x", "go vet ./..."]), pick(rng, &[0, 0, 0, 1, 2])),
+        _ => pick(rng, &["continue", "yes, go ahead", "looks good, now update the docs", "no, revert that and try another approach"]).to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +295,20 @@ mod tests {
             multi_turn += turns.iter().filter(|t| t.messages > 1).count();
         }
         assert!(multi_turn > 20, "{multi_turn}");
+    }
+
+    #[test]
+    fn agent_sessions_grow_their_context_quickly_and_compact_it() {
+        let mut rng = stream(23, 0);
+        let book = PromptBook::builtin();
+        let turns: Vec<Turn> = (0..20)
+            .flat_map(|_| agent_session(&mut rng, &book, 0))
+            .collect();
+        assert!(turns.iter().any(|t| t.messages > 40));
+        assert!(turns
+            .iter()
+            .all(|t| t.history_tokens <= AGENT_CONTEXT_LIMIT + 10_000));
+        assert!(turns.iter().any(|t| t.prompt.starts_with("Tool result")));
     }
 
     #[test]
