@@ -55,7 +55,7 @@ pub(crate) struct Account {
 impl Account {
     pub(crate) fn new(rng: &mut SimRng, created_at: i64, payment: String) -> Self {
         let id = AccountId::parse(format!("acct_{}", hex(rng, 12)))
-            .unwrap_or_else(|_| unreachable_account());
+            .expect("`acct_` plus 12 hex digits is a valid account id");
         let keys = (0..if chance(rng, 0.3) { 2 } else { 1 })
             .map(|_| format!("key_{}", hex(rng, 10)))
             .collect();
@@ -66,11 +66,6 @@ impl Account {
             keys,
         }
     }
-}
-
-fn unreachable_account() -> AccountId {
-    // `acct_` plus hex is always a valid id; this only keeps the constructor total.
-    AccountId::parse("acct_invalid").unwrap_or_else(|_| unreachable!("constant id is valid"))
 }
 
 pub(crate) fn payment(rng: &mut SimRng) -> String {
