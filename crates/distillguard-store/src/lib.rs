@@ -6,7 +6,7 @@
 //! the binary and run at connect. [`FindingWriter`] moves engine updates into the store off the
 //! hot path, buffering and retrying through database outages.
 //!
-//! See `docs/store.md` for the schema, the review workflow and the write-path rules.
+//! See the crate README for the schema, the review workflow and the write-path rules.
 
 mod backend;
 mod cursor;
