@@ -1,0 +1,5 @@
+//! One module per subcommand.
+
+pub mod replay;
+pub mod serve;
+pub mod settings;
