@@ -2,6 +2,7 @@
 
 mod ingest;
 mod ops;
+pub mod review;
 
 use std::sync::Arc;
 use std::time::Instant;
