@@ -6,12 +6,24 @@
 //! here does I/O beyond reading the bytes it is handed.
 
 pub mod canonical;
+pub mod chat;
 pub mod dedup;
+pub mod envoy;
+pub mod fields;
 pub mod frame;
+pub mod kong;
+pub mod litellm;
+pub mod otlp;
 
 pub use canonical::CanonicalDecoder;
 pub use dedup::Deduplicator;
+
+pub use envoy::EnvoyDecoder;
 pub use frame::{decompress, frame, FrameError, RawRecord};
+pub use kong::KongDecoder;
+pub use otlp::OtlpDecoder;
+
+pub use litellm::LitellmDecoder;
 
 use distillguard_core::event::ApiEvent;
 
@@ -126,6 +138,15 @@ pub trait Decoder: Send + Sync {
     fn source(&self) -> Source;
     /// Decodes one record's JSON text, appending the events it carries to `out`.
     fn decode(&self, json: &str, out: &mut Vec<ApiEvent>) -> Result<(), RecordError>;
+
+    /// Like [`Decoder::decode`], for records that carry many events (an OTLP export request):
+    /// every bad event gets its own error in `errors` and the good ones still go to `out`.
+    /// The default reports the record as a whole.
+    fn decode_all(&self, json: &str, out: &mut Vec<ApiEvent>, errors: &mut Vec<RecordError>) {
+        if let Err(error) = self.decode(json, out) {
+            errors.push(error);
+        }
+    }
 }
 
 /// The events and errors of one body.
@@ -144,18 +165,19 @@ pub fn decode_body(decoder: &dyn Decoder, body: &[u8]) -> Result<DecodeOutcome, 
         events: Vec::with_capacity(records.len()),
         rejected: Vec::new(),
     };
+    let mut errors = Vec::new();
     for record in &records {
-        let decoded = match record.json {
-            Ok(json) => decoder.decode(json.get(), &mut outcome.events),
-            Err(ref message) => Err(RecordError::malformed(message.clone())),
-        };
-        if let Err(error) = decoded {
-            outcome.rejected.push(Rejected {
+        match record.json {
+            Ok(json) => decoder.decode_all(json.get(), &mut outcome.events, &mut errors),
+            Err(ref message) => errors.push(RecordError::malformed(message.clone())),
+        }
+        outcome
+            .rejected
+            .extend(errors.drain(..).map(|error| Rejected {
                 index: record.index,
                 line: record.line,
                 error,
-            });
-        }
+            }));
     }
     Ok(outcome)
 }

@@ -135,6 +135,16 @@ impl EngineSettings {
     }
 }
 
+/// Per-gateway decoding options (`docs/integrations.md`), e.g. which field is the account.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceSettings {
+    pub litellm: distillguard_ingest::LitellmDecoder,
+    pub kong: distillguard_ingest::KongDecoder,
+    pub envoy: distillguard_ingest::EnvoyDecoder,
+    pub otlp: distillguard_ingest::OtlpDecoder,
+}
+
 /// Everything `serve` needs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -149,6 +159,7 @@ pub struct Settings {
     pub shutdown_grace_secs: u64,
     pub ingest: IngestSettings,
     pub engine: EngineSettings,
+    pub sources: SourceSettings,
 }
 
 impl Default for Settings {
@@ -161,6 +172,7 @@ impl Default for Settings {
             shutdown_grace_secs: 30,
             ingest: IngestSettings::default(),
             engine: EngineSettings::default(),
+            sources: SourceSettings::default(),
         }
     }
 }
@@ -281,6 +293,22 @@ mod tests {
         assert_eq!(settings.ingest.queue_capacity, 10);
         assert_eq!(settings.ingest.max_body_bytes, 16 * 1024 * 1024);
         assert_eq!(settings.engine.shards, 4);
+    }
+
+    #[test]
+    fn gateway_sources_are_configured_in_their_own_tables() {
+        let text = r#"
+            [sources.litellm]
+            account_fields = ["team_id", "api_key_hash"]
+            [sources.envoy]
+            account_keys = ["x-tenant"]
+        "#;
+        let settings: Settings = toml::from_str(text).unwrap();
+        assert_eq!(
+            settings.sources.envoy.account_keys,
+            vec!["x-tenant".to_string()]
+        );
+        assert_eq!(settings.sources.litellm.account_fields.len(), 2);
     }
 
     #[test]

@@ -34,6 +34,75 @@ pub struct IngestReply {
     pub rejected_count: usize,
     /// The first rejected records, each with its index, field and reason.
     pub rejected: Vec<Rejected>,
+    /// OTLP's own partial-success report (`/v1/logs` only).
+    #[serde(rename = "partialSuccess", skip_serializing_if = "Option::is_none")]
+    pub partial_success: Option<PartialSuccess>,
+}
+
+/// OTLP `ExportLogsPartialSuccess`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartialSuccess {
+    pub rejected_log_records: usize,
+    pub error_message: String,
+}
+
+/// `POST /v1/ingest/litellm`: LiteLLM's generic API logger.
+pub async fn litellm(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let decoder = state.settings.sources.litellm.clone();
+    ingest(state, caller, headers, body, decoder).await
+}
+
+/// `POST /v1/ingest/kong`: Kong's http-log plugin.
+pub async fn kong(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let decoder = state.settings.sources.kong.clone();
+    ingest(state, caller, headers, body, decoder).await
+}
+
+/// `POST /v1/ingest/envoy`: Envoy AI Gateway JSON access logs, via a log shipper.
+pub async fn envoy(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let decoder = state.settings.sources.envoy.clone();
+    ingest(state, caller, headers, body, decoder).await
+}
+
+/// `POST /v1/logs`: OTLP/HTTP logs, JSON encoding.
+///
+/// OTLP clients expect `200` with an `ExportLogsServiceResponse`; a partial acceptance is reported
+/// in `partialSuccess` as the specification asks, next to our own counts.
+pub async fn otlp(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let decoder = state.settings.sources.otlp.clone();
+    let (_, Json(mut reply)) = ingest(state, caller, headers, body, decoder).await?;
+    if reply.rejected_count > 0 {
+        reply.partial_success = Some(PartialSuccess {
+            rejected_log_records: reply.rejected_count,
+            error_message: reply
+                .rejected
+                .first()
+                .map(|r| r.error.to_string())
+                .unwrap_or_default(),
+        });
+    }
+    Ok((StatusCode::OK, Json(reply)))
 }
 
 /// `POST /v1/events`: canonical events.
@@ -131,6 +200,7 @@ pub async fn ingest<D: Decoder + Clone + 'static>(
             duplicates: receipt.duplicates,
             rejected_count,
             rejected,
+            partial_success: None,
         }),
     ))
 }

@@ -37,6 +37,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         // Ingest (role `ingest`).
         .route("/v1/events", post(ingest::canonical))
+        .route("/v1/ingest/litellm", post(ingest::litellm))
+        .route("/v1/ingest/kong", post(ingest::kong))
+        .route("/v1/ingest/envoy", post(ingest::envoy))
+        .route("/v1/logs", post(ingest::otlp))
         // Bodies are limited after decompression by the handlers themselves.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(

@@ -85,6 +85,7 @@ pub struct Pipeline {
 }
 
 struct Inner {
+    gate: Arc<Gate>,
     permits: Arc<Semaphore>,
     capacity: usize,
     commands: mpsc::Sender<Command>,
@@ -99,9 +100,11 @@ impl Pipeline {
     pub fn start(config: PipelineConfig, metrics: Metrics, sink: Box<dyn FindingSink>) -> Self {
         let capacity = config.queue_capacity.max(1);
         metrics.queue_capacity.set(capacity as i64);
-        let (commands, threads) = workers::spawn(&config, metrics.clone(), sink);
+        let gate = Arc::new(Gate::default());
+        let (commands, threads) = workers::spawn(&config, metrics.clone(), sink, gate.clone());
         Self {
             inner: Arc::new(Inner {
+                gate,
                 permits: Arc::new(Semaphore::new(capacity)),
                 capacity,
                 commands,
@@ -220,6 +223,16 @@ impl Pipeline {
         self.inner.metrics.queue_depth.set(depth as i64);
     }
 
+    /// Holds queued batches before the detectors until [`Pipeline::resume`]; the queue keeps
+    /// its bound, so ingest answers 429 once it fills. Used to quiesce the pipeline.
+    pub fn pause(&self) {
+        self.inner.gate.set(true);
+    }
+
+    pub fn resume(&self) {
+        self.inner.gate.set(false);
+    }
+
     /// Events currently waiting.
     pub fn queue_depth(&self) -> usize {
         self.inner.capacity - self.inner.permits.available_permits()
@@ -250,12 +263,34 @@ impl Pipeline {
     /// Stops taking input, lets queued events drain through the workers, and joins them.
     pub fn shutdown_blocking(&self) {
         self.inner.accepting.store(false, Ordering::Release);
+        self.resume();
         let _ = self.inner.commands.send(Command::Stop);
         let threads = std::mem::take(&mut *self.inner.threads.lock().expect("threads lock"));
         for thread in threads {
             let _ = thread.join();
         }
         self.update_depth();
+    }
+}
+
+/// A pause switch the dispatcher checks before taking each command.
+#[derive(Default)]
+pub(crate) struct Gate {
+    paused: Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+impl Gate {
+    fn set(&self, paused: bool) {
+        *self.paused.lock().expect("gate lock poisoned") = paused;
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn wait_while_paused(&self) {
+        let mut paused = self.paused.lock().expect("gate lock poisoned");
+        while *paused {
+            paused = self.changed.wait(paused).expect("gate lock poisoned");
+        }
     }
 }
 

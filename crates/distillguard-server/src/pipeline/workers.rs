@@ -13,7 +13,9 @@ use distillguard_core::event::ApiEvent;
 use distillguard_core::finding::{FindingUpdate, Report, Severity};
 use distillguard_core::time::EventTime;
 
-use super::{Command, FindingSink, PipelineConfig};
+use std::sync::Arc;
+
+use super::{Command, FindingSink, Gate, PipelineConfig};
 use crate::metrics::Metrics;
 
 /// Messages a shard can hold before the dispatcher waits.
@@ -49,6 +51,7 @@ pub(super) fn spawn(
     config: &PipelineConfig,
     metrics: Metrics,
     sink: Box<dyn FindingSink>,
+    gate: Arc<Gate>,
 ) -> (Sender<Command>, Vec<JoinHandle<()>>) {
     let shard_count = config.shards.max(1);
     let (commands_tx, commands_rx) = mpsc::channel::<Command>();
@@ -72,7 +75,7 @@ pub(super) fn spawn(
     }));
     let clock = Clock::new(&config.engine);
     threads.push(spawn_named("dg-dispatch".into(), move || {
-        Dispatcher::new(clock, shard_txs, metrics).run(commands_rx)
+        Dispatcher::new(clock, shard_txs, metrics).run(commands_rx, &gate)
     }));
     (commands_tx, threads)
 }
@@ -106,8 +109,9 @@ impl Dispatcher {
         }
     }
 
-    fn run(mut self, commands: Receiver<Command>) {
+    fn run(mut self, commands: Receiver<Command>, gate: &Gate) {
         while let Ok(command) = commands.recv() {
+            gate.wait_while_paused();
             match command {
                 Command::Batch { events, _permit } => {
                     self.route(events);
