@@ -32,7 +32,9 @@ pub use backend::{PgStore, SqliteStore, SQLITE_FILE};
 pub use error::StoreError;
 pub use model::*;
 pub use review::ReopenRule;
-pub use writer::{FindingWriter, ShutdownReport, WriterConfig, WriterStats};
+pub use writer::{
+    BatchObserver, BatchReport, FindingWriter, ShutdownReport, WriterConfig, WriterStats,
+};
 
 /// The wall clock used for analyst actions and allowlist expiry (never for detection).
 pub type WallClock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;

@@ -57,6 +57,17 @@ pub struct WriterStats {
     pub last_error: Option<String>,
 }
 
+/// One batch attempt, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchReport {
+    pub ok: bool,
+    pub updates: usize,
+    pub duration: Duration,
+}
+
+/// Called after every batch attempt (from the writer task; keep it cheap).
+pub type BatchObserver = Arc<dyn Fn(BatchReport) + Send + Sync>;
+
 /// What a shutdown achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownReport {
@@ -142,6 +153,7 @@ struct Shared {
     last_error: Mutex<Option<String>>,
     /// Set by `shutdown`: drain until empty or until this instant.
     drain_until: Mutex<Option<Instant>>,
+    observer: Option<BatchObserver>,
 }
 
 impl Shared {
@@ -167,6 +179,15 @@ pub struct FindingWriter {
 
 impl FindingWriter {
     pub fn spawn(store: Store, config: WriterConfig) -> Self {
+        Self::spawn_observed(store, config, None)
+    }
+
+    /// Like [`FindingWriter::spawn`], reporting every batch attempt to `observer`.
+    pub fn spawn_observed(
+        store: Store,
+        config: WriterConfig,
+        observer: Option<BatchObserver>,
+    ) -> Self {
         let shared = Arc::new(Shared {
             config,
             buffer: Mutex::new(Buffer::default()),
@@ -177,6 +198,7 @@ impl FindingWriter {
             degraded: Default::default(),
             last_error: Mutex::new(None),
             drain_until: Mutex::new(None),
+            observer,
         });
         let task = tokio::spawn(run(store, Arc::clone(&shared)));
         Self {
@@ -273,7 +295,16 @@ async fn run(store: Store, shared: Arc<Shared>) {
             continue;
         }
         let updates: Vec<FindingUpdate> = batch.iter().map(|(_, u)| u.clone()).collect();
-        match store.upsert_findings(&updates).await {
+        let started = Instant::now();
+        let result = store.upsert_findings(&updates).await;
+        if let Some(observer) = &shared.observer {
+            observer(BatchReport {
+                ok: result.is_ok(),
+                updates: updates.len(),
+                duration: started.elapsed(),
+            });
+        }
+        match result {
             Ok(_) => {
                 shared
                     .written

@@ -85,7 +85,7 @@ async fn a_postgres_url_selects_postgres_and_migrates_it() {
     assert_eq!(store.get_account("pg").await.unwrap().summary.score, 0.9);
     store.close().await;
     admin
-        .execute(format!("DROP DATABASE {name}").as_str())
+        .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
         .await
         .unwrap();
 }

@@ -5,6 +5,7 @@
 mod findings;
 mod review;
 mod support;
+mod writer;
 
 macro_rules! contract {
     ($($module:ident :: $name:ident),* $(,)?) => {
@@ -52,7 +53,7 @@ contract! {
     review::an_expired_allowlist_entry_no_longer_applies,
     review::a_dismissed_subject_that_gets_clearly_worse_reopens,
     review::confirmed_subjects_do_not_reopen,
-    review::a_database_outage_delays_findings_but_loses_none,
-    review::shutdown_drains_the_buffer,
-    review::a_full_buffer_drops_and_counts_new_subjects,
+    writer::a_database_outage_delays_findings_but_loses_none,
+    writer::shutdown_drains_the_buffer,
+    writer::a_full_buffer_drops_and_counts_new_subjects,
 }

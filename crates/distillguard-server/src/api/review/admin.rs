@@ -4,10 +4,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::{Extension, Json};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use distillguard_core::time::EventTime;
-use distillguard_store::{AllowlistEntry, Store, Subject, SubjectKind};
+use distillguard_store::{AllowlistEntry, Subject, SubjectKind};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -26,7 +26,7 @@ pub async fn openapi() -> impl IntoResponse {
 /// `GET /v1/allowlist?include_expired=true`.
 pub async fn list_allowlist(
     caller: Caller,
-    Extension(store): Extension<Store>,
+    State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<ListReply<AllowlistEntry>>, ApiError> {
     caller.require(Role::Analyst)?;
@@ -42,7 +42,8 @@ pub async fn list_allowlist(
             }
         }
     }
-    let items = store
+    let items = state
+        .store
         .list_allowlist(include_expired)
         .await
         .map_err(api_error)?;
@@ -62,13 +63,14 @@ pub struct AllowlistBody {
 /// `POST /v1/allowlist`: replaces the subject's live entry if it has one.
 pub async fn add_allowlist(
     caller: Caller,
-    Extension(store): Extension<Store>,
+    State(state): State<AppState>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<AllowlistEntry>), ApiError> {
     caller.require(Role::Analyst)?;
     let body: AllowlistBody = params::body(&body)?;
     let subject = Subject::new(body.kind, body.id).map_err(api_error)?;
-    let entry = store
+    let entry = state
+        .store
         .add_allowlist(&subject, &body.reason, body.expires_at, &actor(&caller)?)
         .await
         .map_err(api_error)?;
@@ -78,14 +80,15 @@ pub async fn add_allowlist(
 /// `DELETE /v1/allowlist/{entry}`: returns the removed entry.
 pub async fn remove_allowlist(
     caller: Caller,
-    Extension(store): Extension<Store>,
+    State(state): State<AppState>,
     Path(entry): Path<String>,
 ) -> Result<Json<AllowlistEntry>, ApiError> {
     caller.require(Role::Analyst)?;
     let id: i64 = entry
         .parse()
         .map_err(|_| ApiError::NotFound(format!("allowlist entry {entry}")))?;
-    let removed = store
+    let removed = state
+        .store
         .remove_allowlist(id, &actor(&caller)?)
         .await
         .map_err(api_error)?;
@@ -93,13 +96,9 @@ pub async fn remove_allowlist(
 }
 
 /// `GET /v1/stats`: counts by status and severity, stored watermarks and the live pipeline's.
-pub async fn stats(
-    caller: Caller,
-    State(state): State<AppState>,
-    Extension(store): Extension<Store>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn stats(caller: Caller, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Analyst)?;
-    let stats = store.stats().await.map_err(api_error)?;
+    let stats = state.store.stats().await.map_err(api_error)?;
     let detection_secs = state.metrics.detection_watermark.get();
     let detection = (detection_secs > 0)
         .then(|| EventTime::from_epoch_ms(detection_secs.saturating_mul(1000)).ok())

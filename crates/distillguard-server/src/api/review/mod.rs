@@ -1,10 +1,7 @@
 //! The analyst review API under `/v1` (documented in `docs/review-api.md` and `/openapi.json`).
 //!
-//! Reading needs the `analyst` role, writing `analyst` or `admin` (`admin` passes every check).
-//! The store travels as a request extension added by [`routes`], so the router needs no new
-//! field in [`AppState`]; auth still comes from `AppState` through the [`Caller`] extractor.
-//!
-//! [`Caller`]: crate::auth::Caller
+//! Reading needs the `analyst` role, writing `analyst` or `admin` (`admin` passes every check,
+//! see [`crate::auth::Caller::require`]). Handlers reach the store through [`AppState::store`].
 
 mod admin;
 mod params;
@@ -14,8 +11,8 @@ mod tests;
 
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
-use axum::{Extension, Router};
-use distillguard_store::{Store, StoreError};
+use axum::Router;
+use distillguard_store::StoreError;
 
 use super::AppState;
 use crate::error::ApiError;
@@ -25,7 +22,7 @@ use subjects::{Accounts, Clusters};
 pub const OPENAPI_JSON: &str = include_str!("../../../../../docs/openapi.json");
 
 /// Every review route; merge into the main router.
-pub fn routes(store: Store) -> Router<AppState> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/openapi.json", get(admin::openapi))
         .route("/v1/accounts", get(subjects::list::<Accounts>))
@@ -64,7 +61,6 @@ pub fn routes(store: Store) -> Router<AppState> {
         )
         .route("/v1/allowlist/{entry}", delete(admin::remove_allowlist))
         .route("/v1/stats", get(admin::stats))
-        .layer(Extension(store))
 }
 
 /// Seconds a client is told to wait when the database is unreachable.

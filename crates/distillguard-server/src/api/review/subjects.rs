@@ -4,19 +4,19 @@
 //! once (`list::<Accounts>`) and the code is written once.
 
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, RawQuery};
+use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Json;
 use distillguard_store::{
     AccountDetail, Actor, AssigneeChange, AuditEntry, BulkItem, CloseReason, ClusterDetail,
-    FindingSummary, Note, ReviewState, ReviewStatus, Store, Subject, SubjectKind,
-    TransitionRequest,
+    FindingSummary, Note, ReviewState, ReviewStatus, Subject, SubjectKind, TransitionRequest,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::params::{self, double_option};
 use super::{api_error, item_error};
+use crate::api::AppState;
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 
@@ -58,12 +58,13 @@ pub struct ListReply<T> {
 /// `GET /v1/accounts`, `GET /v1/clusters`.
 pub async fn list<K: Kind>(
     caller: Caller,
-    Extension(store): Extension<Store>,
+    State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<ListReply<FindingSummary>>, ApiError> {
     caller.require(Role::Analyst)?;
     let (filter, page) = params::list_request(query.as_deref())?;
-    let page = store
+    let page = state
+        .store
         .list(K::KIND, &filter, &page)
         .await
         .map_err(api_error)?;
@@ -78,21 +79,21 @@ pub async fn list<K: Kind>(
 /// `GET /v1/accounts/{id}`.
 pub async fn get_account(
     caller: Caller,
-    Extension(store): Extension<Store>,
+    State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<AccountDetail>, ApiError> {
     caller.require(Role::Analyst)?;
-    Ok(Json(store.get_account(&id).await.map_err(api_error)?))
+    Ok(Json(state.store.get_account(&id).await.map_err(api_error)?))
 }
 
 /// `GET /v1/clusters/{id}`.
 pub async fn get_cluster(
     caller: Caller,
-    Extension(store): Extension<Store>,
+    State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ClusterDetail>, ApiError> {
     caller.require(Role::Analyst)?;
-    Ok(Json(store.get_cluster(&id).await.map_err(api_error)?))
+    Ok(Json(state.store.get_cluster(&id).await.map_err(api_error)?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,7 +119,7 @@ fn assignee_change(assignee: Option<Option<String>>) -> AssigneeChange {
 /// `PATCH /v1/{accounts|clusters}/{id}/review`.
 pub async fn review<K: Kind>(
     caller: Caller,
-    Extension(store): Extension<Store>,
+    State(state): State<AppState>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<ReviewState>, ApiError> {
@@ -130,7 +131,8 @@ pub async fn review<K: Kind>(
         close_reason: body.close_reason,
         assignee: assignee_change(body.assignee),
     };
-    let state = store
+    let state = state
+        .store
         .transition(&subject::<K>(id)?, &request, &actor(&caller)?)
         .await
         .map_err(api_error)?;
@@ -164,7 +166,7 @@ pub struct BulkBody {
 /// `POST /v1/{accounts|clusters}/bulk-review`: one result per id, in order.
 pub async fn bulk_review<K: Kind>(
     caller: Caller,
-    Extension(store): Extension<Store>,
+    State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Analyst)?;
@@ -187,7 +189,8 @@ pub async fn bulk_review<K: Kind>(
         close_reason: body.close_reason,
         assignee: assignee_change(body.assignee),
     };
-    let outcomes = store
+    let outcomes = state
+        .store
         .bulk_transition(K::KIND, &items, &request, &actor(&caller)?)
         .await
         .map_err(api_error)?;
@@ -218,13 +221,14 @@ pub struct NoteBody {
 /// `POST /v1/{accounts|clusters}/{id}/notes`.
 pub async fn add_note<K: Kind>(
     caller: Caller,
-    Extension(store): Extension<Store>,
+    State(state): State<AppState>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Note>), ApiError> {
     caller.require(Role::Analyst)?;
     let body: NoteBody = params::body(&body)?;
-    let note = store
+    let note = state
+        .store
         .add_note(&subject::<K>(id)?, &body.body, &actor(&caller)?)
         .await
         .map_err(api_error)?;
@@ -234,11 +238,12 @@ pub async fn add_note<K: Kind>(
 /// `GET /v1/{accounts|clusters}/{id}/notes`.
 pub async fn list_notes<K: Kind>(
     caller: Caller,
-    Extension(store): Extension<Store>,
+    State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ListReply<Note>>, ApiError> {
     caller.require(Role::Analyst)?;
-    let notes = store
+    let notes = state
+        .store
         .list_notes(&subject::<K>(id)?)
         .await
         .map_err(api_error)?;
@@ -253,7 +258,7 @@ const DEFAULT_AUDIT_PAGE: u32 = 100;
 /// `GET /v1/{accounts|clusters}/{id}/audit?after=&limit=`: oldest first.
 pub async fn audit<K: Kind>(
     caller: Caller,
-    Extension(store): Extension<Store>,
+    State(state): State<AppState>,
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Json<ListReply<AuditEntry>>, ApiError> {
@@ -275,7 +280,8 @@ pub async fn audit<K: Kind>(
             }
         }
     }
-    let entries = store
+    let entries = state
+        .store
         .list_audit(&subject::<K>(id)?, after, limit)
         .await
         .map_err(api_error)?;

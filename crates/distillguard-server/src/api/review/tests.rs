@@ -52,9 +52,14 @@ impl Api {
             settings: std::sync::Arc::new(settings),
             pipeline,
             metrics,
+            writer: std::sync::Arc::new(distillguard_store::FindingWriter::spawn(
+                store.clone(),
+                distillguard_store::WriterConfig::default(),
+            )),
+            store: store.clone(),
         };
         Self {
-            app: routes(store.clone()).with_state(state),
+            app: routes().with_state(state),
             store,
             _dir: dir,
         }
