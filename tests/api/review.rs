@@ -232,3 +232,86 @@ async fn serve_without_a_database_keeps_findings_and_review_state_across_restart
     assert_eq!(account["summary"]["review"]["status"], "dismissed");
     app.stop().await;
 }
+
+/// Refuses new connections to `database` and ends the live ones; `false` lets them back in.
+async fn set_outage(database: &PgDatabase, down: bool) {
+    let mut admin = sqlx::PgConnection::connect(&database.admin_url)
+        .await
+        .unwrap();
+    let allow = if down { "false" } else { "true" };
+    admin
+        .execute(format!("ALTER DATABASE {} ALLOW_CONNECTIONS {allow}", database.name).as_str())
+        .await
+        .unwrap();
+    if down {
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&database.name)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+}
+
+async fn readyz(app: &TestApp) -> (u16, Value) {
+    let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_database_outage_delays_findings_but_loses_none_and_ingestion_keeps_working() {
+    let database = PgDatabase::create("review_outage").await;
+    let settings = Settings {
+        database_url: Some(Secret::new(database.url())),
+        ..test_settings()
+    };
+    let app = spawn_app_with(settings).await;
+    ingest_busy_account(&app, "before", T0).await;
+    wait_for_account(&app, "before").await;
+
+    set_outage(&database, true).await;
+    // Ingestion is not blocked by the database.
+    ingest_busy_account(&app, "during", T0 + 30 * 60_000).await;
+    let mut degraded = Value::Null;
+    for _ in 0..200 {
+        let (status, body) = readyz(&app).await;
+        assert_eq!(
+            status, 200,
+            "a store outage must not take the service out of rotation"
+        );
+        if body["status"] == "degraded" && body["store"]["buffered_findings"].as_u64() > Some(0) {
+            degraded = body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        degraded["checks"]["store"], "degraded",
+        "readyz never reported the outage"
+    );
+    let (status, _) = get(&app, "/v1/accounts/during", ANALYST_TOKEN).await;
+    assert_eq!(status, 503, "reads say the store is unavailable");
+
+    set_outage(&database, false).await;
+    let account = wait_for_account(&app, "during").await;
+    assert!(account["summary"]["score"].as_f64().unwrap() > 0.0);
+    for _ in 0..200 {
+        if readyz(&app).await.1["status"] == "ready" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, body) = readyz(&app).await;
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["store"]["dropped_findings"], 0);
+    assert!(
+        app.metric("distillguard_store_writes_total{outcome=\"error\"}")
+            .await
+            >= 1.0
+    );
+    app.stop().await;
+    database.drop().await;
+}
