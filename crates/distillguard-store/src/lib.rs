@@ -12,6 +12,7 @@ mod backend;
 mod cursor;
 mod error;
 pub mod model;
+mod prepare;
 pub mod review;
 mod rows;
 mod sql_read;

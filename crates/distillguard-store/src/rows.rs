@@ -118,9 +118,8 @@ pub(crate) struct ReviewRow {
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct ExistingRow {
     pub finding_id: i64,
+    pub subject_id: String,
     pub last_seen_ms: i64,
-    pub first_seen_ms: i64,
-    pub first_flagged_at_ms: Option<i64>,
     pub engine_flagged: bool,
     pub detectors: Json<Vec<String>>,
     pub status: String,
