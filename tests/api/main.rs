@@ -6,3 +6,4 @@ mod auth;
 mod gateways;
 mod ingest;
 mod operations;
+mod review;
