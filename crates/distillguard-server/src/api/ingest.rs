@@ -1,0 +1,262 @@
+//! Ingest endpoints: every log format shares framing, limits, auth, dedup and backpressure.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use distillguard_ingest::{
+    decode_body, decompress, CanonicalDecoder, Decoder, FrameError, Rejected,
+};
+use serde::Serialize;
+
+use super::AppState;
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+use crate::pipeline::SubmitError;
+
+/// Rejected records listed in a reply at most; the count is always exact.
+const MAX_LISTED_REJECTIONS: usize = 1_000;
+/// Bodies larger than this are decoded off the async runtime.
+const INLINE_DECODE_BYTES: usize = 128 * 1024;
+
+/// The reply to an ingest request.
+#[derive(Debug, Serialize)]
+pub struct IngestReply {
+    /// Records found in the body.
+    pub received: usize,
+    /// Events queued for detection.
+    pub accepted: usize,
+    /// Events acknowledged but skipped as retries of a recent `request_id`.
+    pub duplicates: usize,
+    pub rejected_count: usize,
+    /// The first rejected records, each with its index, field and reason.
+    pub rejected: Vec<Rejected>,
+    /// OTLP's own partial-success report (`/v1/logs` only).
+    #[serde(rename = "partialSuccess", skip_serializing_if = "Option::is_none")]
+    pub partial_success: Option<PartialSuccess>,
+}
+
+/// OTLP `ExportLogsPartialSuccess`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartialSuccess {
+    pub rejected_log_records: usize,
+    pub error_message: String,
+}
+
+/// `POST /v1/ingest/litellm`: LiteLLM's generic API logger.
+pub async fn litellm(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let decoder = state.settings.sources.litellm.clone();
+    ingest(state, caller, headers, body, decoder).await
+}
+
+/// `POST /v1/ingest/kong`: Kong's http-log plugin.
+pub async fn kong(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let decoder = state.settings.sources.kong.clone();
+    ingest(state, caller, headers, body, decoder).await
+}
+
+/// `POST /v1/ingest/envoy`: Envoy AI Gateway JSON access logs, via a log shipper.
+pub async fn envoy(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let decoder = state.settings.sources.envoy.clone();
+    ingest(state, caller, headers, body, decoder).await
+}
+
+/// `POST /v1/logs`: OTLP/HTTP logs, JSON encoding.
+///
+/// OTLP clients expect `200` with an `ExportLogsServiceResponse`; a partial acceptance is reported
+/// in `partialSuccess` as the specification asks, next to our own counts.
+pub async fn otlp(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let decoder = state.settings.sources.otlp.clone();
+    let (_, Json(mut reply)) = ingest(state, caller, headers, body, decoder).await?;
+    if reply.rejected_count > 0 {
+        reply.partial_success = Some(PartialSuccess {
+            rejected_log_records: reply.rejected_count,
+            error_message: reply
+                .rejected
+                .first()
+                .map(|r| r.error.to_string())
+                .unwrap_or_default(),
+        });
+    }
+    Ok((StatusCode::OK, Json(reply)))
+}
+
+/// `POST /v1/events`: canonical events.
+pub async fn canonical(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    ingest(state, caller, headers, body, CanonicalDecoder).await
+}
+
+/// The shared ingest path for every decoder.
+pub async fn ingest<D: Decoder + Clone + 'static>(
+    state: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+    decoder: D,
+) -> Result<(StatusCode, Json<IngestReply>), ApiError> {
+    caller.require(Role::Ingest)?;
+    check_media_type(&headers)?;
+    let gzip = content_is_gzip(&headers)?;
+    let source = decoder.source().as_str();
+    let limit = state.settings.ingest.max_body_bytes;
+    let raw = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::PayloadTooLarge(format!("the body exceeds the limit of {limit} bytes"))
+    })?;
+    let started = Instant::now();
+    let decode = move || -> Result<_, FrameError> {
+        let plain = decompress(&raw, gzip, limit)?;
+        let outcome = decode_body(&decoder, &plain)?;
+        Ok((plain.len(), outcome))
+    };
+    let decoded = if raw_len_hint(&headers) > INLINE_DECODE_BYTES || gzip {
+        tokio::task::spawn_blocking(decode)
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+    } else {
+        decode()
+    };
+    let (bytes, outcome) = decoded.map_err(|error| match error {
+        FrameError::TooLarge { .. } => ApiError::PayloadTooLarge(error.to_string()),
+        other => ApiError::BadRequest(other.to_string()),
+    })?;
+    let metrics = &state.metrics;
+    metrics
+        .decode_duration
+        .with_label_values(&[source])
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .ingest_bytes
+        .with_label_values(&[source])
+        .inc_by(bytes as u64);
+    metrics
+        .events_received
+        .with_label_values(&[source])
+        .inc_by(outcome.records as u64);
+    for rejected in &outcome.rejected {
+        metrics
+            .events_rejected
+            .with_label_values(&[source, rejected.error.reason.as_str()])
+            .inc();
+    }
+    let retry_after_secs = state.settings.ingest.retry_after_secs;
+    let receipt = state.pipeline.try_submit(outcome.events).map_err(|error| {
+        metrics
+            .backpressure_rejections
+            .with_label_values(&[source])
+            .inc();
+        match error {
+            SubmitError::QueueFull => ApiError::QueueFull { retry_after_secs },
+            SubmitError::ShuttingDown => ApiError::Unavailable { retry_after_secs },
+            SubmitError::BatchTooLarge { .. } => {
+                ApiError::PayloadTooLarge(format!("{error}; split the body into smaller batches"))
+            }
+        }
+    })?;
+    metrics
+        .events_accepted
+        .with_label_values(&[source])
+        .inc_by(receipt.accepted as u64);
+    metrics
+        .events_duplicate
+        .with_label_values(&[source])
+        .inc_by(receipt.duplicates as u64);
+    let rejected_count = outcome.rejected.len();
+    let mut rejected = outcome.rejected;
+    rejected.truncate(MAX_LISTED_REJECTIONS);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(IngestReply {
+            received: outcome.records,
+            accepted: receipt.accepted,
+            duplicates: receipt.duplicates,
+            rejected_count,
+            rejected,
+            partial_success: None,
+        }),
+    ))
+}
+
+fn raw_len_hint(headers: &HeaderMap) -> usize {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(usize::MAX)
+}
+
+/// Media types log shippers use for JSON and NDJSON bodies.
+const ACCEPTED_MEDIA_TYPES: &[&str] = &[
+    "application/json",
+    "application/x-ndjson",
+    "application/ndjson",
+    "application/jsonl",
+    "application/x-jsonlines",
+    "application/jsonlines",
+    "text/plain",
+];
+
+fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or_default();
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if ACCEPTED_MEDIA_TYPES.contains(&essence.as_str()) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(text.to_string()))
+    }
+}
+
+fn content_is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(false);
+    };
+    match value
+        .to_str()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "gzip" | "x-gzip" => Ok(true),
+        "" | "identity" => Ok(false),
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "content-encoding {other}; send gzip or no encoding"
+        ))),
+    }
+}

@@ -1,0 +1,198 @@
+//! The running service: listener, router, pipeline, and their orderly shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use distillguard_core::finding::FindingUpdate;
+use distillguard_store::{BatchObserver, FindingWriter, Store, WriterConfig};
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::auth::Authenticator;
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::pipeline::{FindingSink, Pipeline, PipelineConfig};
+
+/// A built service, bound to its address but not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Validates settings, starts the pipeline and binds the listener (port 0 picks a free one).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let tokens = settings.token_specs()?;
+        let metrics = Metrics::new();
+        initialise_label_sets(&metrics);
+        let store = Store::connect(
+            settings.database_url.as_ref().map(|url| url.expose()),
+            &settings.data_dir,
+        )
+        .await
+        .context("cannot open the store")?;
+        tracing::info!(backend = store.backend_name(), "store ready");
+        let writer = Arc::new(FindingWriter::spawn_observed(
+            store.clone(),
+            WriterConfig::default(),
+            Some(store_write_observer(&metrics)),
+        ));
+        let pipeline = Pipeline::start(
+            pipeline_config(&settings),
+            metrics.clone(),
+            Box::new(StoreSink {
+                writer: Arc::clone(&writer),
+            }),
+        );
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        if tokens.is_empty() {
+            tracing::warn!(listen = %settings.listen, "authentication is off: listening on loopback only");
+        } else {
+            let roles: Vec<&str> = settings
+                .configured_roles()
+                .iter()
+                .map(|r| r.as_str())
+                .collect();
+            tracing::info!(?roles, "bearer-token authentication on");
+        }
+        let state = AppState {
+            settings: Arc::new(settings),
+            auth: Authenticator::new(tokens),
+            pipeline,
+            metrics,
+            store,
+            writer,
+        };
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests and the pipeline.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let address = self.local_addr();
+        tracing::info!(%address, "distillguard listening");
+        let router = api::router(self.state.clone());
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("HTTP server failed")?;
+        tracing::info!("draining the detection pipeline");
+        let pipeline = self.state.pipeline.clone();
+        tokio::task::spawn_blocking(move || pipeline.shutdown_blocking())
+            .await
+            .context("pipeline shutdown panicked")?;
+        // The pipeline's last findings are in the writer's buffer now: write them before exit.
+        let grace = std::time::Duration::from_secs(self.state.settings.shutdown_grace_secs);
+        let report = self.state.writer.shutdown(grace).await;
+        if report.abandoned > 0 {
+            tracing::error!(
+                abandoned = report.abandoned,
+                "findings not written before exit"
+            );
+        }
+        self.state.store.close().await;
+        tracing::info!(findings_written = report.written_total, "stopped");
+        Ok(())
+    }
+}
+
+pub fn pipeline_config(settings: &Settings) -> PipelineConfig {
+    PipelineConfig {
+        engine: settings.engine.engine_config(),
+        shards: settings.engine.shards,
+        queue_capacity: settings.ingest.queue_capacity,
+        dedup_window_ms: settings.ingest.dedup_window_secs as i64 * 1000,
+        dedup_capacity: settings.ingest.dedup_capacity,
+    }
+}
+
+/// Zero-valued series exist from the start, so `rate()` and absent-based alerts work at once.
+fn initialise_label_sets(metrics: &Metrics) {
+    for source in distillguard_ingest::Source::ALL {
+        let source = source.as_str();
+        metrics.events_received.with_label_values(&[source]);
+        metrics.events_accepted.with_label_values(&[source]);
+        metrics.events_duplicate.with_label_values(&[source]);
+        metrics.ingest_bytes.with_label_values(&[source]);
+        metrics.backpressure_rejections.with_label_values(&[source]);
+        for reason in distillguard_ingest::RejectReason::ALL {
+            metrics
+                .events_rejected
+                .with_label_values(&[source, reason.as_str()]);
+        }
+    }
+    for subject in ["account", "cluster"] {
+        for severity in distillguard_core::finding::Severity::ALL {
+            metrics
+                .new_findings
+                .with_label_values(&[subject, severity.as_str()]);
+            metrics
+                .open_findings
+                .with_label_values(&[subject, severity.as_str()]);
+        }
+    }
+    for outcome in ["ok", "error"] {
+        metrics.store_writes.with_label_values(&[outcome]);
+    }
+}
+
+/// Feeds the store writer's metrics.
+fn store_write_observer(metrics: &Metrics) -> BatchObserver {
+    let metrics = metrics.clone();
+    Arc::new(move |batch| {
+        let outcome = if batch.ok { "ok" } else { "error" };
+        metrics.store_writes.with_label_values(&[outcome]).inc();
+        metrics
+            .store_write_duration
+            .observe(batch.duration.as_secs_f64());
+    })
+}
+
+/// Logs flagged findings and hands every update to the store writer, which never blocks.
+struct StoreSink {
+    writer: Arc<FindingWriter>,
+}
+
+impl FindingSink for StoreSink {
+    fn deliver(&mut self, updates: Vec<FindingUpdate>) {
+        log_flagged(&updates);
+        self.writer.submit(updates);
+    }
+}
+
+fn log_flagged(updates: &[FindingUpdate]) {
+    for update in updates.iter().filter(|u| u.flagged()) {
+        match update {
+            FindingUpdate::Account(a) => tracing::info!(
+                subject = "account",
+                severity = a.severity.as_str(),
+                score = a.score,
+                "finding flagged"
+            ),
+            FindingUpdate::Cluster(c) => tracing::info!(
+                subject = "cluster",
+                cluster_id = %c.cluster_id,
+                severity = c.severity.as_str(),
+                score = c.score,
+                "finding flagged"
+            ),
+        }
+    }
+}

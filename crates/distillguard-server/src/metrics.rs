@@ -1,0 +1,309 @@
+//! Every Prometheus series the service exports, in one place (reference: `docs/operations.md`).
+//!
+//! Labels are bounded by construction: sources, reasons, detectors, subjects, severities, routes
+//! and statuses come from fixed sets. Never an account id.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Handles to the service's metrics; cheap to clone (every field is reference-counted).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Records framed from request bodies, by source (`canonical`, `litellm`, ...).
+    pub events_received: IntCounterVec,
+    /// Records that passed validation and entered the pipeline, by source.
+    pub events_accepted: IntCounterVec,
+    /// Records refused, by source and reason (`invalid_field`, `missing_field`, `malformed_json`).
+    pub events_rejected: IntCounterVec,
+    /// Records acknowledged but not re-processed because their `request_id` was seen recently.
+    pub events_duplicate: IntCounterVec,
+    /// Request body bytes after decompression, by source.
+    pub ingest_bytes: IntCounterVec,
+    /// Time to decode one request body into events, by source.
+    pub decode_duration: HistogramVec,
+    /// Events waiting between HTTP and the detection workers.
+    pub queue_depth: IntGauge,
+    /// Capacity of that queue.
+    pub queue_capacity: IntGauge,
+    /// Requests refused with 429/503 because the queue was full, by source.
+    pub backpressure_rejections: IntCounterVec,
+    /// Accounts currently held in detector state.
+    pub tracked_accounts: IntGauge,
+    /// Accounts dropped from detector state (idle or over the cap).
+    pub evicted_accounts: IntCounter,
+    /// Events older than the watermark minus allowed lateness.
+    pub late_events: IntCounter,
+    /// Detector evaluations at scoring ticks, by detector.
+    pub detector_evaluations: IntCounterVec,
+    /// Detector evaluations that produced a non-zero signal, by detector.
+    pub detector_fires: IntCounterVec,
+    /// Open (flagged, not yet closed) findings, by subject kind and severity.
+    pub open_findings: IntGaugeVec,
+    /// Findings that became flagged or rose in severity, by subject kind and severity.
+    pub new_findings: IntCounterVec,
+    /// Event-time watermark of the detection pipeline, as Unix seconds.
+    pub detection_watermark: IntGauge,
+    /// Wall-clock now minus the event-time watermark, in seconds.
+    pub detection_lag: prometheus::Gauge,
+    /// Batches written to the store, by outcome (`ok`, `error`).
+    pub store_writes: IntCounterVec,
+    /// Time to write one batch of findings.
+    pub store_write_duration: Histogram,
+    /// Findings waiting to be written to the store.
+    pub store_buffer_depth: IntGauge,
+    /// Review actions by target status.
+    pub review_actions: IntCounterVec,
+    /// HTTP requests by route template, method and status code.
+    pub http_requests: IntCounterVec,
+    /// HTTP request duration by route template and method.
+    pub http_request_duration: HistogramVec,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric = IntGauge::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
+fn histogram_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let metric = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
+/// Buckets from 100 µs to 10 s: decode and store batches span that range.
+fn latency_buckets() -> Vec<f64> {
+    vec![
+        0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ]
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let r = &registry;
+        let store_write_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "distillguard_store_write_duration_seconds",
+                "Time to write one batch of findings to the store.",
+            )
+            .buckets(latency_buckets()),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(store_write_duration.clone()))
+            .expect("unique metric");
+        let detection_lag = prometheus::Gauge::new(
+            "distillguard_detection_lag_seconds",
+            "Wall-clock time minus the detection pipeline's event-time watermark.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(detection_lag.clone()))
+            .expect("unique metric");
+        let evicted_accounts = IntCounter::new(
+            "distillguard_evicted_accounts_total",
+            "Accounts dropped from detector state because they were idle or over the cap.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(evicted_accounts.clone()))
+            .expect("unique metric");
+        let late_events = IntCounter::new(
+            "distillguard_late_events_total",
+            "Events older than the watermark minus the allowed lateness; counted, not applied.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(late_events.clone()))
+            .expect("unique metric");
+        let open_findings = IntGaugeVec::new(
+            Opts::new(
+                "distillguard_open_findings",
+                "Flagged findings not yet confirmed or dismissed, by subject kind and severity.",
+            ),
+            &["subject", "severity"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(open_findings.clone()))
+            .expect("unique metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "distillguard_build_info",
+                "Always 1; labels carry the build version.",
+            ),
+            &["version"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(build_info.clone()))
+            .expect("unique metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique metric");
+
+        Self {
+            events_received: counter_vec(
+                r,
+                "distillguard_events_received_total",
+                "Records framed from request bodies.",
+                &["source"],
+            ),
+            events_accepted: counter_vec(
+                r,
+                "distillguard_events_accepted_total",
+                "Records that passed validation and entered the pipeline.",
+                &["source"],
+            ),
+            events_rejected: counter_vec(
+                r,
+                "distillguard_events_rejected_total",
+                "Records refused, by reason.",
+                &["source", "reason"],
+            ),
+            events_duplicate: counter_vec(
+                r,
+                "distillguard_events_duplicate_total",
+                "Records acknowledged but skipped as retries of a recent request_id.",
+                &["source"],
+            ),
+            ingest_bytes: counter_vec(
+                r,
+                "distillguard_ingest_bytes_total",
+                "Request body bytes after decompression.",
+                &["source"],
+            ),
+            decode_duration: histogram_vec(
+                r,
+                "distillguard_decode_duration_seconds",
+                "Time to decode one request body.",
+                &["source"],
+                latency_buckets(),
+            ),
+            queue_depth: gauge(
+                r,
+                "distillguard_queue_depth",
+                "Events waiting between HTTP and the detection workers.",
+            ),
+            queue_capacity: gauge(
+                r,
+                "distillguard_queue_capacity",
+                "Capacity of the ingest queue, in events.",
+            ),
+            backpressure_rejections: counter_vec(
+                r,
+                "distillguard_backpressure_rejections_total",
+                "Requests refused with 429/503 because the ingest queue was full.",
+                &["source"],
+            ),
+            tracked_accounts: gauge(
+                r,
+                "distillguard_tracked_accounts",
+                "Accounts currently held in detector state.",
+            ),
+            evicted_accounts,
+            late_events,
+            detector_evaluations: counter_vec(
+                r,
+                "distillguard_detector_evaluations_total",
+                "Detector evaluations at scoring ticks.",
+                &["detector"],
+            ),
+            detector_fires: counter_vec(
+                r,
+                "distillguard_detector_fires_total",
+                "Detector evaluations that produced a non-zero signal.",
+                &["detector"],
+            ),
+            open_findings,
+            new_findings: counter_vec(
+                r,
+                "distillguard_findings_total",
+                "Findings that became flagged or rose in severity.",
+                &["subject", "severity"],
+            ),
+            detection_watermark: gauge(
+                r,
+                "distillguard_detection_watermark_timestamp_seconds",
+                "Event-time watermark of the detection pipeline, Unix seconds.",
+            ),
+            detection_lag,
+            store_writes: counter_vec(
+                r,
+                "distillguard_store_writes_total",
+                "Batches written to the store, by outcome.",
+                &["outcome"],
+            ),
+            store_write_duration,
+            store_buffer_depth: gauge(
+                r,
+                "distillguard_store_buffer_depth",
+                "Findings waiting to be written to the store.",
+            ),
+            review_actions: counter_vec(
+                r,
+                "distillguard_review_actions_total",
+                "Review actions, by target status.",
+                &["status"],
+            ),
+            http_requests: counter_vec(
+                r,
+                "distillguard_http_requests_total",
+                "HTTP requests by route template, method and status.",
+                &["route", "method", "status"],
+            ),
+            http_request_duration: histogram_vec(
+                r,
+                "distillguard_http_request_duration_seconds",
+                "HTTP request duration by route template and method.",
+                &["route", "method"],
+                latency_buckets(),
+            ),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every registered series.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding of gathered metrics cannot fail");
+        String::from_utf8(buffer).expect("prometheus text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,348 @@
+//! The pipeline's threads: one dispatcher, N shard workers, one scorer.
+//!
+//! Detection is CPU-bound and must not stall the async runtime, so these are OS threads joined by
+//! bounded channels; a slow scorer backs up the shards, a slow shard backs up the dispatcher, and
+//! the dispatcher holding queue permits makes HTTP answer 429.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::thread::{self, JoinHandle};
+
+use distillguard_core::engine::{shard_for, Admission, Clock, Scorer, Shard, ShardReport};
+use distillguard_core::event::ApiEvent;
+use distillguard_core::finding::{FindingUpdate, Report, Severity};
+use distillguard_core::time::EventTime;
+
+use std::sync::Arc;
+
+use super::{Command, FindingSink, Gate, PipelineConfig};
+use crate::metrics::Metrics;
+
+/// Messages a shard can hold before the dispatcher waits.
+const SHARD_QUEUE_MESSAGES: usize = 64;
+/// Reports the scorer can hold before shards wait.
+const SCORER_QUEUE_MESSAGES: usize = 1024;
+
+enum ShardMsg {
+    Events(Vec<ApiEvent>),
+    Tick(EventTime),
+    Barrier(BarrierMsg),
+    Stop,
+}
+
+#[derive(Clone)]
+struct BarrierMsg {
+    events: u64,
+    late_events: u64,
+    reply: Sender<Report>,
+}
+
+enum ScorerMsg {
+    Report {
+        shard: usize,
+        at: EventTime,
+        report: ShardReport,
+    },
+    Barrier(BarrierMsg),
+    Stop,
+}
+
+pub(super) fn spawn(
+    config: &PipelineConfig,
+    metrics: Metrics,
+    sink: Box<dyn FindingSink>,
+    gate: Arc<Gate>,
+) -> (Sender<Command>, Vec<JoinHandle<()>>) {
+    let shard_count = config.shards.max(1);
+    let (commands_tx, commands_rx) = mpsc::channel::<Command>();
+    let (scorer_tx, scorer_rx) = mpsc::sync_channel::<ScorerMsg>(SCORER_QUEUE_MESSAGES);
+    let mut threads = Vec::with_capacity(shard_count + 2);
+    let mut shard_txs = Vec::with_capacity(shard_count);
+    for index in 0..shard_count {
+        let (tx, rx) = mpsc::sync_channel::<ShardMsg>(SHARD_QUEUE_MESSAGES);
+        shard_txs.push(tx);
+        let shard = Shard::new(config.engine.clone(), shard_count);
+        let scorer_tx = scorer_tx.clone();
+        threads.push(spawn_named(format!("dg-shard-{index}"), move || {
+            run_shard(index, shard, rx, scorer_tx)
+        }));
+    }
+    drop(scorer_tx);
+    let scorer = Scorer::new(config.engine.clone(), shard_count);
+    let scorer_metrics = metrics.clone();
+    threads.push(spawn_named("dg-scorer".into(), move || {
+        run_scorer(scorer, shard_count, scorer_rx, sink, scorer_metrics)
+    }));
+    let clock = Clock::new(&config.engine);
+    threads.push(spawn_named("dg-dispatch".into(), move || {
+        Dispatcher::new(clock, shard_txs, metrics).run(commands_rx, &gate)
+    }));
+    (commands_tx, threads)
+}
+
+fn spawn_named(name: String, body: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    thread::Builder::new()
+        .name(name)
+        .spawn(body)
+        .expect("the OS refused to start a pipeline thread")
+}
+
+struct Dispatcher {
+    clock: Clock,
+    shards: Vec<SyncSender<ShardMsg>>,
+    buffers: Vec<Vec<ApiEvent>>,
+    events: u64,
+    late_events: u64,
+    metrics: Metrics,
+}
+
+impl Dispatcher {
+    fn new(clock: Clock, shards: Vec<SyncSender<ShardMsg>>, metrics: Metrics) -> Self {
+        let buffers = shards.iter().map(|_| Vec::new()).collect();
+        Self {
+            clock,
+            shards,
+            buffers,
+            events: 0,
+            late_events: 0,
+            metrics,
+        }
+    }
+
+    fn run(mut self, commands: Receiver<Command>, gate: &Gate) {
+        while let Ok(command) = commands.recv() {
+            gate.wait_while_paused();
+            match command {
+                Command::Batch { events, _permit } => {
+                    self.route(events);
+                    // `_permit` drops here: the batch has left the queue.
+                }
+                Command::Finish(reply) => {
+                    if let Some(at) = self.clock.final_tick() {
+                        self.broadcast_tick(at);
+                    }
+                    self.broadcast(ShardMsg::Barrier(BarrierMsg {
+                        events: self.events,
+                        late_events: self.late_events,
+                        reply,
+                    }));
+                }
+                Command::Stop => break,
+            }
+        }
+        self.broadcast(ShardMsg::Stop);
+    }
+
+    fn route(&mut self, events: Vec<ApiEvent>) {
+        let shard_count = self.shards.len();
+        for event in events {
+            let (admission, tick) = self.clock.admit(event.timestamp);
+            if admission == Admission::Late {
+                self.late_events += 1;
+                self.metrics.late_events.inc();
+                continue;
+            }
+            self.events += 1;
+            if let Some(at) = tick {
+                self.broadcast_tick(at);
+            }
+            self.buffers[shard_for(&event.account_id, shard_count)].push(event);
+        }
+        self.flush();
+        if let Some(watermark) = self.clock.watermark() {
+            self.metrics
+                .detection_watermark
+                .set(watermark.epoch_ms() / 1000);
+        }
+    }
+
+    /// Sends buffered events; must precede any tick so a tick sees exactly the earlier events.
+    fn flush(&mut self) {
+        for (shard, buffer) in self.shards.iter().zip(self.buffers.iter_mut()) {
+            if !buffer.is_empty() {
+                let _ = shard.send(ShardMsg::Events(std::mem::take(buffer)));
+            }
+        }
+    }
+
+    fn broadcast_tick(&mut self, at: EventTime) {
+        self.flush();
+        self.broadcast(ShardMsg::Tick(at));
+    }
+
+    fn broadcast(&self, message: ShardMsg) {
+        for shard in &self.shards {
+            let copy = match &message {
+                ShardMsg::Tick(at) => ShardMsg::Tick(*at),
+                ShardMsg::Barrier(barrier) => ShardMsg::Barrier(barrier.clone()),
+                ShardMsg::Stop => ShardMsg::Stop,
+                ShardMsg::Events(_) => unreachable!("events are routed, never broadcast"),
+            };
+            let _ = shard.send(copy);
+        }
+    }
+}
+
+fn run_shard(
+    index: usize,
+    mut shard: Shard,
+    inbox: Receiver<ShardMsg>,
+    scorer: SyncSender<ScorerMsg>,
+) {
+    while let Ok(message) = inbox.recv() {
+        let forward = match message {
+            ShardMsg::Events(events) => {
+                for event in &events {
+                    shard.observe(event);
+                }
+                continue;
+            }
+            ShardMsg::Tick(at) => ScorerMsg::Report {
+                shard: index,
+                at,
+                report: shard.tick(at),
+            },
+            ShardMsg::Barrier(barrier) => ScorerMsg::Barrier(barrier),
+            ShardMsg::Stop => {
+                let _ = scorer.send(ScorerMsg::Stop);
+                return;
+            }
+        };
+        if scorer.send(forward).is_err() {
+            return;
+        }
+    }
+}
+
+/// Collects every shard's report for a tick before scoring it.
+struct TickCollector {
+    shard_count: usize,
+    pending: BTreeMap<EventTime, Vec<(usize, ShardReport)>>,
+}
+
+impl TickCollector {
+    /// Returns the tick's reports in shard order once all shards have answered.
+    fn add(
+        &mut self,
+        at: EventTime,
+        shard: usize,
+        report: ShardReport,
+    ) -> Option<Vec<(usize, ShardReport)>> {
+        let entry = self.pending.entry(at).or_default();
+        entry.push((shard, report));
+        if entry.len() < self.shard_count {
+            return None;
+        }
+        let mut complete = self.pending.remove(&at)?;
+        complete.sort_by_key(|(shard, _)| *shard);
+        Some(complete)
+    }
+}
+
+fn run_scorer(
+    mut scorer: Scorer,
+    shard_count: usize,
+    inbox: Receiver<ScorerMsg>,
+    mut sink: Box<dyn FindingSink>,
+    metrics: Metrics,
+) {
+    let mut ticks = TickCollector {
+        shard_count,
+        pending: BTreeMap::new(),
+    };
+    let mut barriers = 0usize;
+    let mut stops = 0usize;
+    let mut flagged = FlaggedBook::default();
+    let mut evicted_seen = 0u64;
+    while let Ok(message) = inbox.recv() {
+        match message {
+            ScorerMsg::Report { shard, at, report } => {
+                let Some(reports) = ticks.add(at, shard, report) else {
+                    continue;
+                };
+                for (shard, report) in reports {
+                    scorer.absorb(shard, report);
+                }
+                let updates = scorer.finish_tick(at);
+                metrics
+                    .tracked_accounts
+                    .set(scorer.tracked_accounts() as i64);
+                let evicted = scorer.evicted_total();
+                metrics.evicted_accounts.inc_by(evicted - evicted_seen);
+                evicted_seen = evicted;
+                if !updates.is_empty() {
+                    flagged.record(&updates, &metrics);
+                    sink.deliver(updates);
+                }
+            }
+            ScorerMsg::Barrier(barrier) => {
+                barriers += 1;
+                if barriers == shard_count {
+                    barriers = 0;
+                    let report = Report {
+                        events: barrier.events,
+                        late_events: barrier.late_events,
+                        accounts: scorer.findings().cloned().collect(),
+                        clusters: Vec::new(),
+                    };
+                    let _ = barrier.reply.send(report);
+                }
+            }
+            ScorerMsg::Stop => {
+                stops += 1;
+                if stops == shard_count {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Tracks which subjects are flagged at what severity, for the findings metrics.
+#[derive(Default)]
+struct FlaggedBook {
+    severities: HashMap<(&'static str, String), Severity>,
+}
+
+impl FlaggedBook {
+    fn record(&mut self, updates: &[FindingUpdate], metrics: &Metrics) {
+        for update in updates {
+            let (kind, id) = match update {
+                FindingUpdate::Account(a) => ("account", a.account_id.clone()),
+                FindingUpdate::Cluster(c) => ("cluster", c.cluster_id.clone()),
+            };
+            let key = (kind, id);
+            let previous = self.severities.get(&key).copied();
+            if !update.flagged() {
+                if let Some(old) = self.severities.remove(&key) {
+                    metrics
+                        .open_findings
+                        .with_label_values(&[kind, old.as_str()])
+                        .dec();
+                }
+                continue;
+            }
+            let severity = update.severity();
+            if previous == Some(severity) {
+                continue;
+            }
+            if let Some(old) = previous {
+                metrics
+                    .open_findings
+                    .with_label_values(&[kind, old.as_str()])
+                    .dec();
+            }
+            metrics
+                .open_findings
+                .with_label_values(&[kind, severity.as_str()])
+                .inc();
+            if previous.is_none_or(|old| severity > old) {
+                metrics
+                    .new_findings
+                    .with_label_values(&[kind, severity.as_str()])
+                    .inc();
+            }
+            self.severities.insert(key, severity);
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Spawning the app and building requests.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use distillguard_server::{Application, Settings};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+pub const INGEST_TOKEN: &str = "ingest-token-for-tests";
+pub const ANALYST_TOKEN: &str = "analyst-token-for-tests";
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
+
+/// A running app; dropping it stops the server.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub pipeline: distillguard_server::pipeline::Pipeline,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    /// Posts a body to `/v1/events` as the ingest role.
+    pub async fn post_events(
+        &self,
+        body: impl Into<reqwest::Body>,
+        content_type: &str,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/events"))
+            .bearer_auth(INGEST_TOKEN)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request failed")
+    }
+
+    /// The value of one metric series from `/metrics`, 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| {
+                let (name, value) = line.rsplit_once(' ')?;
+                (name == series).then(|| value.parse::<f64>().ok())?
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// Stops the server gracefully and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task panicked")
+                .expect("server failed");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Settings for tests: a free loopback port, tokens for every role, a private data dir.
+pub fn test_settings() -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        auth_tokens: vec![
+            format!("ingest:{INGEST_TOKEN}"),
+            format!("analyst:{ANALYST_TOKEN}"),
+            format!("admin:{ADMIN_TOKEN}"),
+        ],
+        data_dir: std::env::temp_dir().join(format!(
+            "distillguard-test-{}-{}",
+            std::process::id(),
+            unique()
+        )),
+        ..Settings::default()
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(test_settings()).await
+}
+
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    let app = Application::build(settings).await.expect("app builds");
+    let address = app.local_addr();
+    let pipeline = app.state().pipeline.clone();
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        app.run_until_stopped(async {
+            let _ = stopped.await;
+        })
+        .await
+        .map_err(|e| format!("{e:#}"))
+    });
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        pipeline,
+        shutdown: Some(shutdown),
+        task: Some(task),
+    }
+}
+
+/// A valid canonical event for `account` at `epoch_ms`.
+pub fn event(account: &str, epoch_ms: i64, request_id: &str) -> Value {
+    json!({
+        "timestamp": epoch_ms,
+        "account_id": account,
+        "model": "gpt-4o",
+        "request_id": request_id,
+        "client_ip": "203.0.113.9",
+        "user_agent": "OpenAI/Python 1.54.0",
+        "prompt": format!("Explain topic number {request_id} step by step."),
+        "params": {"temperature": 0.7, "max_tokens": 512},
+        "usage": {"prompt_tokens": 20, "completion_tokens": 300},
+        "status": 200
+    })
+}
+
+pub fn ndjson(events: &[Value]) -> String {
+    events.iter().map(|e| format!("{e}\n")).collect()
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+pub const T0: i64 = 1_764_334_800_000; // 2025-11-28T13:00:00Z

@@ -1,0 +1,9 @@
+//! Black-box API tests: each test spawns the service on a free port and talks HTTP to it.
+
+mod helpers;
+
+mod auth;
+mod gateways;
+mod ingest;
+mod operations;
+mod review;
