@@ -64,9 +64,8 @@ async fn a_harvesting_account_posted_over_http_becomes_a_flagged_finding() {
         .map(|i| {
             let mut e = event("harvester", T0 + i * 1_000, &format!("h{i}"));
             e["prompt"] = Value::String(format!(
-                "Task {i}: answer question {} about subject {} and show your complete reasoning step by step.",
-                i * 7919 % 10_007,
-                i % 97
+                "Task {i}: {} Show your complete reasoning.",
+                varied_prompt(&format!("h{i}"))
             ));
             e["params"]["logprobs"] = Value::Bool(true);
             e["params"]["top_logprobs"] = Value::from(20);
