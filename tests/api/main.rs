@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod alert_series;
 mod auth;
 mod gateways;
 mod ingest;
