@@ -23,6 +23,12 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Replay canonical NDJSON logs offline through the same pipeline and write a report.
     Replay(cmd::replay::ReplayArgs),
+    /// Write labelled synthetic traffic and its ground-truth labels.
+    Simulate(cmd::simulate::SimulateArgs),
+    /// Replay labelled traffic and score the findings against the labels.
+    Eval(cmd::eval::EvalArgs),
+    /// Load-test a running server over HTTP (loopback only).
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,6 +41,12 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Serve(args) => cmd::serve::run(args).await,
             Command::Replay(args) => cmd::replay::run(args).await,
+            // Pure CPU and file work: run it off the async workers.
+            Command::Simulate(args) => {
+                tokio::task::spawn_blocking(move || cmd::simulate::run(args)).await?
+            }
+            Command::Eval(args) => cmd::eval::run(args).await,
+            Command::Bench(args) => cmd::bench::run(args).await,
         }
     })
 }

@@ -1,5 +1,8 @@
 //! One module per subcommand.
 
+pub mod bench;
+pub mod eval;
 pub mod replay;
 pub mod serve;
 pub mod settings;
+pub mod simulate;

@@ -1,0 +1,463 @@
+//! Evaluation maths: a replay [`Report`] against ground-truth [`Labels`].
+//!
+//! An account counts as detected when the report flags it, or when it is a member of a flagged
+//! cluster. Time-to-detect is event time: the moment the account (or its cluster) was first
+//! flagged minus the first event of its campaign, as seen in the traffic.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use distillguard_core::finding::Report;
+use distillguard_core::time::EventTime;
+use serde::{Deserialize, Serialize};
+
+use crate::labels::{Labels, Verdict, ATTACK_ARCHETYPES, BENIGN_ARCHETYPES};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Overall {
+    pub accounts: u64,
+    pub attack_accounts: u64,
+    pub benign_accounts: u64,
+    pub true_positives: u64,
+    pub false_positives: u64,
+    pub false_negatives: u64,
+    pub true_negatives: u64,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub false_positive_rate: f64,
+}
+
+/// One line of the per-archetype table. `rate` is recall for attack archetypes and the
+/// false-positive rate for benign ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchetypeRow {
+    pub archetype: String,
+    pub label: Verdict,
+    pub accounts: u64,
+    pub flagged: u64,
+    pub rate: f64,
+    /// Share of the report's flagged accounts that belong to this archetype.
+    pub share_of_flagged: f64,
+    pub ttd_median_ms: Option<i64>,
+    pub ttd_p90_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignRow {
+    pub campaign: String,
+    pub archetype: String,
+    pub accounts: u64,
+    pub flagged: u64,
+    pub detected: bool,
+    pub first_event: Option<EventTime>,
+    pub first_flagged_at: Option<EventTime>,
+    pub time_to_detect_ms: Option<i64>,
+    /// Clusters of the report holding at least one member.
+    pub clusters: u64,
+    /// Share of the campaign's accounts inside its largest cluster.
+    pub largest_cluster_share: Option<f64>,
+    /// Share of that cluster's members that belong to the campaign.
+    pub largest_cluster_purity: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStats {
+    pub clusters: u64,
+    pub flagged_clusters: u64,
+    /// Member-weighted purity of flagged clusters: members in the cluster's majority group
+    /// (a campaign, or "benign") over all members.
+    pub flagged_purity: Option<f64>,
+    /// Flagged clusters whose majority is benign accounts.
+    pub benign_majority_flagged: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub events: u64,
+    pub late_events: u64,
+    pub overall: Overall,
+    pub archetypes: Vec<ArchetypeRow>,
+    pub campaigns: Vec<CampaignRow>,
+    pub clusters: ClusterStats,
+    /// Accounts in the report that the labels do not know (counted nowhere else).
+    pub unlabelled_accounts: u64,
+}
+
+fn ratio(num: u64, den: u64) -> f64 {
+    if den == 0 {
+        0.0
+    } else {
+        num as f64 / den as f64
+    }
+}
+
+/// Nearest-rank percentile of an ascending slice.
+pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// Compares a report with the labels. `first_events` maps account id to its first event time in
+/// the traffic (a campaign starts at the earliest of its accounts).
+pub fn evaluate(
+    report: &Report,
+    labels: &Labels,
+    first_events: &HashMap<String, EventTime>,
+) -> Evaluation {
+    // When and whether each account was detected, directly or through a flagged cluster.
+    let mut flagged_at: HashMap<&str, Option<EventTime>> = HashMap::new();
+    for account in report.accounts.iter().filter(|a| a.flagged) {
+        flagged_at.insert(account.account_id.as_str(), account.first_flagged_at);
+    }
+    for cluster in report.clusters.iter().filter(|c| c.flagged) {
+        for member in &cluster.members {
+            let entry = flagged_at
+                .entry(member.as_str())
+                .or_insert(cluster.first_flagged_at);
+            *entry = match (*entry, cluster.first_flagged_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    let unlabelled_accounts = flagged_at
+        .keys()
+        .filter(|id| !labels.contains_key(**id))
+        .count() as u64;
+
+    let mut campaign_start: HashMap<&str, EventTime> = HashMap::new();
+    for (id, label) in labels {
+        if let (Some(campaign), Some(first)) = (&label.campaign, first_events.get(id)) {
+            let slot = campaign_start.entry(campaign.as_str()).or_insert(*first);
+            *slot = (*slot).min(*first);
+        }
+    }
+
+    let mut overall = Overall {
+        accounts: labels.len() as u64,
+        attack_accounts: 0,
+        benign_accounts: 0,
+        true_positives: 0,
+        false_positives: 0,
+        false_negatives: 0,
+        true_negatives: 0,
+        precision: 0.0,
+        recall: 0.0,
+        f1: 0.0,
+        false_positive_rate: 0.0,
+    };
+    let mut rows: BTreeMap<&str, (Verdict, u64, u64, Vec<i64>)> = BTreeMap::new();
+    let mut campaigns: BTreeMap<&str, CampaignRow> = BTreeMap::new();
+    for (id, label) in labels {
+        let detected = flagged_at.get(id.as_str());
+        let flagged = detected.is_some();
+        let row = rows
+            .entry(label.archetype.as_str())
+            .or_insert((label.label, 0, 0, Vec::new()));
+        row.1 += 1;
+        row.2 += u64::from(flagged);
+        match (label.label, flagged) {
+            (Verdict::Attack, true) => overall.true_positives += 1,
+            (Verdict::Attack, false) => overall.false_negatives += 1,
+            (Verdict::Benign, true) => overall.false_positives += 1,
+            (Verdict::Benign, false) => overall.true_negatives += 1,
+        }
+        let Some(campaign) = &label.campaign else {
+            continue;
+        };
+        let start = campaign_start.get(campaign.as_str()).copied();
+        let when = detected.copied().flatten();
+        if let (Some(start), Some(when)) = (start, when) {
+            row.3.push((when.epoch_ms() - start.epoch_ms()).max(0));
+        }
+        let entry = campaigns
+            .entry(campaign.as_str())
+            .or_insert_with(|| CampaignRow {
+                campaign: campaign.clone(),
+                archetype: label.archetype.clone(),
+                accounts: 0,
+                flagged: 0,
+                detected: false,
+                first_event: start,
+                first_flagged_at: None,
+                time_to_detect_ms: None,
+                clusters: 0,
+                largest_cluster_share: None,
+                largest_cluster_purity: None,
+            });
+        entry.accounts += 1;
+        entry.flagged += u64::from(flagged);
+        entry.detected |= flagged;
+        entry.first_flagged_at = match (entry.first_flagged_at, when) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    overall.attack_accounts = overall.true_positives + overall.false_negatives;
+    overall.benign_accounts = overall.false_positives + overall.true_negatives;
+    overall.precision = ratio(
+        overall.true_positives,
+        overall.true_positives + overall.false_positives,
+    );
+    overall.recall = ratio(overall.true_positives, overall.attack_accounts);
+    overall.f1 = if overall.precision + overall.recall > 0.0 {
+        2.0 * overall.precision * overall.recall / (overall.precision + overall.recall)
+    } else {
+        0.0
+    };
+    overall.false_positive_rate = ratio(overall.false_positives, overall.benign_accounts);
+
+    let flagged_total = overall.true_positives + overall.false_positives;
+    let order: Vec<&str> = BENIGN_ARCHETYPES
+        .iter()
+        .chain(ATTACK_ARCHETYPES)
+        .copied()
+        .collect();
+    let mut archetypes: Vec<ArchetypeRow> = rows
+        .into_iter()
+        .map(|(archetype, (label, accounts, flagged, mut ttd))| {
+            ttd.sort_unstable();
+            ArchetypeRow {
+                archetype: archetype.to_string(),
+                label,
+                accounts,
+                flagged,
+                rate: ratio(flagged, accounts),
+                share_of_flagged: ratio(flagged, flagged_total),
+                ttd_median_ms: percentile(&ttd, 50.0),
+                ttd_p90_ms: percentile(&ttd, 90.0),
+            }
+        })
+        .collect();
+    archetypes.sort_by_key(|r| {
+        (
+            order
+                .iter()
+                .position(|a| *a == r.archetype)
+                .unwrap_or(usize::MAX),
+            r.archetype.clone(),
+        )
+    });
+
+    // Clusters: group each member by campaign, or "benign" when it is benign or unknown.
+    let group_of = |member: &str| -> String {
+        match labels.get(member) {
+            Some(l) => l.campaign.clone().unwrap_or_else(|| "benign".to_string()),
+            None => "benign".to_string(),
+        }
+    };
+    let mut clusters = ClusterStats {
+        clusters: report.clusters.len() as u64,
+        flagged_clusters: 0,
+        flagged_purity: None,
+        benign_majority_flagged: 0,
+    };
+    let (mut majority_members, mut all_members) = (0u64, 0u64);
+    let mut per_campaign: HashMap<String, Vec<(u64, u64)>> = HashMap::new();
+    for cluster in &report.clusters {
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        let members: BTreeSet<&str> = cluster.members.iter().map(String::as_str).collect();
+        for member in &members {
+            *counts.entry(group_of(member)).or_default() += 1;
+        }
+        for (group, count) in &counts {
+            per_campaign
+                .entry(group.clone())
+                .or_default()
+                .push((*count, members.len() as u64));
+        }
+        if cluster.flagged {
+            clusters.flagged_clusters += 1;
+            let (majority, count) = counts
+                .iter()
+                .max_by_key(|(g, c)| (**c, std::cmp::Reverse((*g).clone())))
+                .map(|(g, c)| (g.clone(), *c))
+                .unwrap_or_default();
+            majority_members += count;
+            all_members += members.len() as u64;
+            if majority == "benign" {
+                clusters.benign_majority_flagged += 1;
+            }
+        }
+    }
+    if all_members > 0 {
+        clusters.flagged_purity = Some(ratio(majority_members, all_members));
+    }
+    let mut campaign_rows: Vec<CampaignRow> = campaigns.into_values().collect();
+    for row in &mut campaign_rows {
+        row.time_to_detect_ms = match (row.first_event, row.first_flagged_at) {
+            (Some(start), Some(flag)) => Some((flag.epoch_ms() - start.epoch_ms()).max(0)),
+            _ => None,
+        };
+        if let Some(found) = per_campaign.get(&row.campaign) {
+            row.clusters = found.len() as u64;
+            if let Some((inside, size)) = found
+                .iter()
+                .max_by_key(|(inside, size)| (*inside, std::cmp::Reverse(*size)))
+            {
+                row.largest_cluster_share = Some(ratio(*inside, row.accounts));
+                row.largest_cluster_purity = Some(ratio(*inside, *size));
+            }
+        }
+    }
+    Evaluation {
+        events: report.events,
+        late_events: report.late_events,
+        overall,
+        archetypes,
+        campaigns: campaign_rows,
+        clusters,
+        unlabelled_accounts,
+    }
+}
+
+/// Quality gates for CI: each set bound that is not met becomes one message.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Thresholds {
+    pub min_recall: Option<f64>,
+    pub min_precision: Option<f64>,
+    pub min_f1: Option<f64>,
+    pub max_fpr: Option<f64>,
+    /// Share of campaigns with at least one flagged account.
+    pub min_campaigns_detected: Option<f64>,
+    /// Per-archetype floor on the row's rate (recall for attacks); ceiling for benign rows.
+    pub archetype_rates: Vec<(String, f64)>,
+}
+
+pub fn check(evaluation: &Evaluation, thresholds: &Thresholds) -> Vec<String> {
+    let mut failures = Vec::new();
+    let o = &evaluation.overall;
+    let mut floor = |name: &str, value: f64, bound: Option<f64>| {
+        if let Some(bound) = bound {
+            if value < bound {
+                failures.push(format!("{name} {value:.3} is below {bound:.3}"));
+            }
+        }
+    };
+    floor("recall", o.recall, thresholds.min_recall);
+    floor("precision", o.precision, thresholds.min_precision);
+    floor("f1", o.f1, thresholds.min_f1);
+    let detected = evaluation.campaigns.iter().filter(|c| c.detected).count() as u64;
+    floor(
+        "campaigns detected",
+        ratio(detected, evaluation.campaigns.len() as u64),
+        thresholds.min_campaigns_detected,
+    );
+    if let Some(bound) = thresholds.max_fpr {
+        if o.false_positive_rate > bound {
+            failures.push(format!(
+                "false-positive rate {:.4} is above {bound:.4}",
+                o.false_positive_rate
+            ));
+        }
+    }
+    for (archetype, bound) in &thresholds.archetype_rates {
+        match evaluation
+            .archetypes
+            .iter()
+            .find(|r| &r.archetype == archetype)
+        {
+            None => failures.push(format!("archetype {archetype} is not in the labels")),
+            Some(row) if row.label == Verdict::Attack && row.rate < *bound => failures.push(
+                format!("{archetype} recall {:.3} is below {bound:.3}", row.rate),
+            ),
+            Some(row) if row.label == Verdict::Benign && row.rate > *bound => {
+                failures.push(format!(
+                    "{archetype} false-positive rate {:.4} is above {bound:.4}",
+                    row.rate
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    failures
+}
+
+/// `1h05m`, `12m30s`, `40s`.
+pub fn human_duration(ms: i64) -> String {
+    let seconds = ms / 1_000;
+    let (h, m, s) = (seconds / 3_600, (seconds % 3_600) / 60, seconds % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s:02}s"),
+        _ => format!("{h}h{m:02}m"),
+    }
+}
+
+fn opt_duration(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "-".to_string(), human_duration)
+}
+
+fn opt_ratio(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"))
+}
+
+/// The Markdown tables `eval` prints (and `docs/evaluation.md` quotes).
+pub fn render(evaluation: &Evaluation) -> String {
+    let mut out = String::new();
+    let o = &evaluation.overall;
+    out.push_str(&format!(
+        "events {}  late {}  accounts {} ({} attack, {} benign)\n\n",
+        evaluation.events, evaluation.late_events, o.accounts, o.attack_accounts, o.benign_accounts
+    ));
+    out.push_str("| archetype | label | accounts | flagged | recall / FPR | share of flagged | TTD median | TTD p90 |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|\n");
+    for row in &evaluation.archetypes {
+        let (label, rate) = match row.label {
+            Verdict::Attack => ("attack", format!("recall {:.2}", row.rate)),
+            Verdict::Benign => ("benign", format!("FPR {:.4}", row.rate)),
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {:.3} | {} | {} |\n",
+            row.archetype,
+            label,
+            row.accounts,
+            row.flagged,
+            rate,
+            row.share_of_flagged,
+            opt_duration(row.ttd_median_ms),
+            opt_duration(row.ttd_p90_ms)
+        ));
+    }
+    out.push_str(&format!(
+        "\noverall: precision {:.3}  recall {:.3}  F1 {:.3}  FPR {:.4}  (TP {} FP {} FN {} TN {})\n\n",
+        o.precision, o.recall, o.f1, o.false_positive_rate, o.true_positives, o.false_positives, o.false_negatives, o.true_negatives
+    ));
+    out.push_str("| campaign | archetype | accounts | flagged | detected | time to detect | clusters | largest cluster share | its purity |\n");
+    out.push_str("|---|---|---:|---:|---|---:|---:|---:|---:|\n");
+    for c in &evaluation.campaigns {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            c.campaign,
+            c.archetype,
+            c.accounts,
+            c.flagged,
+            if c.detected { "yes" } else { "no" },
+            opt_duration(c.time_to_detect_ms),
+            c.clusters,
+            opt_ratio(c.largest_cluster_share),
+            opt_ratio(c.largest_cluster_purity)
+        ));
+    }
+    let k = &evaluation.clusters;
+    out.push_str(&format!(
+        "\nclusters: {} ({} flagged), flagged purity {}, flagged with benign majority {}\n",
+        k.clusters,
+        k.flagged_clusters,
+        opt_ratio(k.flagged_purity),
+        k.benign_majority_flagged
+    ));
+    if evaluation.unlabelled_accounts > 0 {
+        out.push_str(&format!(
+            "warning: {} flagged accounts are not in the labels\n",
+            evaluation.unlabelled_accounts
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,219 @@
+use distillguard_core::finding::{AccountFinding, ClusterFinding, Severity};
+
+use super::*;
+use crate::labels::Label;
+
+const T0: i64 = 1_793_577_600_000;
+const MIN: i64 = 60_000;
+
+fn at(minutes: i64) -> EventTime {
+    EventTime::from_epoch_ms(T0 + minutes * MIN).unwrap()
+}
+
+fn finding(id: &str, flagged_at: Option<i64>) -> AccountFinding {
+    AccountFinding {
+        account_id: id.to_string(),
+        score: if flagged_at.is_some() { 0.9 } else { 0.3 },
+        severity: Severity::High,
+        flagged: flagged_at.is_some(),
+        cluster_id: None,
+        first_flagged_at: flagged_at.map(at),
+        first_seen: at(0),
+        last_seen: at(100),
+        events: 10,
+        signals: Vec::new(),
+        samples: Vec::new(),
+    }
+}
+
+fn cluster(id: &str, members: &[&str], flagged_at: Option<i64>) -> ClusterFinding {
+    ClusterFinding {
+        cluster_id: id.to_string(),
+        score: 0.9,
+        severity: Severity::High,
+        flagged: flagged_at.is_some(),
+        members: members.iter().map(|m| m.to_string()).collect(),
+        first_flagged_at: flagged_at.map(at),
+        first_seen: at(0),
+        last_seen: at(100),
+        links: Vec::new(),
+        signals: Vec::new(),
+    }
+}
+
+/// Ten benign accounts, a four-account hydra campaign and a one-account bulk campaign.
+fn labels() -> Labels {
+    let mut labels = Labels::new();
+    for i in 0..10 {
+        labels.insert(
+            format!("b{i}"),
+            Label::benign(if i < 8 {
+                "casual_chat"
+            } else {
+                "production_app"
+            }),
+        );
+    }
+    for i in 0..4 {
+        labels.insert(format!("h{i}"), Label::attack("hydra_cluster", "hydra-1"));
+    }
+    labels.insert("x0".into(), Label::attack("bulk_harvest", "bulk-1"));
+    labels
+}
+
+fn first_events() -> HashMap<String, EventTime> {
+    labels()
+        .keys()
+        .enumerate()
+        .map(|(i, id)| (id.clone(), at(10 + i as i64)))
+        .collect()
+}
+
+#[test]
+fn precision_recall_and_fpr_count_accounts_against_their_labels() {
+    let report = Report {
+        events: 1_000,
+        late_events: 3,
+        accounts: vec![
+            finding("h0", Some(60)),
+            finding("h1", Some(90)),
+            finding("x0", Some(30)),
+            finding("b8", Some(50)),
+            finding("b0", None),
+        ],
+        clusters: Vec::new(),
+    };
+    let e = evaluate(&report, &labels(), &first_events());
+    assert_eq!(
+        (e.overall.true_positives, e.overall.false_positives),
+        (3, 1)
+    );
+    assert_eq!(
+        (e.overall.false_negatives, e.overall.true_negatives),
+        (2, 9)
+    );
+    assert!((e.overall.precision - 0.75).abs() < 1e-9);
+    assert!((e.overall.recall - 0.6).abs() < 1e-9);
+    assert!((e.overall.f1 - 2.0 * 0.75 * 0.6 / 1.35).abs() < 1e-9);
+    assert!((e.overall.false_positive_rate - 0.1).abs() < 1e-9);
+    let app = e
+        .archetypes
+        .iter()
+        .find(|r| r.archetype == "production_app")
+        .unwrap();
+    assert_eq!((app.accounts, app.flagged), (2, 1));
+    assert!((app.rate - 0.5).abs() < 1e-9);
+    assert_eq!(e.late_events, 3);
+}
+
+#[test]
+fn time_to_detect_runs_from_the_campaigns_first_event_in_event_time() {
+    let report = Report {
+        accounts: vec![finding("h2", Some(100)), finding("h3", Some(40))],
+        ..Report::default()
+    };
+    let mut firsts = first_events();
+    firsts.insert("h0".into(), at(5));
+    let e = evaluate(&report, &labels(), &firsts);
+    let hydra = e
+        .campaigns
+        .iter()
+        .find(|c| c.campaign == "hydra-1")
+        .unwrap();
+    assert!(hydra.detected);
+    assert_eq!(hydra.flagged, 2);
+    // Earliest flag (minute 40) minus the campaign's earliest first event (minute 5).
+    assert_eq!(hydra.time_to_detect_ms, Some(35 * MIN));
+    let row = e
+        .archetypes
+        .iter()
+        .find(|r| r.archetype == "hydra_cluster")
+        .unwrap();
+    assert_eq!(row.ttd_median_ms, Some(35 * MIN));
+    assert_eq!(row.ttd_p90_ms, Some(95 * MIN));
+    let bulk = e.campaigns.iter().find(|c| c.campaign == "bulk-1").unwrap();
+    assert!(!bulk.detected);
+    assert_eq!(bulk.time_to_detect_ms, None);
+}
+
+#[test]
+fn members_of_a_flagged_cluster_count_as_detected_and_purity_is_measured() {
+    let report = Report {
+        accounts: vec![finding("h0", None)],
+        clusters: vec![
+            cluster("c1", &["h0", "h1", "h2", "b0"], Some(70)),
+            cluster("c2", &["b1", "b2"], None),
+        ],
+        ..Report::default()
+    };
+    let e = evaluate(&report, &labels(), &first_events());
+    assert_eq!(e.overall.true_positives, 3);
+    assert_eq!(e.overall.false_positives, 1);
+    assert_eq!(e.clusters.flagged_clusters, 1);
+    assert_eq!(e.clusters.flagged_purity, Some(0.75));
+    let hydra = e
+        .campaigns
+        .iter()
+        .find(|c| c.campaign == "hydra-1")
+        .unwrap();
+    assert_eq!(hydra.clusters, 1);
+    assert_eq!(hydra.largest_cluster_share, Some(0.75));
+    assert_eq!(hydra.largest_cluster_purity, Some(0.75));
+    assert!(hydra.time_to_detect_ms.is_some());
+}
+
+#[test]
+fn thresholds_report_every_bound_that_is_missed() {
+    let report = Report {
+        accounts: vec![finding("b0", Some(1)), finding("x0", Some(2))],
+        ..Report::default()
+    };
+    let e = evaluate(&report, &labels(), &first_events());
+    let failures = check(
+        &e,
+        &Thresholds {
+            min_recall: Some(0.5),
+            max_fpr: Some(0.05),
+            min_precision: Some(0.4),
+            archetype_rates: vec![
+                ("bulk_harvest".into(), 1.0),
+                ("hydra_cluster".into(), 0.5),
+                ("nope".into(), 0.1),
+            ],
+            ..Thresholds::default()
+        },
+    );
+    assert_eq!(failures.len(), 4, "{failures:?}");
+    assert!(failures.iter().any(|f| f.starts_with("recall")));
+    assert!(failures
+        .iter()
+        .any(|f| f.starts_with("false-positive rate")));
+    assert!(failures
+        .iter()
+        .any(|f| f.starts_with("hydra_cluster recall")));
+    assert!(failures.iter().any(|f| f.contains("nope")));
+    assert!(check(&e, &Thresholds::default()).is_empty());
+}
+
+#[test]
+fn unlabelled_flagged_accounts_are_counted_apart() {
+    let report = Report {
+        accounts: vec![finding("stranger", Some(1))],
+        ..Report::default()
+    };
+    let e = evaluate(&report, &labels(), &first_events());
+    assert_eq!(e.unlabelled_accounts, 1);
+    assert_eq!(e.overall.false_positives, 0);
+    assert!(render(&e).contains("not in the labels"));
+}
+
+#[test]
+fn percentiles_use_the_nearest_rank() {
+    let values = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+    assert_eq!(percentile(&values, 50.0), Some(5));
+    assert_eq!(percentile(&values, 90.0), Some(9));
+    assert_eq!(percentile(&[7], 90.0), Some(7));
+    assert_eq!(percentile(&[], 50.0), None);
+    assert_eq!(human_duration(3_900_000), "1h05m");
+    assert_eq!(human_duration(750_000), "12m30s");
+}

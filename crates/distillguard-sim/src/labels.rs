@@ -1,0 +1,83 @@
+//! Ground truth written next to the traffic: one label per account that sent anything.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Benign,
+    Attack,
+}
+
+/// `{"label": "benign"|"attack", "archetype": "...", "campaign": "..."|null}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Label {
+    pub label: Verdict,
+    pub archetype: String,
+    pub campaign: Option<String>,
+}
+
+impl Label {
+    pub fn benign(archetype: &str) -> Self {
+        Self {
+            label: Verdict::Benign,
+            archetype: archetype.to_string(),
+            campaign: None,
+        }
+    }
+
+    pub fn attack(archetype: &str, campaign: &str) -> Self {
+        Self {
+            label: Verdict::Attack,
+            archetype: archetype.to_string(),
+            campaign: Some(campaign.to_string()),
+        }
+    }
+
+    pub fn is_attack(&self) -> bool {
+        self.label == Verdict::Attack
+    }
+}
+
+/// Account id to label, sorted so the file is byte-identical for the same seed.
+pub type Labels = BTreeMap<String, Label>;
+
+pub const BENIGN_ARCHETYPES: &[&str] = &[
+    "casual_chat",
+    "developer",
+    "production_app",
+    "batch_job",
+    "benchmark_runner",
+    "enterprise",
+    "reseller",
+];
+
+pub const ATTACK_ARCHETYPES: &[&str] = &[
+    "bulk_harvest",
+    "hydra_cluster",
+    "low_and_slow",
+    "reasoning_harvest",
+    "pivot",
+    "reseller_hidden",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_serialise_in_the_documented_shape() {
+        let mut labels = Labels::new();
+        labels.insert("acct_b".into(), Label::attack("hydra_cluster", "hydra-1"));
+        labels.insert("acct_a".into(), Label::benign("casual_chat"));
+        let json = serde_json::to_string(&labels).unwrap();
+        assert_eq!(
+            json,
+            r#"{"acct_a":{"label":"benign","archetype":"casual_chat","campaign":null},"acct_b":{"label":"attack","archetype":"hydra_cluster","campaign":"hydra-1"}}"#
+        );
+        let back: Labels = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, labels);
+    }
+}
