@@ -28,9 +28,10 @@ impl Application {
         let tokens = settings.token_specs()?;
         let metrics = Metrics::new();
         initialise_label_sets(&metrics);
-        let store = Store::connect(
+        let store = Store::connect_with(
             settings.database_url.as_ref().map(|url| url.expose()),
             &settings.data_dir,
+            settings.store.store_options(),
         )
         .await
         .context("cannot open the store")?;
