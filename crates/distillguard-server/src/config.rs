@@ -260,7 +260,9 @@ impl Settings {
             ));
         }
         if !(0.0..=1.0).contains(&self.store.reopen_score_delta) {
-            return Err(ConfigError::Invalid("store.reopen_score_delta must be within [0, 1]".into()));
+            return Err(ConfigError::Invalid(
+                "store.reopen_score_delta must be within [0, 1]".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&self.engine.flag_threshold) {
             return Err(ConfigError::Invalid(
