@@ -161,6 +161,25 @@ pub const T0: i64 = 1_764_334_800_000; // 2025-11-28T13:00:00Z
 /// The simulator's bulk harvester for one day (seed 11, 100-account scenario): realistic prompts,
 /// timing and parameters, flagged on its own within minutes of event time.
 pub fn simulated_harvester() -> Vec<distillguard_core::event::ApiEvent> {
+    let (mut events, labels) = simulated_day_with_labels();
+    let harvester = labels
+        .iter()
+        .find(|(_, label)| label.archetype == "bulk_harvest")
+        .map(|(account, _)| account.clone())
+        .expect("the scenario has a bulk harvester");
+    events.retain(|e| e.account_id.as_str() == harvester);
+    events
+}
+
+/// One simulated day of a 100-account population (seed 11), in log order.
+pub fn simulated_day() -> Vec<distillguard_core::event::ApiEvent> {
+    simulated_day_with_labels().0
+}
+
+fn simulated_day_with_labels() -> (
+    Vec<distillguard_core::event::ApiEvent>,
+    distillguard_sim::Labels,
+) {
     use distillguard_sim::{simulate, PromptBook, Scenario, SimError};
     let scenario = Scenario {
         seed: 11,
@@ -174,18 +193,7 @@ pub fn simulated_harvester() -> Vec<distillguard_core::event::ApiEvent> {
         Ok::<(), SimError>(())
     })
     .expect("the scenario simulates");
-    let bulk: Vec<String> = summary
-        .labels
-        .iter()
-        .filter(|(_, label)| label.archetype == "bulk_harvest")
-        .map(|(account, _)| account.clone())
-        .collect();
-    let harvester = bulk
-        .first()
-        .expect("the scenario has a bulk harvester")
-        .clone();
-    events.retain(|e| e.account_id.as_str() == harvester);
-    events
+    (events, summary.labels)
 }
 
 /// `count` of the simulated harvester's requests as canonical JSON, renamed to `account`,

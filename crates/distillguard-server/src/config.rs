@@ -146,6 +146,8 @@ pub struct StoreSettings {
     pub reopen_score_delta: f64,
     /// Database connections in the pool.
     pub max_connections: u32,
+    /// Seconds between detector checkpoints (one is also taken at shutdown).
+    pub checkpoint_interval_secs: u64,
 }
 
 impl Default for StoreSettings {
@@ -154,6 +156,7 @@ impl Default for StoreSettings {
             keep_prompts: false,
             reopen_score_delta: 0.15,
             max_connections: 10,
+            checkpoint_interval_secs: 60,
         }
     }
 }
