@@ -139,11 +139,36 @@ pub fn event(account: &str, epoch_ms: i64, request_id: &str) -> Value {
         "request_id": request_id,
         "client_ip": "203.0.113.9",
         "user_agent": "OpenAI/Python 1.54.0",
-        "prompt": format!("Explain topic number {request_id} step by step."),
+        "prompt": varied_prompt(request_id),
         "params": {"temperature": 0.7, "max_tokens": 512},
         "usage": {"prompt_tokens": 20, "completion_tokens": 300},
         "status": 200
     })
+}
+
+/// A prompt on subjects unique to `seed`: the detectors judge harvesting partly by how broad a
+/// stream's subject vocabulary is, so test traffic must not repeat one fixed sentence.
+pub fn varied_prompt(seed: &str) -> String {
+    let h = seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!(
+        "Explain how {} relates to {} and {}, step by step.",
+        subject_word(h & 0xff_ffff),
+        subject_word((h >> 24) & 0xff_ffff),
+        subject_word(h >> 48)
+    )
+}
+
+/// A letters-only word of at least five letters, unique to `n`.
+pub fn subject_word(n: u64) -> String {
+    let mut n = n + 26 * 26 * 26;
+    let mut word = String::from("zu");
+    while n > 0 {
+        word.push(char::from(b'a' + (n % 26) as u8));
+        n /= 26;
+    }
+    word
 }
 
 pub fn ndjson(events: &[Value]) -> String {
