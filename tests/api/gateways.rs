@@ -148,3 +148,75 @@ async fn gateway_endpoints_require_the_ingest_role() {
     }
     app.stop().await;
 }
+
+/// A canonical event rewritten as the LiteLLM `StandardLoggingPayload` the proxy would log.
+fn as_litellm(event: &Value, key_hash: &str) -> Value {
+    let start = event["timestamp"].as_i64().unwrap() as f64 / 1000.0;
+    let mut messages = vec![];
+    if let Some(system) = event["system_prompt"].as_str() {
+        messages.push(serde_json::json!({"role": "system", "content": system}));
+    }
+    messages.push(serde_json::json!({"role": "user", "content": event["prompt"]}));
+    serde_json::json!({
+        "id": event["request_id"],
+        "call_type": "acompletion",
+        "startTime": start,
+        "endTime": start + 2.5,
+        "model": format!("openai/{}", event["model"].as_str().unwrap()),
+        "model_group": event["model"],
+        "messages": messages,
+        "model_parameters": event["params"],
+        "prompt_tokens": event["usage"]["prompt_tokens"],
+        "completion_tokens": event["usage"]["completion_tokens"],
+        "status": "success",
+        "end_user": null,
+        "requester_ip_address": event["client_ip"],
+        "user_agent": event["user_agent"],
+        "metadata": {
+            "user_api_key_hash": key_hash,
+            "user_api_key_team_id": null,
+            "user_api_key_org_id": null,
+            "user_api_key_user_id": "default_user_id"
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_litellm_batch_sent_over_http_shows_up_as_an_account_in_the_review_api() {
+    let app = spawn_app().await;
+    let key = "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b";
+    let records: Vec<Value> = harvester_events("ignored", T0, 1_800)
+        .iter()
+        .map(|event| as_litellm(event, key))
+        .collect();
+    for chunk in records.chunks(900) {
+        let body = chunk.iter().map(|r| format!("{r}\n")).collect::<String>();
+        let (status, reply) = post(&app, "/v1/ingest/litellm", body.into_bytes()).await;
+        assert_eq!(status, 202, "{reply}");
+        assert_eq!(reply["accepted"], 900, "{reply}");
+    }
+    let mut account = Value::Null;
+    for _ in 0..400 {
+        let response = app
+            .client
+            .get(app.url(&format!("/v1/accounts/{key}")))
+            .bearer_auth(ANALYST_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        if response.status().as_u16() == 200 {
+            account = response.json().await.unwrap();
+            if account["summary"]["flagged"] == Value::Bool(true) {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        account["summary"]["flagged"],
+        Value::Bool(true),
+        "{account}"
+    );
+    assert_eq!(account["summary"]["subject"]["id"], key);
+    app.stop().await;
+}

@@ -182,3 +182,60 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 pub const T0: i64 = 1_764_334_800_000; // 2025-11-28T13:00:00Z
+
+/// The simulator's bulk harvester for one day (seed 11, 100-account scenario): realistic prompts,
+/// timing and parameters, flagged on its own within minutes of event time.
+pub fn simulated_harvester() -> Vec<distillguard_core::event::ApiEvent> {
+    let (mut events, labels) = simulated_day_with_labels();
+    let harvester = labels
+        .iter()
+        .find(|(_, label)| label.archetype == "bulk_harvest")
+        .map(|(account, _)| account.clone())
+        .expect("the scenario has a bulk harvester");
+    events.retain(|e| e.account_id.as_str() == harvester);
+    events
+}
+
+/// One simulated day of a 100-account population (seed 11), in log order.
+pub fn simulated_day() -> Vec<distillguard_core::event::ApiEvent> {
+    simulated_day_with_labels().0
+}
+
+fn simulated_day_with_labels() -> (
+    Vec<distillguard_core::event::ApiEvent>,
+    distillguard_sim::Labels,
+) {
+    use distillguard_sim::{simulate, PromptBook, Scenario, SimError};
+    let scenario = Scenario {
+        seed: 11,
+        accounts: 100,
+        days: 1,
+        ..Scenario::default()
+    };
+    let mut events = Vec::new();
+    let summary = simulate(&scenario, &PromptBook::builtin(), |event| {
+        events.push(event.clone());
+        Ok::<(), SimError>(())
+    })
+    .expect("the scenario simulates");
+    (events, summary.labels)
+}
+
+/// `count` of the simulated harvester's requests as canonical JSON, renamed to `account`,
+/// shifted to start at `start_ms`, with request ids unique to this call.
+pub fn harvester_events(account: &str, start_ms: i64, count: usize) -> Vec<Value> {
+    let events = simulated_harvester();
+    let first = events[0].timestamp.epoch_ms();
+    events
+        .iter()
+        .take(count)
+        .enumerate()
+        .map(|(i, e)| {
+            let mut json = serde_json::to_value(e).expect("events serialise");
+            json["account_id"] = Value::from(account);
+            json["timestamp"] = Value::from(start_ms + e.timestamp.epoch_ms() - first);
+            json["request_id"] = Value::from(format!("{account}-{start_ms}-{i}"));
+            json
+        })
+        .collect()
+}

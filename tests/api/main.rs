@@ -2,8 +2,10 @@
 
 mod helpers;
 
+mod alert_series;
 mod auth;
 mod gateways;
 mod ingest;
 mod operations;
+mod restart;
 mod review;

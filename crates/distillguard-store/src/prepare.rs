@@ -150,7 +150,10 @@ pub(crate) fn latest_per_subject(prepared: Vec<Prepared>) -> (Vec<Prepared>, u64
             }
         }
     }
-    let kept: Vec<Prepared> = latest.into_values().collect();
+    let mut kept: Vec<Prepared> = latest.into_values().collect();
+    // One order for every writer: concurrent batches then lock rows in the same order and cannot
+    // deadlock each other.
+    kept.sort_by(|a, b| a.subject.cmp(&b.subject));
     let superseded = (total - kept.len()) as u64;
     (kept, superseded)
 }

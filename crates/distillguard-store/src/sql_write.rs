@@ -63,7 +63,7 @@ macro_rules! impl_write {
                 for id in ids {
                     list.push_bind(*id);
                 }
-                qb.push(")").push(Self::FOR_UPDATE);
+                qb.push(") ORDER BY subject_id").push(Self::FOR_UPDATE);
                 Ok(qb.build_query_as().fetch_all(&mut **tx).await?)
             }
 
