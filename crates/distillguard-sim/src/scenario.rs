@@ -204,7 +204,7 @@ fn build_actors(scenario: &Scenario) -> Vec<Box<dyn Actor>> {
         used += 1;
     }
     while used < n {
-        actors.push(Box::new(Casual::new(rng(), start)));
+        actors.push(Box::new(Casual::new(rng(), start, end)));
         used += 1;
     }
     actors
