@@ -140,6 +140,7 @@ fn build_actors(scenario: &Scenario) -> Vec<Box<dyn Actor>> {
             start,
             end,
             hydra_size,
+            i % 2 == 1,
         )));
         used += hydra_size;
     }
