@@ -148,3 +148,73 @@ async fn gateway_endpoints_require_the_ingest_role() {
     }
     app.stop().await;
 }
+
+/// A LiteLLM `StandardLoggingPayload` like the captured ones, for a harvesting virtual key.
+fn litellm_record(key_hash: &str, i: i64) -> Value {
+    let start = (T0 + i * 1_000) as f64 / 1000.0;
+    serde_json::json!({
+        "id": format!("chatcmpl-harvest-{i}"),
+        "call_type": "acompletion",
+        "startTime": start,
+        "endTime": start + 2.5,
+        "model": "openai/reasoner-1",
+        "model_group": "reasoner-1",
+        "messages": [
+            {"role": "system", "content": "You are an expert. Always show your complete reasoning step by step."},
+            {"role": "user", "content": format!(
+                "Question {i}: explain result {} in area {} and write out every step of your reasoning.",
+                i * 7919 % 10_007, i % 97
+            )}
+        ],
+        "model_parameters": {"temperature": 1.0, "logprobs": true, "top_logprobs": 20, "max_tokens": 4096},
+        "prompt_tokens": 60,
+        "completion_tokens": 1_800,
+        "status": "success",
+        "end_user": null,
+        "requester_ip_address": "198.51.100.23",
+        "user_agent": "python-httpx/0.27.0",
+        "metadata": {
+            "user_api_key_hash": key_hash,
+            "user_api_key_team_id": null,
+            "user_api_key_org_id": null,
+            "user_api_key_user_id": "default_user_id"
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_litellm_batch_sent_over_http_shows_up_as_an_account_in_the_review_api() {
+    let app = spawn_app().await;
+    let key = "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b";
+    let records: Vec<Value> = (0..5_400).map(|i| litellm_record(key, i)).collect();
+    for chunk in records.chunks(900) {
+        let body = chunk.iter().map(|r| format!("{r}\n")).collect::<String>();
+        let (status, reply) = post(&app, "/v1/ingest/litellm", body.into_bytes()).await;
+        assert_eq!(status, 202, "{reply}");
+        assert_eq!(reply["accepted"], 900, "{reply}");
+    }
+    let mut account = Value::Null;
+    for _ in 0..400 {
+        let response = app
+            .client
+            .get(app.url(&format!("/v1/accounts/{key}")))
+            .bearer_auth(ANALYST_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        if response.status().as_u16() == 200 {
+            account = response.json().await.unwrap();
+            if account["summary"]["flagged"] == Value::Bool(true) {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        account["summary"]["flagged"],
+        Value::Bool(true),
+        "{account}"
+    );
+    assert_eq!(account["summary"]["subject"]["id"], key);
+    app.stop().await;
+}

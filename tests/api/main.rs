@@ -2,7 +2,9 @@
 
 mod helpers;
 
+mod alert_series;
 mod auth;
 mod gateways;
 mod ingest;
 mod operations;
+mod review;

@@ -9,13 +9,20 @@
 //!   changed accounts against the whole population. It sorts its input by account id, so the
 //!   number of shards does not change the outcome.
 //! - [`Engine`] is the single-threaded composition used by `replay`, `eval` and the tests.
+//!
+//! Every piece checkpoints to a serde value ([`ClockCheckpoint`], [`ShardCheckpoint`],
+//! [`ScorerCheckpoint`], [`EngineCheckpoint`]); a restored engine fed the rest of a stream gives
+//! the same findings as one that never stopped.
 
-use std::collections::{BTreeMap, HashMap};
+use serde::{Deserialize, Serialize};
 
-use crate::event::{AccountId, ApiEvent};
-use crate::finding::{
-    AccountFinding, Evidence, FindingUpdate, Measurement, Report, Severity, Signal,
-};
+pub use crate::detect::combine::DetectorCount;
+pub use crate::detect::DetectorConfig;
+use crate::event::ApiEvent;
+pub use crate::features::AccountSummary;
+use crate::finding::{FindingUpdate, Report};
+pub use crate::scorer::{Scorer, ScorerCheckpoint};
+pub use crate::shard::{shard_for, Shard, ShardCheckpoint, ShardReport};
 use crate::time::EventTime;
 
 /// Engine settings; defaults are documented in `docs/configuration.md`.
@@ -35,6 +42,13 @@ pub struct EngineConfig {
     pub sample_prompts: usize,
     /// Characters kept of each sample prompt.
     pub sample_prompt_chars: usize,
+    /// Risk below which an account gets no finding at all (keeps the findings map small).
+    pub report_min_score: f64,
+    /// Findings keep the score and evidence of their worst moment (true) or follow the latest
+    /// scoring (false, for tuning: the report then shows where every account ended).
+    pub findings_keep_peak: bool,
+    /// Detector settings (`docs/detectors.md`).
+    pub detectors: DetectorConfig,
 }
 
 impl Default for EngineConfig {
@@ -47,6 +61,9 @@ impl Default for EngineConfig {
             flag_threshold: 0.7,
             sample_prompts: 5,
             sample_prompt_chars: 300,
+            report_min_score: 0.3,
+            findings_keep_peak: true,
+            detectors: DetectorConfig::default(),
         }
     }
 }
@@ -132,305 +149,27 @@ impl Clock {
     pub fn last_tick(&self) -> Option<EventTime> {
         self.last_tick
     }
-}
 
-/// Picks the shard an account lives on. FNV-1a: stable across runs and platforms.
-pub fn shard_for(account: &AccountId, shards: usize) -> usize {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in account.as_str().as_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash % shards.max(1) as u64) as usize
-}
-
-/// Per-account running state kept by a shard.
-#[derive(Debug, Clone)]
-struct AccountState {
-    first_seen: EventTime,
-    last_seen: EventTime,
-    events: u64,
-    completion_tokens: u64,
-    /// Events per event-time hour over the last day, as (hour index, count).
-    hourly: Vec<(i64, u32)>,
-    samples: Vec<crate::finding::SamplePrompt>,
-    /// Changed since the last tick (and queued in the shard's dirty list).
-    dirty: bool,
-}
-
-impl AccountState {
-    fn new(at: EventTime) -> Self {
-        Self {
-            dirty: false,
-            first_seen: at,
-            last_seen: at,
-            events: 0,
-            completion_tokens: 0,
-            hourly: Vec::new(),
-            samples: Vec::new(),
+    pub fn checkpoint(&self) -> ClockCheckpoint {
+        ClockCheckpoint {
+            max_seen: self.max_seen,
+            last_tick: self.last_tick,
         }
     }
 
-    fn observe(&mut self, event: &ApiEvent, config: &EngineConfig) {
-        self.events += 1;
-        self.last_seen = self.last_seen.max(event.timestamp);
-        self.completion_tokens += u64::from(event.usage.completion_tokens.unwrap_or(0));
-        let hour = event.timestamp.epoch_ms() / EventTime::HOUR;
-        match self.hourly.last_mut() {
-            Some((h, count)) if *h == hour => *count += 1,
-            _ => self.hourly.push((hour, 1)),
-        }
-        self.hourly.retain(|(h, _)| *h > hour - 24);
-        if self.samples.len() < config.sample_prompts {
-            if let Some(prompt) = &event.prompt {
-                self.samples.push(crate::finding::SamplePrompt {
-                    text: prompt.chars().take(config.sample_prompt_chars).collect(),
-                    hash: format!("{:016x}", fnv1a(prompt.as_bytes())),
-                    at: event.timestamp,
-                });
-            }
-        }
-    }
-
-    fn summary(&self, account_id: &AccountId, at: EventTime) -> AccountSummary {
-        let cutoff = at.epoch_ms() / EventTime::HOUR - 24;
-        AccountSummary {
-            account_id: account_id.clone(),
-            first_seen: self.first_seen,
-            last_seen: self.last_seen,
-            events: self.events,
-            events_last_24h: self
-                .hourly
-                .iter()
-                .filter(|(h, _)| *h > cutoff)
-                .map(|(_, c)| u64::from(*c))
-                .sum(),
-            completion_tokens: self.completion_tokens,
-            samples: self.samples.clone(),
-        }
+    /// A clock continuing from a checkpoint (the settings come from `config`).
+    pub fn restored(config: &EngineConfig, checkpoint: &ClockCheckpoint) -> Self {
+        let mut clock = Clock::new(config);
+        clock.restore(checkpoint.max_seen, checkpoint.last_tick);
+        clock
     }
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in bytes {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
-
-/// What a shard tells the scorer about one changed account at a tick.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AccountSummary {
-    pub account_id: AccountId,
-    pub first_seen: EventTime,
-    pub last_seen: EventTime,
-    pub events: u64,
-    pub events_last_24h: u64,
-    pub completion_tokens: u64,
-    pub samples: Vec<crate::finding::SamplePrompt>,
-}
-
-/// A shard's answer to a tick.
-#[derive(Debug, Clone, Default)]
-pub struct ShardReport {
-    pub summaries: Vec<AccountSummary>,
-    pub evicted: u64,
-    pub tracked: usize,
-}
-
-/// Per-account state for the accounts routed to one shard.
-#[derive(Debug)]
-pub struct Shard {
-    config: EngineConfig,
-    max_accounts: usize,
-    accounts: HashMap<AccountId, AccountState>,
-    dirty: Vec<AccountId>,
-}
-
-impl Shard {
-    pub fn new(config: EngineConfig, shard_count: usize) -> Self {
-        let max_accounts = (config.max_tracked_accounts / shard_count.max(1)).max(1);
-        Self {
-            config,
-            max_accounts,
-            accounts: HashMap::new(),
-            dirty: Vec::new(),
-        }
-    }
-
-    pub fn observe(&mut self, event: &ApiEvent) {
-        let state = match self.accounts.get_mut(&event.account_id) {
-            Some(state) => state,
-            None => self
-                .accounts
-                .entry(event.account_id.clone())
-                .or_insert_with(|| AccountState::new(event.timestamp)),
-        };
-        if !state.dirty {
-            state.dirty = true;
-            self.dirty.push(event.account_id.clone());
-        }
-        state.observe(event, &self.config);
-    }
-
-    /// Reports accounts that changed since the last tick and evicts idle ones.
-    pub fn tick(&mut self, at: EventTime) -> ShardReport {
-        let dirty = std::mem::take(&mut self.dirty);
-        let summaries = dirty
-            .iter()
-            .filter_map(|id| {
-                let state = self.accounts.get_mut(id)?;
-                state.dirty = false;
-                Some(state.summary(id, at))
-            })
-            .collect();
-        let evicted = self.evict(at);
-        ShardReport {
-            summaries,
-            evicted,
-            tracked: self.accounts.len(),
-        }
-    }
-
-    fn evict(&mut self, at: EventTime) -> u64 {
-        let before = self.accounts.len();
-        let idle_before = at.plus_ms(-self.config.idle_eviction_ms);
-        self.accounts.retain(|_, s| s.last_seen >= idle_before);
-        if self.accounts.len() > self.max_accounts {
-            let mut by_age: Vec<(EventTime, AccountId)> = self
-                .accounts
-                .iter()
-                .map(|(id, s)| (s.last_seen, id.clone()))
-                .collect();
-            by_age.sort();
-            let excess = self.accounts.len() - self.max_accounts;
-            for (_, id) in by_age.into_iter().take(excess) {
-                self.accounts.remove(&id);
-            }
-        }
-        (before - self.accounts.len()) as u64
-    }
-
-    pub fn tracked(&self) -> usize {
-        self.accounts.len()
-    }
-}
-
-/// Scores changed accounts once every shard has reported for a tick.
-#[derive(Debug)]
-pub struct Scorer {
-    config: EngineConfig,
-    pending: Vec<AccountSummary>,
-    findings: BTreeMap<AccountId, AccountFinding>,
-    tracked_by_shard: Vec<usize>,
-    evicted_total: u64,
-}
-
-/// Requests in 24 hours at which the volume signal saturates.
-/// (Placeholder population baseline until the detector suite replaces it.)
-const VOLUME_SATURATION_PER_DAY: f64 = 2_000.0;
-
-impl Scorer {
-    pub fn new(config: EngineConfig, shard_count: usize) -> Self {
-        Self {
-            config,
-            pending: Vec::new(),
-            findings: BTreeMap::new(),
-            tracked_by_shard: vec![0; shard_count.max(1)],
-            evicted_total: 0,
-        }
-    }
-
-    /// Takes one shard's report for the current tick.
-    pub fn absorb(&mut self, shard: usize, report: ShardReport) {
-        self.evicted_total += report.evicted;
-        if let Some(slot) = self.tracked_by_shard.get_mut(shard) {
-            *slot = report.tracked;
-        }
-        self.pending.extend(report.summaries);
-    }
-
-    /// Scores everything absorbed since the last tick and returns the findings that changed.
-    pub fn finish_tick(&mut self, at: EventTime) -> Vec<FindingUpdate> {
-        let mut pending = std::mem::take(&mut self.pending);
-        pending.sort_by(|a, b| a.account_id.cmp(&b.account_id));
-        let mut updates = Vec::new();
-        for summary in pending {
-            if let Some(update) = self.score_account(&summary, at) {
-                updates.push(FindingUpdate::Account(update));
-            }
-        }
-        updates
-    }
-
-    fn score_account(
-        &mut self,
-        summary: &AccountSummary,
-        _at: EventTime,
-    ) -> Option<AccountFinding> {
-        let per_day = summary.events_last_24h as f64;
-        let score = (per_day / VOLUME_SATURATION_PER_DAY).min(1.0);
-        if score < 0.05 && !self.findings.contains_key(&summary.account_id) {
-            return None;
-        }
-        let signal = Signal {
-            detector: "volume".to_string(),
-            score,
-            evidence: Evidence {
-                summary: format!("{per_day} requests in the last 24h"),
-                measurements: vec![Measurement {
-                    name: "requests".to_string(),
-                    value: per_day,
-                    threshold: Some(VOLUME_SATURATION_PER_DAY),
-                    baseline: None,
-                    window: Some("24h".to_string()),
-                }],
-            },
-        };
-        let flagged_now = score >= self.config.flag_threshold;
-        let previous = self.findings.get(&summary.account_id);
-        let was_flagged = previous.is_some_and(|f| f.flagged);
-        let first_flagged_at = match previous.and_then(|f| f.first_flagged_at) {
-            Some(at) => Some(at),
-            None if flagged_now => Some(summary.last_seen),
-            None => None,
-        };
-        let finding = AccountFinding {
-            account_id: summary.account_id.to_string(),
-            score,
-            severity: Severity::from_score(score),
-            flagged: flagged_now || was_flagged,
-            cluster_id: None,
-            first_flagged_at,
-            first_seen: summary.first_seen,
-            last_seen: summary.last_seen,
-            events: summary.events,
-            signals: vec![signal],
-            samples: summary.samples.clone(),
-        };
-        let changed = previous.is_none_or(|old| {
-            old.severity != finding.severity
-                || old.flagged != finding.flagged
-                || (old.score - finding.score).abs() >= 0.05
-        });
-        self.findings
-            .insert(summary.account_id.clone(), finding.clone());
-        changed.then_some(finding)
-    }
-
-    pub fn tracked_accounts(&self) -> usize {
-        self.tracked_by_shard.iter().sum()
-    }
-
-    pub fn evicted_total(&self) -> u64 {
-        self.evicted_total
-    }
-
-    pub fn findings(&self) -> impl Iterator<Item = &AccountFinding> {
-        self.findings.values()
-    }
+/// The clock's state, serialisable for restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockCheckpoint {
+    pub max_seen: Option<EventTime>,
+    pub last_tick: Option<EventTime>,
 }
 
 /// Counters the server exports as metrics.
@@ -441,6 +180,16 @@ pub struct EngineStats {
     pub tracked_accounts: usize,
     pub evicted_accounts: u64,
     pub watermark: Option<EventTime>,
+}
+
+/// The whole engine's state, serialisable for restarts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EngineCheckpoint {
+    pub clock: ClockCheckpoint,
+    pub shards: Vec<ShardCheckpoint>,
+    pub scorer: ScorerCheckpoint,
+    pub events: u64,
+    pub late_events: u64,
 }
 
 /// Single-threaded composition of clock, shards and scorer, used by replay and tests.
@@ -514,6 +263,40 @@ impl Engine {
         }
     }
 
+    /// Evaluations and fires per detector.
+    pub fn detector_counts(&self) -> Vec<DetectorCount> {
+        self.scorer.detector_counts()
+    }
+
+    /// Snapshot of the whole engine. Updates not yet taken with [`Engine::take_updates`] are not
+    /// part of it: take them first.
+    pub fn checkpoint(&self) -> EngineCheckpoint {
+        EngineCheckpoint {
+            clock: self.clock.checkpoint(),
+            shards: self.shards.iter().map(Shard::checkpoint).collect(),
+            scorer: self.scorer.checkpoint(),
+            events: self.events,
+            late_events: self.late_events,
+        }
+    }
+
+    /// An engine continuing from a checkpoint, with the checkpoint's number of shards.
+    pub fn restore(config: EngineConfig, checkpoint: EngineCheckpoint) -> Self {
+        let shards: Vec<Shard> = checkpoint
+            .shards
+            .into_iter()
+            .map(|s| Shard::restore(config.clone(), s))
+            .collect();
+        Self {
+            clock: Clock::restored(&config, &checkpoint.clock),
+            scorer: Scorer::restore(config, checkpoint.scorer),
+            shards,
+            updates: Vec::new(),
+            events: checkpoint.events,
+            late_events: checkpoint.late_events,
+        }
+    }
+
     pub fn report(&self) -> Report {
         Report {
             events: self.events,
@@ -527,7 +310,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::ModelName;
+    use crate::event::{AccountId, ModelName};
 
     fn event(account: &str, ms: i64) -> ApiEvent {
         ApiEvent::new(
@@ -553,28 +336,196 @@ mod tests {
         assert_eq!(engine.stats().events, 2);
     }
 
+    /// Mixed traffic over `hours`: two harvesters (diverse one-shot prompts, one of them from
+    /// the start at bulk rate), chat users who re-ask and follow up, and a templated app.
+    pub(crate) fn mixed_traffic(hours: i64) -> Vec<ApiEvent> {
+        use crate::detect::testing::{diverse_prompt, word};
+        let base = 1_764_000_000_000;
+        let mut events = Vec::new();
+        let mut t = 0i64;
+        let mut i = 0usize;
+        while t < hours * EventTime::HOUR {
+            let (account, prompt, messages) = match i % 10 {
+                0..=2 => ("harvest-bulk", diverse_prompt(i), 1),
+                3 if t > hours * EventTime::HOUR / 2 => (
+                    "harvest-late",
+                    format!("{} Think step by step.", diverse_prompt(i + 1_000_000)),
+                    1,
+                ),
+                4..=6 => (
+                    "app",
+                    format!("Summarise ticket {}: the {} broke", i, word(i % 7)),
+                    1,
+                ),
+                _ => {
+                    let user = format!("chat-{}", i % 5);
+                    let prompt = format!("{} again", diverse_prompt(i / 40));
+                    let turns = if i.is_multiple_of(3) { 1 } else { 4 };
+                    events.push(chat_event(&user, base + t, &prompt, turns));
+                    t += 1_500 + (i as i64 * 7_919) % 2_000;
+                    i += 1;
+                    continue;
+                }
+            };
+            events.push(chat_event(account, base + t, &prompt, messages));
+            t += 1_500 + (i as i64 * 7_919) % 2_000;
+            i += 1;
+        }
+        events
+    }
+
+    fn chat_event(account: &str, ms: i64, prompt: &str, messages: u32) -> ApiEvent {
+        let mut e = event(account, ms);
+        e.prompt = Some(prompt.to_owned());
+        e.messages = Some(messages);
+        e.usage.prompt_tokens = Some(30);
+        e.usage.completion_tokens = Some(250);
+        e
+    }
+
+    fn run(events: &[ApiEvent], shards: usize) -> (Vec<FindingUpdate>, Report) {
+        let mut engine = Engine::new(EngineConfig::default(), shards);
+        let mut updates = Vec::new();
+        for e in events {
+            engine.process(e);
+            updates.extend(engine.take_updates());
+        }
+        engine.finish();
+        updates.extend(engine.take_updates());
+        (updates, engine.report())
+    }
+
     #[test]
     fn the_number_of_shards_does_not_change_the_findings() {
-        let base = 1_764_000_000_000;
-        let events: Vec<ApiEvent> = (0..30_000)
-            .map(|i| event(&format!("acct-{}", i % 7), base + i * 1_000))
+        let events = mixed_traffic(10);
+        let (one_updates, one_report) = run(&events, 1);
+        let (eight_updates, eight_report) = run(&events, 8);
+        let flagged: Vec<&str> = one_report
+            .accounts
+            .iter()
+            .filter(|a| a.flagged)
+            .map(|a| a.account_id.as_str())
             .collect();
-        let run = |shards| {
-            let mut engine = Engine::new(EngineConfig::default(), shards);
-            let mut updates = Vec::new();
-            for e in &events {
-                engine.process(e);
-                updates.extend(engine.take_updates());
-            }
-            engine.finish();
-            updates.extend(engine.take_updates());
-            (updates, engine.report())
-        };
-        let (one_updates, one_report) = run(1);
-        let (eight_updates, eight_report) = run(8);
-        assert!(one_report.accounts.iter().any(|a| a.flagged));
+        assert_eq!(flagged, ["harvest-bulk", "harvest-late"]);
         assert_eq!(one_updates, eight_updates);
         assert_eq!(one_report, eight_report);
+    }
+
+    #[test]
+    fn a_restored_engine_gives_the_same_findings_as_one_that_never_stopped() {
+        let events = mixed_traffic(10);
+        let (updates, report) = run(&events, 3);
+        let config = EngineConfig::default();
+        let mut engine = Engine::new(config.clone(), 3);
+        let mut restored_updates = Vec::new();
+        let cut = events.len() * 2 / 3;
+        for e in &events[..cut] {
+            engine.process(e);
+            restored_updates.extend(engine.take_updates());
+        }
+        let json = serde_json::to_string(&engine.checkpoint()).unwrap();
+        drop(engine);
+        let checkpoint: EngineCheckpoint = serde_json::from_str(&json).unwrap();
+        let mut engine = Engine::restore(config, checkpoint);
+        for e in &events[cut..] {
+            engine.process(e);
+            restored_updates.extend(engine.take_updates());
+        }
+        engine.finish();
+        restored_updates.extend(engine.take_updates());
+        assert!(report.accounts.iter().any(|a| a.flagged));
+        assert_eq!(restored_updates, updates);
+        assert_eq!(engine.report(), report);
+    }
+
+    #[test]
+    fn detector_counts_cover_every_detector_and_count_fires() {
+        let events = mixed_traffic(4);
+        let mut engine = Engine::new(EngineConfig::default(), 2);
+        for e in &events {
+            engine.process(e);
+        }
+        engine.finish();
+        let counts = engine.detector_counts();
+        let names: Vec<&str> = counts.iter().map(|c| c.detector).collect();
+        assert_eq!(
+            names,
+            [
+                "volume",
+                "automation",
+                "coverage",
+                "templating",
+                "elicitation",
+                "model_pivot"
+            ]
+        );
+        assert!(counts
+            .iter()
+            .all(|c| c.evaluations > 0 && c.fires <= c.evaluations));
+        assert!(
+            counts
+                .iter()
+                .find(|c| c.detector == "coverage")
+                .unwrap()
+                .fires
+                > 0
+        );
+    }
+
+    #[test]
+    fn a_flagged_finding_carries_evidence_and_hashed_samples() {
+        let events = mixed_traffic(3);
+        let (updates, report) = run(&events, 1);
+        let bulk = report
+            .accounts
+            .iter()
+            .find(|a| a.account_id == "harvest-bulk")
+            .unwrap();
+        assert!(bulk.flagged);
+        assert!(bulk.score >= EngineConfig::default().flag_threshold);
+        assert!(bulk.first_flagged_at.unwrap() <= bulk.first_seen.plus_ms(EventTime::HOUR));
+        assert_eq!(bulk.signals[0].detector, "combined");
+        assert_eq!(bulk.signals.len(), 7);
+        assert!(bulk.signals.iter().all(|s| !s.evidence.summary.is_empty()));
+        assert_eq!(bulk.samples.len(), 5);
+        for sample in &bulk.samples {
+            assert_eq!(sample.hash.len(), 64);
+            assert!(sample.text.chars().count() <= 300);
+        }
+        // One open finding per subject: its updates only ever raise the score.
+        let scores: Vec<f64> = updates
+            .iter()
+            .filter_map(|u| match u {
+                FindingUpdate::Account(a) if a.account_id == "harvest-bulk" => Some(a.score),
+                _ => None,
+            })
+            .collect();
+        assert!(scores.windows(2).all(|w| w[1] >= w[0]));
+        assert!(scores.len() < 10, "{scores:?}");
+    }
+
+    #[test]
+    fn above_the_account_cap_the_least_recently_seen_are_evicted_and_counted() {
+        let config = EngineConfig {
+            max_tracked_accounts: 3,
+            ..EngineConfig::default()
+        };
+        let mut shard = Shard::new(config, 1);
+        let base = 1_764_000_000_000;
+        for (i, name) in ["e", "a", "d", "b", "c"].iter().enumerate() {
+            shard.observe(&event(name, base + i as i64 * 1_000));
+        }
+        let report = shard.tick(EventTime::from_epoch_ms(base + 10_000).unwrap());
+        assert_eq!(report.summaries.len(), 5);
+        assert_eq!((report.evicted, report.tracked), (2, 3));
+        let kept: Vec<AccountId> = shard
+            .checkpoint()
+            .accounts
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let names: Vec<&str> = kept.iter().map(AccountId::as_str).collect();
+        assert_eq!(names, ["b", "c", "d"]);
     }
 
     #[test]

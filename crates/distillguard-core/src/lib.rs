@@ -7,8 +7,18 @@
 //! - [`event`]: the canonical event every decoder produces, built from checked newtypes.
 //! - [`finding`]: what the engine tells the outside world (scores, severities, evidence).
 //! - [`engine`]: event-time clock, account shards and the population-level scorer.
+//! - [`features`]: per-account state updated per event, and the summary scored at ticks.
+//! - [`detect`]: the detector suite and how its scores combine (`docs/detectors.md`).
+//! - [`sketch`], [`text`], [`population`]: the bounded building blocks.
 
+pub mod detect;
 pub mod engine;
 pub mod event;
+pub mod features;
 pub mod finding;
+pub mod population;
+pub mod scorer;
+pub mod shard;
+pub mod sketch;
+pub mod text;
 pub mod time;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use distillguard_core::finding::FindingUpdate;
+use distillguard_store::{BatchObserver, FindingWriter, Store, WriterConfig};
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
@@ -27,10 +28,25 @@ impl Application {
         let tokens = settings.token_specs()?;
         let metrics = Metrics::new();
         initialise_label_sets(&metrics);
+        let store = Store::connect_with(
+            settings.database_url.as_ref().map(|url| url.expose()),
+            &settings.data_dir,
+            settings.store.store_options(),
+        )
+        .await
+        .context("cannot open the store")?;
+        tracing::info!(backend = store.backend_name(), "store ready");
+        let writer = Arc::new(FindingWriter::spawn_observed(
+            store.clone(),
+            WriterConfig::default(),
+            Some(store_write_observer(&metrics)),
+        ));
         let pipeline = Pipeline::start(
             pipeline_config(&settings),
             metrics.clone(),
-            Box::new(LogSink),
+            Box::new(StoreSink {
+                writer: Arc::clone(&writer),
+            }),
         );
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -50,6 +66,8 @@ impl Application {
             auth: Authenticator::new(tokens),
             pipeline,
             metrics,
+            store,
+            writer,
         };
         Ok(Self { listener, state })
     }
@@ -81,7 +99,17 @@ impl Application {
         tokio::task::spawn_blocking(move || pipeline.shutdown_blocking())
             .await
             .context("pipeline shutdown panicked")?;
-        tracing::info!("stopped");
+        // The pipeline's last findings are in the writer's buffer now: write them before exit.
+        let grace = std::time::Duration::from_secs(self.state.settings.shutdown_grace_secs);
+        let report = self.state.writer.shutdown(grace).await;
+        if report.abandoned > 0 {
+            tracing::error!(
+                abandoned = report.abandoned,
+                "findings not written before exit"
+            );
+        }
+        self.state.store.close().await;
+        tracing::info!(findings_written = report.written_total, "stopped");
         Ok(())
     }
 }
@@ -126,27 +154,46 @@ fn initialise_label_sets(metrics: &Metrics) {
     }
 }
 
-/// Logs flagged findings; the store writer replaces it once persistence is configured.
-struct LogSink;
+/// Feeds the store writer's metrics.
+fn store_write_observer(metrics: &Metrics) -> BatchObserver {
+    let metrics = metrics.clone();
+    Arc::new(move |batch| {
+        let outcome = if batch.ok { "ok" } else { "error" };
+        metrics.store_writes.with_label_values(&[outcome]).inc();
+        metrics
+            .store_write_duration
+            .observe(batch.duration.as_secs_f64());
+    })
+}
 
-impl FindingSink for LogSink {
+/// Logs flagged findings and hands every update to the store writer, which never blocks.
+struct StoreSink {
+    writer: Arc<FindingWriter>,
+}
+
+impl FindingSink for StoreSink {
     fn deliver(&mut self, updates: Vec<FindingUpdate>) {
-        for update in updates.iter().filter(|u| u.flagged()) {
-            match update {
-                FindingUpdate::Account(a) => tracing::info!(
-                    subject = "account",
-                    severity = a.severity.as_str(),
-                    score = a.score,
-                    "finding flagged"
-                ),
-                FindingUpdate::Cluster(c) => tracing::info!(
-                    subject = "cluster",
-                    cluster_id = %c.cluster_id,
-                    severity = c.severity.as_str(),
-                    score = c.score,
-                    "finding flagged"
-                ),
-            }
+        log_flagged(&updates);
+        self.writer.submit(updates);
+    }
+}
+
+fn log_flagged(updates: &[FindingUpdate]) {
+    for update in updates.iter().filter(|u| u.flagged()) {
+        match update {
+            FindingUpdate::Account(a) => tracing::info!(
+                subject = "account",
+                severity = a.severity.as_str(),
+                score = a.score,
+                "finding flagged"
+            ),
+            FindingUpdate::Cluster(c) => tracing::info!(
+                subject = "cluster",
+                cluster_id = %c.cluster_id,
+                severity = c.severity.as_str(),
+                score = c.score,
+                "finding flagged"
+            ),
         }
     }
 }

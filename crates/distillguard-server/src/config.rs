@@ -135,6 +135,42 @@ impl EngineSettings {
     }
 }
 
+/// Persistence of findings and review state.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Persist the text of sample prompts; off keeps only their hashes and times.
+    pub keep_prompts: bool,
+    /// A dismissed subject reopens when its score rises this much above its score at dismissal
+    /// (or its severity rises).
+    pub reopen_score_delta: f64,
+    /// Database connections in the pool.
+    pub max_connections: u32,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            keep_prompts: false,
+            reopen_score_delta: 0.15,
+            max_connections: 10,
+        }
+    }
+}
+
+impl StoreSettings {
+    pub fn store_options(&self) -> distillguard_store::StoreOptions {
+        distillguard_store::StoreOptions {
+            keep_prompts: self.keep_prompts,
+            reopen: distillguard_store::ReopenRule {
+                score_delta: self.reopen_score_delta,
+            },
+            max_connections: self.max_connections.max(1),
+            ..distillguard_store::StoreOptions::default()
+        }
+    }
+}
+
 /// Per-gateway decoding options (`docs/integrations.md`), e.g. which field is the account.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -159,6 +195,7 @@ pub struct Settings {
     pub shutdown_grace_secs: u64,
     pub ingest: IngestSettings,
     pub engine: EngineSettings,
+    pub store: StoreSettings,
     pub sources: SourceSettings,
 }
 
@@ -172,6 +209,7 @@ impl Default for Settings {
             shutdown_grace_secs: 30,
             ingest: IngestSettings::default(),
             engine: EngineSettings::default(),
+            store: StoreSettings::default(),
             sources: SourceSettings::default(),
         }
     }
@@ -220,6 +258,9 @@ impl Settings {
             return Err(ConfigError::Invalid(
                 "ingest.queue_capacity must be at least 1".into(),
             ));
+        }
+        if !(0.0..=1.0).contains(&self.store.reopen_score_delta) {
+            return Err(ConfigError::Invalid("store.reopen_score_delta must be within [0, 1]".into()));
         }
         if !(0.0..=1.0).contains(&self.engine.flag_threshold) {
             return Err(ConfigError::Invalid(

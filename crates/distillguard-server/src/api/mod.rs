@@ -2,6 +2,7 @@
 
 mod ingest;
 mod ops;
+pub mod review;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,6 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
+use distillguard_store::{FindingWriter, Store};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::Authenticator;
@@ -25,6 +27,10 @@ pub struct AppState {
     pub auth: Authenticator,
     pub pipeline: Pipeline,
     pub metrics: Metrics,
+    /// Findings, review state and checkpoints (PostgreSQL, or SQLite in the data dir).
+    pub store: Store,
+    /// Moves the pipeline's findings into the store off the hot path.
+    pub writer: Arc<FindingWriter>,
 }
 
 /// Every route of the service.
@@ -40,6 +46,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/ingest/kong", post(ingest::kong))
         .route("/v1/ingest/envoy", post(ingest::envoy))
         .route("/v1/logs", post(ingest::otlp))
+        // Review (role `analyst`; `admin` passes too) and `/openapi.json`.
+        .merge(review::routes())
         // Bodies are limited after decompression by the handlers themselves.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(

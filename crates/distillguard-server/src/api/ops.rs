@@ -13,17 +13,35 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready: the pipeline is running (and, once configured, the store is reachable).
+/// How long `/readyz` waits for the store before calling it unreachable.
+const STORE_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Ready: the pipeline is running. A store outage is reported as `degraded` with 200, not 503:
+/// ingestion keeps working (findings buffer in the writer), so traffic must keep flowing here.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let pipeline_ok = state.pipeline.is_running();
+    let writer = state.writer.stats();
+    let reachable = matches!(
+        tokio::time::timeout(STORE_PING_TIMEOUT, state.store.ping()).await,
+        Ok(Ok(()))
+    );
+    let store_ok = reachable && !writer.degraded;
     let body = json!({
-        "status": if pipeline_ok { "ready" } else { "degraded" },
+        "status": if pipeline_ok && store_ok { "ready" } else { "degraded" },
         "checks": {
             "pipeline": if pipeline_ok { "ok" } else { "stopped" },
+            "store": if store_ok { "ok" } else { "degraded" },
         },
         "queue": {
             "depth": state.pipeline.queue_depth(),
             "capacity": state.pipeline.queue_capacity(),
+        },
+        "store": {
+            "backend": state.store.backend_name(),
+            "reachable": reachable,
+            "buffered_findings": writer.buffered,
+            "failed_writes": writer.failures_total,
+            "dropped_findings": writer.dropped_total,
         },
     });
     let status = if pipeline_ok {
@@ -53,6 +71,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         .metrics
         .queue_depth
         .set(state.pipeline.queue_depth() as i64);
+    state
+        .metrics
+        .store_buffer_depth
+        .set(state.writer.stats().buffered as i64);
     (
         [(
             header::CONTENT_TYPE,

@@ -46,6 +46,9 @@ pub struct SettingsArgs {
     /// Sample prompts kept per account as evidence (0 keeps none).
     #[arg(long, env = "DISTILLGUARD_SAMPLE_PROMPTS")]
     pub sample_prompts: Option<usize>,
+    /// Persist the text of sample prompts (off: only hashes are stored).
+    #[arg(long, env = "DISTILLGUARD_KEEP_PROMPTS")]
+    pub keep_prompts: Option<bool>,
     /// Log filter (tracing syntax, e.g. `info,distillguard_server=debug`).
     #[arg(long, env = "DISTILLGUARD_LOG", default_value = "info")]
     pub log: String,
@@ -91,6 +94,9 @@ impl SettingsArgs {
         }
         if let Some(samples) = self.sample_prompts {
             settings.engine.sample_prompts = samples;
+        }
+        if let Some(keep) = self.keep_prompts {
+            settings.store.keep_prompts = keep;
         }
         settings.validate()?;
         Ok(settings)

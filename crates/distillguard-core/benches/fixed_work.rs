@@ -1,0 +1,53 @@
+//! One fixed pass over the bench workload, for `perf stat` (CPU time and instructions are
+//! meaningful even on a shared machine where criterion's wall-clock numbers are not).
+//!
+//! `cargo bench -p distillguard-core --bench fixed_work` (prints events/s of CPU time).
+
+mod common;
+
+use distillguard_core::engine::{Engine, EngineConfig};
+
+fn cpu_seconds() -> f64 {
+    // /proc/self/stat fields 14 and 15: user and system time in clock ticks (100 Hz).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn main() {
+    let events = common::events(7, 5_000, 200_000, 50);
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let start = cpu_seconds();
+        let wall = std::time::Instant::now();
+        let mut engine = Engine::new(EngineConfig::default(), 1);
+        for event in &events {
+            engine.process(event);
+        }
+        engine.finish();
+        let updates = engine.take_updates().len();
+        let cpu = cpu_seconds() - start;
+        best = best.min(cpu.max(0.01));
+        println!(
+            "fixed_work: {} events, {updates} updates, {:.2}s wall, {:.2}s cpu",
+            events.len(),
+            wall.elapsed().as_secs_f64(),
+            cpu
+        );
+    }
+    println!(
+        "fixed_work: best {:.0} events/s of CPU time",
+        events.len() as f64 / best
+    );
+}

@@ -1,0 +1,294 @@
+//! End-to-end scenarios through the engine: each false-positive trap from the issue must stay
+//! unflagged next to ordinary traffic, and each attack archetype must be flagged.
+
+use crate::detect::testing::{diverse_prompt, word};
+use crate::engine::{Engine, EngineConfig};
+use crate::event::{AccountId, ApiEvent, ModelName};
+use crate::finding::Report;
+use crate::time::EventTime;
+
+const BASE: i64 = 1_764_000_000_000;
+const HOUR: i64 = EventTime::HOUR;
+
+struct Scenario {
+    events: Vec<ApiEvent>,
+}
+
+impl Scenario {
+    /// Forty people chatting on weekday evenings for `hours`: multi-turn, re-asking, ~300-token
+    /// answers. The background every trap is judged against.
+    fn with_background(hours: i64) -> Self {
+        let mut events = Vec::new();
+        for person in 0..40i64 {
+            let mut t = person * 97_000;
+            let mut k = 0usize;
+            while t < hours * HOUR {
+                let hour_of_day = (t / HOUR) % 24;
+                if (8..23).contains(&hour_of_day) {
+                    let mut e = call(
+                        &format!("person-{person}"),
+                        t,
+                        &diverse_prompt(k / 3 + person as usize * 1_000),
+                    );
+                    e.messages = Some(1 + 2 * (k % 3) as u32);
+                    e.usage.completion_tokens = Some(250 + (k as u32 * 37) % 200);
+                    events.push(e);
+                    k += 1;
+                }
+                t += 7 * EventTime::MINUTE + (k as i64 * 7_919) % (20 * EventTime::MINUTE);
+            }
+        }
+        Self { events }
+    }
+
+    fn add(&mut self, events: impl IntoIterator<Item = ApiEvent>) -> &mut Self {
+        self.events.extend(events);
+        self
+    }
+
+    fn run(&mut self) -> Report {
+        self.events.sort_by_key(|e| e.timestamp);
+        let mut engine = Engine::new(EngineConfig::default(), 2);
+        for e in &self.events {
+            engine.process(e);
+        }
+        engine.finish();
+        engine.report()
+    }
+}
+
+fn call(account: &str, ms: i64, prompt: &str) -> ApiEvent {
+    let mut e = ApiEvent::new(
+        EventTime::from_epoch_ms(BASE + ms).unwrap(),
+        AccountId::parse(account).unwrap(),
+        ModelName::parse("main-model").unwrap(),
+    );
+    e.prompt = Some(prompt.to_owned());
+    e.messages = Some(1);
+    e.usage.prompt_tokens = Some(60);
+    e.usage.completion_tokens = Some(300);
+    e
+}
+
+/// `count` events spread evenly over `hours` starting at `from_hour`.
+fn paced(
+    account: &str,
+    from_hour: i64,
+    hours: i64,
+    count: i64,
+    prompt: impl Fn(usize) -> String,
+) -> Vec<ApiEvent> {
+    (0..count)
+        .map(|i| {
+            call(
+                account,
+                from_hour * HOUR + i * hours * HOUR / count,
+                &prompt(i as usize),
+            )
+        })
+        .collect()
+}
+
+fn flagged(report: &Report, account: &str) -> bool {
+    report
+        .accounts
+        .iter()
+        .any(|a| a.account_id == account && a.flagged)
+}
+
+fn no_trap_flagged(report: &Report) -> Vec<String> {
+    report
+        .accounts
+        .iter()
+        .filter(|a| a.flagged && !a.account_id.starts_with("attack"))
+        .map(|a| a.account_id.clone())
+        .collect()
+}
+
+#[test]
+fn a_production_app_with_one_template_narrow_topics_and_high_volume_is_not_flagged() {
+    let products = ["router", "modem", "printer", "laptop", "charger", "tablet"];
+    let issues = ["overheats", "disconnects", "rattles", "flickers", "reboots"];
+    let report = Scenario::with_background(30)
+        .add(paced("app", 0, 30, 30_000, |i| {
+            format!(
+                "Answer the customer about order {}: my {} {} since the update",
+                10_000 + i,
+                products[i % 6],
+                issues[(i / 6) % 5]
+            )
+        }))
+        .run();
+    assert_eq!(no_trap_flagged(&report), Vec::<String>::new());
+}
+
+#[test]
+fn a_batch_classification_job_with_short_outputs_is_not_flagged() {
+    let report = Scenario::with_background(10)
+        .add(
+            paced("batch", 2, 1, 8_000, |i| {
+                format!(
+                    "Classify the sentiment of this review. Reply with one word.\n\n{}",
+                    diverse_prompt(i)
+                )
+            })
+            .into_iter()
+            .map(|mut e| {
+                e.usage.completion_tokens = Some(1);
+                e.params.temperature = Some(0.0);
+                e.params.max_tokens = Some(5);
+                e
+            }),
+        )
+        .run();
+    assert_eq!(no_trap_flagged(&report), Vec::<String>::new());
+}
+
+#[test]
+fn a_benchmark_run_with_logprobs_and_letter_answers_rerun_twice_is_not_flagged() {
+    let report = Scenario::with_background(10)
+        .add(
+            paced("bench", 1, 6, 3_000, |i| {
+                format!(
+                    "Question: {} Answer with the letter only. A) yes B) no",
+                    diverse_prompt(i % 1_000)
+                )
+            })
+            .into_iter()
+            .map(|mut e| {
+                e.usage.completion_tokens = Some(1);
+                e.params.logprobs = Some(true);
+                e.params.top_logprobs = Some(5);
+                e.params.temperature = Some(0.0);
+                e
+            }),
+        )
+        .run();
+    assert_eq!(no_trap_flagged(&report), Vec::<String>::new());
+}
+
+#[test]
+fn a_reseller_carrying_many_people_is_not_flagged() {
+    // The background's conversations, all through one account; a third of the people in each
+    // of three time zones, so the account is busy round the clock.
+    let people = Scenario::with_background(30).events;
+    let reseller = people.into_iter().map(|mut e| {
+        let person: i64 = e.account_id.as_str()["person-".len()..].parse().unwrap();
+        e.end_user = Some(e.account_id.to_string());
+        e.account_id = AccountId::parse("reseller").unwrap();
+        e.timestamp = e.timestamp.plus_ms((person % 3) * 8 * HOUR);
+        e
+    });
+    let report = Scenario::with_background(30).add(reseller).run();
+    assert_eq!(no_trap_flagged(&report), Vec::<String>::new());
+}
+
+#[test]
+fn enterprise_users_behind_one_nat_and_sdk_are_not_flagged() {
+    let mut events = Scenario::with_background(20).events;
+    for e in &mut events {
+        e.client_ip = Some("198.51.100.7".parse().unwrap());
+        e.user_agent = Some("corp-sdk/2.1".into());
+    }
+    let report = Scenario { events }.run();
+    assert_eq!(no_trap_flagged(&report), Vec::<String>::new());
+}
+
+#[test]
+fn a_bulk_harvest_is_flagged_within_an_hour_of_its_first_event() {
+    let report = Scenario::with_background(10)
+        .add(paced("attack-bulk", 3, 4, 1_600, diverse_prompt))
+        .run();
+    let finding = report
+        .accounts
+        .iter()
+        .find(|a| a.account_id == "attack-bulk")
+        .unwrap();
+    assert!(finding.flagged);
+    let delay = finding.first_flagged_at.unwrap().epoch_ms() - finding.first_seen.epoch_ms();
+    assert!(delay <= HOUR, "{delay} ms");
+}
+
+#[test]
+fn a_low_and_slow_reasoning_harvest_at_human_pace_is_flagged() {
+    let report = Scenario::with_background(40)
+        .add(
+            paced("attack-slow", 0, 40, 120, |i| {
+                format!(
+                    "{} Think step by step and show your complete reasoning.",
+                    diverse_prompt(50_000 + i)
+                )
+            })
+            .into_iter()
+            .map(|mut e| {
+                e.usage.completion_tokens = Some(900);
+                e
+            }),
+        )
+        .run();
+    assert!(flagged(&report, "attack-slow"));
+    assert_eq!(no_trap_flagged(&report), Vec::<String>::new());
+}
+
+#[test]
+fn a_logprob_and_multi_sample_harvest_is_flagged() {
+    let report = Scenario::with_background(10)
+        .add(
+            paced("attack-logprobs", 1, 6, 600, |i| diverse_prompt(70_000 + i))
+                .into_iter()
+                .map(|mut e| {
+                    e.params.logprobs = Some(true);
+                    e.params.top_logprobs = Some(20);
+                    e.params.n = Some(4);
+                    e.usage.completion_tokens = Some(1_200);
+                    e
+                }),
+        )
+        .run();
+    assert!(flagged(&report, "attack-logprobs"));
+}
+
+#[test]
+fn moving_to_a_newly_released_model_within_hours_is_flagged_and_adopting_it_slowly_is_not() {
+    let new_model = ModelName::parse("brand-new-model").unwrap();
+    let mut scenario = Scenario::with_background(30);
+    // The attacker harvests at a moderate pace, then moves 90 % to the new model at release.
+    scenario.add(
+        paced("attack-pivot", 0, 30, 900, |i| diverse_prompt(90_000 + i))
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut e)| {
+                if e.timestamp.epoch_ms() >= BASE + 12 * HOUR && i % 10 != 0 {
+                    e.model = new_model.clone();
+                }
+                e
+            }),
+    );
+    // A developer who tries the new model now and then.
+    scenario.add((0..300).map(|i| {
+        let mut e = call(
+            "dev",
+            i * 6 * EventTime::MINUTE,
+            &format!("Fix this {} error", word(i as usize % 40)),
+        );
+        e.messages = Some(3);
+        if i * 6 * EventTime::MINUTE >= 12 * HOUR && i % 5 == 0 {
+            e.model = new_model.clone();
+        }
+        e
+    }));
+    let report = scenario.run();
+    assert!(flagged(&report, "attack-pivot"));
+    let pivot = report
+        .accounts
+        .iter()
+        .find(|a| a.account_id == "attack-pivot")
+        .unwrap();
+    let signal = pivot
+        .signals
+        .iter()
+        .find(|s| s.detector == "model_pivot")
+        .unwrap();
+    assert!(signal.score > 0.5, "{signal:?}");
+    assert_eq!(no_trap_flagged(&report), Vec::<String>::new());
+}

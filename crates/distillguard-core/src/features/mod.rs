@@ -1,0 +1,507 @@
+//! Per-account state, updated per event, and the summary a shard hands to the scorer at a tick.
+//!
+//! Budget: at most 4 KiB per account at steady state, evidence samples aside (measured by the
+//! `state_size` bench and `steady_state_account_stays_within_the_memory_budget` below). Nothing
+//! here grows with the number of events: every collection is a fixed array or a capped list.
+
+mod summary;
+mod windows;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::EngineConfig;
+use crate::event::{AccountId, ApiEvent, ModelName};
+use crate::finding::SamplePrompt;
+use crate::sketch::{fast_hash, DistinctCounter, FrequentItems, LinearCounter};
+use crate::text::{demands_reasoning, prompt_features, FrameWords, PromptFeatures, SIGNATURE_BINS};
+use crate::time::EventTime;
+
+pub use summary::{hex_sha256, AccountSummary, ModelUse, SharedSamples};
+pub use windows::MIN_VOCABULARY_WORDS;
+use windows::{GapStats, HourRing, QuietGaps, Vocabulary, HOURS};
+
+/// Prompts remembered for exact and edited re-send detection.
+const RECENT_PROMPTS: usize = 8;
+/// Models tracked per account; a fifth replaces the least recently used.
+const MODEL_SLOTS: usize = 4;
+/// Half-life of the per-model recent traffic counters.
+pub const MODEL_HALF_LIFE_MS: f64 = 3.0 * EventTime::HOUR as f64;
+/// Estimated bigram Jaccard at which a prompt counts as an edited re-send of a recent one.
+const EDIT_SIMILARITY: f64 = 0.8;
+/// One skeleton end covering this share of prompts makes the account "templated" ...
+const TEMPLATE_SHARE: f64 = 0.5;
+/// ... once it has sent this many prompts.
+const TEMPLATE_MIN_PROMPTS: u64 = 10;
+/// `max_tokens` at or above this counts as a request for a long output.
+pub const LARGE_MAX_TOKENS: u32 = 4_096;
+/// Characters of the user agent kept for analysts and the linker.
+const USER_AGENT_CHARS: usize = 120;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct RecentPrompt {
+    fingerprint: u64,
+    signature: [u16; SIGNATURE_BINS],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ModelSlot {
+    model: ModelName,
+    first_used: EventTime,
+    events: u64,
+    recent: f64,
+    recent_at: i64,
+}
+
+impl ModelSlot {
+    fn decayed(&self, at_ms: i64) -> f64 {
+        let elapsed = (at_ms - self.recent_at).max(0) as f64;
+        self.recent * (-elapsed / MODEL_HALF_LIFE_MS).exp2()
+    }
+}
+
+/// Everything kept about one account between events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountState {
+    first_seen: EventTime,
+    last_seen: EventTime,
+    events: u64,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    reasoning_tokens: u64,
+    completion_known: u64,
+    hourly: HourRing,
+    hour_of_day: [u32; HOURS],
+    gaps: GapStats,
+    quiet: QuietGaps,
+    prompts: u64,
+    distinct_prompts: DistinctCounter,
+    /// The sketch's estimate as of its last change (the estimate is a pass over 1,024 registers;
+    /// most ticks of a large account do not change the sketch).
+    #[serde(skip)]
+    distinct_estimate: Option<u64>,
+    vocabulary: Vocabulary,
+    frame: FrameWords,
+    prefixes: FrequentItems<u64, 6>,
+    suffixes: FrequentItems<u64, 6>,
+    recent: Vec<RecentPrompt>,
+    recent_next: u8,
+    exact_repeats: u64,
+    near_repeats: u64,
+    turns_known: u64,
+    single_turn: u64,
+    reasoning_prompts: u64,
+    reasoning_system: u64,
+    system_cache: Option<(u64, bool)>,
+    system_prompts: FrequentItems<u64, 3>,
+    logprobs: u64,
+    multi_sample: u64,
+    large_max_tokens: u64,
+    temperature_zero: u64,
+    models: Vec<ModelSlot>,
+    ips: FrequentItems<IpAddr, 4>,
+    ip_distinct: LinearCounter<4>,
+    user_agents: FrequentItems<u64, 3>,
+    user_agent_distinct: LinearCounter<1>,
+    user_agent: Option<Box<str>>,
+    end_users: LinearCounter<4>,
+    end_user_events: u64,
+    payment_fingerprint: Option<Box<str>>,
+    account_created_at: Option<EventTime>,
+    /// Fingerprints of the prompts in `samples`, in the same order.
+    sample_fingerprints: Vec<u64>,
+    samples: SharedSamples,
+    /// Population histogram bucket per metric this account currently sits in (see `population`).
+    pub(crate) population_buckets: [u8; crate::population::METRICS],
+    /// Changed since the last tick (and queued in the shard's dirty list).
+    pub(crate) dirty: bool,
+}
+
+impl AccountState {
+    pub fn new(at: EventTime) -> Self {
+        Self {
+            first_seen: at,
+            last_seen: at,
+            events: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            reasoning_tokens: 0,
+            completion_known: 0,
+            hourly: HourRing::default(),
+            hour_of_day: [0; HOURS],
+            gaps: GapStats::default(),
+            quiet: QuietGaps {
+                day: at.day_index(),
+                longest_today_ms: 0,
+                completed: Vec::new(),
+            },
+            prompts: 0,
+            distinct_prompts: DistinctCounter::new(),
+            distinct_estimate: None,
+            vocabulary: Vocabulary::default(),
+            frame: FrameWords::default(),
+            prefixes: FrequentItems::default(),
+            suffixes: FrequentItems::default(),
+            recent: Vec::new(),
+            recent_next: 0,
+            exact_repeats: 0,
+            near_repeats: 0,
+            turns_known: 0,
+            single_turn: 0,
+            reasoning_prompts: 0,
+            reasoning_system: 0,
+            system_cache: None,
+            system_prompts: FrequentItems::default(),
+            logprobs: 0,
+            multi_sample: 0,
+            large_max_tokens: 0,
+            temperature_zero: 0,
+            models: Vec::new(),
+            ips: FrequentItems::default(),
+            ip_distinct: LinearCounter::default(),
+            user_agents: FrequentItems::default(),
+            user_agent_distinct: LinearCounter::default(),
+            user_agent: None,
+            end_users: LinearCounter::default(),
+            end_user_events: 0,
+            payment_fingerprint: None,
+            account_created_at: None,
+            sample_fingerprints: Vec::new(),
+            samples: SharedSamples::default(),
+            population_buckets: [crate::population::NO_BUCKET; crate::population::METRICS],
+            dirty: false,
+        }
+    }
+
+    pub fn last_seen(&self) -> EventTime {
+        self.last_seen
+    }
+
+    pub fn observe(&mut self, event: &ApiEvent, config: &EngineConfig) {
+        let at = event.timestamp;
+        if self.events > 0 && at > self.last_seen {
+            let gap = at.epoch_ms() - self.last_seen.epoch_ms();
+            self.gaps.observe(gap);
+            self.quiet
+                .observe(self.last_seen, at, self.first_seen.day_index());
+        }
+        self.events += 1;
+        self.first_seen = self.first_seen.min(at);
+        self.last_seen = self.last_seen.max(at);
+
+        let usage = &event.usage;
+        self.prompt_tokens += u64::from(usage.prompt_tokens.unwrap_or(0));
+        let completion = usage.completion_tokens.unwrap_or(0);
+        if usage.completion_tokens.is_some() {
+            self.completion_known += 1;
+        }
+        self.completion_tokens += u64::from(completion);
+        self.reasoning_tokens += u64::from(usage.reasoning_tokens.unwrap_or(0));
+        self.hourly.add(at.epoch_ms() / EventTime::HOUR, completion);
+        self.hour_of_day[at.hour_of_day() as usize] += 1;
+
+        let params = &event.params;
+        if params.logprobs == Some(true) || params.top_logprobs.is_some_and(|k| k > 0) {
+            self.logprobs += 1;
+        }
+        if params.n.is_some_and(|n| n > 1) {
+            self.multi_sample += 1;
+        }
+        if params.max_tokens.is_some_and(|m| m >= LARGE_MAX_TOKENS) {
+            self.large_max_tokens += 1;
+        }
+        if params.temperature.is_some_and(|t| t == 0.0) {
+            self.temperature_zero += 1;
+        }
+
+        if let Some(messages) = event.messages {
+            self.turns_known += 1;
+            let system = u32::from(event.system_prompt.is_some());
+            if messages <= 1 + system {
+                self.single_turn += 1;
+            }
+        }
+        if let Some(system) = &event.system_prompt {
+            let hash = fast_hash(system.as_bytes());
+            let reasoning = match self.system_cache {
+                Some((cached, reasoning)) if cached == hash => reasoning,
+                _ => {
+                    let reasoning = demands_reasoning(system);
+                    self.system_cache = Some((hash, reasoning));
+                    reasoning
+                }
+            };
+            self.system_prompts.insert(hash);
+            if reasoning {
+                self.reasoning_system += 1;
+            }
+        }
+        if let Some(prompt) = &event.prompt {
+            self.observe_prompt(prompt, at, config);
+        }
+        self.observe_model(&event.model, at);
+        self.observe_origin(event);
+    }
+
+    fn observe_prompt(&mut self, prompt: &str, at: EventTime, config: &EngineConfig) {
+        let features = prompt_features(prompt);
+        if features.words == 0 {
+            return;
+        }
+        self.prompts += 1;
+        if self.distinct_prompts.insert(features.fingerprint) {
+            self.distinct_estimate = None;
+        }
+        self.prefixes.insert(features.prefix_key);
+        self.suffixes.insert(features.suffix_key);
+        for word in &features.content[..features.content_len as usize] {
+            if !self.frame.is_frame(*word) {
+                self.vocabulary.insert(*word);
+            }
+        }
+        self.frame.observe(&features);
+        let templated = self.prompts >= TEMPLATE_MIN_PROMPTS
+            && (self.prefixes.top1_share() >= TEMPLATE_SHARE
+                || self.suffixes.top1_share() >= TEMPLATE_SHARE);
+        if features.reasoning {
+            self.reasoning_prompts += 1;
+        }
+        self.observe_resend(&features, templated);
+        self.consider_sample(prompt, features.fingerprint, at, config);
+    }
+
+    /// Exact re-sends and edited re-sends among the last few prompts: what humans and developers
+    /// do (retry, tweak, ask again) and dataset harvesters do not.
+    ///
+    /// In templated traffic every prompt looks like an edit of the previous one (same frame, new
+    /// fill), so near-duplicates only count while the account has no dominant template.
+    fn observe_resend(&mut self, features: &PromptFeatures, templated: bool) {
+        let mut exact = false;
+        let mut near = false;
+        for recent in &self.recent {
+            if recent.fingerprint == features.fingerprint {
+                exact = true;
+                break;
+            }
+            if !templated
+                && PromptFeatures::similarity(&recent.signature, &features.signature)
+                    >= EDIT_SIMILARITY
+            {
+                near = true;
+            }
+        }
+        if exact {
+            self.exact_repeats += 1;
+        } else if near {
+            self.near_repeats += 1;
+        }
+        let entry = RecentPrompt {
+            fingerprint: features.fingerprint,
+            signature: features.signature,
+        };
+        if self.recent.len() < RECENT_PROMPTS {
+            if self.recent.capacity() == 0 {
+                self.recent.reserve_exact(RECENT_PROMPTS);
+            }
+            self.recent.push(entry);
+        } else {
+            self.recent[self.recent_next as usize] = entry;
+        }
+        self.recent_next = ((self.recent_next as usize + 1) % RECENT_PROMPTS) as u8;
+    }
+
+    /// Keeps the first `k` distinct prompts, then one at every power-of-two prompt count,
+    /// replacing the oldest: samples spread over the account's life, weighted to the recent
+    /// past, for O(k + log n) truncations and SHA-256 digests per account instead of one per
+    /// prompt.
+    fn consider_sample(
+        &mut self,
+        prompt: &str,
+        fingerprint: u64,
+        at: EventTime,
+        config: &EngineConfig,
+    ) {
+        let keep = config.sample_prompts;
+        if keep == 0 {
+            return;
+        }
+        let due = self.sample_fingerprints.len() < keep || self.prompts.is_power_of_two();
+        if !due || self.sample_fingerprints.contains(&fingerprint) {
+            return;
+        }
+        let samples = Arc::make_mut(&mut self.samples.0);
+        if samples.len() >= keep {
+            // Samples are kept oldest first.
+            samples.remove(0);
+            self.sample_fingerprints.remove(0);
+        }
+        samples.push(SamplePrompt {
+            text: prompt.chars().take(config.sample_prompt_chars).collect(),
+            hash: hex_sha256(prompt),
+            at,
+        });
+        self.sample_fingerprints.push(fingerprint);
+    }
+
+    fn observe_model(&mut self, model: &ModelName, at: EventTime) {
+        let at_ms = at.epoch_ms();
+        let slot = match self.models.iter().position(|m| m.model == *model) {
+            Some(slot) => slot,
+            None => {
+                let fresh = ModelSlot {
+                    model: model.clone(),
+                    first_used: at,
+                    events: 0,
+                    recent: 0.0,
+                    recent_at: at_ms,
+                };
+                if self.models.len() < MODEL_SLOTS {
+                    self.models.push(fresh);
+                    self.models.len() - 1
+                } else {
+                    let quietest = self
+                        .models
+                        .iter()
+                        .enumerate()
+                        .min_by(|a, b| a.1.decayed(at_ms).total_cmp(&b.1.decayed(at_ms)))
+                        .map(|(i, _)| i)
+                        .unwrap_or(0);
+                    self.models[quietest] = fresh;
+                    quietest
+                }
+            }
+        };
+        let entry = &mut self.models[slot];
+        entry.events += 1;
+        entry.first_used = entry.first_used.min(at);
+        entry.recent = entry.decayed(at_ms) + 1.0;
+        entry.recent_at = entry.recent_at.max(at_ms);
+    }
+
+    fn observe_origin(&mut self, event: &ApiEvent) {
+        if let Some(ip) = event.client_ip {
+            self.ips.insert(ip);
+            self.ip_distinct
+                .insert(fast_hash(ip.to_string().as_bytes()));
+        }
+        if let Some(agent) = &event.user_agent {
+            let hash = fast_hash(agent.as_bytes());
+            self.user_agents.insert(hash);
+            self.user_agent_distinct.insert(hash);
+            if self.user_agent.is_none() {
+                self.user_agent = Some(agent.chars().take(USER_AGENT_CHARS).collect());
+            }
+        }
+        if let Some(end_user) = &event.end_user {
+            self.end_user_events += 1;
+            self.end_users.insert(fast_hash(end_user.as_bytes()));
+        }
+        if let Some(payment) = &event.payment_fingerprint {
+            if self.payment_fingerprint.as_deref() != Some(payment.as_str()) {
+                self.payment_fingerprint = Some(payment.as_str().into());
+            }
+        }
+        if event.account_created_at.is_some() {
+            self.account_created_at = event.account_created_at;
+        }
+    }
+
+    /// The account as the detectors see it at tick `at`.
+    pub fn summary(&mut self, account_id: &AccountId, at: EventTime) -> AccountSummary {
+        let hour = (at.epoch_ms() - 1).max(0) / EventTime::HOUR;
+        let (events_last_hour, completion_last_hour) = self.hourly.sum(hour - 1, hour);
+        let (events_last_24h, completion_tokens_last_24h) = self.hourly.sum(hour - 23, hour);
+        let activity = self.hourly.vector(hour);
+        let at_ms = at.epoch_ms();
+        let models = self
+            .models
+            .iter()
+            .map(|m| ModelUse {
+                model: m.model.clone(),
+                first_used: m.first_used,
+                events: m.events,
+                recent_weight: m.decayed(at_ms),
+            })
+            .collect();
+        AccountSummary {
+            account_id: account_id.clone(),
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            events: self.events,
+            events_last_24h,
+            events_last_hour,
+            completion_tokens: self.completion_tokens,
+            completion_tokens_last_24h,
+            completion_tokens_last_hour: completion_last_hour,
+            prompt_tokens: self.prompt_tokens,
+            reasoning_tokens: self.reasoning_tokens,
+            completion_known: self.completion_known,
+            activity,
+            hour_of_day: self.hour_of_day,
+            quiet_gap_median_hours: self.quiet.median_hours(),
+            quiet_days: self.quiet.completed.len() as u32,
+            gap_cv: self.gaps.cv(),
+            gaps: self.gaps.count,
+            prompts: self.prompts,
+            distinct_prompts: *self
+                .distinct_estimate
+                .get_or_insert_with(|| self.distinct_prompts.estimate().round() as u64),
+            vocabulary_richness: self.vocabulary.richness(),
+            subject_words: self.vocabulary.words,
+            skeleton_prefixes: self.prefixes.top().into_iter().take(3).collect(),
+            skeleton_suffixes: self.suffixes.top().into_iter().take(3).collect(),
+            exact_repeats: self.exact_repeats,
+            near_repeats: self.near_repeats,
+            turns_known: self.turns_known,
+            single_turn: self.single_turn,
+            reasoning_prompts: self.reasoning_prompts,
+            reasoning_system: self.reasoning_system,
+            system_prompts: self
+                .system_prompts
+                .top()
+                .into_iter()
+                .map(|(h, _)| h)
+                .collect(),
+            logprobs: self.logprobs,
+            multi_sample: self.multi_sample,
+            large_max_tokens: self.large_max_tokens,
+            temperature_zero: self.temperature_zero,
+            models,
+            client_ips: self.ips.top().into_iter().map(|(ip, _)| ip).collect(),
+            distinct_ips: self.ip_distinct.estimate().round() as u64,
+            user_agents: self.user_agents.top().into_iter().map(|(h, _)| h).collect(),
+            distinct_user_agents: self.user_agent_distinct.estimate().round() as u64,
+            user_agent: self.user_agent.as_deref().map(str::to_owned),
+            end_user_events: self.end_user_events,
+            distinct_end_users: self.end_users.estimate().round() as u64,
+            payment_fingerprint: self.payment_fingerprint.as_deref().map(str::to_owned),
+            account_created_at: self.account_created_at,
+            samples: self.samples.clone(),
+        }
+    }
+
+    /// Heap bytes held outside the struct itself, evidence samples excluded.
+    pub fn heap_bytes_without_samples(&self) -> usize {
+        let recent = self.recent.capacity() * std::mem::size_of::<RecentPrompt>();
+        let models = self.models.capacity() * std::mem::size_of::<ModelSlot>()
+            + self
+                .models
+                .iter()
+                .map(|m| m.model.as_str().len())
+                .sum::<usize>();
+        let quiet = self.quiet.completed.capacity() * 2 + self.sample_fingerprints.capacity() * 8;
+        let strings = self.user_agent.as_ref().map_or(0, |s| s.len())
+            + self.payment_fingerprint.as_ref().map_or(0, |s| s.len());
+        let frequent = self.prefixes.heap_bytes()
+            + self.suffixes.heap_bytes()
+            + self.system_prompts.heap_bytes()
+            + self.ips.heap_bytes()
+            + self.user_agents.heap_bytes();
+        self.distinct_prompts.heap_bytes() + recent + models + quiet + strings + frequent
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,167 @@
+//! What a shard hands the scorer for one account at a tick.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::event::{AccountId, ModelName};
+use crate::finding::SamplePrompt;
+use crate::time::EventTime;
+
+/// Evidence samples shared between the account state and its summaries: a summary is made for
+/// every changed account at every tick, and copying five 300-character prompts each time would
+/// cost more than the scoring. Copy-on-write on the rare sample update.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SharedSamples(pub(super) Arc<Vec<SamplePrompt>>);
+
+impl std::ops::Deref for SharedSamples {
+    type Target = [SamplePrompt];
+
+    fn deref(&self) -> &[SamplePrompt] {
+        &self.0
+    }
+}
+
+impl SharedSamples {
+    pub fn to_vec(&self) -> Vec<SamplePrompt> {
+        self.0.as_ref().clone()
+    }
+}
+
+impl Serialize for SharedSamples {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.as_slice().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedSamples {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self(Arc::new(Vec::deserialize(deserializer)?)))
+    }
+}
+
+/// SHA-256 of the full prompt, hex: the sample hash analysts use to find the prompt elsewhere.
+pub fn hex_sha256(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    let mut out = String::with_capacity(64);
+    for byte in digest {
+        use std::fmt::Write;
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+/// One model an account used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelUse {
+    pub model: ModelName,
+    pub first_used: EventTime,
+    pub events: u64,
+    /// Requests with a 3-hour half-life, as of the tick.
+    pub recent_weight: f64,
+}
+
+/// What a shard tells the scorer about one changed account at a tick: the detector inputs, plus
+/// the per-account values the cluster linker (issue 5) joins on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountSummary {
+    pub account_id: AccountId,
+    pub first_seen: EventTime,
+    pub last_seen: EventTime,
+    pub events: u64,
+    pub events_last_24h: u64,
+    /// The current and previous event-time hour.
+    pub events_last_hour: u64,
+    pub completion_tokens: u64,
+    pub completion_tokens_last_24h: u64,
+    pub completion_tokens_last_hour: u64,
+    pub prompt_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// Events that reported completion tokens.
+    pub completion_known: u64,
+    /// Events per hour over the last 24 event-time hours, oldest first (linker: lockstep).
+    pub activity: [u32; 24],
+    /// Lifetime events per UTC hour of day.
+    pub hour_of_day: [u32; 24],
+    pub quiet_gap_median_hours: Option<f64>,
+    pub quiet_days: u32,
+    pub gap_cv: Option<f64>,
+    pub gaps: u64,
+    pub prompts: u64,
+    pub distinct_prompts: u64,
+    /// Herdan's C (log distinct / log total) of the subject words of the current (or, while it
+    /// is young, the previous) vocabulary window, corrected to the length of a full window;
+    /// `None` below `MIN_VOCABULARY_WORDS` words.
+    pub vocabulary_richness: Option<f64>,
+    pub subject_words: u64,
+    /// Most frequent skeleton keys (linker: shared templates) with lower-bound counts.
+    pub skeleton_prefixes: Vec<(u64, u32)>,
+    pub skeleton_suffixes: Vec<(u64, u32)>,
+    pub exact_repeats: u64,
+    pub near_repeats: u64,
+    pub turns_known: u64,
+    pub single_turn: u64,
+    pub reasoning_prompts: u64,
+    pub reasoning_system: u64,
+    /// Hashes of the most used system prompts (linker: shared system prompts).
+    pub system_prompts: Vec<u64>,
+    pub logprobs: u64,
+    pub multi_sample: u64,
+    pub large_max_tokens: u64,
+    pub temperature_zero: u64,
+    pub models: Vec<ModelUse>,
+    /// Most used client IPs (linker: shared IPs and /24s).
+    pub client_ips: Vec<IpAddr>,
+    pub distinct_ips: u64,
+    /// Hashes of the most used user agents, and the first one seen, truncated.
+    pub user_agents: Vec<u64>,
+    pub distinct_user_agents: u64,
+    pub user_agent: Option<String>,
+    pub end_user_events: u64,
+    pub distinct_end_users: u64,
+    pub payment_fingerprint: Option<String>,
+    pub account_created_at: Option<EventTime>,
+    pub samples: SharedSamples,
+}
+
+impl AccountSummary {
+    pub fn share(&self, part: u64, whole: u64) -> f64 {
+        if whole == 0 {
+            0.0
+        } else {
+            (part as f64 / whole as f64).min(1.0)
+        }
+    }
+
+    /// Share of prompts whose normalised text is new to the account (HLL estimate, capped at 1).
+    pub fn distinct_ratio(&self) -> f64 {
+        self.share(self.distinct_prompts, self.prompts)
+    }
+
+    pub fn resend_ratio(&self) -> f64 {
+        self.share(self.exact_repeats + self.near_repeats, self.prompts)
+    }
+
+    pub fn single_turn_share(&self) -> Option<f64> {
+        (self.turns_known > 0).then(|| self.share(self.single_turn, self.turns_known))
+    }
+
+    pub fn mean_completion_tokens(&self) -> f64 {
+        if self.completion_known == 0 {
+            0.0
+        } else {
+            self.completion_tokens as f64 / self.completion_known as f64
+        }
+    }
+
+    /// Share of the top-3 skeleton keys at the better-covered end (prefix or suffix).
+    pub fn skeleton_share(&self) -> f64 {
+        let covered = |keys: &[(u64, u32)]| keys.iter().map(|(_, c)| u64::from(*c)).sum::<u64>();
+        self.share(
+            covered(&self.skeleton_prefixes).max(covered(&self.skeleton_suffixes)),
+            self.prompts,
+        )
+    }
+}

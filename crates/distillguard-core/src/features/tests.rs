@@ -1,0 +1,130 @@
+use super::*;
+use crate::detect::testing::{diverse_prompt, event, BASE};
+
+#[test]
+fn steady_state_account_stays_within_the_memory_budget() {
+    let config = EngineConfig::default();
+    let mut state = AccountState::new(EventTime::from_epoch_ms(BASE).unwrap());
+    for i in 0..20_000i64 {
+        let mut e = event(i * 30_000, &diverse_prompt(i as usize));
+        e.system_prompt = Some(format!("You are assistant number {}", i % 3));
+        e.client_ip = Some(format!("203.0.113.{}", i % 50).parse().unwrap());
+        e.user_agent = Some(format!("sdk/{}", i % 4));
+        e.end_user = Some(format!("user-{}", i % 300));
+        e.payment_fingerprint = Some("card-1".into());
+        if i % 1_000 == 0 {
+            e.model = ModelName::parse(format!("model-{}", i / 1_000)).unwrap();
+        }
+        state.observe(&e, &config);
+    }
+    let bytes = std::mem::size_of::<AccountState>() + state.heap_bytes_without_samples();
+    eprintln!(
+        "account state: {} struct + {} heap = {bytes} bytes",
+        std::mem::size_of::<AccountState>(),
+        state.heap_bytes_without_samples()
+    );
+    assert!(bytes <= 4_096, "{bytes} bytes per account");
+}
+
+#[test]
+fn sample_prompts_are_bounded_spread_over_time_and_carry_sha256_of_the_full_text() {
+    let config = EngineConfig {
+        sample_prompts: 3,
+        sample_prompt_chars: 10,
+        ..EngineConfig::default()
+    };
+    let mut state = AccountState::new(EventTime::from_epoch_ms(BASE).unwrap());
+    for i in 0..500 {
+        state.observe(&event(i * 1_000, &diverse_prompt(i as usize)), &config);
+    }
+    let summary = state.summary(
+        &AccountId::parse("acct").unwrap(),
+        EventTime::from_epoch_ms(BASE + 600_000).unwrap(),
+    );
+    assert_eq!(summary.samples.len(), 3);
+    // Prompts 128, 256 and 512 are not all there (500 prompts): 64, 128, 256.
+    let at: Vec<i64> = summary
+        .samples
+        .iter()
+        .map(|s| s.at.epoch_ms() - BASE)
+        .collect();
+    assert_eq!(at, [63_000, 127_000, 255_000]);
+    let full: Vec<String> = (0..500).map(diverse_prompt).collect();
+    for sample in summary.samples.iter() {
+        assert_eq!(sample.text.chars().count(), 10);
+        let source = full.iter().find(|p| hex_sha256(p) == sample.hash).unwrap();
+        assert!(source.starts_with(&sample.text));
+    }
+    let none = EngineConfig {
+        sample_prompts: 0,
+        ..EngineConfig::default()
+    };
+    let mut private = AccountState::new(EventTime::from_epoch_ms(BASE).unwrap());
+    private.observe(&event(0, "secret"), &none);
+    assert!(private.samples.is_empty());
+}
+
+#[test]
+fn sha256_is_the_standard_digest() {
+    assert_eq!(
+        hex_sha256("abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
+
+#[test]
+fn quiet_gaps_are_measured_per_completed_day() {
+    let config = EngineConfig::default();
+    let day0 = (BASE / EventTime::DAY + 1) * EventTime::DAY - BASE;
+    let mut state = AccountState::new(EventTime::from_epoch_ms(BASE + day0).unwrap());
+    // Four days: active 09:00-21:00 every 10 minutes (12 h nightly gap).
+    for day in 0..4 {
+        for slot in 0..72 {
+            let t =
+                day0 + day * EventTime::DAY + 9 * EventTime::HOUR + slot * 10 * EventTime::MINUTE;
+            state.observe(&event(t, "hello there"), &config);
+        }
+    }
+    let at = EventTime::from_epoch_ms(BASE + day0 + 4 * EventTime::DAY).unwrap();
+    let summary = state.summary(&AccountId::parse("acct").unwrap(), at);
+    assert_eq!(summary.quiet_days, 2);
+    let hours = summary.quiet_gap_median_hours.unwrap();
+    assert!((11.0..=13.0).contains(&hours), "{hours}");
+    assert_eq!(summary.activity.iter().filter(|c| **c > 0).count(), 12);
+}
+
+#[test]
+fn hourly_windows_drop_old_hours() {
+    let config = EngineConfig::default();
+    let mut state = AccountState::new(EventTime::from_epoch_ms(BASE).unwrap());
+    for i in 0..100 {
+        state.observe(&event(i * 1_000, "x y"), &config);
+    }
+    state.observe(&event(30 * EventTime::HOUR, "x y"), &config);
+    let summary = state.summary(
+        &AccountId::parse("acct").unwrap(),
+        EventTime::from_epoch_ms(BASE + 30 * EventTime::HOUR + 1).unwrap(),
+    );
+    assert_eq!(summary.events, 101);
+    assert_eq!(summary.events_last_24h, 1);
+    assert_eq!(summary.events_last_hour, 1);
+}
+
+#[test]
+fn a_checkpointed_account_state_continues_identically() {
+    let config = EngineConfig::default();
+    let mut state = AccountState::new(EventTime::from_epoch_ms(BASE).unwrap());
+    for i in 0..300 {
+        state.observe(&event(i * 5_000, &diverse_prompt(i as usize)), &config);
+    }
+    let mut restored: AccountState =
+        serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+    for i in 300..600 {
+        let e = event(i * 5_000, &diverse_prompt(i as usize % 350));
+        state.observe(&e, &config);
+        restored.observe(&e, &config);
+    }
+    let id = AccountId::parse("acct").unwrap();
+    let at = EventTime::from_epoch_ms(BASE + 3_000_001).unwrap();
+    assert_eq!(state.summary(&id, at), restored.summary(&id, at));
+}

@@ -1,0 +1,210 @@
+//! Scores changed accounts once every shard has reported for a tick.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::combine::{DetectorCount, DetectorSuite, SuiteCounters};
+use crate::detect::{Context, ModelRegistry};
+use crate::engine::EngineConfig;
+use crate::event::AccountId;
+use crate::features::AccountSummary;
+use crate::finding::{AccountFinding, FindingUpdate, Severity};
+use crate::population::Population;
+use crate::shard::ShardReport;
+use crate::time::EventTime;
+
+/// A finding's score must rise by this much (or change severity or flag) to be re-emitted.
+const SCORE_STEP: f64 = 0.05;
+
+/// The scorer's full state, serialisable for restarts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScorerCheckpoint {
+    pub findings: Vec<AccountFinding>,
+    pub population: Population,
+    pub models: ModelRegistry,
+    pub counters: SuiteCounters,
+    pub tracked_by_shard: Vec<usize>,
+    pub evicted_total: u64,
+    pub pending: Vec<AccountSummary>,
+}
+
+/// Scores changed accounts once every shard has reported for a tick.
+#[derive(Debug)]
+pub struct Scorer {
+    config: EngineConfig,
+    pending: Vec<AccountSummary>,
+    findings: BTreeMap<AccountId, AccountFinding>,
+    tracked_by_shard: Vec<usize>,
+    evicted_total: u64,
+    population: Population,
+    models: ModelRegistry,
+    suite: DetectorSuite,
+}
+
+impl Scorer {
+    pub fn new(config: EngineConfig, shard_count: usize) -> Self {
+        Self {
+            config,
+            pending: Vec::new(),
+            findings: BTreeMap::new(),
+            tracked_by_shard: vec![0; shard_count.max(1)],
+            evicted_total: 0,
+            population: Population::default(),
+            models: ModelRegistry::default(),
+            suite: DetectorSuite::new(),
+        }
+    }
+
+    /// Takes one shard's report for the current tick.
+    pub fn absorb(&mut self, shard: usize, report: ShardReport) {
+        self.evicted_total += report.evicted;
+        if let Some(slot) = self.tracked_by_shard.get_mut(shard) {
+            *slot = report.tracked;
+        }
+        self.population.apply(&report.population);
+        for summary in &report.summaries {
+            self.models.observe(summary);
+        }
+        self.pending.extend(report.summaries);
+    }
+
+    /// Scores everything absorbed since the last tick and returns the findings that changed.
+    pub fn finish_tick(&mut self, at: EventTime) -> Vec<FindingUpdate> {
+        let pending = std::mem::take(&mut self.pending);
+        // Sort positions, not the (large) summaries themselves.
+        let mut order: Vec<usize> = (0..pending.len()).collect();
+        order.sort_by(|a, b| pending[*a].account_id.cmp(&pending[*b].account_id));
+        let view = self
+            .population
+            .view(self.config.detectors.volume_percentile);
+        let detector_config = self.config.detectors.clone();
+        let models = std::mem::take(&mut self.models);
+        let context = Context {
+            at,
+            population: &view,
+            models: &models,
+            config: &detector_config,
+        };
+        let mut updates = Vec::new();
+        for summary in order.into_iter().map(|i| &pending[i]) {
+            if let Some(update) = self.score_account(summary, &context) {
+                updates.push(FindingUpdate::Account(update));
+            }
+        }
+        self.models = models;
+        updates
+    }
+
+    fn score_account(
+        &mut self,
+        summary: &AccountSummary,
+        context: &Context<'_>,
+    ) -> Option<AccountFinding> {
+        let scores = self.suite.score(summary, context);
+        let flagged_now = scores.risk >= self.config.flag_threshold;
+        let Some(finding) = self.findings.get_mut(&summary.account_id) else {
+            if scores.risk < self.config.report_min_score {
+                return None;
+            }
+            let score = crate::detect::round4(scores.risk);
+            let finding = AccountFinding {
+                account_id: summary.account_id.to_string(),
+                score,
+                severity: Severity::from_score(score),
+                flagged: flagged_now,
+                cluster_id: None,
+                first_flagged_at: flagged_now.then_some(summary.last_seen),
+                first_seen: summary.first_seen,
+                last_seen: summary.last_seen,
+                events: summary.events,
+                signals: self.suite.signals(summary, context, &scores),
+                samples: summary.samples.to_vec(),
+            };
+            self.findings
+                .insert(summary.account_id.clone(), finding.clone());
+            return Some(finding);
+        };
+        // Updated in place: an open finding is touched at every tick its account changes, and
+        // rebuilding its evidence each time would cost more than scoring.
+        let (old_score, old_severity, old_flagged) =
+            (finding.score, finding.severity, finding.flagged);
+        finding.first_seen = summary.first_seen;
+        finding.last_seen = summary.last_seen;
+        finding.events = summary.events;
+        // By default the finding keeps its worst moment: score, severity and evidence only ever
+        // rise, so an analyst sees why it was opened even if the account has since gone quiet.
+        // Evidence is rebuilt only on a material change (the same rule that emits an update):
+        // formatting it for every small rise would cost more than the scoring.
+        let risen = scores.risk - old_score >= SCORE_STEP
+            || Severity::from_score(scores.risk) > old_severity;
+        let moved = (scores.risk - old_score).abs() >= SCORE_STEP
+            || Severity::from_score(scores.risk) != old_severity;
+        let newly_flagged = flagged_now && !finding.flagged;
+        let refresh = newly_flagged
+            || if self.config.findings_keep_peak {
+                risen
+            } else {
+                moved
+            };
+        if refresh {
+            finding.score = crate::detect::round4(scores.risk);
+            finding.severity = Severity::from_score(finding.score);
+            finding.signals = self.suite.signals(summary, context, &scores);
+            finding.samples = summary.samples.to_vec();
+        }
+        if flagged_now && !finding.flagged {
+            finding.flagged = true;
+            finding.first_flagged_at = Some(summary.last_seen);
+        }
+        let changed = finding.severity != old_severity
+            || finding.flagged != old_flagged
+            || finding.score - old_score >= SCORE_STEP;
+        changed.then(|| finding.clone())
+    }
+
+    pub fn tracked_accounts(&self) -> usize {
+        self.tracked_by_shard.iter().sum()
+    }
+
+    pub fn evicted_total(&self) -> u64 {
+        self.evicted_total
+    }
+
+    pub fn findings(&self) -> impl Iterator<Item = &AccountFinding> {
+        self.findings.values()
+    }
+
+    /// Evaluations and fires per detector (bounded label set: the detector names).
+    pub fn detector_counts(&self) -> Vec<DetectorCount> {
+        self.suite.counts()
+    }
+
+    pub fn checkpoint(&self) -> ScorerCheckpoint {
+        ScorerCheckpoint {
+            findings: self.findings.values().cloned().collect(),
+            population: self.population.clone(),
+            models: self.models.clone(),
+            counters: self.suite.counters(),
+            tracked_by_shard: self.tracked_by_shard.clone(),
+            evicted_total: self.evicted_total,
+            pending: self.pending.clone(),
+        }
+    }
+
+    pub fn restore(config: EngineConfig, checkpoint: ScorerCheckpoint) -> Self {
+        let mut scorer = Scorer::new(config, checkpoint.tracked_by_shard.len());
+        scorer.findings = checkpoint
+            .findings
+            .into_iter()
+            .filter_map(|f| Some((AccountId::parse(f.account_id.clone()).ok()?, f)))
+            .collect();
+        scorer.population = checkpoint.population;
+        scorer.models = checkpoint.models;
+        scorer.suite.restore_counters(&checkpoint.counters);
+        scorer.tracked_by_shard = checkpoint.tracked_by_shard;
+        scorer.evicted_total = checkpoint.evicted_total;
+        scorer.pending = checkpoint.pending;
+        scorer
+    }
+}

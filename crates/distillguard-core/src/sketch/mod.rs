@@ -1,0 +1,15 @@
+//! Small, bounded, serialisable sketches used by the per-account state.
+//!
+//! Every hash here is our own stable function (not `ahash`, whose output depends on the CPU's AES
+//! support and the crate version), so a checkpoint written on one machine restores on another and
+//! replays give the same numbers everywhere.
+
+pub mod bitmap;
+pub mod hash;
+pub mod hll;
+pub mod topk;
+
+pub use bitmap::LinearCounter;
+pub use hash::{combine, fast_hash, mix64, stable_hash, Fnv};
+pub use hll::DistinctCounter;
+pub use topk::FrequentItems;

@@ -1,0 +1,601 @@
+//! One pass over a prompt: the cheap per-event text features the detectors need.
+//!
+//! Words are runs of ASCII letters/digits or non-ASCII bytes, lowercased; punctuation and spacing
+//! are ignored, so `"Explain  X!"` and `"explain x"` share a fingerprint. Nothing here allocates.
+//!
+//! - `fingerprint`: hash of the normalised word sequence (exact-repeat detection, HLL of prompts).
+//! - `prefix_key` / `suffix_key`: the prompt's skeleton ends — first 4 and last 3 words, with
+//!   every word containing a digit masked to one slot token. Templated traffic keeps one end
+//!   fixed while the variable part changes; see `docs/detectors.md` ("templating").
+//! - `signature`: one-permutation MinHash (8 bins) over word bigrams, for "edited re-send"
+//!   detection (two prompts sharing at least half their bins are near-duplicates).
+//! - `content`: hashes of the subject words (4+ letters, not a function or instruction word),
+//!   from which the account measures vocabulary richness, leaving out its own frame words (see
+//!   [`FrameWords`]).
+//! - `reasoning`: the prompt asks for step-by-step or complete reasoning.
+
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sketch::hash::{combine, mix64, stable_hash};
+
+const WORD_SEED: u64 = 0x243f_6a88_85a3_08d3;
+const WORD_MULTIPLIER: u64 = 0xff51_afd7_ed55_8ccd;
+
+/// Hash of one lowercased word: bytes are packed eight at a time into a `u64` and folded with one
+/// multiply per eight bytes (a per-byte multiply chain is the tokenizer's bottleneck otherwise).
+/// `const` so the built-in word lists hash exactly like the scanner.
+pub const fn word_hash(word: &[u8]) -> u64 {
+    let mut state = WordHasher::new();
+    let mut i = 0;
+    while i < word.len() {
+        state = state.push(word[i].to_ascii_lowercase());
+        i += 1;
+    }
+    state.finish()
+}
+
+#[derive(Clone, Copy)]
+struct WordHasher {
+    hash: u64,
+    pending: u64,
+    pending_len: u32,
+    len: u32,
+}
+
+impl WordHasher {
+    const fn new() -> Self {
+        Self {
+            hash: WORD_SEED,
+            pending: 0,
+            pending_len: 0,
+            len: 0,
+        }
+    }
+
+    #[inline(always)]
+    const fn push(mut self, byte: u8) -> Self {
+        self.pending = (self.pending << 8) | byte as u64;
+        self.pending_len += 1;
+        self.len += 1;
+        if self.pending_len == 8 {
+            self.hash = (self.hash ^ self.pending)
+                .wrapping_mul(WORD_MULTIPLIER)
+                .rotate_left(29);
+            self.pending = 0;
+            self.pending_len = 0;
+        }
+        self
+    }
+
+    #[inline(always)]
+    const fn finish(self) -> u64 {
+        mix64(self.hash ^ self.pending ^ ((self.len as u64) << 56))
+    }
+}
+
+/// A 2,048-bit filter in front of a sorted hash list: most words miss it and skip the search.
+struct HashSetFilter {
+    bits: [u64; 32],
+    sorted: Vec<u64>,
+}
+
+impl HashSetFilter {
+    fn new(mut hashes: Vec<u64>) -> Self {
+        hashes.sort_unstable();
+        hashes.dedup();
+        let mut bits = [0u64; 32];
+        for h in &hashes {
+            let bit = (h >> 53) as usize;
+            bits[bit / 64] |= 1 << (bit % 64);
+        }
+        Self {
+            bits,
+            sorted: hashes,
+        }
+    }
+
+    #[inline(always)]
+    fn contains(&self, hash: u64) -> bool {
+        let bit = (hash >> 53) as usize;
+        self.bits[bit / 64] & (1 << (bit % 64)) != 0 && self.sorted.binary_search(&hash).is_ok()
+    }
+}
+
+/// Bins of the near-duplicate signature.
+pub const SIGNATURE_BINS: usize = 8;
+const PREFIX_WORDS: usize = 4;
+const SUFFIX_WORDS: usize = 3;
+const DIGIT_SLOT: u64 = stable_hash(b"<num>");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromptFeatures {
+    pub fingerprint: u64,
+    pub words: u32,
+    pub prefix_key: u64,
+    pub suffix_key: u64,
+    pub signature: [u16; SIGNATURE_BINS],
+    pub reasoning: bool,
+    /// Content-word hashes (first `MAX_CONTENT_WORDS`), for the account's frame-word counts.
+    pub content: [u32; MAX_CONTENT_WORDS],
+    pub content_len: u8,
+}
+
+/// Content words of one prompt fed back into the account's frame-word counts.
+pub const MAX_CONTENT_WORDS: usize = 24;
+const FRAME_SLOTS: usize = 128;
+/// Prompts an account must have sent before its frequent words count as frame words.
+const FRAME_MIN_PROMPTS: u32 = 8;
+
+/// Per-account word counts that find the account's own "frame" (template) words: a direct-mapped
+/// table of 128 counters over content-word hashes. A word in at least half the account's prompts
+/// is frame, not topic. Unrelated words sharing a slot add noise of about (content words per
+/// prompt / 128) per prompt, far below one half.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameWords {
+    #[serde(with = "slots")]
+    counts: [u16; FRAME_SLOTS],
+    prompts: u32,
+}
+
+impl Default for FrameWords {
+    fn default() -> Self {
+        Self {
+            counts: [0; FRAME_SLOTS],
+            prompts: 0,
+        }
+    }
+}
+
+impl FrameWords {
+    #[inline]
+    pub fn is_frame(&self, word: u32) -> bool {
+        self.prompts >= FRAME_MIN_PROMPTS
+            && u32::from(self.counts[word as usize % FRAME_SLOTS]) * 2 >= self.prompts
+    }
+
+    /// Counts one prompt's content words (each distinct slot once per prompt).
+    pub fn observe(&mut self, features: &PromptFeatures) {
+        if self.prompts >= u32::from(u16::MAX) / 2 {
+            // Halving keeps every ratio and bounds the counters.
+            for count in &mut self.counts {
+                *count /= 2;
+            }
+            self.prompts /= 2;
+        }
+        self.prompts += 1;
+        let mut seen = 0u128;
+        for word in &features.content[..features.content_len as usize] {
+            let slot = *word as usize % FRAME_SLOTS;
+            if seen & (1 << slot) == 0 {
+                seen |= 1 << slot;
+                self.counts[slot] += 1;
+            }
+        }
+    }
+}
+
+mod slots {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        counts: &[u16; super::FRAME_SLOTS],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        counts.as_slice().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<[u16; super::FRAME_SLOTS], D::Error> {
+        Vec::<u16>::deserialize(d)?
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("frame-word table has the wrong size"))
+    }
+}
+
+impl PromptFeatures {
+    /// Estimated Jaccard similarity of two prompts' word bigrams: shared bins over the bins
+    /// either prompt fills (short prompts leave bins empty; empty bins never match).
+    pub fn similarity(a: &[u16; SIGNATURE_BINS], b: &[u16; SIGNATURE_BINS]) -> f64 {
+        let mut shared = 0;
+        let mut filled = 0;
+        for (x, y) in a.iter().zip(b) {
+            if *x != u16::MAX || *y != u16::MAX {
+                filled += 1;
+                if x == y {
+                    shared += 1;
+                }
+            }
+        }
+        if filled == 0 {
+            0.0
+        } else {
+            f64::from(shared) / f64::from(filled)
+        }
+    }
+}
+
+/// Function words and task verbs that say nothing about a prompt's topic. Only words of four or
+/// more letters matter (shorter ones never count as content).
+const NON_TOPIC_WORDS: &[&str] = &[
+    "about",
+    "above",
+    "after",
+    "again",
+    "also",
+    "been",
+    "before",
+    "being",
+    "below",
+    "between",
+    "both",
+    "could",
+    "does",
+    "doing",
+    "down",
+    "during",
+    "each",
+    "from",
+    "further",
+    "have",
+    "having",
+    "here",
+    "into",
+    "just",
+    "more",
+    "most",
+    "much",
+    "must",
+    "only",
+    "other",
+    "over",
+    "same",
+    "should",
+    "some",
+    "such",
+    "than",
+    "that",
+    "their",
+    "them",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "through",
+    "under",
+    "until",
+    "very",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "whom",
+    "will",
+    "with",
+    "would",
+    "your",
+    "yours",
+    "please",
+    "want",
+    "need",
+    "like",
+    "make",
+    "give",
+    "tell",
+    "know",
+    "help",
+    "using",
+    "used",
+    "following",
+    "write",
+    "explain",
+    "describe",
+    "generate",
+    "create",
+    "provide",
+    "answer",
+    "question",
+    "given",
+    "text",
+    "sentence",
+    "word",
+    "words",
+    "example",
+    "examples",
+    "based",
+    "find",
+    "show",
+    "name",
+    "identify",
+    "summarize",
+    "summarise",
+    "classify",
+    "rewrite",
+    "translate",
+    "compose",
+    "suggest",
+    "determine",
+    "compare",
+    "list",
+    "many",
+    "five",
+    "three",
+    "step",
+    "steps",
+    "detail",
+    "detailed",
+    "think",
+    "brief",
+    "briefly",
+    "short",
+    "long",
+    "reasoning",
+    "output",
+    "input",
+    "response",
+    "respond",
+    "return",
+    "format",
+    "json",
+    "best",
+    "good",
+    "different",
+    "difference",
+    "between",
+    "important",
+    "main",
+    "following:",
+];
+
+/// Single words that on their own ask for a reasoning trace.
+const REASONING_WORDS: &[&str] = &["reasoning", "rationale", "stepwise", "derivation"];
+
+/// Word pairs that ask for a reasoning trace ("step-by-step" tokenises to step/by/step).
+const REASONING_PAIRS: &[(&str, &str)] = &[
+    ("step", "by"),
+    ("by", "step"),
+    ("of", "thought"),
+    ("thought", "process"),
+    ("show", "your"),
+    ("your", "work"),
+    ("think", "through"),
+    ("think", "carefully"),
+    ("explain", "your"),
+    ("walk", "through"),
+    ("justify", "your"),
+    ("each", "step"),
+    ("every", "step"),
+    ("intermediate", "steps"),
+    ("your", "thinking"),
+];
+
+struct WordLists {
+    non_topic: HashSetFilter,
+    reasoning_words: HashSetFilter,
+    reasoning_pairs: HashSetFilter,
+}
+
+fn word_lists() -> &'static WordLists {
+    static LISTS: OnceLock<WordLists> = OnceLock::new();
+    LISTS.get_or_init(|| WordLists {
+        non_topic: HashSetFilter::new(
+            NON_TOPIC_WORDS
+                .iter()
+                .map(|w| word_hash(w.as_bytes()))
+                .collect(),
+        ),
+        reasoning_words: HashSetFilter::new(
+            REASONING_WORDS
+                .iter()
+                .map(|w| word_hash(w.as_bytes()))
+                .collect(),
+        ),
+        reasoning_pairs: HashSetFilter::new(
+            REASONING_PAIRS
+                .iter()
+                .map(|(a, b)| combine(word_hash(a.as_bytes()), word_hash(b.as_bytes())))
+                .collect(),
+        ),
+    })
+}
+
+#[inline]
+fn is_word_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte >= 0x80
+}
+
+/// Extracts all prompt features in one scan.
+pub fn prompt_features(text: &str) -> PromptFeatures {
+    let lists = word_lists();
+    let mut fingerprint = 0u64;
+    let mut words = 0u32;
+    let mut prefix_key = 0u64;
+    let mut suffix = [0u64; SUFFIX_WORDS];
+    let mut signature = [u16::MAX; SIGNATURE_BINS];
+    let mut content = [0u32; MAX_CONTENT_WORDS];
+    let mut content_len = 0usize;
+    let mut reasoning = false;
+    let mut previous: Option<u64> = None;
+
+    let mut on_word = |hash: u64, len: usize, has_digit: bool| {
+        words += 1;
+        fingerprint = combine(fingerprint, hash);
+        let slot = if has_digit { DIGIT_SLOT } else { hash };
+        if (words as usize) <= PREFIX_WORDS {
+            prefix_key = combine(prefix_key, slot);
+        }
+        suffix[(words as usize) % SUFFIX_WORDS] = slot;
+        let shingle = match previous {
+            Some(prev) => combine(prev, hash),
+            None => hash,
+        };
+        if previous.is_some() && !reasoning && lists.reasoning_pairs.contains(shingle) {
+            reasoning = true;
+        }
+        let bin = (shingle as usize) % SIGNATURE_BINS;
+        let value = (shingle >> 48) as u16;
+        if value < signature[bin] {
+            signature[bin] = value;
+        }
+        if !reasoning && len >= 8 && lists.reasoning_words.contains(hash) {
+            reasoning = true;
+        }
+        if len >= 4 && !has_digit && !lists.non_topic.contains(hash) {
+            let short = (hash >> 32) as u32;
+            if content_len < MAX_CONTENT_WORDS {
+                content[content_len] = short;
+                content_len += 1;
+            }
+        }
+        previous = Some(hash);
+    };
+
+    let mut hasher = WordHasher::new();
+    let mut has_digit = false;
+    for &byte in text.as_bytes() {
+        if is_word_byte(byte) {
+            hasher = hasher.push(byte.to_ascii_lowercase());
+            has_digit |= byte.is_ascii_digit();
+        } else if hasher.len > 0 {
+            on_word(hasher.finish(), hasher.len as usize, has_digit);
+            hasher = WordHasher::new();
+            has_digit = false;
+        }
+    }
+    if hasher.len > 0 {
+        on_word(hasher.finish(), hasher.len as usize, has_digit);
+    }
+
+    // The last SUFFIX_WORDS words in order, whatever the ring position.
+    let mut suffix_key = 0u64;
+    let n = words as usize;
+    for k in (n + 1 - SUFFIX_WORDS.min(n))..=n {
+        if k > 0 {
+            suffix_key = combine(suffix_key, suffix[k % SUFFIX_WORDS]);
+        }
+    }
+    PromptFeatures {
+        fingerprint,
+        words,
+        prefix_key,
+        suffix_key,
+        signature,
+        reasoning,
+        content,
+        content_len: content_len as u8,
+    }
+}
+
+/// Whether a system prompt demands reasoning (same word lists as prompts).
+pub fn demands_reasoning(text: &str) -> bool {
+    prompt_features(text).reasoning
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spacing_case_and_punctuation_do_not_change_the_fingerprint() {
+        let a = prompt_features("Explain  the Krebs cycle!");
+        let b = prompt_features("explain the krebs cycle");
+        assert_eq!(a.fingerprint, b.fingerprint);
+        assert_ne!(
+            a.fingerprint,
+            prompt_features("explain the calvin cycle").fingerprint
+        );
+        assert_eq!(a.words, 4);
+    }
+
+    #[test]
+    fn templated_prompts_share_a_skeleton_end_while_their_fills_differ() {
+        let a = prompt_features("Classify this review's sentiment: the pasta was cold");
+        let b = prompt_features("Classify this review's sentiment: great service, will return");
+        assert_eq!(a.prefix_key, b.prefix_key);
+        assert_ne!(a.fingerprint, b.fingerprint);
+        let c = prompt_features("Photosynthesis in desert plants. Explain it step by step");
+        let d = prompt_features("The causes of the French revolution. Explain it step by step");
+        assert_eq!(c.suffix_key, d.suffix_key);
+        assert_ne!(c.prefix_key, d.prefix_key);
+    }
+
+    #[test]
+    fn numbers_are_masked_in_the_skeleton_but_not_in_the_fingerprint() {
+        let a = prompt_features("Order 1234 has not arrived");
+        let b = prompt_features("Order 98 has not arrived");
+        assert_eq!(a.prefix_key, b.prefix_key);
+        assert_eq!(a.suffix_key, b.suffix_key);
+        assert_ne!(a.fingerprint, b.fingerprint);
+    }
+
+    #[test]
+    fn suffix_key_uses_the_last_three_words_in_order() {
+        let a = prompt_features("alpha beta gamma delta");
+        let b = prompt_features("zeta beta gamma delta");
+        let c = prompt_features("zeta gamma beta delta");
+        assert_eq!(a.suffix_key, b.suffix_key);
+        assert_ne!(a.suffix_key, c.suffix_key);
+        // Short prompts still get a key of what they have.
+        assert_ne!(
+            prompt_features("hi").suffix_key,
+            prompt_features("yo").suffix_key
+        );
+    }
+
+    #[test]
+    fn an_edited_resend_shares_most_signature_bins_and_a_new_prompt_does_not() {
+        let base = prompt_features(
+            "Why does my rust borrow checker complain about a mutable reference inside this loop",
+        );
+        let edited = prompt_features(
+            "Why does my rust borrow checker complain about the mutable reference inside this loop",
+        );
+        let other = prompt_features("Suggest three names for a bakery that sells sourdough bread");
+        assert!(PromptFeatures::similarity(&base.signature, &edited.signature) >= 0.6);
+        assert!(PromptFeatures::similarity(&base.signature, &other.signature) <= 0.2);
+    }
+
+    #[test]
+    fn requests_for_reasoning_traces_are_recognised() {
+        assert!(prompt_features("Solve 17*23. Think step-by-step.").reasoning);
+        assert!(prompt_features("Show your work and explain your reasoning").reasoning);
+        assert!(prompt_features("Write out the chain of thought behind the answer").reasoning);
+        assert!(!prompt_features("What is the capital of Peru?").reasoning);
+        assert!(!prompt_features("Walked by the step store").reasoning);
+    }
+
+    #[test]
+    fn content_words_skip_function_and_task_words_and_numbers() {
+        let f = prompt_features("Explain the photosynthesis of 42 desert plants in detail");
+        let expected: Vec<u32> = ["photosynthesis", "desert", "plants"]
+            .iter()
+            .map(|w| (word_hash(w.as_bytes()) >> 32) as u32)
+            .collect();
+        assert_eq!(&f.content[..f.content_len as usize], expected.as_slice());
+    }
+
+    #[test]
+    fn words_in_half_an_accounts_prompts_become_frame_words() {
+        let mut frame = FrameWords::default();
+        let template = |fill: &str| format!("Route this support ticket to billing: {fill}");
+        for i in 0..20 {
+            frame.observe(&prompt_features(&template(&crate::detect::testing::word(
+                i,
+            ))));
+        }
+        let is_frame = |w: &str| frame.is_frame((word_hash(w.as_bytes()) >> 32) as u32);
+        assert!(is_frame("route") && is_frame("ticket") && is_frame("billing"));
+        // Other words only look like frame words when they share a slot (3 of 128 here).
+        let collisions = (0..100)
+            .filter(|i| is_frame(&crate::detect::testing::word(10_000 + i)))
+            .count();
+        assert!(collisions <= 8, "{collisions}");
+        assert!(!FrameWords::default().is_frame((word_hash(b"route") >> 32) as u32));
+    }
+}

@@ -1,0 +1,213 @@
+//! Query strings and JSON bodies, parsed into store types at the boundary.
+//!
+//! Axum's own `Query`/`Json` rejections answer in plain text; parsing here keeps every error in
+//! the service's JSON error shape, and refuses unknown parameters so a typo is not a silent no-op.
+
+use axum::body::Bytes;
+use distillguard_core::finding::Severity;
+use distillguard_core::time::EventTime;
+use distillguard_store::{ListFilter, PageRequest, ReviewStatus, SortKey};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// Decoded `key=value` pairs of a query string.
+pub fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    raw.map(|q| {
+        q.split('&')
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                let (key, value) = part.split_once('=').unwrap_or((part, ""));
+                (decode(key), decode(value))
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Percent-decoding with `+` as space, as browsers encode forms.
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(high), Some(low)) => {
+                        out.push((high * 16 + low) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay as they are).
+pub fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn bad(name: &str, why: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest(format!("query parameter {name}: {why}"))
+}
+
+fn time(name: &str, value: &str) -> Result<EventTime, ApiError> {
+    EventTime::parse_rfc3339(value).map_err(|e| bad(name, e))
+}
+
+/// Comma-separated or repeated values.
+fn list<T>(name: &str, value: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, ApiError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| parse(v).ok_or_else(|| bad(name, format!("unknown value {v:?}"))))
+        .collect()
+}
+
+fn severity(text: &str) -> Option<Severity> {
+    Severity::ALL.into_iter().find(|s| s.as_str() == text)
+}
+
+/// A list request: filters and page.
+pub fn list_request(raw: Option<&str>) -> Result<(ListFilter, PageRequest), ApiError> {
+    let mut filter = ListFilter::default();
+    let mut page = PageRequest::default();
+    for (key, value) in pairs(raw) {
+        match key.as_str() {
+            "status" => filter
+                .status
+                .extend(list(&key, &value, |v| v.parse::<ReviewStatus>().ok())?),
+            "severity" => filter.severity.extend(list(&key, &value, severity)?),
+            "min_score" => {
+                let min: f64 = value.parse().map_err(|_| bad(&key, "not a number"))?;
+                if !(0.0..=1.0).contains(&min) {
+                    return Err(bad(&key, "must be between 0 and 1"));
+                }
+                filter.min_score = Some(min);
+            }
+            "detector" => filter.detector = Some(value),
+            "flagged" => {
+                filter.flagged = Some(match value.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad(&key, "true or false")),
+                })
+            }
+            "since" => filter.since = Some(time(&key, &value)?),
+            "until" => filter.until = Some(time(&key, &value)?),
+            "assignee" => filter.assignee = Some(value),
+            "sort" => {
+                page.sort = value
+                    .parse::<SortKey>()
+                    .map_err(|_| bad(&key, "score, last_seen or created"))?
+            }
+            "limit" => page.limit = limit(&key, &value)?,
+            "cursor" => page.after = Some(value),
+            _ => return Err(bad(&key, "unknown parameter")),
+        }
+    }
+    Ok((filter, page))
+}
+
+pub fn limit(name: &str, value: &str) -> Result<u32, ApiError> {
+    match value.parse::<u32>() {
+        Ok(n) if (1..=distillguard_store::MAX_PAGE_SIZE).contains(&n) => Ok(n),
+        _ => Err(bad(
+            name,
+            format!("1 to {}", distillguard_store::MAX_PAGE_SIZE),
+        )),
+    }
+}
+
+/// The `next` link: the same query with the new cursor.
+pub fn next_link(path: &str, raw: Option<&str>, cursor: &str) -> String {
+    let mut parts: Vec<String> = pairs(raw)
+        .into_iter()
+        .filter(|(key, _)| key != "cursor")
+        .map(|(key, value)| format!("{}={}", encode(&key), encode(&value)))
+        .collect();
+    parts.push(format!("cursor={}", encode(cursor)));
+    format!("{path}?{}", parts.join("&"))
+}
+
+/// A JSON body: malformed JSON is 400, well-formed but wrong values are 422.
+pub fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|error| match error.classify() {
+        serde_json::error::Category::Data => {
+            ApiError::Unprocessable(format!("invalid body: {error}"))
+        }
+        _ => ApiError::BadRequest(format!("body is not JSON: {error}")),
+    })
+}
+
+/// `"assignee": null` clears, a string sets, absence keeps.
+pub fn double_option<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    use serde::Deserialize;
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_accept_lists_and_repeats_and_refuse_unknown_parameters() {
+        let (filter, page) = list_request(Some(
+            "status=open,investigating&severity=high&severity=critical&min_score=0.7&flagged=true\
+             &since=2026-01-01T00:00:00Z&sort=last_seen&limit=20&assignee=ana%20b&cursor=abc",
+        ))
+        .unwrap();
+        assert_eq!(
+            filter.status,
+            vec![ReviewStatus::Open, ReviewStatus::Investigating]
+        );
+        assert_eq!(filter.severity, vec![Severity::High, Severity::Critical]);
+        assert_eq!(filter.min_score, Some(0.7));
+        assert_eq!(filter.flagged, Some(true));
+        assert_eq!(filter.assignee.as_deref(), Some("ana b"));
+        assert_eq!(
+            (page.sort, page.limit, page.after.as_deref()),
+            (SortKey::LastSeen, 20, Some("abc"))
+        );
+        assert!(list_request(Some("stauts=open")).is_err());
+        assert!(list_request(Some("status=closed")).is_err());
+        assert!(list_request(Some("limit=0")).is_err());
+        assert!(list_request(Some("since=yesterday")).is_err());
+    }
+
+    #[test]
+    fn the_next_link_keeps_the_query_and_replaces_the_cursor() {
+        let link = next_link(
+            "/v1/accounts",
+            Some("status=open&cursor=old&assignee=a%2Fb"),
+            "new",
+        );
+        assert_eq!(link, "/v1/accounts?status=open&assignee=a%2Fb&cursor=new");
+    }
+
+    #[test]
+    fn percent_decoding_survives_truncated_escapes() {
+        assert_eq!(decode("a%2"), "a%2");
+        assert_eq!(decode("a%zz"), "a%zz");
+        assert_eq!(decode("a+b%21"), "a b!");
+    }
+}

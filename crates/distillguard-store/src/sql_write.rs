@@ -1,0 +1,396 @@
+//! The write path: engine updates become findings, in one transaction per batch.
+//!
+//! Rules that make a batch safe to retry and to replay:
+//! - an update older (by `last_seen`) than the stored finding is skipped as stale;
+//! - `first_seen` and `first_flagged_at` only move earlier;
+//! - audit entries are written on edges (first flagged, reopened), never per re-score, so the
+//!   same update applied twice leaves the same state and the same trail.
+
+/// Generates `upsert_findings` for one backend.
+///
+/// A batch costs a handful of statements per [`CHUNK`] rows, not several per update: one
+/// locking read of the stored rows, one multi-row upsert per table, and per-row statements only
+/// for rare events (cluster membership, reopening).
+macro_rules! impl_write {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            pub async fn upsert_findings(
+                &self,
+                updates: &[distillguard_core::finding::FindingUpdate],
+            ) -> Result<$crate::model::UpsertOutcome, $crate::error::StoreError> {
+                let now = self.now_ms();
+                let mut outcome = $crate::model::UpsertOutcome::default();
+                let mut prepared = Vec::with_capacity(updates.len());
+                for update in updates {
+                    match $crate::prepare::prepare(
+                        update,
+                        self.options.keep_prompts,
+                        self.options.fired_min_score,
+                    ) {
+                        Ok(p) => prepared.push(p),
+                        Err(error) => {
+                            tracing::warn!(%error, "finding update refused");
+                            outcome.invalid += 1;
+                        }
+                    }
+                }
+                let (prepared, superseded) = $crate::prepare::latest_per_subject(prepared);
+                outcome.stale += superseded;
+                let mut tx = self.begin_write().await?;
+                for chunk in prepared.chunks($crate::prepare::CHUNK) {
+                    self.write_chunk(&mut tx, chunk, now, &mut outcome).await?;
+                }
+                tx.commit().await?;
+                Ok(outcome)
+            }
+
+            async fn stored_rows(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                kind: $crate::model::SubjectKind,
+                ids: &[&str],
+            ) -> Result<Vec<$crate::rows::ExistingRow>, $crate::error::StoreError> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT finding_id, subject_id, last_seen_ms, engine_flagged, detectors, status, \
+                     close_reason, closed_score, closed_severity_rank, version FROM finding \
+                     WHERE subject_kind = ",
+                );
+                qb.push_bind(kind.as_str()).push(" AND subject_id IN (");
+                let mut list = qb.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                qb.push(") ORDER BY subject_id").push(Self::FOR_UPDATE);
+                Ok(qb.build_query_as().fetch_all(&mut **tx).await?)
+            }
+
+            async fn write_chunk(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                chunk: &[$crate::prepare::Prepared],
+                now: i64,
+                outcome: &mut $crate::model::UpsertOutcome,
+            ) -> Result<(), $crate::error::StoreError> {
+                use sqlx::types::Json;
+                use std::collections::HashMap;
+                use $crate::model::SubjectKind;
+                use $crate::prepare::{PendingAudit, Profile};
+
+                let mut existing: HashMap<(SubjectKind, String), $crate::rows::ExistingRow> =
+                    HashMap::new();
+                for kind in [SubjectKind::Account, SubjectKind::Cluster] {
+                    let ids: Vec<&str> = chunk
+                        .iter()
+                        .filter(|p| p.subject.kind == kind)
+                        .map(|p| p.subject.id.as_str())
+                        .collect();
+                    for row in self.stored_rows(tx, kind, &ids).await? {
+                        existing.insert((kind, row.subject_id.clone()), row);
+                    }
+                }
+                let key = |p: &$crate::prepare::Prepared| (p.subject.kind, p.subject.id.clone());
+                let fresh: Vec<&$crate::prepare::Prepared> = chunk
+                    .iter()
+                    .filter(|p| {
+                        existing
+                            .get(&key(p))
+                            .is_none_or(|row| p.last_seen_ms >= row.last_seen_ms)
+                    })
+                    .collect();
+                outcome.stale += (chunk.len() - fresh.len()) as u64;
+                if fresh.is_empty() {
+                    return Ok(());
+                }
+
+                let accounts: Vec<_> = fresh
+                    .iter()
+                    .filter_map(|p| match &p.profile {
+                        Profile::Account { cluster_id, events, samples } => {
+                            Some((p, cluster_id, events, samples))
+                        }
+                        Profile::Cluster { .. } => None,
+                    })
+                    .collect();
+                if !accounts.is_empty() {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO account (account_id, cluster_id, events, first_seen_ms, \
+                         last_seen_ms, samples, updated_at_ms) ",
+                    );
+                    qb.push_values(&accounts, |mut row, (p, cluster_id, events, samples)| {
+                        row.push_bind(p.subject.id.as_str())
+                            .push_bind(cluster_id.as_deref())
+                            .push_bind(**events)
+                            .push_bind(p.first_seen_ms)
+                            .push_bind(p.last_seen_ms)
+                            .push_bind(Json(*samples))
+                            .push_bind(now);
+                    });
+                    qb.push(format!(
+                        " ON CONFLICT (account_id) DO UPDATE SET cluster_id = excluded.cluster_id, \
+                         events = excluded.events, \
+                         first_seen_ms = {least}(account.first_seen_ms, excluded.first_seen_ms), \
+                         last_seen_ms = excluded.last_seen_ms, samples = excluded.samples, \
+                         updated_at_ms = excluded.updated_at_ms",
+                        least = Self::LEAST
+                    ));
+                    qb.build().execute(&mut **tx).await?;
+                }
+                for p in &fresh {
+                    if let Profile::Cluster { links, members } = &p.profile {
+                        self.write_cluster(tx, p, links, members, now).await?;
+                    }
+                }
+
+                // Stale rows were filtered above under lock; the WHERE clause also covers a
+                // row another writer inserted after that read.
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO finding (subject_kind, subject_id, score, severity, severity_rank, \
+                     engine_flagged, detectors, evidence, first_seen_ms, last_seen_ms, \
+                     first_flagged_at_ms, created_at_ms, updated_at_ms) ",
+                );
+                qb.push_values(&fresh, |mut row, p| {
+                    row.push_bind(p.subject.kind.as_str())
+                        .push_bind(p.subject.id.as_str())
+                        .push_bind(p.score)
+                        .push_bind(p.severity.as_str())
+                        .push_bind($crate::prepare::severity_rank(p.severity))
+                        .push_bind(p.engine_flagged)
+                        .push_bind(Json(&p.detectors))
+                        .push_bind(Json(&p.signals))
+                        .push_bind(p.first_seen_ms)
+                        .push_bind(p.last_seen_ms)
+                        .push_bind(p.first_flagged_at_ms)
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                qb.push(format!(
+                    " ON CONFLICT (subject_kind, subject_id) DO UPDATE SET score = excluded.score, \
+                     severity = excluded.severity, severity_rank = excluded.severity_rank, \
+                     engine_flagged = excluded.engine_flagged, detectors = excluded.detectors, \
+                     evidence = excluded.evidence, \
+                     first_seen_ms = {least}(finding.first_seen_ms, excluded.first_seen_ms), \
+                     last_seen_ms = excluded.last_seen_ms, \
+                     first_flagged_at_ms = COALESCE({least}(finding.first_flagged_at_ms, \
+                     excluded.first_flagged_at_ms), finding.first_flagged_at_ms, \
+                     excluded.first_flagged_at_ms) \
+                     WHERE excluded.last_seen_ms >= finding.last_seen_ms \
+                     RETURNING finding_id, subject_kind, subject_id",
+                    least = Self::LEAST
+                ));
+                let written: Vec<(i64, String, String)> =
+                    qb.build_query_as().fetch_all(&mut **tx).await?;
+                outcome.written += written.len() as u64;
+                let ids: HashMap<(SubjectKind, String), i64> = written
+                    .into_iter()
+                    .map(|(finding_id, kind, id)| Ok(((kind.parse()?, id), finding_id)))
+                    .collect::<Result<_, $crate::error::StoreError>>()?;
+
+                let mut detector_rows: Vec<(i64, &str)> = Vec::new();
+                let mut cleared: Vec<i64> = Vec::new();
+                let mut audits: Vec<PendingAudit> = Vec::new();
+                for p in &fresh {
+                    let Some(&finding_id) = ids.get(&key(p)) else { continue };
+                    let before = existing.get(&key(p));
+                    if before.is_none_or(|row| row.detectors.0 != p.detectors) {
+                        if before.is_some() {
+                            cleared.push(finding_id);
+                        }
+                        detector_rows.extend(p.detectors.iter().map(|d| (finding_id, d.as_str())));
+                    }
+                    if p.engine_flagged && before.is_none_or(|row| !row.engine_flagged) {
+                        audits.push(PendingAudit {
+                            subject: p.subject.clone(),
+                            action: "finding.flagged",
+                            before: None,
+                            after: Some(p.audit_view()),
+                        });
+                    }
+                    if let Some(row) = before {
+                        if row.status == "dismissed" {
+                            if let Some(audit) = self.maybe_reopen(tx, p, row, now).await? {
+                                outcome.reopened += 1;
+                                audits.push(audit);
+                            }
+                        }
+                    }
+                }
+                if !cleared.is_empty() {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "DELETE FROM finding_detector WHERE finding_id IN (",
+                    );
+                    let mut list = qb.separated(", ");
+                    for id in &cleared {
+                        list.push_bind(*id);
+                    }
+                    qb.push(")");
+                    qb.build().execute(&mut **tx).await?;
+                }
+                for rows in detector_rows.chunks($crate::prepare::CHUNK) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO finding_detector (finding_id, detector) ",
+                    );
+                    qb.push_values(rows, |mut row, (id, detector)| {
+                        row.push_bind(*id).push_bind(*detector);
+                    });
+                    qb.build().execute(&mut **tx).await?;
+                }
+                for entries in audits.chunks($crate::prepare::CHUNK) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO audit_log (subject_kind, subject_id, actor, at_ms, action, \
+                         before, after) ",
+                    );
+                    qb.push_values(entries, |mut row, audit| {
+                        row.push_bind(audit.subject.kind.as_str())
+                            .push_bind(audit.subject.id.as_str())
+                            .push_bind("system")
+                            .push_bind(now)
+                            .push_bind(audit.action)
+                            .push_bind(audit.before.as_ref().map(Json))
+                            .push_bind(audit.after.as_ref().map(Json));
+                    });
+                    qb.build().execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
+            async fn write_cluster(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                p: &$crate::prepare::Prepared,
+                links: &[distillguard_core::finding::LinkEvidence],
+                members: &std::collections::BTreeSet<String>,
+                now: i64,
+            ) -> Result<(), $crate::error::StoreError> {
+                let id = p.subject.id.as_str();
+                sqlx::query(&format!(
+                    "INSERT INTO cluster (cluster_id, links, member_count, first_seen_ms, \
+                     last_seen_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (cluster_id) DO UPDATE SET links = excluded.links, \
+                     member_count = excluded.member_count, \
+                     first_seen_ms = {}(cluster.first_seen_ms, excluded.first_seen_ms), \
+                     last_seen_ms = excluded.last_seen_ms, updated_at_ms = excluded.updated_at_ms",
+                    Self::LEAST
+                ))
+                .bind(id)
+                .bind(sqlx::types::Json(links))
+                .bind(members.len() as i64)
+                .bind(p.first_seen_ms)
+                .bind(p.last_seen_ms)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query("DELETE FROM cluster_member WHERE cluster_id = $1")
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+                let members: Vec<&String> = members.iter().collect();
+                for rows in members.chunks($crate::prepare::CHUNK) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO cluster_member (cluster_id, account_id) ",
+                    );
+                    qb.push_values(rows, |mut row, member| {
+                        row.push_bind(id).push_bind(member.as_str());
+                    });
+                    qb.build().execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
+            /// Applies the reopen rule to a dismissed subject that was just re-scored.
+            async fn maybe_reopen(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                p: &$crate::prepare::Prepared,
+                row: &$crate::rows::ExistingRow,
+                now: i64,
+            ) -> Result<Option<$crate::prepare::PendingAudit>, $crate::error::StoreError> {
+                let allowlisted = self.is_allowlisted(tx, &p.subject, now).await?;
+                let rank = $crate::prepare::severity_rank(p.severity);
+                let reopen = self.options.reopen.should_reopen(&$crate::review::ReopenInput {
+                    status: row.status.parse()?,
+                    closed_score: row.closed_score,
+                    closed_severity_rank: row.closed_severity_rank,
+                    score: p.score,
+                    severity_rank: rank,
+                    allowlisted,
+                });
+                if !reopen {
+                    return Ok(None);
+                }
+                sqlx::query(
+                    "UPDATE finding SET status = 'open', close_reason = NULL, closed_score = NULL, \
+                     closed_severity_rank = NULL, version = version + 1, updated_at_ms = $2 \
+                     WHERE finding_id = $1",
+                )
+                .bind(row.finding_id)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+                let before = serde_json::json!({
+                    "status": row.status,
+                    "close_reason": row.close_reason,
+                    "version": row.version,
+                    "score": row.closed_score,
+                });
+                let mut after = p.audit_view();
+                after["status"] = "open".into();
+                after["version"] = (row.version + 1).into();
+                Ok(Some($crate::prepare::PendingAudit {
+                    subject: p.subject.clone(),
+                    action: "review.reopened",
+                    before: Some(before),
+                    after: Some(after),
+                }))
+            }
+
+            async fn is_allowlisted(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                subject: &$crate::model::Subject,
+                now: i64,
+            ) -> Result<bool, $crate::error::StoreError> {
+                let found: Option<i64> = sqlx::query_scalar(
+                    "SELECT allowlist_id FROM allowlist WHERE subject_kind = $1 AND subject_id = $2 \
+                     AND removed_at_ms IS NULL AND (expires_at_ms IS NULL OR expires_at_ms > $3)",
+                )
+                .bind(subject.kind.as_str())
+                .bind(&subject.id)
+                .bind(now)
+                .fetch_optional(&mut **tx)
+                .await?;
+                Ok(found.is_some())
+            }
+
+            #[allow(clippy::too_many_arguments)]
+            async fn audit(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                subject: &$crate::model::Subject,
+                actor: &str,
+                at_ms: i64,
+                action: &str,
+                before: Option<serde_json::Value>,
+                after: Option<serde_json::Value>,
+            ) -> Result<(), $crate::error::StoreError> {
+                sqlx::query(
+                    "INSERT INTO audit_log (subject_kind, subject_id, actor, at_ms, action, before, after) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(subject.kind.as_str())
+                .bind(&subject.id)
+                .bind(actor)
+                .bind(at_ms)
+                .bind(action)
+                .bind(before.map(sqlx::types::Json))
+                .bind(after.map(sqlx::types::Json))
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+        }
+    };
+}
+pub(crate) use impl_write;
