@@ -149,30 +149,29 @@ async fn gateway_endpoints_require_the_ingest_role() {
     app.stop().await;
 }
 
-/// A LiteLLM `StandardLoggingPayload` like the captured ones, for a harvesting virtual key.
-fn litellm_record(key_hash: &str, i: i64) -> Value {
-    let start = (T0 + i * 1_000) as f64 / 1000.0;
+/// A canonical event rewritten as the LiteLLM `StandardLoggingPayload` the proxy would log.
+fn as_litellm(event: &Value, key_hash: &str) -> Value {
+    let start = event["timestamp"].as_i64().unwrap() as f64 / 1000.0;
+    let mut messages = vec![];
+    if let Some(system) = event["system_prompt"].as_str() {
+        messages.push(serde_json::json!({"role": "system", "content": system}));
+    }
+    messages.push(serde_json::json!({"role": "user", "content": event["prompt"]}));
     serde_json::json!({
-        "id": format!("chatcmpl-harvest-{i}"),
+        "id": event["request_id"],
         "call_type": "acompletion",
         "startTime": start,
         "endTime": start + 2.5,
-        "model": "openai/reasoner-1",
-        "model_group": "reasoner-1",
-        "messages": [
-            {"role": "system", "content": "You are an expert. Always show your complete reasoning step by step."},
-            {"role": "user", "content": format!(
-                "Question {i}: explain result {} in area {} and write out every step of your reasoning.",
-                i * 7919 % 10_007, i % 97
-            )}
-        ],
-        "model_parameters": {"temperature": 1.0, "logprobs": true, "top_logprobs": 20, "max_tokens": 4096},
-        "prompt_tokens": 60,
-        "completion_tokens": 1_800,
+        "model": format!("openai/{}", event["model"].as_str().unwrap()),
+        "model_group": event["model"],
+        "messages": messages,
+        "model_parameters": event["params"],
+        "prompt_tokens": event["usage"]["prompt_tokens"],
+        "completion_tokens": event["usage"]["completion_tokens"],
         "status": "success",
         "end_user": null,
-        "requester_ip_address": "198.51.100.23",
-        "user_agent": "python-httpx/0.27.0",
+        "requester_ip_address": event["client_ip"],
+        "user_agent": event["user_agent"],
         "metadata": {
             "user_api_key_hash": key_hash,
             "user_api_key_team_id": null,
@@ -186,7 +185,10 @@ fn litellm_record(key_hash: &str, i: i64) -> Value {
 async fn a_litellm_batch_sent_over_http_shows_up_as_an_account_in_the_review_api() {
     let app = spawn_app().await;
     let key = "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b";
-    let records: Vec<Value> = (0..5_400).map(|i| litellm_record(key, i)).collect();
+    let records: Vec<Value> = harvester_events("ignored", T0, 1_800)
+        .iter()
+        .map(|event| as_litellm(event, key))
+        .collect();
     for chunk in records.chunks(900) {
         let body = chunk.iter().map(|r| format!("{r}\n")).collect::<String>();
         let (status, reply) = post(&app, "/v1/ingest/litellm", body.into_bytes()).await;

@@ -139,11 +139,36 @@ pub fn event(account: &str, epoch_ms: i64, request_id: &str) -> Value {
         "request_id": request_id,
         "client_ip": "203.0.113.9",
         "user_agent": "OpenAI/Python 1.54.0",
-        "prompt": format!("Explain topic number {request_id} step by step."),
+        "prompt": varied_prompt(request_id),
         "params": {"temperature": 0.7, "max_tokens": 512},
         "usage": {"prompt_tokens": 20, "completion_tokens": 300},
         "status": 200
     })
+}
+
+/// A prompt on subjects unique to `seed`: the detectors judge harvesting partly by how broad a
+/// stream's subject vocabulary is, so test traffic must not repeat one fixed sentence.
+pub fn varied_prompt(seed: &str) -> String {
+    let h = seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!(
+        "Explain how {} relates to {} and {}, step by step.",
+        subject_word(h & 0xff_ffff),
+        subject_word((h >> 24) & 0xff_ffff),
+        subject_word(h >> 48)
+    )
+}
+
+/// A letters-only word of at least five letters, unique to `n`.
+pub fn subject_word(n: u64) -> String {
+    let mut n = n + 26 * 26 * 26;
+    let mut word = String::from("zu");
+    while n > 0 {
+        word.push(char::from(b'a' + (n % 26) as u8));
+        n /= 26;
+    }
+    word
 }
 
 pub fn ndjson(events: &[Value]) -> String {
@@ -157,3 +182,60 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 pub const T0: i64 = 1_764_334_800_000; // 2025-11-28T13:00:00Z
+
+/// The simulator's bulk harvester for one day (seed 11, 100-account scenario): realistic prompts,
+/// timing and parameters, flagged on its own within minutes of event time.
+pub fn simulated_harvester() -> Vec<distillguard_core::event::ApiEvent> {
+    let (mut events, labels) = simulated_day_with_labels();
+    let harvester = labels
+        .iter()
+        .find(|(_, label)| label.archetype == "bulk_harvest")
+        .map(|(account, _)| account.clone())
+        .expect("the scenario has a bulk harvester");
+    events.retain(|e| e.account_id.as_str() == harvester);
+    events
+}
+
+/// One simulated day of a 100-account population (seed 11), in log order.
+pub fn simulated_day() -> Vec<distillguard_core::event::ApiEvent> {
+    simulated_day_with_labels().0
+}
+
+fn simulated_day_with_labels() -> (
+    Vec<distillguard_core::event::ApiEvent>,
+    distillguard_sim::Labels,
+) {
+    use distillguard_sim::{simulate, PromptBook, Scenario, SimError};
+    let scenario = Scenario {
+        seed: 11,
+        accounts: 100,
+        days: 1,
+        ..Scenario::default()
+    };
+    let mut events = Vec::new();
+    let summary = simulate(&scenario, &PromptBook::builtin(), |event| {
+        events.push(event.clone());
+        Ok::<(), SimError>(())
+    })
+    .expect("the scenario simulates");
+    (events, summary.labels)
+}
+
+/// `count` of the simulated harvester's requests as canonical JSON, renamed to `account`,
+/// shifted to start at `start_ms`, with request ids unique to this call.
+pub fn harvester_events(account: &str, start_ms: i64, count: usize) -> Vec<Value> {
+    let events = simulated_harvester();
+    let first = events[0].timestamp.epoch_ms();
+    events
+        .iter()
+        .take(count)
+        .enumerate()
+        .map(|(i, e)| {
+            let mut json = serde_json::to_value(e).expect("events serialise");
+            json["account_id"] = Value::from(account);
+            json["timestamp"] = Value::from(start_ms + e.timestamp.epoch_ms() - first);
+            json["request_id"] = Value::from(format!("{account}-{start_ms}-{i}"));
+            json
+        })
+        .collect()
+}

@@ -7,4 +7,5 @@ mod auth;
 mod gateways;
 mod ingest;
 mod operations;
+mod restart;
 mod review;

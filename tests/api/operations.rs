@@ -59,21 +59,8 @@ async fn metrics_are_prometheus_text_with_build_info_and_route_templates() {
 #[tokio::test]
 async fn a_harvesting_account_posted_over_http_becomes_a_flagged_finding() {
     let app = spawn_app().await;
-    // One request a second for an hour and a half, each a new prompt asking for logprobs.
-    let events: Vec<Value> = (0..5_400)
-        .map(|i| {
-            let mut e = event("harvester", T0 + i * 1_000, &format!("h{i}"));
-            e["prompt"] = Value::String(format!(
-                "Task {i}: answer question {} about subject {} and show your complete reasoning step by step.",
-                i * 7919 % 10_007,
-                i % 97
-            ));
-            e["params"]["logprobs"] = Value::Bool(true);
-            e["params"]["top_logprobs"] = Value::from(20);
-            e["usage"]["completion_tokens"] = Value::from(1_500);
-            e
-        })
-        .collect();
+    // The simulator's bulk harvester: diverse, never-repeated prompts around the clock.
+    let events = harvester_events("harvester", T0, 1_000);
     for chunk in events.chunks(1_000) {
         let response = app.post_events(ndjson(chunk), "application/x-ndjson").await;
         assert_eq!(response.status().as_u16(), 202);

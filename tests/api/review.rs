@@ -78,17 +78,9 @@ async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Value) -
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-/// 300 requests over 25 minutes of event time: enough for the volume signal to report it.
+/// An hour or so of the simulator's bulk harvester under the name `account`: it gets flagged.
 async fn ingest_busy_account(app: &TestApp, account: &str, start_ms: i64) {
-    let events: Vec<Value> = (0..300)
-        .map(|i| {
-            event(
-                account,
-                start_ms + i * 5_000,
-                &format!("{account}-{start_ms}-{i}"),
-            )
-        })
-        .collect();
+    let events = harvester_events(account, start_ms, 300);
     let response = app
         .post_events(ndjson(&events), "application/x-ndjson")
         .await;

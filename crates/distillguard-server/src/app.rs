@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
 use crate::auth::Authenticator;
+use crate::checkpoint;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::pipeline::{FindingSink, Pipeline, PipelineConfig};
@@ -20,6 +21,9 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
 }
+
+/// How long a checkpoint may take at shutdown before the service stops without it.
+const FINAL_CHECKPOINT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Application {
     /// Validates settings, starts the pipeline and binds the listener (port 0 picks a free one).
@@ -41,12 +45,17 @@ impl Application {
             WriterConfig::default(),
             Some(store_write_observer(&metrics)),
         ));
-        let pipeline = Pipeline::start(
+        let restored = checkpoint::load(&store).await?;
+        if let Some(restored) = &restored {
+            checkpoint::resubmit_findings(&writer, restored);
+        }
+        let pipeline = Pipeline::start_from(
             pipeline_config(&settings),
             metrics.clone(),
             Box::new(StoreSink {
                 writer: Arc::clone(&writer),
             }),
+            restored,
         );
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -90,15 +99,36 @@ impl Application {
         let address = self.local_addr();
         tracing::info!(%address, "distillguard listening");
         let router = api::router(self.state.clone());
+        let (stop_checkpoints, stopped) = tokio::sync::watch::channel(false);
+        let periodic = checkpoint::spawn_periodic(
+            self.state.store.clone(),
+            self.state.pipeline.clone(),
+            std::time::Duration::from_secs(
+                self.state.settings.store.checkpoint_interval_secs.max(1),
+            ),
+            stopped,
+        );
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await
             .context("HTTP server failed")?;
+        let _ = stop_checkpoints.send(true);
+        let _ = periodic.await;
         tracing::info!("draining the detection pipeline");
         let pipeline = self.state.pipeline.clone();
-        tokio::task::spawn_blocking(move || pipeline.shutdown_blocking())
-            .await
-            .context("pipeline shutdown panicked")?;
+        // Queued batches drain into the checkpoint; nothing new gets in meanwhile.
+        let last_checkpoint = tokio::time::timeout(
+            FINAL_CHECKPOINT_TIMEOUT,
+            tokio::task::spawn_blocking(move || {
+                pipeline.stop_accepting();
+                let checkpoint = pipeline.checkpoint_blocking();
+                pipeline.shutdown_blocking();
+                checkpoint
+            }),
+        )
+        .await
+        .context("the pipeline did not drain in time")?
+        .context("pipeline shutdown panicked")?;
         // The pipeline's last findings are in the writer's buffer now: write them before exit.
         let grace = std::time::Duration::from_secs(self.state.settings.shutdown_grace_secs);
         let report = self.state.writer.shutdown(grace).await;
@@ -107,6 +137,15 @@ impl Application {
                 abandoned = report.abandoned,
                 "findings not written before exit"
             );
+        }
+        // Saved after the findings it produced were written, so a restart loses neither.
+        match last_checkpoint {
+            Some(last) => {
+                if let Err(error) = checkpoint::write(&self.state.store, &last).await {
+                    tracing::error!(error = format!("{error:#}"), "final checkpoint not saved");
+                }
+            }
+            None => tracing::error!("the pipeline stopped before the final checkpoint"),
         }
         self.state.store.close().await;
         tracing::info!(findings_written = report.written_total, "stopped");

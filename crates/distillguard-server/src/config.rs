@@ -146,6 +146,8 @@ pub struct StoreSettings {
     pub reopen_score_delta: f64,
     /// Database connections in the pool.
     pub max_connections: u32,
+    /// Seconds between detector checkpoints (one is also taken at shutdown).
+    pub checkpoint_interval_secs: u64,
 }
 
 impl Default for StoreSettings {
@@ -154,6 +156,7 @@ impl Default for StoreSettings {
             keep_prompts: false,
             reopen_score_delta: 0.15,
             max_connections: 10,
+            checkpoint_interval_secs: 60,
         }
     }
 }
@@ -260,7 +263,9 @@ impl Settings {
             ));
         }
         if !(0.0..=1.0).contains(&self.store.reopen_score_delta) {
-            return Err(ConfigError::Invalid("store.reopen_score_delta must be within [0, 1]".into()));
+            return Err(ConfigError::Invalid(
+                "store.reopen_score_delta must be within [0, 1]".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&self.engine.flag_threshold) {
             return Err(ConfigError::Invalid(

@@ -19,7 +19,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use distillguard_core::engine::EngineConfig;
+use distillguard_core::engine::{shard_for, EngineCheckpoint, EngineConfig, ShardCheckpoint};
 use distillguard_core::event::ApiEvent;
 use distillguard_core::finding::{FindingUpdate, Report};
 use distillguard_ingest::Deduplicator;
@@ -75,6 +75,8 @@ pub(crate) enum Command {
     },
     /// Close the input, score everything, answer with the report.
     Finish(mpsc::Sender<Report>),
+    /// Snapshot the whole engine after everything queued so far.
+    Checkpoint(mpsc::Sender<EngineCheckpoint>),
     Stop,
 }
 
@@ -98,10 +100,21 @@ struct Inner {
 impl Pipeline {
     /// Starts the dispatcher, `config.shards` shard workers and the scorer on OS threads.
     pub fn start(config: PipelineConfig, metrics: Metrics, sink: Box<dyn FindingSink>) -> Self {
+        Self::start_from(config, metrics, sink, None)
+    }
+
+    /// Starts from a checkpoint (a restart), with windows, baselines and open findings intact.
+    pub fn start_from(
+        config: PipelineConfig,
+        metrics: Metrics,
+        sink: Box<dyn FindingSink>,
+        checkpoint: Option<EngineCheckpoint>,
+    ) -> Self {
         let capacity = config.queue_capacity.max(1);
         metrics.queue_capacity.set(capacity as i64);
         let gate = Arc::new(Gate::default());
-        let (commands, threads) = workers::spawn(&config, metrics.clone(), sink, gate.clone());
+        let (commands, threads) =
+            workers::spawn(&config, metrics.clone(), sink, gate.clone(), checkpoint);
         Self {
             inner: Arc::new(Inner {
                 gate,
@@ -260,6 +273,18 @@ impl Pipeline {
         answer.recv().ok()
     }
 
+    /// Snapshots the engine after everything already queued. Blocks until every worker answered.
+    pub fn checkpoint_blocking(&self) -> Option<EngineCheckpoint> {
+        let (reply, answer) = mpsc::channel();
+        self.send(Command::Checkpoint(reply)).ok()?;
+        answer.recv().ok()
+    }
+
+    /// Refuses new batches (503) while queued ones still drain; used before the last checkpoint.
+    pub fn stop_accepting(&self) {
+        self.inner.accepting.store(false, Ordering::Release);
+    }
+
     /// Stops taking input, lets queued events drain through the workers, and joins them.
     pub fn shutdown_blocking(&self) {
         self.inner.accepting.store(false, Ordering::Release);
@@ -271,6 +296,36 @@ impl Pipeline {
         }
         self.update_depth();
     }
+}
+
+/// Regroups a checkpoint's accounts when the number of shards changed since it was taken.
+fn reshard(mut checkpoint: EngineCheckpoint, shard_count: usize) -> EngineCheckpoint {
+    if checkpoint.shards.len() == shard_count {
+        return checkpoint;
+    }
+    let mut shards: Vec<ShardCheckpoint> = (0..shard_count)
+        .map(|_| ShardCheckpoint {
+            accounts: Vec::new(),
+            dirty: Vec::new(),
+            shard_count,
+        })
+        .collect();
+    for old in std::mem::take(&mut checkpoint.shards) {
+        for (account, state) in old.accounts {
+            shards[shard_for(&account, shard_count)]
+                .accounts
+                .push((account, state));
+        }
+        for account in old.dirty {
+            shards[shard_for(&account, shard_count)].dirty.push(account);
+        }
+    }
+    for shard in &mut shards {
+        shard.accounts.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    checkpoint.shards = shards;
+    checkpoint.scorer.tracked_by_shard = vec![0; shard_count];
+    checkpoint
 }
 
 /// A pause switch the dispatcher checks before taking each command.

@@ -8,7 +8,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread::{self, JoinHandle};
 
-use distillguard_core::engine::{shard_for, Admission, Clock, Scorer, Shard, ShardReport};
+use distillguard_core::engine::{
+    shard_for, Admission, Clock, ClockCheckpoint, EngineCheckpoint, Scorer, Shard, ShardCheckpoint,
+    ShardReport,
+};
 use distillguard_core::event::ApiEvent;
 use distillguard_core::finding::{FindingUpdate, Report, Severity};
 use distillguard_core::time::EventTime;
@@ -27,7 +30,17 @@ enum ShardMsg {
     Events(Vec<ApiEvent>),
     Tick(EventTime),
     Barrier(BarrierMsg),
+    Checkpoint(CheckpointMsg),
     Stop,
+}
+
+/// A consistent cut: every shard snapshots after the same prefix of the input.
+#[derive(Clone)]
+struct CheckpointMsg {
+    clock: ClockCheckpoint,
+    events: u64,
+    late_events: u64,
+    reply: Sender<EngineCheckpoint>,
 }
 
 #[derive(Clone)]
@@ -44,6 +57,11 @@ enum ScorerMsg {
         report: ShardReport,
     },
     Barrier(BarrierMsg),
+    Checkpoint {
+        shard: usize,
+        state: ShardCheckpoint,
+        request: CheckpointMsg,
+    },
     Stop,
 }
 
@@ -52,8 +70,19 @@ pub(super) fn spawn(
     metrics: Metrics,
     sink: Box<dyn FindingSink>,
     gate: Arc<Gate>,
+    restore: Option<EngineCheckpoint>,
 ) -> (Sender<Command>, Vec<JoinHandle<()>>) {
     let shard_count = config.shards.max(1);
+    let mut restore = restore.map(|checkpoint| super::reshard(checkpoint, shard_count));
+    let mut restored_shards = restore
+        .as_mut()
+        .map(|c| {
+            std::mem::take(&mut c.shards)
+                .into_iter()
+                .map(Some)
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
     let (commands_tx, commands_rx) = mpsc::channel::<Command>();
     let (scorer_tx, scorer_rx) = mpsc::sync_channel::<ScorerMsg>(SCORER_QUEUE_MESSAGES);
     let mut threads = Vec::with_capacity(shard_count + 2);
@@ -61,21 +90,39 @@ pub(super) fn spawn(
     for index in 0..shard_count {
         let (tx, rx) = mpsc::sync_channel::<ShardMsg>(SHARD_QUEUE_MESSAGES);
         shard_txs.push(tx);
-        let shard = Shard::new(config.engine.clone(), shard_count);
+        let shard = match restored_shards.get_mut(index).and_then(Option::take) {
+            Some(state) => Shard::restore(config.engine.clone(), state),
+            None => Shard::new(config.engine.clone(), shard_count),
+        };
         let scorer_tx = scorer_tx.clone();
         threads.push(spawn_named(format!("dg-shard-{index}"), move || {
             run_shard(index, shard, rx, scorer_tx)
         }));
     }
     drop(scorer_tx);
-    let scorer = Scorer::new(config.engine.clone(), shard_count);
+    let (scorer, clock, events, late_events) = match restore {
+        Some(checkpoint) => (
+            Scorer::restore(config.engine.clone(), checkpoint.scorer),
+            Clock::restored(&config.engine, &checkpoint.clock),
+            checkpoint.events,
+            checkpoint.late_events,
+        ),
+        None => (
+            Scorer::new(config.engine.clone(), shard_count),
+            Clock::new(&config.engine),
+            0,
+            0,
+        ),
+    };
     let scorer_metrics = metrics.clone();
     threads.push(spawn_named("dg-scorer".into(), move || {
         run_scorer(scorer, shard_count, scorer_rx, sink, scorer_metrics)
     }));
-    let clock = Clock::new(&config.engine);
     threads.push(spawn_named("dg-dispatch".into(), move || {
-        Dispatcher::new(clock, shard_txs, metrics).run(commands_rx, &gate)
+        let mut dispatcher = Dispatcher::new(clock, shard_txs, metrics);
+        dispatcher.events = events;
+        dispatcher.late_events = late_events;
+        dispatcher.run(commands_rx, &gate)
     }));
     (commands_tx, threads)
 }
@@ -122,6 +169,15 @@ impl Dispatcher {
                         self.broadcast_tick(at);
                     }
                     self.broadcast(ShardMsg::Barrier(BarrierMsg {
+                        events: self.events,
+                        late_events: self.late_events,
+                        reply,
+                    }));
+                }
+                Command::Checkpoint(reply) => {
+                    self.flush();
+                    self.broadcast(ShardMsg::Checkpoint(CheckpointMsg {
+                        clock: self.clock.checkpoint(),
                         events: self.events,
                         late_events: self.late_events,
                         reply,
@@ -175,6 +231,7 @@ impl Dispatcher {
             let copy = match &message {
                 ShardMsg::Tick(at) => ShardMsg::Tick(*at),
                 ShardMsg::Barrier(barrier) => ShardMsg::Barrier(barrier.clone()),
+                ShardMsg::Checkpoint(request) => ShardMsg::Checkpoint(request.clone()),
                 ShardMsg::Stop => ShardMsg::Stop,
                 ShardMsg::Events(_) => unreachable!("events are routed, never broadcast"),
             };
@@ -203,6 +260,11 @@ fn run_shard(
                 report: shard.tick(at),
             },
             ShardMsg::Barrier(barrier) => ScorerMsg::Barrier(barrier),
+            ShardMsg::Checkpoint(request) => ScorerMsg::Checkpoint {
+                shard: index,
+                state: shard.checkpoint(),
+                request,
+            },
             ShardMsg::Stop => {
                 let _ = scorer.send(ScorerMsg::Stop);
                 return;
@@ -253,7 +315,9 @@ fn run_scorer(
     let mut barriers = 0usize;
     let mut stops = 0usize;
     let mut flagged = FlaggedBook::default();
-    let mut evicted_seen = 0u64;
+    let mut evicted_seen = scorer.evicted_total();
+    let mut detector_counts = DetectorCounters::starting_from(&scorer);
+    let mut checkpoint_parts: Vec<Option<ShardCheckpoint>> = vec![None; shard_count];
     while let Ok(message) = inbox.recv() {
         match message {
             ScorerMsg::Report { shard, at, report } => {
@@ -264,6 +328,7 @@ fn run_scorer(
                     scorer.absorb(shard, report);
                 }
                 let updates = scorer.finish_tick(at);
+                detector_counts.export(&scorer, &metrics);
                 metrics
                     .tracked_accounts
                     .set(scorer.tracked_accounts() as i64);
@@ -288,12 +353,66 @@ fn run_scorer(
                     let _ = barrier.reply.send(report);
                 }
             }
+            ScorerMsg::Checkpoint {
+                shard,
+                state,
+                request,
+            } => {
+                checkpoint_parts[shard] = Some(state);
+                if checkpoint_parts.iter().all(Option::is_some) {
+                    let shards = checkpoint_parts
+                        .iter_mut()
+                        .filter_map(Option::take)
+                        .collect();
+                    let _ = request.reply.send(EngineCheckpoint {
+                        clock: request.clock,
+                        shards,
+                        scorer: scorer.checkpoint(),
+                        events: request.events,
+                        late_events: request.late_events,
+                    });
+                }
+            }
             ScorerMsg::Stop => {
                 stops += 1;
                 if stops == shard_count {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Turns the scorer's cumulative per-detector counts into counter increments.
+#[derive(Default)]
+struct DetectorCounters {
+    seen: HashMap<&'static str, (u64, u64)>,
+}
+
+impl DetectorCounters {
+    /// Counts restored from a checkpoint are history, not new evaluations of this process.
+    fn starting_from(scorer: &Scorer) -> Self {
+        let seen = scorer
+            .detector_counts()
+            .into_iter()
+            .map(|c| (c.detector, (c.evaluations, c.fires)))
+            .collect();
+        Self { seen }
+    }
+
+    fn export(&mut self, scorer: &Scorer, metrics: &Metrics) {
+        for count in scorer.detector_counts() {
+            let (evaluations, fires) = self.seen.entry(count.detector).or_default();
+            metrics
+                .detector_evaluations
+                .with_label_values(&[count.detector])
+                .inc_by(count.evaluations.saturating_sub(*evaluations));
+            metrics
+                .detector_fires
+                .with_label_values(&[count.detector])
+                .inc_by(count.fires.saturating_sub(*fires));
+            *evaluations = count.evaluations;
+            *fires = count.fires;
         }
     }
 }
