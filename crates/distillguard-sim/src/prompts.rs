@@ -83,6 +83,14 @@ const ELICITATIONS: &[&str] = &[
     "Task: {}\nFormat: ## Reasoning (complete, numbered steps) ## Answer",
 ];
 
+/// Chain-of-thought tips that ordinary users paste after their questions.
+const PROMPTING_TIPS: &[&str] = &[
+    "Let's think step by step.",
+    "Think step by step.",
+    "Please explain your reasoning.",
+    "Show your reasoning before the answer.",
+];
+
 /// How benign people ask for steps: ordinary phrasing that must not be mistaken for harvesting.
 const BENIGN_STEPWISE: &[&str] = &[
     "can you explain step by step? ",
@@ -134,10 +142,47 @@ impl PromptBook {
                 pick(rng, CONCEPTS)
             ),
         };
-        if chance(rng, 0.45) {
+        let text = if chance(rng, 0.45) {
             format!("{text}{}", pick(rng, CONTEXTS))
         } else {
             text
+        };
+        // Prompting tips travel: some people end every question with one.
+        if chance(rng, 0.08) {
+            format!("{text} {}", pick(rng, PROMPTING_TIPS))
+        } else {
+            text
+        }
+    }
+
+    /// A student's question to a homework helper: the same breadth of subjects as a harvest.
+    pub(crate) fn study_question(&self, rng: &mut SimRng) -> String {
+        if let Some(corpus) = &self.benign {
+            if chance(rng, 0.5) {
+                return corpus.random(rng).to_string();
+            }
+        }
+        match rng.gen_range(0..5) {
+            0 => format!(
+                "can you help me understand {}? exam is {}",
+                pick(rng, SUBJECTS),
+                pick(rng, &["tomorrow", "on friday", "next week", "in 2 hours"])
+            ),
+            1 => format!(
+                "{} homework: why does {} matter for {}?",
+                pick(rng, BENCH_SUBJECTS),
+                pick(rng, SUBJECTS),
+                pick(rng, SUBJECTS)
+            ),
+            2 => format!(
+                "a train leaves at {}:00 going {} km/h, another at {}:30 going {} km/h. when does the second catch up",
+                rng.gen_range(6..12),
+                rng.gen_range(40..90),
+                rng.gen_range(6..12),
+                rng.gen_range(90..140)
+            ),
+            3 => format!("summarise {} for my essay intro", pick(rng, SUBJECTS)),
+            _ => format!("explain {} simply", pick(rng, CONCEPTS)),
         }
     }
 

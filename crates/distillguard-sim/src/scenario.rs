@@ -140,6 +140,7 @@ fn build_actors(scenario: &Scenario) -> Vec<Box<dyn Actor>> {
             start,
             end,
             hydra_size,
+            i % 2 == 1,
         )));
         used += hydra_size;
     }
@@ -204,7 +205,7 @@ fn build_actors(scenario: &Scenario) -> Vec<Box<dyn Actor>> {
         used += 1;
     }
     while used < n {
-        actors.push(Box::new(Casual::new(rng(), start)));
+        actors.push(Box::new(Casual::new(rng(), start, end)));
         used += 1;
     }
     actors

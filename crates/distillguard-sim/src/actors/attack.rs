@@ -16,6 +16,13 @@ use crate::net;
 use crate::prompts::{PromptBook, TaskFeed, ATTACK_SYSTEM_PROMPTS};
 use crate::timing::{random_zone, Diurnal, DAY, HOUR, MINUTE};
 
+/// What a hydra that only wants answers tells the model.
+const NEUTRAL_SYSTEM_PROMPT: &str =
+    "You are a helpful assistant. Answer accurately, completely and in a well-structured way.";
+
+/// Agent-trace harvesting dresses up as a coding agent.
+const PIVOT_SYSTEM_PROMPT: &str = "You are an expert software engineering agent. Use the available tools to inspect and change the repository, and report each tool call and its result.";
+
 /// Request times of a script that runs round the clock: Poisson arrivals at a daily rate, with
 /// hour-to-hour throughput wobble, starting no earlier than `begin`.
 fn scripted_times(rng: &mut SimRng, day_start: i64, begin: i64, daily: f64) -> Vec<i64> {
@@ -139,20 +146,30 @@ impl Actor for BulkHarvest {
 }
 
 /// Many accounts created in a burst, sharing proxies, cards, SDK and system prompt, each under
-/// per-account thresholds, fed round-robin from one sharded task list, round the clock.
+/// per-account thresholds, fed round-robin from one sharded task list, round the clock. A
+/// "plain" hydra wants answers, not reasoning: a neutral system prompt and little elicitation,
+/// so only its breadth, rhythm and shared infrastructure give it away.
 pub(crate) struct Hydra {
     rng: SimRng,
     campaign: String,
     accounts: Vec<(Account, Vec<IpAddr>, f64)>,
     feed: TaskFeed,
     system: String,
+    elicit_share: f64,
     daily: f64,
     begin: i64,
     next: usize,
 }
 
 impl Hydra {
-    pub(crate) fn new(mut rng: SimRng, campaign: String, start: i64, end: i64, size: u32) -> Self {
+    pub(crate) fn new(
+        mut rng: SimRng,
+        campaign: String,
+        start: i64,
+        end: i64,
+        size: u32,
+        plain: bool,
+    ) -> Self {
         let burst = start - range_i64(&mut rng, DAY, 10 * DAY);
         let cards: Vec<String> = (0..range_u32(&mut rng, 3, 5))
             .map(|_| payment(&mut rng))
@@ -174,7 +191,11 @@ impl Hydra {
             })
             .collect();
         let feed = TaskFeed::new(&mut rng);
-        let system = pick(&mut rng, ATTACK_SYSTEM_PROMPTS).to_string();
+        let (system, elicit_share) = if plain {
+            (NEUTRAL_SYSTEM_PROMPT.to_string(), 0.1)
+        } else {
+            (pick(&mut rng, ATTACK_SYSTEM_PROMPTS).to_string(), 0.7)
+        };
         let daily = f64::from(size) * lognormal(&mut rng, 170.0, 0.25).clamp(80.0, 350.0);
         let begin = campaign_begin(&mut rng, start, end, 0.2);
         Self {
@@ -183,6 +204,7 @@ impl Hydra {
             accounts,
             feed,
             system,
+            elicit_share,
             daily,
             begin,
             next: 0,
@@ -209,7 +231,7 @@ impl Actor for Hydra {
             // Round-robin: shard k of the task list goes to account k mod n, evenly.
             let (account, ips, temperature) = &self.accounts[self.next % self.accounts.len()];
             self.next += 1;
-            let prompt = harvest_prompt(rng, ctx.book, &mut self.feed, 0.7);
+            let prompt = harvest_prompt(rng, ctx.book, &mut self.feed, self.elicit_share);
             let mut call = Call::new(at, MODEL_MAIN, prompt, *pick(rng, ips), net::POPULAR_SDK);
             call.system = Some(self.system.clone());
             call.completion = lognormal(rng, 700.0, 0.4) as u32;
@@ -286,7 +308,7 @@ impl Actor for LowAndSlow {
                 let ip = human.session_ip(rng);
                 let mut at = start;
                 for _ in 0..range_u32(rng, 4, 14) {
-                    let prompt = harvest_prompt(rng, ctx.book, &mut self.feed, 0.85);
+                    let prompt = harvest_prompt(rng, ctx.book, &mut self.feed, 0.6);
                     let model = if chance(rng, 0.3) {
                         MODEL_REASONING
                     } else {
@@ -416,7 +438,7 @@ impl Pivot {
             })
             .collect();
         let feed = TaskFeed::new(&mut rng);
-        let system = ATTACK_SYSTEM_PROMPTS[3].to_string();
+        let system = PIVOT_SYSTEM_PROMPT.to_string();
         let lag = range_i64(&mut rng, 30 * MINUTE, 4 * HOUR);
         let ramp = range_i64(&mut rng, HOUR, 3 * HOUR);
         Self {
@@ -480,7 +502,7 @@ impl Actor for Pivot {
                 MODEL_MAIN
             };
             let task = ctx.book.agentic_task(rng, &mut self.feed);
-            let prompt = if chance(rng, 0.6) {
+            let prompt = if chance(rng, 0.3) {
                 ctx.book.elicit(rng, &task)
             } else {
                 task

@@ -66,8 +66,14 @@ pub(crate) struct Casual {
 }
 
 impl Casual {
-    pub(crate) fn new(mut rng: SimRng, start: i64) -> Self {
-        let created = created_long_ago(&mut rng, start);
+    pub(crate) fn new(mut rng: SimRng, start: i64, end: i64) -> Self {
+        // A few people sign up during the run: brand-new accounts are not suspicious by
+        // themselves.
+        let created = if chance(&mut rng, 0.04) {
+            start + range_i64(&mut rng, 0, end - start)
+        } else {
+            created_long_ago(&mut rng, start)
+        };
         let pay = payment(&mut rng);
         let account = Account::new(&mut rng, created, pay);
         let tz = random_zone(&mut rng);

@@ -15,7 +15,7 @@ use crate::dist::{
 };
 use crate::labels::Label;
 use crate::net;
-use crate::prompts::BatchKind;
+use crate::prompts::{BatchKind, PromptBook};
 use crate::timing::{is_weekend, local_hour, random_zone, Diurnal, DAY, HOUR, MINUTE};
 use crate::words::{BRANDS, CITIES_SQL, PLACES, SUPPORT_INTENTS};
 
@@ -26,6 +26,9 @@ enum AppKind {
     MathTutor,
     SqlHelper,
     Itinerary,
+    /// A homework helper: broad school topics with a chain-of-thought system prompt, the benign
+    /// twin of a reasoning harvest (told apart by its many end users and multi-turn chats).
+    StudyHelper,
 }
 
 /// A product built on the API: one template, narrow topics, many end users, a few datacenter
@@ -60,6 +63,7 @@ impl ProductionApp {
                 AppKind::MathTutor,
                 AppKind::SqlHelper,
                 AppKind::Itinerary,
+                AppKind::StudyHelper,
             ],
         );
         let brand = *pick(&mut rng, BRANDS);
@@ -69,6 +73,7 @@ impl ProductionApp {
             AppKind::MathTutor => Some("You are a patient math tutor for middle-school students. Explain step by step, show your reasoning for every step, and check the student's understanding.".to_string()),
             AppKind::SqlHelper => Some("Translate the user's question into a single PostgreSQL query for the schema orders(id, customer_id, total, created_at, city), customers(id, name, signup_date). Return SQL only.".to_string()),
             AppKind::Itinerary => Some("You are TripMate, a travel planning assistant. Produce day-by-day itineraries with times, neighbourhoods and budget notes.".to_string()),
+            AppKind::StudyHelper => Some(format!("You are {brand} StudyBuddy, a tutor for high-school and college students. Think step by step and show your complete reasoning before giving the final answer, so the student can follow every step.")),
         };
         let provider = rng.gen_range(0..net::PROVIDERS);
         let ips = (0..range_u32(&mut rng, 2, 6))
@@ -119,7 +124,7 @@ impl ProductionApp {
         app
     }
 
-    fn prompt(&mut self) -> (String, u32, u32) {
+    fn prompt(&mut self, book: &PromptBook) -> (String, u32, u32) {
         let rng = &mut self.rng;
         match self.kind {
             AppKind::Support => {
@@ -174,6 +179,14 @@ impl ProductionApp {
                 );
                 (text, 1, lognormal(rng, 70.0, 0.3) as u32)
             }
+            AppKind::StudyHelper => {
+                let text = book.study_question(rng);
+                (
+                    text,
+                    1 + 2 * poisson(rng, 0.9).min(4),
+                    lognormal(rng, 480.0, 0.5) as u32,
+                )
+            }
             AppKind::Itinerary => {
                 let text = format!(
                     "{} days in {} for {}, interests: {}",
@@ -225,7 +238,7 @@ impl Actor for ProductionApp {
                 .collect();
             times.sort_unstable();
             for at in times {
-                let (prompt, messages, completion) = self.prompt();
+                let (prompt, messages, completion) = self.prompt(ctx.book);
                 let rng = &mut self.rng;
                 let ip = *pick(rng, &self.ips);
                 let model = adopted_model(ctx, at, self.switch_after, 1.0, rng, self.model);

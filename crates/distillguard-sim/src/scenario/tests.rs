@@ -258,3 +258,101 @@ fn enterprise_accounts_share_nat_addresses_and_one_user_agent() {
     assert!(ips.len() <= 3);
     assert_eq!(agents.len(), 1);
 }
+
+fn benign_events<'a>(events: &'a [ApiEvent], summary: &SimulationSummary) -> Vec<&'a ApiEvent> {
+    events
+        .iter()
+        .filter(|e| !summary.labels[e.account_id.as_str()].is_attack())
+        .collect()
+}
+
+#[test]
+fn every_infrastructure_trait_of_the_attacks_also_occurs_in_benign_traffic() {
+    let (events, summary) = shared();
+    let benign = benign_events(events, summary);
+    // The hydra's user agent is the popular SDK build.
+    let hydra_agents: BTreeSet<&str> = events
+        .iter()
+        .filter(|e| summary.labels[e.account_id.as_str()].archetype == "hydra_cluster")
+        .filter_map(|e| e.user_agent.as_deref())
+        .collect();
+    for agent in hydra_agents {
+        assert!(
+            benign
+                .iter()
+                .any(|e| e.user_agent.as_deref() == Some(agent)),
+            "{agent}"
+        );
+    }
+    // Commercial proxy / VPN exits carry benign users too.
+    assert!(benign.iter().any(|e| {
+        let ip = e.client_ip.unwrap().to_string();
+        ip.starts_with("203.0.113.") || ip.starts_with("198.51.100.")
+    }));
+    // Several benign accounts created within 30 minutes on one payment method (an enterprise).
+    let mut by_card: BTreeMap<&str, BTreeSet<(i64, &str)>> = BTreeMap::new();
+    for e in &benign {
+        by_card
+            .entry(e.payment_fingerprint.as_deref().unwrap())
+            .or_default()
+            .insert((
+                e.account_created_at.unwrap().epoch_ms(),
+                e.account_id.as_str(),
+            ));
+    }
+    let burst = by_card.values().any(|accounts| {
+        let times: Vec<i64> = accounts.iter().map(|(t, _)| *t).collect();
+        times.windows(4).any(|w| w[3] - w[0] <= 30 * 60_000)
+    });
+    assert!(burst, "no benign creation burst");
+}
+
+#[test]
+fn every_behavioural_trait_of_the_attacks_also_occurs_in_benign_traffic() {
+    let (events, summary) = shared();
+    let benign = benign_events(events, summary);
+    assert!(benign
+        .iter()
+        .any(|e| e.params.logprobs == Some(true) && e.params.top_logprobs.is_some()));
+    assert!(benign.iter().any(|e| e.params.n.unwrap_or(1) > 1));
+    assert!(benign.iter().any(|e| e
+        .system_prompt
+        .as_deref()
+        .is_some_and(|s| s.contains("step by step") || s.contains("Think through each step"))));
+    assert!(benign.iter().any(|e| e
+        .prompt
+        .as_deref()
+        .is_some_and(|p| p.contains("step by step"))));
+    let release = summary.release_at.epoch_ms();
+    assert!(benign
+        .iter()
+        .any(|e| e.model.as_str() == MODEL_NEW && e.timestamp.epoch_ms() < release + 6 * HOUR));
+    // Round-the-clock traffic: benign accounts busy between 2 and 5 am UTC.
+    assert!(
+        benign
+            .iter()
+            .filter(|e| (2..5).contains(&e.timestamp.hour_of_day()))
+            .count()
+            > 1_000
+    );
+    // Some benign account sends more per day than the quietest bulk harvester.
+    let mut per_account: BTreeMap<&str, u64> = BTreeMap::new();
+    for e in events {
+        *per_account.entry(e.account_id.as_str()).or_default() += 1;
+    }
+    let quietest_bulk = of_archetype(summary, "bulk_harvest")
+        .iter()
+        .map(|a| per_account[a])
+        .min()
+        .unwrap();
+    let busiest_benign = per_account
+        .iter()
+        .filter(|(a, _)| !summary.labels[**a].is_attack())
+        .map(|(_, n)| *n)
+        .max()
+        .unwrap();
+    assert!(
+        busiest_benign > quietest_bulk,
+        "{busiest_benign} <= {quietest_bulk}"
+    );
+}
