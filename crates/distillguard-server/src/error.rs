@@ -41,7 +41,7 @@ pub enum ApiError {
     QueueFull { retry_after_secs: u64 },
     /// 503: shutting down or not ready; nothing from the request was accepted.
     #[error(
-        "the service is not accepting events right now; nothing from this request was accepted"
+        "the service cannot handle this request right now (shutting down or its database is unreachable); nothing was changed, retry later"
     )]
     Unavailable { retry_after_secs: u64 },
     /// 500: never shown to the client.

@@ -205,6 +205,10 @@ impl Dispatcher {
             self.buffers[shard_for(&event.account_id, shard_count)].push(event);
         }
         self.flush();
+        self.export_watermark();
+    }
+
+    fn export_watermark(&self) {
         if let Some(watermark) = self.clock.watermark() {
             self.metrics
                 .detection_watermark
@@ -223,6 +227,8 @@ impl Dispatcher {
 
     fn broadcast_tick(&mut self, at: EventTime) {
         self.flush();
+        // Before the tick leaves: no finding of this tick may be visible ahead of its watermark.
+        self.export_watermark();
         self.broadcast(ShardMsg::Tick(at));
     }
 
