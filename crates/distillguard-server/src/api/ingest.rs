@@ -8,12 +8,14 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use distillguard_ingest::{
-    decode_body, decompress, CanonicalDecoder, Decoder, FrameError, Rejected,
+    decode_body, decompress, CanonicalDecoder, Decoder, EnvoyDecoder, FrameError, KongDecoder,
+    LitellmDecoder, OtlpDecoder, Rejected,
 };
 use serde::Serialize;
 
 use super::AppState;
 use crate::auth::{Caller, Role};
+use crate::config::SourceSettings;
 use crate::error::ApiError;
 use crate::pipeline::SubmitError;
 
@@ -47,36 +49,43 @@ pub struct PartialSuccess {
     pub error_message: String,
 }
 
-/// `POST /v1/ingest/litellm`: LiteLLM's generic API logger.
-pub async fn litellm(
-    State(state): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<impl IntoResponse, ApiError> {
-    let decoder = state.settings.sources.litellm.clone();
-    ingest(state, caller, headers, body, decoder).await
+/// A gateway decoder configured in `[sources.*]`.
+pub trait ConfiguredSource: Decoder + Clone + 'static {
+    fn configured(sources: &SourceSettings) -> &Self;
 }
 
-/// `POST /v1/ingest/kong`: Kong's http-log plugin.
-pub async fn kong(
-    State(state): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<impl IntoResponse, ApiError> {
-    let decoder = state.settings.sources.kong.clone();
-    ingest(state, caller, headers, body, decoder).await
+impl ConfiguredSource for LitellmDecoder {
+    fn configured(sources: &SourceSettings) -> &Self {
+        &sources.litellm
+    }
 }
 
-/// `POST /v1/ingest/envoy`: Envoy AI Gateway JSON access logs, via a log shipper.
-pub async fn envoy(
+impl ConfiguredSource for KongDecoder {
+    fn configured(sources: &SourceSettings) -> &Self {
+        &sources.kong
+    }
+}
+
+impl ConfiguredSource for EnvoyDecoder {
+    fn configured(sources: &SourceSettings) -> &Self {
+        &sources.envoy
+    }
+}
+
+impl ConfiguredSource for OtlpDecoder {
+    fn configured(sources: &SourceSettings) -> &Self {
+        &sources.otlp
+    }
+}
+
+/// `POST /v1/ingest/{litellm,kong,envoy}`: a gateway's own log format, decoded as configured.
+pub async fn gateway<D: ConfiguredSource>(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let decoder = state.settings.sources.envoy.clone();
+    let decoder = D::configured(&state.settings.sources).clone();
     ingest(state, caller, headers, body, decoder).await
 }
 
@@ -90,7 +99,7 @@ pub async fn otlp(
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let decoder = state.settings.sources.otlp.clone();
+    let decoder = OtlpDecoder::configured(&state.settings.sources).clone();
     let (_, Json(mut reply)) = ingest(state, caller, headers, body, decoder).await?;
     if reply.rejected_count > 0 {
         reply.partial_success = Some(PartialSuccess {

@@ -12,6 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
+use distillguard_ingest::{EnvoyDecoder, KongDecoder, LitellmDecoder};
 use distillguard_store::{FindingWriter, Store};
 use tower_http::trace::TraceLayer;
 
@@ -42,9 +43,12 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         // Ingest (role `ingest`).
         .route("/v1/events", post(ingest::canonical))
-        .route("/v1/ingest/litellm", post(ingest::litellm))
-        .route("/v1/ingest/kong", post(ingest::kong))
-        .route("/v1/ingest/envoy", post(ingest::envoy))
+        .route(
+            "/v1/ingest/litellm",
+            post(ingest::gateway::<LitellmDecoder>),
+        )
+        .route("/v1/ingest/kong", post(ingest::gateway::<KongDecoder>))
+        .route("/v1/ingest/envoy", post(ingest::gateway::<EnvoyDecoder>))
         .route("/v1/logs", post(ingest::otlp))
         // Review (role `analyst`; `admin` passes too) and `/openapi.json`.
         .merge(review::routes())

@@ -372,19 +372,22 @@ struct Fresh {
 }
 
 fn filter_duplicates(dedup: &Deduplicator, events: Vec<ApiEvent>) -> Fresh {
+    // Decide first, borrowing the ids, so the check under the dedup lock allocates nothing.
     let mut seen_in_batch = std::collections::HashSet::new();
-    let mut duplicates = 0;
-    let events = events
-        .into_iter()
-        .filter(|event| match &event.request_id {
+    let keep: Vec<bool> = events
+        .iter()
+        .map(|event| match &event.request_id {
             None => true,
             Some(id) => {
-                let duplicate =
-                    dedup.is_duplicate(id, event.timestamp) || !seen_in_batch.insert(id.clone());
-                duplicates += usize::from(duplicate);
-                !duplicate
+                !dedup.is_duplicate(id, event.timestamp) && seen_in_batch.insert(id.as_str())
             }
         })
+        .collect();
+    let duplicates = keep.iter().filter(|kept| !**kept).count();
+    let events = events
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(event, kept)| kept.then_some(event))
         .collect();
     Fresh { events, duplicates }
 }
