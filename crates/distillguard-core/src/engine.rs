@@ -21,6 +21,7 @@ pub use crate::detect::DetectorConfig;
 use crate::event::ApiEvent;
 pub use crate::features::AccountSummary;
 use crate::finding::{FindingUpdate, Report};
+pub use crate::link::LinkConfig;
 pub use crate::scorer::{Scorer, ScorerCheckpoint};
 pub use crate::shard::{shard_for, Shard, ShardCheckpoint, ShardReport};
 use crate::time::EventTime;
@@ -49,6 +50,8 @@ pub struct EngineConfig {
     pub findings_keep_peak: bool,
     /// Detector settings (`docs/detectors.md`).
     pub detectors: DetectorConfig,
+    /// Account linking and clusters (`docs/detectors.md`, "Clusters").
+    pub linking: LinkConfig,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +67,7 @@ impl Default for EngineConfig {
             report_min_score: 0.3,
             findings_keep_peak: true,
             detectors: DetectorConfig::default(),
+            linking: LinkConfig::default(),
         }
     }
 }
@@ -302,7 +306,7 @@ impl Engine {
             events: self.events,
             late_events: self.late_events,
             accounts: self.scorer.findings().cloned().collect(),
-            clusters: Vec::new(),
+            clusters: self.scorer.cluster_findings().cloned().collect(),
         }
     }
 }

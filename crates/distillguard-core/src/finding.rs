@@ -91,6 +91,9 @@ pub struct AccountFinding {
     pub cluster_id: Option<String>,
     /// Event time of the event that first made this account flagged.
     pub first_flagged_at: Option<EventTime>,
+    /// Event time at which the account first joined a flagged cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clustered_at: Option<EventTime>,
     pub first_seen: EventTime,
     pub last_seen: EventTime,
     pub events: u64,

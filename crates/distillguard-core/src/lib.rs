@@ -7,6 +7,7 @@
 //! - [`event`]: the canonical event every decoder produces, built from checked newtypes.
 //! - [`finding`]: what the engine tells the outside world (scores, severities, evidence).
 //! - [`engine`]: event-time clock, account shards and the population-level scorer.
+//! - [`link`]: links between accounts and the clusters they form.
 //! - [`features`]: per-account state updated per event, and the summary scored at ticks.
 //! - [`detect`]: the detector suite and how its scores combine (`docs/detectors.md`).
 //! - [`sketch`], [`text`], [`population`]: the bounded building blocks.
@@ -16,6 +17,7 @@ pub mod engine;
 pub mod event;
 pub mod features;
 pub mod finding;
+pub mod link;
 pub mod population;
 pub mod scorer;
 pub mod shard;

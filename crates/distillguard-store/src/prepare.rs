@@ -183,6 +183,7 @@ mod tests {
             flagged: score >= 0.7,
             cluster_id: None,
             first_flagged_at: None,
+            clustered_at: None,
             first_seen: EventTime::from_epoch_ms(1_000).unwrap(),
             last_seen: EventTime::from_epoch_ms(2_000).unwrap(),
             events: 10,

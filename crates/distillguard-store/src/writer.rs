@@ -352,6 +352,7 @@ mod tests {
             flagged: false,
             cluster_id: None,
             first_flagged_at: None,
+            clustered_at: None,
             first_seen: EventTime::default(),
             last_seen: EventTime::default(),
             events: 1,

@@ -25,6 +25,10 @@ impl std::ops::Deref for SharedSamples {
 }
 
 impl SharedSamples {
+    pub fn new(samples: Vec<SamplePrompt>) -> Self {
+        Self(Arc::new(samples))
+    }
+
     pub fn to_vec(&self) -> Vec<SamplePrompt> {
         self.0.as_ref().clone()
     }

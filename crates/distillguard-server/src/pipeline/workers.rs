@@ -354,7 +354,7 @@ fn run_scorer(
                         events: barrier.events,
                         late_events: barrier.late_events,
                         accounts: scorer.findings().cloned().collect(),
-                        clusters: Vec::new(),
+                        clusters: scorer.cluster_findings().cloned().collect(),
                     };
                     let _ = barrier.reply.send(report);
                 }

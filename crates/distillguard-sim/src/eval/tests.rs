@@ -18,6 +18,7 @@ fn finding(id: &str, flagged_at: Option<i64>) -> AccountFinding {
         flagged: flagged_at.is_some(),
         cluster_id: None,
         first_flagged_at: flagged_at.map(at),
+        clustered_at: None,
         first_seen: at(0),
         last_seen: at(100),
         events: 10,

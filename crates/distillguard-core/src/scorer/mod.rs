@@ -1,15 +1,19 @@
-//! Scores changed accounts once every shard has reported for a tick.
+//! Scores changed accounts once every shard has reported for a tick, then links them and judges
+//! the clusters they form ([`clusters`]).
+
+mod clusters;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::detect::combine::{DetectorCount, DetectorSuite, SuiteCounters};
+use crate::detect::combine::{DetectorCount, DetectorSuite, Scores, SuiteCounters};
 use crate::detect::{Context, ModelRegistry};
 use crate::engine::EngineConfig;
 use crate::event::AccountId;
 use crate::features::AccountSummary;
-use crate::finding::{AccountFinding, FindingUpdate, Severity};
+use crate::finding::{AccountFinding, ClusterFinding, FindingUpdate, Severity};
+use crate::link::{Linker, LinkerCheckpoint};
 use crate::population::Population;
 use crate::shard::ShardReport;
 use crate::time::EventTime;
@@ -27,6 +31,11 @@ pub struct ScorerCheckpoint {
     pub tracked_by_shard: Vec<usize>,
     pub evicted_total: u64,
     pub pending: Vec<AccountSummary>,
+    /// Absent in checkpoints written before clustering existed.
+    #[serde(default)]
+    pub linker: Option<LinkerCheckpoint>,
+    #[serde(default)]
+    pub clusters: Vec<ClusterFinding>,
 }
 
 /// Scores changed accounts once every shard has reported for a tick.
@@ -40,12 +49,16 @@ pub struct Scorer {
     population: Population,
     models: ModelRegistry,
     suite: DetectorSuite,
+    linker: Linker,
+    /// Clusters are judged with their own suite so that the per-detector metrics keep counting
+    /// accounts.
+    cluster_suite: DetectorSuite,
+    clusters: BTreeMap<u64, ClusterFinding>,
 }
 
 impl Scorer {
     pub fn new(config: EngineConfig, shard_count: usize) -> Self {
         Self {
-            config,
             pending: Vec::new(),
             findings: BTreeMap::new(),
             tracked_by_shard: vec![0; shard_count.max(1)],
@@ -53,6 +66,14 @@ impl Scorer {
             population: Population::default(),
             models: ModelRegistry::default(),
             suite: DetectorSuite::new(),
+            linker: Linker::new(
+                config.linking.clone(),
+                config.idle_eviction_ms,
+                config.max_tracked_accounts,
+            ),
+            cluster_suite: DetectorSuite::new(),
+            clusters: BTreeMap::new(),
+            config,
         }
     }
 
@@ -88,20 +109,34 @@ impl Scorer {
         };
         let mut updates = Vec::new();
         for summary in order.into_iter().map(|i| &pending[i]) {
-            if let Some(update) = self.score_account(summary, &context) {
+            let (update, risk) = self.score_account(summary, &context);
+            if let Some(update) = update {
                 updates.push(FindingUpdate::Account(update));
             }
+            self.linker.observe(summary, at, risk);
         }
+        let changes = self.linker.finish_tick(at);
+        self.judge_clusters(&changes, &context, &mut updates);
         self.models = models;
         updates
     }
 
+    /// The account's finding if it changed, and its risk.
     fn score_account(
         &mut self,
         summary: &AccountSummary,
         context: &Context<'_>,
-    ) -> Option<AccountFinding> {
+    ) -> (Option<AccountFinding>, f64) {
         let scores = self.suite.score(summary, context);
+        (self.update_account(summary, context, &scores), scores.risk)
+    }
+
+    fn update_account(
+        &mut self,
+        summary: &AccountSummary,
+        context: &Context<'_>,
+        scores: &Scores,
+    ) -> Option<AccountFinding> {
         let flagged_now = scores.risk >= self.config.flag_threshold;
         let Some(finding) = self.findings.get_mut(&summary.account_id) else {
             if scores.risk < self.config.report_min_score {
@@ -115,10 +150,11 @@ impl Scorer {
                 flagged: flagged_now,
                 cluster_id: None,
                 first_flagged_at: flagged_now.then_some(summary.last_seen),
+                clustered_at: None,
                 first_seen: summary.first_seen,
                 last_seen: summary.last_seen,
                 events: summary.events,
-                signals: self.suite.signals(summary, context, &scores),
+                signals: self.suite.signals(summary, context, scores),
                 samples: summary.samples.to_vec(),
             };
             self.findings
@@ -150,7 +186,7 @@ impl Scorer {
         if refresh {
             finding.score = crate::detect::round4(scores.risk);
             finding.severity = Severity::from_score(finding.score);
-            finding.signals = self.suite.signals(summary, context, &scores);
+            finding.signals = self.suite.signals(summary, context, scores);
             finding.samples = summary.samples.to_vec();
         }
         if flagged_now && !finding.flagged {
@@ -175,6 +211,16 @@ impl Scorer {
         self.findings.values()
     }
 
+    /// Open findings of live clusters, by cluster id.
+    pub fn cluster_findings(&self) -> impl Iterator<Item = &ClusterFinding> {
+        self.clusters.values()
+    }
+
+    /// Accounts the linker holds.
+    pub fn linked_accounts(&self) -> usize {
+        self.linker.tracked()
+    }
+
     /// Evaluations and fires per detector (bounded label set: the detector names).
     pub fn detector_counts(&self) -> Vec<DetectorCount> {
         self.suite.counts()
@@ -189,6 +235,8 @@ impl Scorer {
             tracked_by_shard: self.tracked_by_shard.clone(),
             evicted_total: self.evicted_total,
             pending: self.pending.clone(),
+            linker: Some(self.linker.checkpoint()),
+            clusters: self.clusters.values().cloned().collect(),
         }
     }
 
@@ -205,6 +253,19 @@ impl Scorer {
         scorer.tracked_by_shard = checkpoint.tracked_by_shard;
         scorer.evicted_total = checkpoint.evicted_total;
         scorer.pending = checkpoint.pending;
+        if let Some(linker) = checkpoint.linker {
+            scorer.linker = Linker::restore(
+                scorer.config.linking.clone(),
+                scorer.config.idle_eviction_ms,
+                scorer.config.max_tracked_accounts,
+                linker,
+            );
+        }
+        scorer.clusters = checkpoint
+            .clusters
+            .into_iter()
+            .filter_map(|c| Some((clusters::parse_label(&c.cluster_id)?, c)))
+            .collect();
         scorer
     }
 }

@@ -1,0 +1,161 @@
+//! The values accounts are joined on, taken from their summaries.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{LinkConfig, LinkWeights};
+use crate::features::AccountSummary;
+use crate::sketch::hash::{fast_hash, mix64};
+
+/// Kinds of shared evidence, in the order their bits appear in [`super::Link::kinds`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkKind {
+    Payment = 0,
+    ClientIp = 1,
+    Subnet = 2,
+    UserAgent = 3,
+    SystemPrompt = 4,
+    Skeleton = 5,
+    Created = 6,
+    Lockstep = 7,
+}
+
+/// Number of link kinds.
+pub(crate) const KINDS: usize = 8;
+
+impl LinkKind {
+    pub const ALL: [LinkKind; KINDS] = [
+        LinkKind::Payment,
+        LinkKind::ClientIp,
+        LinkKind::Subnet,
+        LinkKind::UserAgent,
+        LinkKind::SystemPrompt,
+        LinkKind::Skeleton,
+        LinkKind::Created,
+        LinkKind::Lockstep,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Payment => "payment_fingerprint",
+            LinkKind::ClientIp => "client_ip",
+            LinkKind::Subnet => "subnet",
+            LinkKind::UserAgent => "user_agent",
+            LinkKind::SystemPrompt => "system_prompt",
+            LinkKind::Skeleton => "prompt_skeleton",
+            LinkKind::Created => "created_together",
+            LinkKind::Lockstep => "lockstep_activity",
+        }
+    }
+
+    pub(crate) fn base_weight(self, weights: &LinkWeights) -> f64 {
+        match self {
+            LinkKind::Payment => weights.payment,
+            LinkKind::ClientIp => weights.client_ip,
+            LinkKind::Subnet => weights.subnet,
+            LinkKind::UserAgent => weights.user_agent,
+            LinkKind::SystemPrompt => weights.system_prompt,
+            LinkKind::Skeleton => weights.skeleton,
+            LinkKind::Created => weights.created,
+            LinkKind::Lockstep => weights.lockstep,
+        }
+    }
+}
+
+/// One value of one kind, hashed (stable across runs and platforms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FeatureKey {
+    pub kind: LinkKind,
+    pub value: u64,
+}
+
+/// Client addresses joined on per account (the most used), and prompt skeletons per end.
+const IPS_PER_ACCOUNT: usize = 2;
+
+fn ip_key(ip: &IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(v4) => mix64(u64::from(u32::from(*v4))),
+        IpAddr::V6(v6) => fast_hash(&v6.octets()),
+    }
+}
+
+/// The keys of an address and of its subnet.
+pub(crate) fn ip_keys(ip: &IpAddr) -> [FeatureKey; 2] {
+    [
+        FeatureKey {
+            kind: LinkKind::ClientIp,
+            value: ip_key(ip),
+        },
+        FeatureKey {
+            kind: LinkKind::Subnet,
+            // Distinct from the address key even for a /24's network address.
+            value: mix64(ip_key(&subnet_of(ip)) ^ 0x5b),
+        },
+    ]
+}
+
+/// The /24 of an IPv4 address or the /48 of an IPv6 one.
+pub(crate) fn subnet_of(ip: &IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            IpAddr::V4(std::net::Ipv4Addr::new(o[0], o[1], o[2], 0))
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0))
+        }
+    }
+}
+
+/// Display form of a subnet: `203.0.113.0/24`, `2001:db8:1::/48`.
+pub(crate) fn subnet_label(ip: &IpAddr) -> String {
+    match subnet_of(ip) {
+        net @ IpAddr::V4(_) => format!("{net}/24"),
+        net @ IpAddr::V6(_) => format!("{net}/48"),
+    }
+}
+
+/// The values an account joins on, sorted and without duplicates.
+pub(crate) fn extract(summary: &AccountSummary, config: &LinkConfig) -> Vec<FeatureKey> {
+    let mut keys = Vec::with_capacity(10);
+    let mut push = |kind: LinkKind, value: u64| keys.push(FeatureKey { kind, value });
+    if let Some(payment) = &summary.payment_fingerprint {
+        push(LinkKind::Payment, fast_hash(payment.as_bytes()));
+    }
+    for ip in summary.client_ips.iter().take(IPS_PER_ACCOUNT) {
+        let [address, subnet] = ip_keys(ip);
+        push(address.kind, address.value);
+        push(subnet.kind, subnet.value);
+    }
+    if let Some(agent) = summary.user_agents.first() {
+        push(LinkKind::UserAgent, *agent);
+    }
+    if let Some(system) = summary.system_prompts.first() {
+        push(LinkKind::SystemPrompt, *system);
+    }
+    // A skeleton only joins once it is the account's habit, not a one-off.
+    let habitual = |keys: &[(u64, u32)]| {
+        keys.first()
+            .filter(|(_, count)| u64::from(*count) * 5 >= summary.prompts.max(1))
+            .map(|(key, _)| *key)
+    };
+    if let Some(prefix) = habitual(&summary.skeleton_prefixes) {
+        push(LinkKind::Skeleton, prefix);
+    }
+    if let Some(suffix) = habitual(&summary.skeleton_suffixes) {
+        push(LinkKind::Skeleton, mix64(suffix ^ 0x5f));
+    }
+    if let Some(created) = summary.account_created_at {
+        let window = config.creation_window_ms.max(1);
+        push(
+            LinkKind::Created,
+            created.epoch_ms().div_euclid(window) as u64,
+        );
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}

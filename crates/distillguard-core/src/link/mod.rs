@@ -1,0 +1,526 @@
+//! Links between accounts and the clusters they form (`docs/detectors.md`, "Clusters").
+//!
+//! A hydra campaign spreads its traffic over many accounts so that none looks extreme alone; what
+//! its accounts cannot hide is what they share: proxies, cards, a creation burst, a system prompt,
+//! prompt templates and a round-the-clock rhythm. The [`Linker`] keeps, for every account the
+//! scorer has seen, the values it joins on, and for every value the accounts holding it
+//! ("postings"). At each tick the accounts that changed re-compute their links; links at or above
+//! a threshold are the edges of a graph whose connected components are the clusters.
+//!
+//! Rarity is what keeps this from gluing the internet together: a value's weight falls with the
+//! number of accounts holding it and is zero past `max_accounts_per_value`. Past that cap the
+//! posting forgets its members for good (a corporate NAT, a cloud egress range or the official
+//! SDK's user agent does not become rare again), so the cost of linking one account is bounded by
+//! (values per account) × (cap).
+//!
+//! Everything runs in the scorer's tick, in account-id order, so the result depends on event time
+//! and per-account order only, never on the number of shards or on hash-map iteration order.
+
+mod clusters;
+mod features;
+mod profile;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::AccountId;
+use crate::features::AccountSummary;
+use crate::time::EventTime;
+
+pub use clusters::{cluster_label, ClusterChange, ClusterView, Member};
+pub use features::{FeatureKey, LinkKind};
+pub use profile::combined_summary;
+
+/// Linking settings; defaults are documented in `docs/detectors.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LinkConfig {
+    pub enabled: bool,
+    /// Sum of per-kind weights at or above which two accounts are linked.
+    pub link_threshold: f64,
+    /// A value held by at most this many accounts links with its full weight ...
+    pub rare_up_to: u32,
+    /// ... and one held by more than this many links nothing (and stops being tracked).
+    pub max_accounts_per_value: u32,
+    /// Links kept per account (the strongest), bounding the graph's degree.
+    pub max_links_per_account: usize,
+    /// Accounts created within the same window of this length share a creation bucket.
+    pub creation_window_ms: i64,
+    /// Cosine similarity of two accounts' last-24-hour activity at which they move in lockstep.
+    pub lockstep_similarity: f64,
+    /// Hours with activity, out of 24, that both accounts need before lockstep is judged.
+    pub lockstep_min_active_hours: u32,
+    /// Smallest connected component reported as a cluster.
+    pub min_cluster_size: usize,
+    /// Base weights per link kind (before rarity).
+    pub weights: LinkWeights,
+}
+
+/// Base weight of each kind of shared value, before the rarity factor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LinkWeights {
+    pub payment: f64,
+    pub client_ip: f64,
+    pub subnet: f64,
+    pub user_agent: f64,
+    pub system_prompt: f64,
+    pub skeleton: f64,
+    pub created: f64,
+    pub lockstep: f64,
+}
+
+impl Default for LinkWeights {
+    fn default() -> Self {
+        Self {
+            payment: 1.0,
+            client_ip: 0.6,
+            subnet: 0.3,
+            user_agent: 0.3,
+            system_prompt: 0.5,
+            skeleton: 0.4,
+            created: 0.4,
+            lockstep: 0.3,
+        }
+    }
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            link_threshold: 1.0,
+            rare_up_to: 12,
+            max_accounts_per_value: 200,
+            max_links_per_account: 64,
+            creation_window_ms: 30 * EventTime::MINUTE,
+            lockstep_similarity: 0.9,
+            lockstep_min_active_hours: 12,
+            min_cluster_size: 3,
+            weights: LinkWeights::default(),
+        }
+    }
+}
+
+impl LinkConfig {
+    /// Weight of a value held by `holders` accounts: the kind's base weight while the value is
+    /// rare, falling with the logarithm of its holders to zero at `max_accounts_per_value`.
+    pub fn rarity_weight(&self, kind: LinkKind, holders: u32) -> f64 {
+        let base = kind.base_weight(&self.weights);
+        let (rare, cap) = (
+            f64::from(self.rare_up_to.max(1)),
+            f64::from(self.max_accounts_per_value.max(2)),
+        );
+        let n = f64::from(holders.max(1));
+        if n <= rare {
+            return base;
+        }
+        if n > cap || cap <= rare {
+            return 0.0;
+        }
+        base * ((cap / n).ln() / (cap / rare).ln()).clamp(0.0, 1.0)
+    }
+}
+
+/// The accounts holding one value; `None` once more than the cap have held it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Posting {
+    holders: u32,
+    members: Option<Vec<u32>>,
+}
+
+/// A link from one account to another, with the kinds of evidence behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    pub other: u32,
+    pub weight: f32,
+    /// Bit `LinkKind as u8` set for each kind that contributed.
+    pub kinds: u16,
+}
+
+/// One account as the linker knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Node {
+    account: AccountId,
+    features: Vec<FeatureKey>,
+    links: Vec<Link>,
+    cluster: Option<u64>,
+    /// The account's latest summary and the tick it was made at: the cluster is judged on its
+    /// members' summaries, and lockstep compares their activity vectors.
+    summary: Box<AccountSummary>,
+    summary_at: EventTime,
+    /// The account's own risk at its latest scoring.
+    risk: f64,
+}
+
+/// The linker's full state, serialisable for restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkerCheckpoint {
+    nodes: Vec<Option<Node>>,
+    free: Vec<u32>,
+    postings: Vec<(FeatureKey, Posting)>,
+    clusters: Vec<(u64, clusters::ClusterState)>,
+    last_sweep: Option<EventTime>,
+}
+
+/// Links accounts and keeps the clusters they form.
+#[derive(Debug)]
+pub struct Linker {
+    config: LinkConfig,
+    idle_ms: i64,
+    max_nodes: usize,
+    index: HashMap<AccountId, u32, ahash::RandomState>,
+    nodes: Vec<Option<Node>>,
+    free: Vec<u32>,
+    postings: HashMap<FeatureKey, Posting, ahash::RandomState>,
+    clusters: BTreeMap<u64, clusters::ClusterState>,
+    /// Nodes whose summary arrived this tick, in arrival (account-id) order.
+    changed: Vec<u32>,
+    /// Nodes whose links may have changed this tick.
+    touched: BTreeSet<u32>,
+    last_sweep: Option<EventTime>,
+}
+
+impl Linker {
+    /// `idle_ms` and `max_nodes` follow the shards' eviction, so the linker forgets an account
+    /// when its state is gone.
+    pub fn new(config: LinkConfig, idle_ms: i64, max_nodes: usize) -> Self {
+        Self {
+            config,
+            idle_ms,
+            max_nodes: max_nodes.max(1),
+            index: HashMap::default(),
+            nodes: Vec::new(),
+            free: Vec::new(),
+            postings: HashMap::default(),
+            clusters: BTreeMap::new(),
+            changed: Vec::new(),
+            touched: BTreeSet::new(),
+            last_sweep: None,
+        }
+    }
+
+    pub fn config(&self) -> &LinkConfig {
+        &self.config
+    }
+
+    /// Accounts the linker holds.
+    pub fn tracked(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Takes an account's new summary and its own risk. Call in account-id order.
+    pub fn observe(&mut self, summary: &AccountSummary, at: EventTime, risk: f64) {
+        if !self.config.enabled {
+            return;
+        }
+        let features = features::extract(summary, &self.config);
+        let id = match self.index.get(&summary.account_id) {
+            Some(id) => *id,
+            None => self.insert(summary, at, risk),
+        };
+        let old = {
+            let node = self.node_mut(id);
+            node.summary = Box::new(summary.clone());
+            node.summary_at = at;
+            node.risk = risk;
+            std::mem::replace(&mut node.features, features.clone())
+        };
+        for key in old.iter().filter(|k| !features.contains(k)) {
+            self.detach(*key, id);
+        }
+        for key in features.iter().filter(|k| !old.contains(k)) {
+            self.attach(*key, id);
+        }
+        self.changed.push(id);
+    }
+
+    fn insert(&mut self, summary: &AccountSummary, at: EventTime, risk: f64) -> u32 {
+        let node = Node {
+            account: summary.account_id.clone(),
+            features: Vec::new(),
+            links: Vec::new(),
+            cluster: None,
+            summary: Box::new(summary.clone()),
+            summary_at: at,
+            risk,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.nodes[id as usize] = Some(node);
+                id
+            }
+            None => {
+                self.nodes.push(Some(node));
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        self.index.insert(summary.account_id.clone(), id);
+        id
+    }
+
+    fn node(&self, id: u32) -> &Node {
+        self.nodes[id as usize]
+            .as_ref()
+            .expect("linked nodes are live")
+    }
+
+    fn node_mut(&mut self, id: u32) -> &mut Node {
+        self.nodes[id as usize]
+            .as_mut()
+            .expect("linked nodes are live")
+    }
+
+    fn attach(&mut self, key: FeatureKey, id: u32) {
+        let cap = self.config.max_accounts_per_value;
+        let posting = self.postings.entry(key).or_insert(Posting {
+            holders: 0,
+            members: Some(Vec::new()),
+        });
+        posting.holders += 1;
+        if posting.holders > cap {
+            // Common for good: forget the members, keep counting.
+            posting.members = None;
+        } else if let Some(members) = &mut posting.members {
+            members.push(id);
+        }
+    }
+
+    fn detach(&mut self, key: FeatureKey, id: u32) {
+        let Some(posting) = self.postings.get_mut(&key) else {
+            return;
+        };
+        posting.holders = posting.holders.saturating_sub(1);
+        if let Some(members) = &mut posting.members {
+            members.retain(|m| *m != id);
+        }
+        if posting.holders == 0 {
+            self.postings.remove(&key);
+        }
+    }
+
+    /// Re-links the accounts that changed, forgets idle ones and updates the clusters. Returns
+    /// the clusters whose membership or members changed, in cluster-id order.
+    pub fn finish_tick(&mut self, at: EventTime) -> Vec<ClusterChange> {
+        if !self.config.enabled {
+            return Vec::new();
+        }
+        let changed = std::mem::take(&mut self.changed);
+        for id in &changed {
+            self.relink(*id, at);
+        }
+        self.sweep(at);
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.extend(changed.iter().copied());
+        self.recluster(&touched, &changed, at)
+    }
+
+    /// Recomputes one account's links from the postings it is in.
+    fn relink(&mut self, id: u32, at: EventTime) {
+        let mut candidates: BTreeMap<u32, [f32; features::KINDS]> = BTreeMap::new();
+        let node = self.node(id);
+        for key in &node.features {
+            let Some(posting) = self.postings.get(key) else {
+                continue;
+            };
+            let Some(members) = &posting.members else {
+                continue;
+            };
+            let weight = self.config.rarity_weight(key.kind, posting.holders) as f32;
+            if weight <= 0.0 {
+                continue;
+            }
+            for other in members.iter().filter(|m| **m != id) {
+                let slot = &mut candidates.entry(*other).or_default()[key.kind as usize];
+                *slot = slot.max(weight);
+            }
+        }
+        let lockstep = self.config.weights.lockstep as f32;
+        let mut links: Vec<Link> = candidates
+            .into_iter()
+            .map(|(other, per_kind)| {
+                let mut per_kind = per_kind;
+                if lockstep > 0.0 && self.in_lockstep(id, other, at) {
+                    per_kind[LinkKind::Lockstep as usize] = lockstep;
+                }
+                let kinds = per_kind
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, w)| **w > 0.0)
+                    .fold(0u16, |mask, (k, _)| mask | (1 << k));
+                Link {
+                    other,
+                    weight: per_kind.iter().sum(),
+                    kinds,
+                }
+            })
+            .filter(|link| f64::from(link.weight) >= self.config.link_threshold - 1e-6)
+            .collect();
+        // The strongest first, ties by account id: the same links whatever the node numbering.
+        links.sort_by(|a, b| {
+            b.weight
+                .total_cmp(&a.weight)
+                .then_with(|| self.node(a.other).account.cmp(&self.node(b.other).account))
+        });
+        links.truncate(self.config.max_links_per_account);
+        let old = std::mem::replace(&mut self.node_mut(id).links, links.clone());
+        for gone in old
+            .iter()
+            .filter(|o| !links.iter().any(|l| l.other == o.other))
+        {
+            self.node_mut(gone.other).links.retain(|l| l.other != id);
+            self.touched.insert(gone.other);
+        }
+        for link in &links {
+            let reverse = Link { other: id, ..*link };
+            let other = self.node_mut(link.other);
+            match other.links.iter_mut().find(|l| l.other == id) {
+                Some(existing) => *existing = reverse,
+                None => other.links.push(reverse),
+            }
+            self.touched.insert(link.other);
+        }
+    }
+
+    /// Whether two accounts were active in the same hours of the last day, in the same
+    /// proportions (cosine similarity of their hourly counts, aligned to `at`).
+    fn in_lockstep(&self, a: u32, b: u32, at: EventTime) -> bool {
+        let (a, b) = (self.node(a), self.node(b));
+        let (va, vb) = (
+            profile::activity_at(&a.summary, a.summary_at, at),
+            profile::activity_at(&b.summary, b.summary_at, at),
+        );
+        let min_hours = self.config.lockstep_min_active_hours as usize;
+        if va.iter().filter(|v| **v > 0.0).count() < min_hours
+            || vb.iter().filter(|v| **v > 0.0).count() < min_hours
+        {
+            return false;
+        }
+        profile::cosine(&va, &vb) >= self.config.lockstep_similarity
+    }
+
+    /// Forgets accounts idle past the shards' eviction age (once per event-time hour), and the
+    /// least recently seen above the account cap.
+    fn sweep(&mut self, at: EventTime) {
+        if self
+            .last_sweep
+            .is_some_and(|last| at.epoch_ms() - last.epoch_ms() < EventTime::HOUR)
+        {
+            return;
+        }
+        self.last_sweep = Some(at);
+        let idle_before = at.plus_ms(-self.idle_ms);
+        let mut by_age: Vec<(EventTime, &AccountId, u32)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                n.as_ref()
+                    .map(|n| (n.summary.last_seen, &n.account, i as u32))
+            })
+            .collect();
+        by_age.sort();
+        let excess = by_age.len().saturating_sub(self.max_nodes);
+        let leaving: Vec<u32> = by_age
+            .iter()
+            .enumerate()
+            .filter(|(rank, (seen, ..))| *rank < excess || *seen < idle_before)
+            .map(|(_, (.., id))| *id)
+            .collect();
+        for id in leaving {
+            self.remove(id);
+        }
+    }
+
+    fn remove(&mut self, id: u32) {
+        let Some(node) = self.nodes[id as usize].take() else {
+            return;
+        };
+        for key in &node.features {
+            self.detach(*key, id);
+        }
+        for link in &node.links {
+            if let Some(other) = self.nodes[link.other as usize].as_mut() {
+                other.links.retain(|l| l.other != id);
+            }
+            self.touched.insert(link.other);
+        }
+        if let Some(cluster) = node.cluster {
+            if let Some(state) = self.clusters.get_mut(&cluster) {
+                state.members.retain(|m| *m != id);
+                state.dirty = true;
+            }
+        }
+        self.touched.remove(&id);
+        self.index.remove(&node.account);
+        self.free.push(id);
+    }
+
+    pub fn checkpoint(&self) -> LinkerCheckpoint {
+        let mut postings: Vec<(FeatureKey, Posting)> =
+            self.postings.iter().map(|(k, p)| (*k, p.clone())).collect();
+        postings.sort_by_key(|(k, _)| *k);
+        LinkerCheckpoint {
+            nodes: self.nodes.clone(),
+            free: self.free.clone(),
+            postings,
+            clusters: self
+                .clusters
+                .iter()
+                .map(|(id, c)| (*id, c.clone()))
+                .collect(),
+            last_sweep: self.last_sweep,
+        }
+    }
+
+    pub fn restore(
+        config: LinkConfig,
+        idle_ms: i64,
+        max_nodes: usize,
+        checkpoint: LinkerCheckpoint,
+    ) -> Self {
+        let mut linker = Linker::new(config, idle_ms, max_nodes);
+        linker.index = checkpoint
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.as_ref().map(|n| (n.account.clone(), i as u32)))
+            .collect();
+        linker.nodes = checkpoint.nodes;
+        linker.free = checkpoint.free;
+        linker.postings = checkpoint.postings.into_iter().collect();
+        linker.clusters = checkpoint.clusters.into_iter().collect();
+        linker.last_sweep = checkpoint.last_sweep;
+        linker
+    }
+
+    /// Heap bytes held per account, roughly: for the memory figures in the benches.
+    pub fn approximate_bytes(&self) -> usize {
+        let nodes: usize = self
+            .nodes
+            .iter()
+            .flatten()
+            .map(|n| {
+                std::mem::size_of::<Node>()
+                    + std::mem::size_of::<AccountSummary>()
+                    + n.features.capacity() * std::mem::size_of::<FeatureKey>()
+                    + n.links.capacity() * std::mem::size_of::<Link>()
+                    + n.account.as_str().len() * 2
+                    + 48
+            })
+            .sum();
+        let postings: usize = self
+            .postings
+            .values()
+            .map(|p| {
+                std::mem::size_of::<(FeatureKey, Posting)>()
+                    + p.members.as_ref().map_or(0, |m| m.capacity() * 4)
+            })
+            .sum();
+        nodes + postings + self.index.capacity() * 40
+    }
+}
+
+#[cfg(test)]
+mod tests;

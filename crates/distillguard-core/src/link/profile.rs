@@ -1,0 +1,328 @@
+//! A cluster judged as one actor: its members' summaries combined, and the evidence its links
+//! rest on.
+
+use std::collections::BTreeMap;
+
+use super::clusters::{cluster_label, ClusterView, Member};
+use super::features::{ip_keys, subnet_label, FeatureKey};
+use super::{LinkKind, Linker};
+use crate::event::AccountId;
+use crate::features::{AccountSummary, ModelUse, SharedSamples};
+use crate::finding::{LinkEvidence, SamplePrompt};
+use crate::time::EventTime;
+
+/// Sample prompts a cluster keeps as evidence, one per member, riskiest members first.
+const CLUSTER_SAMPLES: usize = 5;
+/// Example values listed per link kind.
+const EXAMPLES: usize = 3;
+
+/// A summary's hourly activity re-aligned to end at the hour of `at` (hours it has not seen yet
+/// are zero, hours that fell out of the window are dropped).
+pub(crate) fn activity_at(
+    summary: &AccountSummary,
+    made_at: EventTime,
+    at: EventTime,
+) -> [f64; 24] {
+    let hour = |t: EventTime| (t.epoch_ms() - 1).max(0) / EventTime::HOUR;
+    let shift = (hour(at) - hour(made_at)).clamp(0, 24) as usize;
+    let mut out = [0.0; 24];
+    for (i, value) in summary.activity.iter().enumerate().skip(shift) {
+        out[i - shift] = f64::from(*value);
+    }
+    out
+}
+
+pub(crate) fn cosine(a: &[f64; 24], b: &[f64; 24]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f64; 24]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let denominator = norm(a) * norm(b);
+    if denominator == 0.0 {
+        0.0
+    } else {
+        dot / denominator
+    }
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    Some(values[values.len() / 2])
+}
+
+/// Sums per key of the members' top skeleton keys, the three largest first.
+fn merged_keys<'a>(lists: impl Iterator<Item = &'a [(u64, u32)]>) -> Vec<(u64, u32)> {
+    let mut counts: BTreeMap<u64, u32> = BTreeMap::new();
+    for list in lists {
+        for (key, count) in list {
+            *counts.entry(*key).or_default() += count;
+        }
+    }
+    let mut merged: Vec<(u64, u32)> = counts.into_iter().collect();
+    merged.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    merged.truncate(3);
+    merged
+}
+
+/// The cluster as one account: counts add up, activity vectors add up once aligned to `at`,
+/// per-account habits (quiet gaps, regularity) are the members' medians, vocabulary richness is
+/// their word-weighted mean. Adding distinct prompts treats the members' prompt sets as
+/// disjoint, which is what a task list sharded over accounts looks like; members re-asking each
+/// other's questions are not seen as repeats (see `docs/detectors.md`).
+pub fn combined_summary(cluster: &ClusterView<'_>, at: EventTime) -> AccountSummary {
+    let members = &cluster.members;
+    let sum = |f: fn(&AccountSummary) -> u64| members.iter().map(|m| f(m.summary)).sum::<u64>();
+    let mut activity = [0u32; 24];
+    let mut hour_of_day = [0u32; 24];
+    let (mut last_hour, mut tokens_day, mut tokens_hour) = (0u64, 0u64, 0u64);
+    for member in members {
+        let aligned = activity_at(member.summary, member.summary_at, at);
+        for (slot, value) in activity.iter_mut().zip(aligned) {
+            *slot = slot.saturating_add(value as u32);
+        }
+        for (slot, value) in hour_of_day.iter_mut().zip(member.summary.hour_of_day) {
+            *slot = slot.saturating_add(value);
+        }
+        let age = at.epoch_ms() - member.summary_at.epoch_ms();
+        if age < EventTime::DAY {
+            tokens_day += member.summary.completion_tokens_last_24h;
+        }
+        if age < EventTime::HOUR {
+            tokens_hour += member.summary.completion_tokens_last_hour;
+        }
+        last_hour += aligned[22..].iter().sum::<f64>() as u64;
+    }
+    let (richness_sum, richness_words) = members
+        .iter()
+        .filter_map(|m| {
+            m.summary
+                .vocabulary_richness
+                .map(|r| (r * m.summary.subject_words as f64, m.summary.subject_words))
+        })
+        .fold((0.0, 0u64), |(s, w), (r, n)| (s + r, w + n));
+    let mut models: BTreeMap<String, ModelUse> = BTreeMap::new();
+    for model in members.iter().flat_map(|m| &m.summary.models) {
+        models
+            .entry(model.model.as_str().to_owned())
+            .and_modify(|merged| {
+                merged.first_used = merged.first_used.min(model.first_used);
+                merged.events += model.events;
+                merged.recent_weight += model.recent_weight;
+            })
+            .or_insert_with(|| model.clone());
+    }
+    let mut system_prompts: Vec<u64> = members
+        .iter()
+        .flat_map(|m| m.summary.system_prompts.first().copied())
+        .collect();
+    system_prompts.sort_unstable();
+    system_prompts.dedup();
+    system_prompts.truncate(3);
+    AccountSummary {
+        account_id: AccountId::parse(cluster_label(cluster.id))
+            .expect("cluster labels are valid ids"),
+        first_seen: members
+            .iter()
+            .map(|m| m.summary.first_seen)
+            .min()
+            .unwrap_or(at),
+        last_seen: members
+            .iter()
+            .map(|m| m.summary.last_seen)
+            .max()
+            .unwrap_or(at),
+        events: sum(|s| s.events),
+        events_last_24h: activity.iter().map(|v| u64::from(*v)).sum(),
+        events_last_hour: last_hour,
+        completion_tokens: sum(|s| s.completion_tokens),
+        completion_tokens_last_24h: tokens_day,
+        completion_tokens_last_hour: tokens_hour,
+        prompt_tokens: sum(|s| s.prompt_tokens),
+        reasoning_tokens: sum(|s| s.reasoning_tokens),
+        completion_known: sum(|s| s.completion_known),
+        activity,
+        hour_of_day,
+        quiet_gap_median_hours: median(
+            members
+                .iter()
+                .filter_map(|m| m.summary.quiet_gap_median_hours)
+                .collect(),
+        ),
+        quiet_days: median(
+            members
+                .iter()
+                .map(|m| f64::from(m.summary.quiet_days))
+                .collect(),
+        )
+        .unwrap_or(0.0) as u32,
+        gap_cv: median(members.iter().filter_map(|m| m.summary.gap_cv).collect()),
+        gaps: sum(|s| s.gaps),
+        prompts: sum(|s| s.prompts),
+        distinct_prompts: sum(|s| s.distinct_prompts),
+        vocabulary_richness: (richness_words > 0).then(|| richness_sum / richness_words as f64),
+        subject_words: sum(|s| s.subject_words),
+        skeleton_prefixes: merged_keys(
+            members
+                .iter()
+                .map(|m| m.summary.skeleton_prefixes.as_slice()),
+        ),
+        skeleton_suffixes: merged_keys(
+            members
+                .iter()
+                .map(|m| m.summary.skeleton_suffixes.as_slice()),
+        ),
+        exact_repeats: sum(|s| s.exact_repeats),
+        near_repeats: sum(|s| s.near_repeats),
+        turns_known: sum(|s| s.turns_known),
+        single_turn: sum(|s| s.single_turn),
+        reasoning_prompts: sum(|s| s.reasoning_prompts),
+        reasoning_system: sum(|s| s.reasoning_system),
+        system_prompts,
+        logprobs: sum(|s| s.logprobs),
+        multi_sample: sum(|s| s.multi_sample),
+        large_max_tokens: sum(|s| s.large_max_tokens),
+        temperature_zero: sum(|s| s.temperature_zero),
+        models: models.into_values().collect(),
+        client_ips: Vec::new(),
+        distinct_ips: sum(|s| s.distinct_ips),
+        user_agents: Vec::new(),
+        distinct_user_agents: sum(|s| s.distinct_user_agents),
+        user_agent: None,
+        end_user_events: sum(|s| s.end_user_events),
+        distinct_end_users: sum(|s| s.distinct_end_users),
+        payment_fingerprint: None,
+        account_created_at: members
+            .iter()
+            .filter_map(|m| m.summary.account_created_at)
+            .min(),
+        samples: SharedSamples::new(cluster_samples(members)),
+    }
+}
+
+fn cluster_samples(members: &[Member<'_>]) -> Vec<SamplePrompt> {
+    let mut by_risk: Vec<&Member<'_>> = members.iter().collect();
+    by_risk.sort_by(|a, b| b.risk.total_cmp(&a.risk).then(a.account.cmp(b.account)));
+    by_risk
+        .into_iter()
+        .filter_map(|m| m.summary.samples.first().cloned())
+        .take(CLUSTER_SAMPLES)
+        .collect()
+}
+
+/// A readable value for one feature key, found among the members holding it.
+fn example(
+    kind: LinkKind,
+    key: &FeatureKey,
+    members: &[Member<'_>],
+    created_window_ms: i64,
+) -> Option<String> {
+    match kind {
+        LinkKind::Payment => members
+            .iter()
+            .filter_map(|m| m.summary.payment_fingerprint.as_deref())
+            .find(|p| crate::sketch::hash::fast_hash(p.as_bytes()) == key.value)
+            .map(str::to_owned),
+        LinkKind::ClientIp | LinkKind::Subnet => members
+            .iter()
+            .flat_map(|m| &m.summary.client_ips)
+            .find(|ip| ip_keys(ip).contains(key))
+            .map(|ip| {
+                if kind == LinkKind::Subnet {
+                    subnet_label(ip)
+                } else {
+                    ip.to_string()
+                }
+            }),
+        LinkKind::UserAgent => members
+            .iter()
+            .find(|m| m.summary.user_agents.first() == Some(&key.value))
+            .and_then(|m| m.summary.user_agent.clone()),
+        LinkKind::SystemPrompt => Some(format!("system prompt #{:016x}", key.value)),
+        LinkKind::Skeleton => Some(format!("prompt skeleton #{:016x}", key.value)),
+        LinkKind::Created => EventTime::from_epoch_ms(key.value as i64 * created_window_ms.max(1))
+            .ok()
+            .map(|t| format!("created in the window starting {t}")),
+        LinkKind::Lockstep => None,
+    }
+}
+
+impl Linker {
+    /// What the cluster's links rest on: per kind, how many members share a value of that kind
+    /// with another member, the weight of the most shared value, and example values.
+    pub fn link_evidence(&self, cluster: &ClusterView<'_>) -> Vec<LinkEvidence> {
+        let Some(state) = self.clusters.get(&cluster.id) else {
+            return Vec::new();
+        };
+        let mut sharing = [0usize; super::features::KINDS];
+        let mut values: BTreeMap<FeatureKey, usize> = BTreeMap::new();
+        for member in &state.members {
+            let node = self.node(*member);
+            let mut mask = 0u16;
+            for link in node
+                .links
+                .iter()
+                .filter(|l| self.node(l.other).cluster == Some(cluster.id))
+            {
+                mask |= link.kinds;
+            }
+            for kind in LinkKind::ALL {
+                if mask & (1 << kind as u16) != 0 {
+                    sharing[kind as usize] += 1;
+                }
+            }
+            for key in &node.features {
+                *values.entry(*key).or_default() += 1;
+            }
+        }
+        let mut evidence = Vec::new();
+        for kind in LinkKind::ALL {
+            let members_sharing = sharing[kind as usize];
+            if members_sharing == 0 {
+                continue;
+            }
+            // The kind's values shared by two or more members, most shared first.
+            let mut shared: Vec<(&FeatureKey, usize)> = values
+                .iter()
+                .filter(|(k, n)| k.kind == kind && **n >= 2)
+                .map(|(k, n)| (k, *n))
+                .collect();
+            shared.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            let weight = match (kind, shared.first()) {
+                (LinkKind::Lockstep, _) => self.config.weights.lockstep,
+                (_, Some((key, _))) => self
+                    .postings
+                    .get(key)
+                    .map_or(0.0, |p| self.config.rarity_weight(kind, p.holders)),
+                (_, None) => 0.0,
+            };
+            let examples = if kind == LinkKind::Lockstep {
+                vec![format!(
+                    "{members_sharing} members active in the same hours of the last day (cosine ≥ {})",
+                    self.config.lockstep_similarity
+                )]
+            } else {
+                shared
+                    .iter()
+                    .take(EXAMPLES)
+                    .filter_map(|(key, n)| {
+                        example(kind, key, &cluster.members, self.config.creation_window_ms)
+                            .map(|value| format!("{value} ({n} members)"))
+                    })
+                    .collect()
+            };
+            evidence.push(LinkEvidence {
+                kind: kind.as_str().to_owned(),
+                members_sharing,
+                weight: crate::detect::round4(weight),
+                examples,
+            });
+        }
+        evidence.sort_by(|a, b| {
+            b.members_sharing
+                .cmp(&a.members_sharing)
+                .then(a.kind.cmp(&b.kind))
+        });
+        evidence
+    }
+}

@@ -1,0 +1,377 @@
+//! Judging clusters as one actor and marking their members.
+//!
+//! A cluster is scored by the same detectors as an account, on its members' combined summary
+//! ([`combined_summary`]): forty accounts each sending 170 diverse prompts a day are one actor
+//! sending 6,800, and that actor's volume, breadth and rhythm are what the detectors measure.
+//! The result is scaled by how strongly the members are linked:
+//!
+//! ```text
+//! strength = mean over members of min(1, strongest link / (2 × link threshold))
+//! risk     = combined risk × (LINK_FLOOR + (1 − LINK_FLOOR) × strength)
+//! ```
+//!
+//! so a cluster held together only by links at the threshold needs a clearer combined case.
+//! Members of a flagged cluster are flagged too, carry its id, and get a finding if they had none.
+
+use std::collections::BTreeMap;
+
+use super::Scorer;
+use crate::detect::combine::DetectorSuite;
+use crate::detect::combine::Scores;
+use crate::detect::{round4, Context};
+use crate::event::AccountId;
+use crate::finding::{
+    AccountFinding, ClusterFinding, Evidence, FindingUpdate, Measurement, Severity, Signal,
+};
+use crate::link::{cluster_label, combined_summary, ClusterChange, ClusterView};
+
+/// Share of the combined risk a cluster keeps when its links are only just at the threshold.
+const LINK_FLOOR: f64 = 0.7;
+/// A cluster finding's score must move this much (or its severity, flag or members change) to be
+/// re-emitted.
+const SCORE_STEP: f64 = 0.05;
+/// Name of the signal that explains a cluster's links (and a member's membership).
+pub const CLUSTER_SIGNAL: &str = "cluster";
+
+pub(super) fn parse_label(label: &str) -> Option<u64> {
+    u64::from_str_radix(label.strip_prefix("cl-")?, 16).ok()
+}
+
+fn link_strength(view: &ClusterView<'_>, threshold: f64) -> f64 {
+    if view.members.is_empty() {
+        return 0.0;
+    }
+    let threshold = threshold.max(1e-6);
+    view.members
+        .iter()
+        .map(|m| (m.best_link / (2.0 * threshold)).min(1.0))
+        .sum::<f64>()
+        / view.members.len() as f64
+}
+
+impl Scorer {
+    pub(super) fn judge_clusters(
+        &mut self,
+        changes: &[ClusterChange],
+        context: &Context<'_>,
+        updates: &mut Vec<FindingUpdate>,
+    ) {
+        for change in changes {
+            match *change {
+                ClusterChange::Updated { id } => self.judge_cluster(id, context, updates),
+                ClusterChange::Retired { id, merged_into } => {
+                    self.retire_cluster(id, merged_into, updates)
+                }
+            }
+        }
+    }
+
+    fn judge_cluster(&mut self, id: u64, context: &Context<'_>, updates: &mut Vec<FindingUpdate>) {
+        let Some(view) = self.linker.cluster(id) else {
+            return;
+        };
+        let label = cluster_label(id);
+        let combined = combined_summary(&view, context.at);
+        let scores = self.cluster_suite.score(&combined, context);
+        let strength = link_strength(&view, self.linker.config().link_threshold);
+        let risk = round4(scores.risk * (LINK_FLOOR + (1.0 - LINK_FLOOR) * strength));
+        let flagged_now = risk >= self.config.flag_threshold;
+        let members: Vec<String> = view.members.iter().map(|m| m.account.to_string()).collect();
+        let reported = self.clusters.contains_key(&id) || risk >= self.config.report_min_score;
+        if reported {
+            let links = self.linker.link_evidence(&view);
+            let old = self.clusters.get(&id);
+            let (old_score, old_severity, old_flagged, old_members) =
+                old.map_or((0.0, None, false, None), |f| {
+                    (
+                        f.score,
+                        Some(f.severity),
+                        f.flagged,
+                        Some(f.members.clone()),
+                    )
+                });
+            let membership_moved = old_members.as_ref() != Some(&members);
+            let risen = risk - old_score >= SCORE_STEP
+                || old_severity.is_none_or(|s| Severity::from_score(risk) > s);
+            let moved = (risk - old_score).abs() >= SCORE_STEP
+                || old_severity != Some(Severity::from_score(risk));
+            let was_new = old.is_none();
+            let refresh = was_new
+                || membership_moved
+                || (flagged_now && !old_flagged)
+                || if self.config.findings_keep_peak {
+                    risen
+                } else {
+                    moved
+                };
+            let mut signals = None;
+            if refresh {
+                let mut all = vec![links_signal(
+                    &view,
+                    &links,
+                    strength,
+                    &combined,
+                    self.config.flag_threshold,
+                )];
+                all.extend(self.cluster_suite.signals(&combined, context, &scores));
+                signals = Some(all);
+            }
+            let finding = self.clusters.entry(id).or_insert_with(|| ClusterFinding {
+                cluster_id: label.clone(),
+                score: risk,
+                severity: Severity::from_score(risk),
+                flagged: false,
+                members: Vec::new(),
+                first_flagged_at: None,
+                first_seen: combined.first_seen,
+                last_seen: combined.last_seen,
+                links: Vec::new(),
+                signals: Vec::new(),
+            });
+            finding.first_seen = combined.first_seen;
+            finding.last_seen = combined.last_seen;
+            finding.members = members;
+            finding.links = links;
+            if let Some(signals) = signals {
+                let keep_peak = self.config.findings_keep_peak && !membership_moved;
+                if !keep_peak || risk >= finding.score || was_new {
+                    finding.score = risk;
+                }
+                finding.severity = Severity::from_score(finding.score);
+                finding.signals = signals;
+            }
+            if flagged_now && !finding.flagged {
+                finding.flagged = true;
+                finding.first_flagged_at = Some(combined.last_seen);
+            }
+            let changed = old_severity != Some(finding.severity)
+                || finding.flagged != old_flagged
+                || (finding.score - old_score).abs() >= SCORE_STEP
+                || membership_moved;
+            if changed {
+                updates.push(FindingUpdate::Cluster(finding.clone()));
+            }
+        }
+        let cluster = self.clusters.get(&id).cloned();
+        mark_members(
+            &mut self.findings,
+            &mut self.cluster_suite,
+            &view,
+            cluster.as_ref(),
+            context,
+            updates,
+        );
+    }
+
+    fn retire_cluster(
+        &mut self,
+        id: u64,
+        merged_into: Option<u64>,
+        updates: &mut Vec<FindingUpdate>,
+    ) {
+        let Some(mut finding) = self.clusters.remove(&id) else {
+            return;
+        };
+        let fate = match merged_into {
+            Some(survivor) => format!("merged into {}", cluster_label(survivor)),
+            None => "its links fell below the threshold or its members went idle".to_owned(),
+        };
+        for member in std::mem::take(&mut finding.members) {
+            let Ok(account) = crate::event::AccountId::parse(member) else {
+                continue;
+            };
+            if self.linker.cluster_of(&account).is_some() {
+                continue;
+            }
+            if let Some(account_finding) = self.findings.get_mut(&account) {
+                if account_finding.cluster_id.as_deref() == Some(finding.cluster_id.as_str()) {
+                    account_finding.cluster_id = None;
+                    updates.push(FindingUpdate::Account(account_finding.clone()));
+                }
+            }
+        }
+        finding.signals.insert(
+            0,
+            Signal {
+                detector: CLUSTER_SIGNAL.to_owned(),
+                score: 0.0,
+                evidence: Evidence {
+                    summary: format!("cluster retired: {fate}"),
+                    measurements: Vec::new(),
+                },
+            },
+        );
+        updates.push(FindingUpdate::Cluster(finding));
+    }
+}
+
+/// Members carry the id of their reported cluster; members of a flagged cluster are flagged and
+/// get a finding if they had none.
+fn mark_members(
+    findings: &mut BTreeMap<AccountId, AccountFinding>,
+    suite: &mut DetectorSuite,
+    view: &ClusterView<'_>,
+    cluster: Option<&ClusterFinding>,
+    context: &Context<'_>,
+    updates: &mut Vec<FindingUpdate>,
+) {
+    let label = cluster.map(|c| c.cluster_id.clone());
+    let flagged = cluster.filter(|c| c.flagged);
+    for member in &view.members {
+        let finding = match findings.get_mut(member.account) {
+            Some(finding) => finding,
+            None => {
+                let Some(cluster) = flagged else {
+                    continue;
+                };
+                let scores = suite.score(member.summary, context);
+                let finding = member_finding(member.summary, cluster, &scores, suite, context);
+                findings.insert(member.account.clone(), finding.clone());
+                updates.push(FindingUpdate::Account(finding));
+                continue;
+            }
+        };
+        let mut changed = false;
+        if finding.cluster_id != label {
+            finding.cluster_id.clone_from(&label);
+            changed = true;
+        }
+        if let Some(cluster) = flagged {
+            changed |= join_flagged(finding, cluster);
+        }
+        if changed {
+            updates.push(FindingUpdate::Account(finding.clone()));
+        }
+    }
+}
+
+/// Marks an existing account finding as a member of a flagged cluster; true if it changed.
+fn join_flagged(finding: &mut AccountFinding, cluster: &ClusterFinding) -> bool {
+    let mut changed = false;
+    let at = cluster.last_seen;
+    if !finding.flagged {
+        finding.flagged = true;
+        finding.first_flagged_at = Some(at);
+        changed = true;
+    }
+    if finding.clustered_at.is_none() {
+        finding.clustered_at = Some(at);
+        changed = true;
+    }
+    if finding.score < cluster.score {
+        finding.score = cluster.score;
+        finding.severity = Severity::from_score(cluster.score);
+        changed = true;
+    }
+    let signal = membership_signal(cluster);
+    match finding
+        .signals
+        .iter_mut()
+        .find(|s| s.detector == CLUSTER_SIGNAL)
+    {
+        Some(existing) if *existing == signal => {}
+        Some(existing) => {
+            *existing = signal;
+            changed = true;
+        }
+        None => {
+            finding.signals.insert(0, signal);
+            changed = true;
+        }
+    }
+    changed
+}
+
+fn member_finding(
+    summary: &crate::features::AccountSummary,
+    cluster: &ClusterFinding,
+    scores: &Scores,
+    suite: &crate::detect::combine::DetectorSuite,
+    context: &Context<'_>,
+) -> AccountFinding {
+    let mut signals = vec![membership_signal(cluster)];
+    signals.extend(suite.signals(summary, context, scores));
+    let score = round4(scores.risk.max(cluster.score));
+    AccountFinding {
+        account_id: summary.account_id.to_string(),
+        score,
+        severity: Severity::from_score(score),
+        flagged: true,
+        cluster_id: Some(cluster.cluster_id.clone()),
+        first_flagged_at: Some(cluster.last_seen),
+        clustered_at: Some(cluster.last_seen),
+        first_seen: summary.first_seen,
+        last_seen: summary.last_seen,
+        events: summary.events,
+        signals,
+        samples: summary.samples.to_vec(),
+    }
+}
+
+fn membership_signal(cluster: &ClusterFinding) -> Signal {
+    let kinds: Vec<&str> = cluster.links.iter().map(|l| l.kind.as_str()).collect();
+    Signal {
+        detector: CLUSTER_SIGNAL.to_owned(),
+        score: cluster.score,
+        evidence: Evidence {
+            summary: format!(
+                "member of flagged cluster {} ({} accounts, score {:.2}) linked by {}",
+                cluster.cluster_id,
+                cluster.members.len(),
+                cluster.score,
+                kinds.join(", ")
+            ),
+            measurements: vec![Measurement {
+                name: "cluster_score".to_owned(),
+                value: cluster.score,
+                threshold: None,
+                baseline: None,
+                window: None,
+            }],
+        },
+    }
+}
+
+fn links_signal(
+    view: &ClusterView<'_>,
+    links: &[crate::finding::LinkEvidence],
+    strength: f64,
+    combined: &crate::features::AccountSummary,
+    flag_threshold: f64,
+) -> Signal {
+    let shared: Vec<String> = links
+        .iter()
+        .map(|l| format!("{} ({} members)", l.kind, l.members_sharing))
+        .collect();
+    let member = |name: &str, value: f64, window: Option<&str>| Measurement {
+        name: name.to_owned(),
+        value,
+        threshold: None,
+        baseline: None,
+        window: window.map(str::to_owned),
+    };
+    Signal {
+        detector: CLUSTER_SIGNAL.to_owned(),
+        score: round4(strength),
+        evidence: Evidence {
+            summary: format!(
+                "{} accounts judged as one actor ({} requests in the last 24 h together), linked by {}; link strength {:.2}",
+                view.members.len(),
+                combined.events_last_24h,
+                if shared.is_empty() { "nothing".to_owned() } else { shared.join(", ") },
+                strength
+            ),
+            measurements: vec![
+                member("members", view.members.len() as f64, None),
+                member("link_strength", round4(strength), None),
+                member("events", combined.events as f64, Some("lifetime")),
+                member("events_last_24h", combined.events_last_24h as f64, Some("24h")),
+                member(
+                    "members_flagged_alone",
+                    view.members.iter().filter(|m| m.risk >= flag_threshold).count() as f64,
+                    None,
+                ),
+            ],
+        },
+    }
+}
