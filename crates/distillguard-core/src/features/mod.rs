@@ -20,7 +20,7 @@ use crate::text::{demands_reasoning, prompt_features, FrameWords, PromptFeatures
 use crate::time::EventTime;
 
 pub use summary::{hex_sha256, AccountSummary, ModelUse, SharedSamples};
-pub use windows::MIN_VOCABULARY_WORDS;
+pub use windows::{herdan, VocabularyCounter, MIN_VOCABULARY_WORDS};
 use windows::{GapStats, HourRing, QuietGaps, Vocabulary, HOURS};
 
 /// Prompts remembered for exact and edited re-send detection.
@@ -450,6 +450,7 @@ impl AccountState {
                 .get_or_insert_with(|| self.distinct_prompts.estimate().round() as u64),
             vocabulary_richness: self.vocabulary.richness(),
             subject_words: self.vocabulary.words,
+            young_vocabulary: self.vocabulary.young(),
             skeleton_prefixes: self.prefixes.top().into_iter().take(3).collect(),
             skeleton_suffixes: self.suffixes.top().into_iter().take(3).collect(),
             exact_repeats: self.exact_repeats,

@@ -100,6 +100,10 @@ pub struct AccountSummary {
     /// `None` below `MIN_VOCABULARY_WORDS` words.
     pub vocabulary_richness: Option<f64>,
     pub subject_words: u64,
+    /// Distinct subject words while there are too few for a richness (linker: the richness of a
+    /// cluster of young accounts is measured over their union).
+    #[serde(default)]
+    pub young_vocabulary: Option<Box<super::VocabularyCounter>>,
     /// Most frequent skeleton keys (linker: shared templates) with lower-bound counts.
     pub skeleton_prefixes: Vec<(u64, u32)>,
     pub skeleton_suffixes: Vec<(u64, u32)>,

@@ -19,11 +19,26 @@ const RICHNESS_DRIFT_PER_E_FOLD: f64 = 0.05;
 /// Below this many subject words richness is not measured.
 pub const MIN_VOCABULARY_WORDS: u64 = 60;
 
+/// Distinct subject words of a vocabulary window.
+pub type VocabularyCounter = LinearCounter<32>;
+
+/// Herdan's C of `words` subject words of which `distinct` differ, length-corrected to a full
+/// window; `None` below [`MIN_VOCABULARY_WORDS`].
+pub fn herdan(distinct: f64, words: u64) -> Option<f64> {
+    if words < MIN_VOCABULARY_WORDS {
+        return None;
+    }
+    let words = words as f64;
+    let distinct = distinct.max(1.0);
+    let drift = RICHNESS_DRIFT_PER_E_FOLD * (VOCABULARY_WINDOW_WORDS as f64 / words).ln();
+    Some(distinct.ln() / words.ln() - drift)
+}
+
 /// How many different subject words an account uses for how many it sends (topic spread).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(super) struct Vocabulary {
     pub(super) words: u64,
-    pub(super) distinct: LinearCounter<32>,
+    pub(super) distinct: VocabularyCounter,
     pub(super) previous: Option<f64>,
 }
 
@@ -42,13 +57,14 @@ impl Vocabulary {
     /// text grows (by about 0.05 per e-fold of words, in the simulator's rich and narrow sources
     /// alike), so a young window is compared as if it had reached `VOCABULARY_WINDOW_WORDS`.
     pub(super) fn current(&self) -> Option<f64> {
-        if self.words < MIN_VOCABULARY_WORDS {
-            return None;
-        }
-        let words = self.words as f64;
-        let distinct = self.distinct.estimate().max(1.0);
-        let drift = RICHNESS_DRIFT_PER_E_FOLD * (VOCABULARY_WINDOW_WORDS as f64 / words).ln();
-        Some(distinct.ln() / words.ln() - drift)
+        herdan(self.distinct.estimate(), self.words)
+    }
+
+    /// The window's distinct-word counter while the account is too young for a richness of its
+    /// own: a cluster of young accounts measures its richness over their union.
+    pub(super) fn young(&self) -> Option<Box<VocabularyCounter>> {
+        (self.previous.is_none() && self.words < MIN_VOCABULARY_WORDS && self.words > 0)
+            .then(|| Box::new(self.distinct.clone()))
     }
 
     /// The current window once it is a quarter full, the previous full window before that.

@@ -7,7 +7,7 @@ use super::clusters::{cluster_label, ClusterView, Member};
 use super::features::{ip_keys, subnet_label, FeatureKey};
 use super::{LinkKind, Linker};
 use crate::event::AccountId;
-use crate::features::{AccountSummary, ModelUse, SharedSamples};
+use crate::features::{herdan, AccountSummary, ModelUse, SharedSamples, VocabularyCounter};
 use crate::finding::{LinkEvidence, SamplePrompt};
 use crate::time::EventTime;
 
@@ -93,7 +93,7 @@ pub fn combined_summary(cluster: &ClusterView<'_>, at: EventTime) -> AccountSumm
         }
         last_hour += aligned[22..].iter().sum::<f64>() as u64;
     }
-    let (richness_sum, richness_words) = members
+    let (mut richness_sum, mut richness_words) = members
         .iter()
         .filter_map(|m| {
             m.summary
@@ -101,6 +101,20 @@ pub fn combined_summary(cluster: &ClusterView<'_>, at: EventTime) -> AccountSumm
                 .map(|r| (r * m.summary.subject_words as f64, m.summary.subject_words))
         })
         .fold((0.0, 0u64), |(s, w), (r, n)| (s + r, w + n));
+    // Members too young for a richness of their own are measured together, over the union of
+    // their words (not assumed disjoint: a shared vocabulary lowers it).
+    let mut young = VocabularyCounter::default();
+    let mut young_words = 0u64;
+    for member in members {
+        if let Some(counter) = &member.summary.young_vocabulary {
+            young.union(counter);
+            young_words += member.summary.subject_words;
+        }
+    }
+    if let Some(c) = herdan(young.estimate(), young_words) {
+        richness_sum += c * young_words as f64;
+        richness_words += young_words;
+    }
     let mut models: BTreeMap<String, ModelUse> = BTreeMap::new();
     for model in members.iter().flat_map(|m| &m.summary.models) {
         models
@@ -162,6 +176,7 @@ pub fn combined_summary(cluster: &ClusterView<'_>, at: EventTime) -> AccountSumm
         distinct_prompts: sum(|s| s.distinct_prompts),
         vocabulary_richness: (richness_words > 0).then(|| richness_sum / richness_words as f64),
         subject_words: sum(|s| s.subject_words),
+        young_vocabulary: None,
         skeleton_prefixes: merged_keys(
             members
                 .iter()

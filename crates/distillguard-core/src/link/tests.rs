@@ -1,1 +1,335 @@
+//! Hand-built linking cases: what must link, what must not, and how ids behave.
+
+use std::net::IpAddr;
+
+use crate::detect::testing::{diverse_prompt, word, BASE};
+use crate::engine::{Engine, EngineConfig};
+use crate::event::{AccountId, ApiEvent, ModelName};
+use crate::finding::{FindingUpdate, Report};
+use crate::time::EventTime;
+
+/// One request of a hand-built account.
+#[derive(Clone)]
+struct Req {
+    account: String,
+    ms: i64,
+    prompt: String,
+    ip: IpAddr,
+    agent: &'static str,
+    payment: String,
+    created_ms: i64,
+    system: Option<&'static str>,
+}
+
+impl Req {
+    fn event(&self) -> ApiEvent {
+        let mut e = ApiEvent::new(
+            EventTime::from_epoch_ms(BASE + self.ms).unwrap(),
+            AccountId::parse(self.account.clone()).unwrap(),
+            ModelName::parse("model-a").unwrap(),
+        );
+        e.prompt = Some(self.prompt.clone());
+        e.messages = Some(1);
+        e.client_ip = Some(self.ip);
+        e.user_agent = Some(self.agent.to_owned());
+        e.payment_fingerprint = Some(self.payment.clone());
+        e.account_created_at = Some(EventTime::from_epoch_ms(BASE + self.created_ms).unwrap());
+        e.system_prompt = self.system.map(str::to_owned);
+        e.usage.prompt_tokens = Some(60);
+        e.usage.completion_tokens = Some(600);
+        e
+    }
+}
+
+const SDK: &str = "OpenAI/Python 1.54.3";
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+/// Everyday questions, each account in its own words.
+fn human_prompt(account: usize, n: usize) -> String {
+    let openers = [
+        "can you help me with",
+        "what's the best way to handle",
+        "quick question about",
+        "I keep getting confused by",
+        "explain like I'm new to",
+    ];
+    format!(
+        "{} {} {}",
+        openers[(account + n) % openers.len()],
+        word(account * 7 + n % 3),
+        word(account * 11 + n)
+    )
+}
+
+fn run(requests: &[Req], config: EngineConfig, shards: usize) -> (Vec<FindingUpdate>, Report) {
+    let mut events: Vec<ApiEvent> = requests.iter().map(Req::event).collect();
+    events.sort_by_key(|e| e.timestamp);
+    let mut engine = Engine::new(config, shards);
+    let mut updates = Vec::new();
+    for e in &events {
+        engine.process(e);
+        updates.extend(engine.take_updates());
+    }
+    engine.finish();
+    updates.extend(engine.take_updates());
+    (updates, engine.report())
+}
+
+fn cluster_of(report: &Report, account: &str) -> Option<String> {
+    report
+        .clusters
+        .iter()
+        .find(|c| c.members.iter().any(|m| m == account))
+        .map(|c| c.cluster_id.clone())
+}
+
+/// `members` accounts sharing one rare proxy, each with its own card, created months apart,
+/// sending a few prompts a day over `hours`; with `template`, every prompt is the same
+/// instruction around a new question.
+fn proxy_group(prefix: &str, members: usize, hours: i64, template: bool) -> Vec<Req> {
+    let mut out = Vec::new();
+    for m in 0..members {
+        for n in 0..(hours as usize / 2) {
+            let question = diverse_prompt(m * 1_000 + n);
+            let prompt = if template {
+                format!("You are grading answers for a dataset. Write a complete, detailed reference answer to: {question}")
+            } else {
+                human_prompt(m, n)
+            };
+            out.push(Req {
+                account: format!("{prefix}-{m}"),
+                ms: (n as i64 * 2 + (m as i64 % 2)) * EventTime::HOUR + m as i64 * 7_000,
+                prompt,
+                ip: ip("203.0.113.77"),
+                agent: if m % 2 == 0 { SDK } else { "python-httpx/0.27.2" },
+                payment: format!("pm_{prefix}_{m}"),
+                created_ms: -(m as i64 + 1) * 40 * EventTime::DAY,
+                system: None,
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn a_shared_nat_does_not_link_the_accounts_behind_it() {
+    // 150 people of different companies behind one carrier NAT, the official SDK's user agent,
+    // office hours; nothing else in common.
+    let mut requests = Vec::new();
+    for person in 0..150 {
+        for n in 0..12 {
+            requests.push(Req {
+                account: format!("nat-user-{person}"),
+                ms: (9 + n as i64 % 8) * EventTime::HOUR + person as i64 * 13_000,
+                prompt: human_prompt(person, n),
+                ip: ip("192.0.2.10"),
+                agent: SDK,
+                payment: format!("pm_person_{person}"),
+                created_ms: -(person as i64 * 3 + 1) * EventTime::DAY,
+                system: None,
+            });
+        }
+    }
+    let (_, report) = run(&requests, EngineConfig::default(), 2);
+    assert!(report.clusters.is_empty(), "{:?}", report.clusters);
+    assert!(report.accounts.iter().all(|a| a.cluster_id.is_none()));
+}
+
+#[test]
+fn a_shared_rare_proxy_alone_does_not_link_but_with_a_shared_template_it_does() {
+    let (_, proxy_only) = run(&proxy_group("plain", 5, 24, false), EngineConfig::default(), 1);
+    assert!(proxy_only.clusters.is_empty(), "{:?}", proxy_only.clusters);
+
+    let (_, templated) = run(&proxy_group("tmpl", 5, 24, true), EngineConfig::default(), 1);
+    let cluster = templated
+        .clusters
+        .iter()
+        .find(|c| c.members.len() == 5)
+        .unwrap_or_else(|| panic!("{:?}", templated.clusters));
+    let kinds: Vec<&str> = cluster.links.iter().map(|l| l.kind.as_str()).collect();
+    assert!(kinds.contains(&"client_ip"), "{kinds:?}");
+    assert!(kinds.contains(&"prompt_skeleton"), "{kinds:?}");
+    let proxy = cluster.links.iter().find(|l| l.kind == "client_ip").unwrap();
+    assert_eq!(proxy.members_sharing, 5);
+    assert_eq!(proxy.examples, ["203.0.113.77 (5 members)"]);
+}
+
+/// Accounts created in one burst sharing three cards and a proxy pool, each sending a handful of
+/// eliciting one-shot prompts an hour round the clock: below every per-account threshold, one
+/// actor together.
+fn quiet_hydra(prefix: &str, members: usize, hours: i64) -> Vec<Req> {
+    let mut out = Vec::new();
+    let mut i = 0usize;
+    for hour in 0..hours {
+        for m in 0..members {
+            if (hour as usize + m) % 4 != 0 {
+                continue;
+            }
+            out.push(Req {
+                account: format!("{prefix}-{m:02}"),
+                ms: hour * EventTime::HOUR + (m as i64 * 97_000) % EventTime::HOUR,
+                prompt: format!("{} Think step by step and show all of your reasoning.", diverse_prompt(i)),
+                ip: ip(&format!("198.51.100.{}", 10 + (m + hour as usize) % 6)),
+                agent: SDK,
+                payment: format!("pm_{prefix}_{}", m % 3),
+                created_ms: -3 * EventTime::DAY + m as i64 * 30_000,
+                system: Some("You are a helpful assistant. Answer accurately and completely."),
+            });
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn a_cluster_is_flagged_when_none_of_its_members_is_flagged_alone() {
+    let requests = quiet_hydra("hydra", 30, 30);
+    let alone = EngineConfig {
+        linking: crate::link::LinkConfig {
+            enabled: false,
+            ..Default::default()
+        },
+        ..EngineConfig::default()
+    };
+    let (_, without_links) = run(&requests, alone, 1);
+    assert!(without_links.accounts.iter().all(|a| !a.flagged));
+    assert!(without_links.clusters.is_empty());
+
+    let (_, report) = run(&requests, EngineConfig::default(), 1);
+    assert_eq!(report.clusters.len(), 1, "{:?}", report.clusters);
+    let cluster = &report.clusters[0];
+    assert!(cluster.flagged, "score {}", cluster.score);
+    assert_eq!(cluster.members.len(), 30);
+    let links = &cluster.signals[0];
+    assert_eq!(links.detector, "cluster");
+    let alone_count = links
+        .evidence
+        .measurements
+        .iter()
+        .find(|m| m.name == "members_flagged_alone")
+        .unwrap();
+    assert_eq!(alone_count.value, 0.0);
+    // Every member is listed as flagged, with the cluster's id and the time it joined.
+    assert_eq!(report.accounts.len(), 30);
+    for account in &report.accounts {
+        assert!(account.flagged);
+        assert_eq!(account.cluster_id.as_deref(), Some(cluster.cluster_id.as_str()));
+        assert!(account.clustered_at.is_some());
+        assert_eq!(account.signals[0].detector, "cluster");
+    }
+    let payment = cluster.links.iter().find(|l| l.kind == "payment_fingerprint").unwrap();
+    assert_eq!(payment.members_sharing, 30);
+    assert_eq!(payment.examples.len(), 3);
+}
+
+#[test]
+fn cluster_ids_stay_stable_as_clusters_grow_and_merge() {
+    // Group a (six accounts) and group b (three) each share cards; from hour 12 one member of b
+    // pays with one of a's cards, which joins the groups.
+    let mut requests = quiet_hydra("a", 6, 24);
+    let mut b = quiet_hydra("b", 3, 24);
+    for (i, r) in b.iter_mut().enumerate() {
+        // Nothing else in common with a: own proxy, client, wording and creation day.
+        r.ip = ip("203.0.113.200");
+        r.system = None;
+        r.agent = "python-httpx/0.27.2";
+        r.prompt = format!("Please answer briefly: {}", diverse_prompt(50_000 + i));
+        r.created_ms -= 20 * EventTime::DAY;
+        r.payment = "pm_b".into();
+        if r.account == "b-00" && r.ms >= 12 * EventTime::HOUR {
+            r.payment = "pm_a_0".into();
+        }
+    }
+    requests.extend(b);
+    let config = EngineConfig {
+        report_min_score: 0.0,
+        ..EngineConfig::default()
+    };
+    let (updates, report) = run(&requests, config, 1);
+    let first_id = |prefix: &str| {
+        updates.iter().find_map(|u| match u {
+            FindingUpdate::Cluster(c) if c.members.iter().any(|m| m.starts_with(prefix)) => {
+                Some(c.cluster_id.clone())
+            }
+            _ => None,
+        })
+    };
+    let (a_id, b_id) = (first_id("a-").unwrap(), first_id("b-").unwrap());
+    assert_ne!(a_id, b_id);
+    // The larger group's id survives the merge and holds everyone.
+    assert_eq!(report.clusters.len(), 1, "{:?}", report.clusters);
+    assert_eq!(report.clusters[0].cluster_id, a_id);
+    assert_eq!(report.clusters[0].members.len(), 9);
+    assert_eq!(cluster_of(&report, "b-01"), Some(a_id.clone()));
+    // The smaller one is retired once, naming the survivor.
+    let retired: Vec<_> = updates
+        .iter()
+        .filter_map(|u| match u {
+            FindingUpdate::Cluster(c) if c.cluster_id == b_id && c.members.is_empty() => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retired.len(), 1);
+    assert!(retired[0].signals[0]
+        .evidence
+        .summary
+        .contains(&format!("merged into {a_id}")));
+    // Every update of a's cluster used the same id: it never changed while it grew.
+    let a_updates = updates
+        .iter()
+        .filter(|u| matches!(u, FindingUpdate::Cluster(c) if c.members.iter().any(|m| m == "a-00")))
+        .count();
+    assert!(a_updates >= 2);
+    assert!(updates.iter().all(|u| match u {
+        FindingUpdate::Cluster(c) if c.members.iter().any(|m| m == "a-00") => c.cluster_id == a_id,
+        _ => true,
+    }));
+}
+
+#[test]
+fn clusters_do_not_depend_on_the_number_of_shards_or_on_a_restart() {
+    let mut requests = quiet_hydra("h", 24, 20);
+    requests.extend(proxy_group("t", 4, 20, true));
+    let (one_updates, one_report) = run(&requests, EngineConfig::default(), 1);
+    let (eight_updates, eight_report) = run(&requests, EngineConfig::default(), 8);
+    assert!(one_report.clusters.iter().any(|c| c.flagged));
+    assert_eq!(one_updates, eight_updates);
+    assert_eq!(one_report, eight_report);
+
+    let mut events: Vec<ApiEvent> = requests.iter().map(Req::event).collect();
+    events.sort_by_key(|e| e.timestamp);
+    let mut engine = Engine::new(EngineConfig::default(), 3);
+    let mut updates = Vec::new();
+    let cut = events.len() / 2;
+    for e in &events[..cut] {
+        engine.process(e);
+        updates.extend(engine.take_updates());
+    }
+    let json = serde_json::to_string(&engine.checkpoint()).unwrap();
+    let mut engine = Engine::restore(EngineConfig::default(), serde_json::from_str(&json).unwrap());
+    for e in &events[cut..] {
+        engine.process(e);
+        updates.extend(engine.take_updates());
+    }
+    engine.finish();
+    updates.extend(engine.take_updates());
+    assert_eq!(updates, one_updates);
+    assert_eq!(engine.report(), one_report);
+}
+
+#[test]
+fn rarity_weight_falls_with_holders_and_vanishes_past_the_cap() {
+    let config = crate::link::LinkConfig::default();
+    let kind = crate::link::LinkKind::ClientIp;
+    let full = config.rarity_weight(kind, 2);
+    assert_eq!(full, config.weights.client_ip);
+    assert_eq!(config.rarity_weight(kind, config.rare_up_to), full);
+    let half_way = config.rarity_weight(kind, 50);
+    assert!(half_way > 0.0 && half_way < full);
+    assert!(config.rarity_weight(kind, 150) < half_way);
+    assert_eq!(config.rarity_weight(kind, config.max_accounts_per_value + 1), 0.0);
+}
 

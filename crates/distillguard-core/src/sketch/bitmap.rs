@@ -26,6 +26,13 @@ impl<const WORDS: usize> LinearCounter<WORDS> {
         self.bits[bit / 64] |= 1 << (bit % 64);
     }
 
+    /// Adds another counter's items (the estimate becomes that of the union).
+    pub fn union(&mut self, other: &Self) {
+        for (mine, theirs) in self.bits.iter_mut().zip(&other.bits) {
+            *mine |= theirs;
+        }
+    }
+
     pub fn estimate(&self) -> f64 {
         let set: u32 = self.bits.iter().map(|w| w.count_ones()).sum();
         let m = Self::BITS as f64;
