@@ -91,7 +91,8 @@ pub struct AccountFinding {
     pub cluster_id: Option<String>,
     /// Event time of the event that first made this account flagged.
     pub first_flagged_at: Option<EventTime>,
-    /// Event time at which the account first joined a flagged cluster.
+    /// Event time at which the account joined its current flagged cluster (a merge into another
+    /// cluster moves it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clustered_at: Option<EventTime>,
     pub first_seen: EventTime,

@@ -58,7 +58,16 @@ pub struct CampaignRow {
     pub largest_cluster_share: Option<f64>,
     /// Share of that cluster's members that belong to the campaign.
     pub largest_cluster_purity: Option<f64>,
+    /// Event time from the campaign's first event until [`CLUSTER_SHARE`] of its accounts were
+    /// members of that cluster while it was flagged (from the accounts' `clustered_at`); `None`
+    /// when the cluster is not flagged or never held that share.
+    #[serde(default)]
+    pub time_to_cluster_ms: Option<i64>,
 }
+
+/// Share of a campaign's accounts its cluster must hold for the campaign to count as found as
+/// one cluster (issue 5).
+pub const CLUSTER_SHARE: f64 = 0.9;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterStats {
@@ -69,6 +78,9 @@ pub struct ClusterStats {
     pub flagged_purity: Option<f64>,
     /// Flagged clusters whose majority is benign accounts.
     pub benign_majority_flagged: u64,
+    /// Benign accounts inside flagged clusters whose majority is an attack campaign.
+    #[serde(default)]
+    pub benign_in_attack_clusters: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,17 +124,22 @@ pub fn evaluate(
     for account in report.accounts.iter().filter(|a| a.flagged) {
         flagged_at.insert(account.account_id.as_str(), account.first_flagged_at);
     }
+    // A member's own finding says when it was flagged (through the cluster or alone); the
+    // cluster's time stands in only when the report has no finding for the member. A cluster's
+    // `first_flagged_at` is not used otherwise: its id may have been flagged while it held other
+    // accounts (it survives merges and splits).
     for cluster in report.clusters.iter().filter(|c| c.flagged) {
         for member in &cluster.members {
-            let entry = flagged_at
+            flagged_at
                 .entry(member.as_str())
                 .or_insert(cluster.first_flagged_at);
-            *entry = match (*entry, cluster.first_flagged_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
         }
     }
+    let clustered_at: HashMap<&str, EventTime> = report
+        .accounts
+        .iter()
+        .filter_map(|a| Some((a.account_id.as_str(), a.clustered_at?)))
+        .collect();
     let unlabelled_accounts = flagged_at
         .keys()
         .filter(|id| !labels.contains_key(**id))
@@ -187,6 +204,7 @@ pub fn evaluate(
                 clusters: 0,
                 largest_cluster_share: None,
                 largest_cluster_purity: None,
+                time_to_cluster_ms: None,
             });
         entry.accounts += 1;
         entry.flagged += u64::from(flagged);
@@ -254,10 +272,12 @@ pub fn evaluate(
         flagged_clusters: 0,
         flagged_purity: None,
         benign_majority_flagged: 0,
+        benign_in_attack_clusters: 0,
     };
     let (mut majority_members, mut all_members) = (0u64, 0u64);
-    let mut per_campaign: HashMap<String, Vec<(u64, u64)>> = HashMap::new();
-    for cluster in &report.clusters {
+    // Per campaign: (members inside, cluster size, cluster index) for every cluster holding some.
+    let mut per_campaign: HashMap<String, Vec<(u64, u64, usize)>> = HashMap::new();
+    for (index, cluster) in report.clusters.iter().enumerate() {
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         let members: BTreeSet<&str> = cluster.members.iter().map(String::as_str).collect();
         for member in &members {
@@ -267,7 +287,7 @@ pub fn evaluate(
             per_campaign
                 .entry(group.clone())
                 .or_default()
-                .push((*count, members.len() as u64));
+                .push((*count, members.len() as u64, index));
         }
         if cluster.flagged {
             clusters.flagged_clusters += 1;
@@ -280,6 +300,8 @@ pub fn evaluate(
             all_members += members.len() as u64;
             if majority == "benign" {
                 clusters.benign_majority_flagged += 1;
+            } else {
+                clusters.benign_in_attack_clusters += counts.get("benign").copied().unwrap_or(0);
             }
         }
     }
@@ -294,12 +316,28 @@ pub fn evaluate(
         };
         if let Some(found) = per_campaign.get(&row.campaign) {
             row.clusters = found.len() as u64;
-            if let Some((inside, size)) = found
+            if let Some((inside, size, index)) = found
                 .iter()
-                .max_by_key(|(inside, size)| (*inside, std::cmp::Reverse(*size)))
+                .max_by_key(|(inside, size, _)| (*inside, std::cmp::Reverse(*size)))
             {
                 row.largest_cluster_share = Some(ratio(*inside, row.accounts));
                 row.largest_cluster_purity = Some(ratio(*inside, *size));
+                let cluster = &report.clusters[*index];
+                let mut joined: Vec<i64> = cluster
+                    .members
+                    .iter()
+                    .filter(|m| group_of(m) == row.campaign)
+                    .filter_map(|m| clustered_at.get(m.as_str()).map(|t| t.epoch_ms()))
+                    .collect();
+                joined.sort_unstable();
+                let needed = (CLUSTER_SHARE * row.accounts as f64).ceil() as usize;
+                if let (true, Some(start), Some(reached)) = (
+                    cluster.flagged,
+                    row.first_event,
+                    needed.checked_sub(1).and_then(|i| joined.get(i)),
+                ) {
+                    row.time_to_cluster_ms = Some((reached - start.epoch_ms()).max(0));
+                }
             }
         }
     }
@@ -325,6 +363,12 @@ pub struct Thresholds {
     pub min_campaigns_detected: Option<f64>,
     /// Per-archetype floor on the row's rate (recall for attacks); ceiling for benign rows.
     pub archetype_rates: Vec<(String, f64)>,
+    /// Attack archetypes whose every campaign must be found as one flagged cluster holding
+    /// [`CLUSTER_SHARE`] of its accounts, with purity `cluster_min_purity`, within
+    /// `cluster_max_time_ms`; naming any also requires no benign account in an attack cluster.
+    pub cluster_archetypes: Vec<String>,
+    pub cluster_min_purity: f64,
+    pub cluster_max_time_ms: i64,
 }
 
 pub fn check(evaluation: &Evaluation, thresholds: &Thresholds) -> Vec<String> {
@@ -372,6 +416,39 @@ pub fn check(evaluation: &Evaluation, thresholds: &Thresholds) -> Vec<String> {
             }
             Some(_) => {}
         }
+    }
+    for archetype in &thresholds.cluster_archetypes {
+        let campaigns: Vec<&CampaignRow> = evaluation
+            .campaigns
+            .iter()
+            .filter(|c| &c.archetype == archetype)
+            .collect();
+        if campaigns.is_empty() {
+            failures.push(format!("no {archetype} campaign in the labels"));
+        }
+        for c in campaigns {
+            let found = c.largest_cluster_share.unwrap_or(0.0) >= CLUSTER_SHARE
+                && c.largest_cluster_purity.unwrap_or(0.0) >= thresholds.cluster_min_purity;
+            match c.time_to_cluster_ms {
+                Some(ms) if found && ms <= thresholds.cluster_max_time_ms => {}
+                _ => failures.push(format!(
+                    "{} was not found as one flagged cluster (share {}, purity {}, time {}; need {CLUSTER_SHARE}, {}, {})",
+                    c.campaign,
+                    opt_ratio(c.largest_cluster_share),
+                    opt_ratio(c.largest_cluster_purity),
+                    opt_duration(c.time_to_cluster_ms),
+                    thresholds.cluster_min_purity,
+                    human_duration(thresholds.cluster_max_time_ms)
+                )),
+            }
+        }
+    }
+    if !thresholds.cluster_archetypes.is_empty() && evaluation.clusters.benign_in_attack_clusters > 0
+    {
+        failures.push(format!(
+            "{} benign accounts are in flagged attack clusters",
+            evaluation.clusters.benign_in_attack_clusters
+        ));
     }
     failures
 }
@@ -426,11 +503,11 @@ pub fn render(evaluation: &Evaluation) -> String {
         "\noverall: precision {:.3}  recall {:.3}  F1 {:.3}  FPR {:.4}  (TP {} FP {} FN {} TN {})\n\n",
         o.precision, o.recall, o.f1, o.false_positive_rate, o.true_positives, o.false_positives, o.false_negatives, o.true_negatives
     ));
-    out.push_str("| campaign | archetype | accounts | flagged | detected | time to detect | clusters | largest cluster share | its purity |\n");
-    out.push_str("|---|---|---:|---:|---|---:|---:|---:|---:|\n");
+    out.push_str("| campaign | archetype | accounts | flagged | detected | time to detect | clusters | largest cluster share | its purity | time to 90% in one flagged cluster |\n");
+    out.push_str("|---|---|---:|---:|---|---:|---:|---:|---:|---:|\n");
     for c in &evaluation.campaigns {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             c.campaign,
             c.archetype,
             c.accounts,
@@ -439,16 +516,18 @@ pub fn render(evaluation: &Evaluation) -> String {
             opt_duration(c.time_to_detect_ms),
             c.clusters,
             opt_ratio(c.largest_cluster_share),
-            opt_ratio(c.largest_cluster_purity)
+            opt_ratio(c.largest_cluster_purity),
+            opt_duration(c.time_to_cluster_ms)
         ));
     }
     let k = &evaluation.clusters;
     out.push_str(&format!(
-        "\nclusters: {} ({} flagged), flagged purity {}, flagged with benign majority {}\n",
+        "\nclusters: {} ({} flagged), flagged purity {}, flagged with benign majority {}, benign accounts in flagged attack clusters {}\n",
         k.clusters,
         k.flagged_clusters,
         opt_ratio(k.flagged_purity),
-        k.benign_majority_flagged
+        k.benign_majority_flagged,
+        k.benign_in_attack_clusters
     ));
     if evaluation.unlabelled_accounts > 0 {
         out.push_str(&format!(

@@ -231,13 +231,13 @@ fn mark_members(
                 continue;
             }
         };
-        let mut changed = false;
-        if finding.cluster_id != label {
+        let moved = finding.cluster_id != label;
+        if moved {
             finding.cluster_id.clone_from(&label);
-            changed = true;
         }
+        let mut changed = moved;
         if let Some(cluster) = flagged {
-            changed |= join_flagged(finding, cluster);
+            changed |= join_flagged(finding, cluster, moved);
         }
         if changed {
             updates.push(FindingUpdate::Account(finding.clone()));
@@ -245,8 +245,9 @@ fn mark_members(
     }
 }
 
-/// Marks an existing account finding as a member of a flagged cluster; true if it changed.
-fn join_flagged(finding: &mut AccountFinding, cluster: &ClusterFinding) -> bool {
+/// Marks an existing account finding as a member of a flagged cluster (`moved`: it has just
+/// joined this one); true if it changed.
+fn join_flagged(finding: &mut AccountFinding, cluster: &ClusterFinding, moved: bool) -> bool {
     let mut changed = false;
     let at = cluster.last_seen;
     if !finding.flagged {
@@ -254,7 +255,8 @@ fn join_flagged(finding: &mut AccountFinding, cluster: &ClusterFinding) -> bool 
         finding.first_flagged_at = Some(at);
         changed = true;
     }
-    if finding.clustered_at.is_none() {
+    // When it joined its current flagged cluster: a merge moves it into the survivor.
+    if finding.clustered_at.is_none() || moved {
         finding.clustered_at = Some(at);
         changed = true;
     }

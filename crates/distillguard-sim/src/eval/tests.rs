@@ -218,3 +218,68 @@ fn percentiles_use_the_nearest_rank() {
     assert_eq!(human_duration(3_900_000), "1h05m");
     assert_eq!(human_duration(750_000), "12m30s");
 }
+
+fn clustered(id: &str, minutes: i64) -> AccountFinding {
+    AccountFinding {
+        clustered_at: Some(at(minutes)),
+        ..finding(id, Some(minutes))
+    }
+}
+
+#[test]
+fn time_to_cluster_is_when_ninety_percent_of_the_campaign_had_joined_its_flagged_cluster() {
+    // The campaign's first event is at minute 5; its four accounts joined at 30, 50, 80 and 200.
+    let report = Report {
+        accounts: vec![
+            clustered("h0", 30),
+            clustered("h1", 50),
+            clustered("h2", 80),
+            clustered("h3", 200),
+        ],
+        clusters: vec![cluster("c1", &["h0", "h1", "h2", "h3"], Some(30))],
+        ..Report::default()
+    };
+    let mut firsts = first_events();
+    firsts.insert("h0".into(), at(5));
+    let e = evaluate(&report, &labels(), &firsts);
+    let hydra = e.campaigns.iter().find(|c| c.campaign == "hydra-1").unwrap();
+    // ceil(0.9 × 4) = 4 accounts: the last one joined at minute 200.
+    assert_eq!(hydra.time_to_cluster_ms, Some(195 * MIN));
+    assert!(render(&e).contains("3h15m"));
+    let gate = |hours: i64| Thresholds {
+        cluster_archetypes: vec!["hydra_cluster".into()],
+        cluster_min_purity: 0.95,
+        cluster_max_time_ms: hours * 60 * MIN,
+        ..Thresholds::default()
+    };
+    assert!(check(&e, &gate(6)).is_empty(), "{:?}", check(&e, &gate(6)));
+    let failures = check(&e, &gate(3));
+    assert_eq!(failures.len(), 1);
+    assert!(failures[0].contains("hydra-1 was not found as one flagged cluster"));
+}
+
+#[test]
+fn a_benign_account_inside_a_flagged_attack_cluster_fails_the_cluster_gate() {
+    let report = Report {
+        accounts: ["h0", "h1", "h2", "h3", "b0"]
+            .iter()
+            .map(|id| clustered(id, 20))
+            .collect(),
+        clusters: vec![cluster("c1", &["h0", "h1", "h2", "h3", "b0"], Some(20))],
+        ..Report::default()
+    };
+    let e = evaluate(&report, &labels(), &first_events());
+    assert_eq!(e.clusters.benign_in_attack_clusters, 1);
+    let failures = check(
+        &e,
+        &Thresholds {
+            cluster_archetypes: vec!["hydra_cluster".into()],
+            cluster_min_purity: 0.95,
+            cluster_max_time_ms: 6 * 60 * MIN,
+            ..Thresholds::default()
+        },
+    );
+    // Purity 0.8 fails the campaign, and the benign member fails on its own.
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert!(failures.iter().any(|f| f.contains("benign accounts are in flagged attack clusters")));
+}

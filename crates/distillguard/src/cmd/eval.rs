@@ -51,6 +51,15 @@ pub struct EvalArgs {
     /// Repeatable.
     #[arg(long = "archetype-rate", value_parser = parse_archetype_rate)]
     pub archetype_rates: Vec<(String, f64)>,
+    /// Attack archetype whose every campaign must be found as one flagged cluster holding 90% of
+    /// its accounts, with `--cluster-min-purity`, within `--cluster-max-hours` of its first
+    /// event; also fails if any benign account is in a flagged attack cluster. Repeatable.
+    #[arg(long = "cluster-archetype")]
+    pub cluster_archetypes: Vec<String>,
+    #[arg(long, default_value_t = 0.95)]
+    pub cluster_min_purity: f64,
+    #[arg(long, default_value_t = 6.0)]
+    pub cluster_max_hours: f64,
     /// The replay's engine settings, exactly as `distillguard replay` takes them.
     #[command(flatten)]
     pub settings: SettingsArgs,
@@ -162,6 +171,9 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
             max_fpr: args.max_fpr,
             min_campaigns_detected: args.min_campaigns_detected,
             archetype_rates: args.archetype_rates.clone(),
+            cluster_archetypes: args.cluster_archetypes.clone(),
+            cluster_min_purity: args.cluster_min_purity,
+            cluster_max_time_ms: (args.cluster_max_hours * 3_600_000.0) as i64,
         },
     );
     if !failures.is_empty() {
