@@ -136,10 +136,11 @@ pub(crate) fn extract(summary: &AccountSummary, config: &LinkConfig) -> Vec<Feat
     if let Some(system) = summary.system_prompts.first() {
         push(LinkKind::SystemPrompt, *system);
     }
-    // A skeleton only joins once it is the account's habit, not a one-off.
+    // A skeleton only joins once it is the account's habit (half its prompts): the common
+    // openings of a task corpus ("Generate a list of …") are shared by everyone drawing on it.
     let habitual = |keys: &[(u64, u32)]| {
         keys.first()
-            .filter(|(_, count)| u64::from(*count) * 5 >= summary.prompts.max(1))
+            .filter(|(_, count)| u64::from(*count) * 2 >= summary.prompts.max(1))
             .map(|(key, _)| *key)
     };
     if let Some(prefix) = habitual(&summary.skeleton_prefixes) {

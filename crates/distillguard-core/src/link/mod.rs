@@ -43,6 +43,9 @@ pub struct LinkConfig {
     pub rare_up_to: u32,
     /// ... and one held by more than this many links nothing (and stops being tracked).
     pub max_accounts_per_value: u32,
+    /// A shared value whose rarity weight falls below this adds nothing: several crowded values
+    /// must not add up to a link.
+    pub min_value_weight: f64,
     /// Links kept per account (the strongest), bounding the graph's degree.
     pub max_links_per_account: usize,
     /// Accounts created within the same window of this length share a creation bucket.
@@ -93,6 +96,7 @@ impl Default for LinkConfig {
             link_threshold: 1.0,
             rare_up_to: 12,
             max_accounts_per_value: 200,
+            min_value_weight: 0.15,
             max_links_per_account: 64,
             creation_window_ms: 30 * EventTime::MINUTE,
             lockstep_similarity: 0.9,
@@ -327,10 +331,11 @@ impl Linker {
             let Some(members) = &posting.members else {
                 continue;
             };
-            let weight = self.config.rarity_weight(key.kind, posting.holders) as f32;
-            if weight <= 0.0 {
+            let weight = self.config.rarity_weight(key.kind, posting.holders);
+            if weight <= 0.0 || weight < self.config.min_value_weight {
                 continue;
             }
+            let weight = weight as f32;
             for other in members.iter().filter(|m| **m != id) {
                 let slot = &mut candidates.entry(*other).or_default()[key.kind as usize];
                 *slot = slot.max(weight);
