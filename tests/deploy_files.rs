@@ -581,6 +581,17 @@ fn every_exported_metric_is_documented_in_operations_md() {
 }
 
 #[test]
+fn every_variable_the_binary_reads_is_documented_in_configuration_md() {
+    let docs = read("docs/configuration.md");
+    for var in binary_env() {
+        assert!(
+            docs.contains(&format!("| `{var}` |")),
+            "docs/configuration.md has no row for `{var}`"
+        );
+    }
+}
+
+#[test]
 fn container_health_check_passes_on_200_and_fails_on_503_or_a_closed_port() {
     let (port, server) = serve_status("200 OK");
     assert!(

@@ -5,11 +5,53 @@ use std::net::SocketAddr;
 
 use distillguard_server::{Application, Settings};
 use serde_json::{json, Value};
+use sqlx::{Connection, Executor};
 use tokio::sync::oneshot;
 
 pub const INGEST_TOKEN: &str = "ingest-token-for-tests";
 pub const ANALYST_TOKEN: &str = "analyst-token-for-tests";
 pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
+
+/// A PostgreSQL database that exists for one test.
+pub struct PgDatabase {
+    pub admin_url: String,
+    pub name: String,
+}
+
+impl PgDatabase {
+    pub async fn create(label: &str) -> Self {
+        let admin_url = std::env::var("DATABASE_URL").expect(
+            "DATABASE_URL must be set for the PostgreSQL tests (postgres://postgres@127.0.0.1:5432/test)",
+        );
+        let name = format!("dg_{label}_{}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+            .await
+            .unwrap();
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+        Self { admin_url, name }
+    }
+
+    pub fn url(&self) -> String {
+        let (base, _) = self
+            .admin_url
+            .rsplit_once('/')
+            .expect("a database in the URL");
+        format!("{base}/{}", self.name)
+    }
+
+    pub async fn drop(self) {
+        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
+        admin
+            .execute(format!("DROP DATABASE {} WITH (FORCE)", self.name).as_str())
+            .await
+            .unwrap();
+    }
+}
 
 /// A running app; dropping it stops the server.
 pub struct TestApp {
@@ -194,6 +236,20 @@ pub fn simulated_harvester() -> Vec<distillguard_core::event::ApiEvent> {
         .expect("the scenario has a bulk harvester");
     events.retain(|e| e.account_id.as_str() == harvester);
     events
+}
+
+/// The same simulated day and the accounts of its hydra campaign: ten accounts created in one
+/// burst, paying with a few shared cards through a shared proxy pool, that split one harvesting
+/// job evenly, so that none stands out alone.
+pub fn simulated_hydra_day() -> (Vec<distillguard_core::event::ApiEvent>, Vec<String>) {
+    let (events, labels) = simulated_day_with_labels();
+    let hydra: Vec<String> = labels
+        .iter()
+        .filter(|(_, label)| label.archetype == "hydra_cluster")
+        .map(|(account, _)| account.clone())
+        .collect();
+    assert!(hydra.len() >= 5, "the scenario has a hydra campaign");
+    (events, hydra)
 }
 
 /// One simulated day of a 100-account population (seed 11), in log order.

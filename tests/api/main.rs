@@ -4,6 +4,7 @@ mod helpers;
 
 mod alert_series;
 mod auth;
+mod clusters;
 mod gateways;
 mod ingest;
 mod operations;

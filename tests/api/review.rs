@@ -12,47 +12,6 @@ use sqlx::{Connection, Executor};
 
 use crate::helpers::*;
 
-/// A PostgreSQL database that exists for one test.
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-}
-
-impl PgDatabase {
-    async fn create(label: &str) -> Self {
-        let admin_url = std::env::var("DATABASE_URL").expect(
-            "DATABASE_URL must be set for the PostgreSQL tests (postgres://postgres@127.0.0.1:5432/test)",
-        );
-        let name = format!("dg_{label}_{}", std::process::id());
-        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-        admin
-            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-            .await
-            .unwrap();
-        admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .unwrap();
-        Self { admin_url, name }
-    }
-
-    fn url(&self) -> String {
-        let (base, _) = self
-            .admin_url
-            .rsplit_once('/')
-            .expect("a database in the URL");
-        format!("{base}/{}", self.name)
-    }
-
-    async fn drop(self) {
-        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
-        admin
-            .execute(format!("DROP DATABASE {} WITH (FORCE)", self.name).as_str())
-            .await
-            .unwrap();
-    }
-}
-
 async fn get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
     let response = app
         .client

@@ -100,6 +100,8 @@ pub struct EngineSettings {
     pub flag_threshold: f64,
     pub sample_prompts: usize,
     pub sample_prompt_chars: usize,
+    /// Account linking and clusters (`[engine.linking]`).
+    pub linking: LinkingSettings,
 }
 
 impl Default for EngineSettings {
@@ -114,6 +116,7 @@ impl Default for EngineSettings {
             flag_threshold: core.flag_threshold,
             sample_prompts: core.sample_prompts,
             sample_prompt_chars: core.sample_prompt_chars,
+            linking: LinkingSettings::default(),
         }
     }
 }
@@ -130,8 +133,98 @@ impl EngineSettings {
             flag_threshold: self.flag_threshold,
             sample_prompts: self.sample_prompts,
             sample_prompt_chars: self.sample_prompt_chars,
+            linking: self.linking.link_config(),
             ..distillguard_core::engine::EngineConfig::default()
         }
+    }
+}
+
+/// Account linking and clusters (`docs/detectors.md`, "Clusters"), event time. Per-kind link
+/// weights keep their core defaults.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinkingSettings {
+    /// Link accounts and judge their clusters as one actor; off scores accounts alone.
+    pub enabled: bool,
+    /// Sum of per-kind link weights at or above which two accounts are linked.
+    pub link_threshold: f64,
+    /// A shared value held by at most this many accounts links with its full weight.
+    pub rare_up_to: u32,
+    /// A shared value held by more accounts than this links nothing (NATs, cloud egress, SDKs).
+    pub max_accounts_per_value: u32,
+    /// Links kept per account (the strongest).
+    pub max_links_per_account: usize,
+    /// Accounts created within the same window of this many seconds share a creation bucket.
+    pub creation_window_secs: u64,
+    /// Cosine similarity of two accounts' last-24-hour activity at which they move in lockstep.
+    pub lockstep_similarity: f64,
+    /// Active hours (of 24) both accounts need before lockstep is judged.
+    pub lockstep_min_active_hours: u32,
+    /// Smallest group of linked accounts reported as a cluster.
+    pub min_cluster_size: usize,
+}
+
+impl Default for LinkingSettings {
+    fn default() -> Self {
+        let core = distillguard_core::engine::LinkConfig::default();
+        Self {
+            enabled: core.enabled,
+            link_threshold: core.link_threshold,
+            rare_up_to: core.rare_up_to,
+            max_accounts_per_value: core.max_accounts_per_value,
+            max_links_per_account: core.max_links_per_account,
+            creation_window_secs: (core.creation_window_ms / 1000) as u64,
+            lockstep_similarity: core.lockstep_similarity,
+            lockstep_min_active_hours: core.lockstep_min_active_hours,
+            min_cluster_size: core.min_cluster_size,
+        }
+    }
+}
+
+impl LinkingSettings {
+    pub fn link_config(&self) -> distillguard_core::engine::LinkConfig {
+        distillguard_core::engine::LinkConfig {
+            enabled: self.enabled,
+            link_threshold: self.link_threshold,
+            rare_up_to: self.rare_up_to,
+            max_accounts_per_value: self.max_accounts_per_value,
+            max_links_per_account: self.max_links_per_account,
+            creation_window_ms: i64::try_from(self.creation_window_secs)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
+            lockstep_similarity: self.lockstep_similarity,
+            lockstep_min_active_hours: self.lockstep_min_active_hours,
+            min_cluster_size: self.min_cluster_size,
+            ..distillguard_core::engine::LinkConfig::default()
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
+        if !(self.link_threshold.is_finite() && self.link_threshold > 0.0) {
+            return invalid("engine.linking.link_threshold must be a number above 0");
+        }
+        if !(0.0..=1.0).contains(&self.lockstep_similarity) {
+            return invalid("engine.linking.lockstep_similarity must be within [0, 1]");
+        }
+        if self.lockstep_min_active_hours > 24 {
+            return invalid("engine.linking.lockstep_min_active_hours must be at most 24");
+        }
+        if self.rare_up_to == 0 || self.max_accounts_per_value < self.rare_up_to.max(2) {
+            return invalid(
+                "engine.linking needs 1 <= rare_up_to <= max_accounts_per_value and max_accounts_per_value >= 2",
+            );
+        }
+        if self.max_links_per_account == 0 {
+            return invalid("engine.linking.max_links_per_account must be at least 1");
+        }
+        if self.creation_window_secs == 0 || self.creation_window_secs > 365 * 24 * 3600 {
+            return invalid("engine.linking.creation_window_secs must be within 1..=31536000");
+        }
+        if self.min_cluster_size < 2 {
+            return invalid("engine.linking.min_cluster_size must be at least 2");
+        }
+        Ok(())
     }
 }
 
@@ -272,6 +365,7 @@ impl Settings {
                 "engine.flag_threshold must be within [0, 1]".into(),
             ));
         }
+        self.engine.linking.validate()?;
         Ok(())
     }
 
@@ -355,6 +449,70 @@ mod tests {
             vec!["x-tenant".to_string()]
         );
         assert_eq!(settings.sources.litellm.account_fields.len(), 2);
+    }
+
+    #[test]
+    fn linking_defaults_are_the_cores_and_the_file_overrides_them() {
+        let core = distillguard_core::engine::LinkConfig::default();
+        assert_eq!(Settings::default().engine.engine_config().linking, core);
+
+        let text = r#"
+            [engine.linking]
+            enabled = false
+            link_threshold = 1.5
+            max_accounts_per_value = 50
+            min_cluster_size = 5
+            creation_window_secs = 600
+            lockstep_similarity = 0.95
+        "#;
+        let settings: Settings = toml::from_str(text).unwrap();
+        assert!(settings.validate().is_ok());
+        let linking = settings.engine.engine_config().linking;
+        assert!(!linking.enabled);
+        assert_eq!(linking.link_threshold, 1.5);
+        assert_eq!(linking.max_accounts_per_value, 50);
+        assert_eq!(linking.min_cluster_size, 5);
+        assert_eq!(linking.creation_window_ms, 600_000);
+        assert_eq!(linking.lockstep_similarity, 0.95);
+        assert_eq!(
+            linking.rare_up_to, core.rare_up_to,
+            "unset keys keep defaults"
+        );
+        assert_eq!(linking.weights, core.weights);
+    }
+
+    /// The documented file (`docs/configuration.md`, "File keys") is valid and states the defaults.
+    #[test]
+    fn the_documented_file_keys_parse_and_are_the_defaults() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let block = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a toml block in docs/configuration.md");
+        let documented: Settings = toml::from_str(block).expect("the documented keys parse");
+        let defaults = Settings::default();
+        assert_eq!(documented.engine, defaults.engine);
+        assert_eq!(documented.ingest, defaults.ingest);
+        assert_eq!(documented.store, defaults.store);
+        assert_eq!(documented.listen, defaults.listen);
+        assert_eq!(documented.shutdown_grace_secs, defaults.shutdown_grace_secs);
+    }
+
+    #[test]
+    fn nonsensical_linking_settings_are_refused_at_start() {
+        for text in [
+            "[engine.linking]\nlink_threshold = 0.0",
+            "[engine.linking]\nlockstep_similarity = 1.5",
+            "[engine.linking]\nmin_cluster_size = 1",
+            "[engine.linking]\ncreation_window_secs = 0",
+            "[engine.linking]\nmax_accounts_per_value = 5",
+        ] {
+            let settings: Settings = toml::from_str(text).unwrap();
+            let message = settings.validate().unwrap_err().to_string();
+            assert!(message.contains("engine.linking"), "{text}: {message}");
+        }
+        assert!(toml::from_str::<Settings>("[engine.linking]\nthreshold = 1.0").is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Every Prometheus series the service exports, in one place (reference: `docs/operations.md`).
 //!
-//! Labels are bounded by construction: sources, reasons, detectors, subjects, severities, routes
-//! and statuses come from fixed sets. Never an account id.
+//! Labels are bounded by construction: sources, reasons, detectors, subjects, severities, cluster
+//! states, routes and statuses come from fixed sets. Never an account or cluster id.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -40,6 +40,10 @@ pub struct Metrics {
     pub detector_evaluations: IntCounterVec,
     /// Detector evaluations that produced a non-zero signal, by detector.
     pub detector_fires: IntCounterVec,
+    /// Accounts the linker holds (values they share are what links them into clusters).
+    pub linked_accounts: IntGauge,
+    /// Live clusters with a finding, by `state` (`flagged`, `unflagged`).
+    pub clusters: IntGaugeVec,
     /// Open (flagged, not yet closed) findings, by subject kind and severity.
     pub open_findings: IntGaugeVec,
     /// Findings that became flagged or rose in severity, by subject kind and severity.
@@ -61,6 +65,9 @@ pub struct Metrics {
     /// HTTP request duration by route template and method.
     pub http_request_duration: HistogramVec,
 }
+
+/// Values of the `state` label of `distillguard_clusters`.
+pub const CLUSTER_STATES: [&str; 2] = ["flagged", "unflagged"];
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -150,6 +157,20 @@ impl Metrics {
         registry
             .register(Box::new(open_findings.clone()))
             .expect("unique metric");
+        let clusters = IntGaugeVec::new(
+            Opts::new(
+                "distillguard_clusters",
+                "Live clusters of linked accounts with a finding, by state (flagged, unflagged).",
+            ),
+            &["state"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(clusters.clone()))
+            .expect("unique metric");
+        for state in CLUSTER_STATES {
+            clusters.with_label_values(&[state]).set(0);
+        }
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "distillguard_build_info",
@@ -232,6 +253,12 @@ impl Metrics {
             ),
             evicted_accounts,
             late_events,
+            linked_accounts: gauge(
+                r,
+                "distillguard_linked_accounts",
+                "Accounts the linker holds for account linking and clusters.",
+            ),
+            clusters,
             detector_evaluations: counter_vec(
                 r,
                 "distillguard_detector_evaluations_total",

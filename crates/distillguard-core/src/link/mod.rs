@@ -226,7 +226,7 @@ impl Linker {
         };
         let old = {
             let node = self.node_mut(id);
-            node.summary = Box::new(summary.clone());
+            *node.summary = summary.clone();
             node.summary_at = at;
             node.risk = risk;
             std::mem::replace(&mut node.features, features.clone())

@@ -324,6 +324,7 @@ fn run_scorer(
     let mut evicted_seen = scorer.evicted_total();
     let mut detector_counts = DetectorCounters::starting_from(&scorer);
     let mut checkpoint_parts: Vec<Option<ShardCheckpoint>> = vec![None; shard_count];
+    export_link_gauges(&scorer, &metrics);
     while let Ok(message) = inbox.recv() {
         match message {
             ScorerMsg::Report { shard, at, report } => {
@@ -338,6 +339,7 @@ fn run_scorer(
                 metrics
                     .tracked_accounts
                     .set(scorer.tracked_accounts() as i64);
+                export_link_gauges(&scorer, &metrics);
                 let evicted = scorer.evicted_total();
                 metrics.evicted_accounts.inc_by(evicted - evicted_seen);
                 evicted_seen = evicted;
@@ -387,6 +389,24 @@ fn run_scorer(
             }
         }
     }
+}
+
+/// Accounts the linker holds and live clusters by state: bounded labels, never a cluster id.
+fn export_link_gauges(scorer: &Scorer, metrics: &Metrics) {
+    metrics
+        .linked_accounts
+        .set(i64::try_from(scorer.linked_accounts()).unwrap_or(i64::MAX));
+    let flagged = scorer.cluster_findings().filter(|c| c.flagged).count();
+    let unflagged = scorer.cluster_findings().count() - flagged;
+    let [flagged_state, unflagged_state] = crate::metrics::CLUSTER_STATES;
+    metrics
+        .clusters
+        .with_label_values(&[flagged_state])
+        .set(flagged as i64);
+    metrics
+        .clusters
+        .with_label_values(&[unflagged_state])
+        .set(unflagged as i64);
 }
 
 /// Turns the scorer's cumulative per-detector counts into counter increments.

@@ -43,6 +43,15 @@ pub struct SettingsArgs {
     /// Risk score at or above which a subject is flagged, in [0, 1].
     #[arg(long, env = "DISTILLGUARD_FLAG_THRESHOLD")]
     pub flag_threshold: Option<f64>,
+    /// Link accounts into clusters judged as one actor (false scores accounts alone).
+    #[arg(long, env = "DISTILLGUARD_LINKING")]
+    pub linking: Option<bool>,
+    /// Sum of link weights at or above which two accounts are linked.
+    #[arg(long, env = "DISTILLGUARD_LINK_THRESHOLD")]
+    pub link_threshold: Option<f64>,
+    /// Smallest group of linked accounts reported as a cluster.
+    #[arg(long, env = "DISTILLGUARD_MIN_CLUSTER_SIZE")]
+    pub min_cluster_size: Option<usize>,
     /// Sample prompts kept per account as evidence (0 keeps none).
     #[arg(long, env = "DISTILLGUARD_SAMPLE_PROMPTS")]
     pub sample_prompts: Option<usize>,
@@ -91,6 +100,15 @@ impl SettingsArgs {
         }
         if let Some(threshold) = self.flag_threshold {
             settings.engine.flag_threshold = threshold;
+        }
+        if let Some(enabled) = self.linking {
+            settings.engine.linking.enabled = enabled;
+        }
+        if let Some(threshold) = self.link_threshold {
+            settings.engine.linking.link_threshold = threshold;
+        }
+        if let Some(size) = self.min_cluster_size {
+            settings.engine.linking.min_cluster_size = size;
         }
         if let Some(samples) = self.sample_prompts {
             settings.engine.sample_prompts = samples;
