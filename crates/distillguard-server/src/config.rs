@@ -152,6 +152,8 @@ pub struct LinkingSettings {
     pub rare_up_to: u32,
     /// A shared value held by more accounts than this links nothing (NATs, cloud egress, SDKs).
     pub max_accounts_per_value: u32,
+    /// A shared value whose rarity weight falls below this adds nothing to a link.
+    pub min_value_weight: f64,
     /// Links kept per account (the strongest).
     pub max_links_per_account: usize,
     /// Accounts created within the same window of this many seconds share a creation bucket.
@@ -172,6 +174,7 @@ impl Default for LinkingSettings {
             link_threshold: core.link_threshold,
             rare_up_to: core.rare_up_to,
             max_accounts_per_value: core.max_accounts_per_value,
+            min_value_weight: core.min_value_weight,
             max_links_per_account: core.max_links_per_account,
             creation_window_secs: (core.creation_window_ms / 1000) as u64,
             lockstep_similarity: core.lockstep_similarity,
@@ -188,6 +191,7 @@ impl LinkingSettings {
             link_threshold: self.link_threshold,
             rare_up_to: self.rare_up_to,
             max_accounts_per_value: self.max_accounts_per_value,
+            min_value_weight: self.min_value_weight,
             max_links_per_account: self.max_links_per_account,
             creation_window_ms: i64::try_from(self.creation_window_secs)
                 .unwrap_or(i64::MAX / 1000)

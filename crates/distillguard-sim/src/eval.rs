@@ -284,10 +284,11 @@ pub fn evaluate(
             *counts.entry(group_of(member)).or_default() += 1;
         }
         for (group, count) in &counts {
-            per_campaign
-                .entry(group.clone())
-                .or_default()
-                .push((*count, members.len() as u64, index));
+            per_campaign.entry(group.clone()).or_default().push((
+                *count,
+                members.len() as u64,
+                index,
+            ));
         }
         if cluster.flagged {
             clusters.flagged_clusters += 1;
@@ -443,7 +444,8 @@ pub fn check(evaluation: &Evaluation, thresholds: &Thresholds) -> Vec<String> {
             }
         }
     }
-    if !thresholds.cluster_archetypes.is_empty() && evaluation.clusters.benign_in_attack_clusters > 0
+    if !thresholds.cluster_archetypes.is_empty()
+        && evaluation.clusters.benign_in_attack_clusters > 0
     {
         failures.push(format!(
             "{} benign accounts are in flagged attack clusters",

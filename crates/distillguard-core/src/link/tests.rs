@@ -104,7 +104,11 @@ fn proxy_group(prefix: &str, members: usize, hours: i64, template: bool) -> Vec<
                 ms: (n as i64 * 2 + (m as i64 % 2)) * EventTime::HOUR + m as i64 * 7_000,
                 prompt,
                 ip: ip("203.0.113.77"),
-                agent: if m % 2 == 0 { SDK } else { "python-httpx/0.27.2" },
+                agent: if m % 2 == 0 {
+                    SDK
+                } else {
+                    "python-httpx/0.27.2"
+                },
                 payment: format!("pm_{prefix}_{m}"),
                 created_ms: -(m as i64 + 1) * 40 * EventTime::DAY,
                 system: None,
@@ -140,10 +144,18 @@ fn a_shared_nat_does_not_link_the_accounts_behind_it() {
 
 #[test]
 fn a_shared_rare_proxy_alone_does_not_link_but_with_a_shared_template_it_does() {
-    let (_, proxy_only) = run(&proxy_group("plain", 5, 24, false), EngineConfig::default(), 1);
+    let (_, proxy_only) = run(
+        &proxy_group("plain", 5, 24, false),
+        EngineConfig::default(),
+        1,
+    );
     assert!(proxy_only.clusters.is_empty(), "{:?}", proxy_only.clusters);
 
-    let (_, templated) = run(&proxy_group("tmpl", 5, 24, true), EngineConfig::default(), 1);
+    let (_, templated) = run(
+        &proxy_group("tmpl", 5, 24, true),
+        EngineConfig::default(),
+        1,
+    );
     let cluster = templated
         .clusters
         .iter()
@@ -152,7 +164,11 @@ fn a_shared_rare_proxy_alone_does_not_link_but_with_a_shared_template_it_does() 
     let kinds: Vec<&str> = cluster.links.iter().map(|l| l.kind.as_str()).collect();
     assert!(kinds.contains(&"client_ip"), "{kinds:?}");
     assert!(kinds.contains(&"prompt_skeleton"), "{kinds:?}");
-    let proxy = cluster.links.iter().find(|l| l.kind == "client_ip").unwrap();
+    let proxy = cluster
+        .links
+        .iter()
+        .find(|l| l.kind == "client_ip")
+        .unwrap();
     assert_eq!(proxy.members_sharing, 5);
     assert_eq!(proxy.examples, ["203.0.113.77 (5 members)"]);
 }
@@ -171,7 +187,10 @@ fn quiet_hydra(prefix: &str, members: usize, hours: i64) -> Vec<Req> {
             out.push(Req {
                 account: format!("{prefix}-{m:02}"),
                 ms: hour * EventTime::HOUR + (m as i64 * 97_000) % EventTime::HOUR,
-                prompt: format!("{} Think step by step and show all of your reasoning.", diverse_prompt(i)),
+                prompt: format!(
+                    "{} Think step by step and show all of your reasoning.",
+                    diverse_prompt(i)
+                ),
                 ip: ip(&format!("198.51.100.{}", 10 + (m + hour as usize) % 6)),
                 agent: SDK,
                 payment: format!("pm_{prefix}_{}", m % 3),
@@ -216,11 +235,18 @@ fn a_cluster_is_flagged_when_none_of_its_members_is_flagged_alone() {
     assert_eq!(report.accounts.len(), 30);
     for account in &report.accounts {
         assert!(account.flagged);
-        assert_eq!(account.cluster_id.as_deref(), Some(cluster.cluster_id.as_str()));
+        assert_eq!(
+            account.cluster_id.as_deref(),
+            Some(cluster.cluster_id.as_str())
+        );
         assert!(account.clustered_at.is_some());
         assert_eq!(account.signals[0].detector, "cluster");
     }
-    let payment = cluster.links.iter().find(|l| l.kind == "payment_fingerprint").unwrap();
+    let payment = cluster
+        .links
+        .iter()
+        .find(|l| l.kind == "payment_fingerprint")
+        .unwrap();
     assert_eq!(payment.members_sharing, 30);
     assert_eq!(payment.examples.len(), 3);
 }
@@ -273,6 +299,7 @@ fn cluster_ids_stay_stable_as_clusters_grow_and_merge() {
         })
         .collect();
     assert_eq!(retired.len(), 1);
+    assert!(!retired[0].flagged);
     assert!(retired[0].signals[0]
         .evidence
         .summary
@@ -309,7 +336,10 @@ fn clusters_do_not_depend_on_the_number_of_shards_or_on_a_restart() {
         updates.extend(engine.take_updates());
     }
     let json = serde_json::to_string(&engine.checkpoint()).unwrap();
-    let mut engine = Engine::restore(EngineConfig::default(), serde_json::from_str(&json).unwrap());
+    let mut engine = Engine::restore(
+        EngineConfig::default(),
+        serde_json::from_str(&json).unwrap(),
+    );
     for e in &events[cut..] {
         engine.process(e);
         updates.extend(engine.take_updates());
@@ -330,6 +360,8 @@ fn rarity_weight_falls_with_holders_and_vanishes_past_the_cap() {
     let half_way = config.rarity_weight(kind, 50);
     assert!(half_way > 0.0 && half_way < full);
     assert!(config.rarity_weight(kind, 150) < half_way);
-    assert_eq!(config.rarity_weight(kind, config.max_accounts_per_value + 1), 0.0);
+    assert_eq!(
+        config.rarity_weight(kind, config.max_accounts_per_value + 1),
+        0.0
+    );
 }
-

@@ -190,6 +190,8 @@ impl Scorer {
                 }
             }
         }
+        // Nothing left to act on: the survivor (if any) carries the flag and the members.
+        finding.flagged = false;
         finding.signals.insert(
             0,
             Signal {

@@ -242,7 +242,11 @@ fn time_to_cluster_is_when_ninety_percent_of_the_campaign_had_joined_its_flagged
     let mut firsts = first_events();
     firsts.insert("h0".into(), at(5));
     let e = evaluate(&report, &labels(), &firsts);
-    let hydra = e.campaigns.iter().find(|c| c.campaign == "hydra-1").unwrap();
+    let hydra = e
+        .campaigns
+        .iter()
+        .find(|c| c.campaign == "hydra-1")
+        .unwrap();
     // ceil(0.9 × 4) = 4 accounts: the last one joined at minute 200.
     assert_eq!(hydra.time_to_cluster_ms, Some(195 * MIN));
     assert!(render(&e).contains("3h15m"));
@@ -281,5 +285,7 @@ fn a_benign_account_inside_a_flagged_attack_cluster_fails_the_cluster_gate() {
     );
     // Purity 0.8 fails the campaign, and the benign member fails on its own.
     assert_eq!(failures.len(), 2, "{failures:?}");
-    assert!(failures.iter().any(|f| f.contains("benign accounts are in flagged attack clusters")));
+    assert!(failures
+        .iter()
+        .any(|f| f.contains("benign accounts are in flagged attack clusters")));
 }
