@@ -181,7 +181,7 @@ fn quiet_hydra(prefix: &str, members: usize, hours: i64) -> Vec<Req> {
     let mut i = 0usize;
     for hour in 0..hours {
         for m in 0..members {
-            if (hour as usize + m) % 4 != 0 {
+            if !(hour as usize + m).is_multiple_of(4) {
                 continue;
             }
             out.push(Req {
