@@ -74,7 +74,138 @@ enum Kind {
 
 /// `count` events over `accounts` accounts, one every ~`spacing_ms` of event time.
 pub fn events(seed: u64, accounts: usize, count: usize, spacing_ms: i64) -> Vec<ApiEvent> {
+    generate(seed, accounts, count, spacing_ms, None)
+}
+
+/// [`events`] with the identity fields the linker joins on, and hydra campaigns among the
+/// accounts (see [`Campaigns`]), so that linking does real work: every account carries a
+/// payment fingerprint and a creation time, three chat users in every hundred accounts share a
+/// card (small teams: benign clusters of three), and the campaigns' accounts share everything a
+/// campaign cannot hide.
+pub fn linked_events(
+    seed: u64,
+    accounts: usize,
+    count: usize,
+    spacing_ms: i64,
+    campaigns: &Campaigns,
+) -> Vec<ApiEvent> {
+    generate(seed, accounts, count, spacing_ms, Some(campaigns))
+}
+
+/// Hydra campaigns: `campaigns` groups of `members` accounts (`hydra-CCC-MM`), each group with
+/// one card, accounts created within minutes of each other, three proxies in its own /24, one
+/// client, one system prompt and one prompt template, harvesting with diverse prompts.
+pub struct Campaigns {
+    pub campaigns: usize,
+    pub members: usize,
+    /// Share of all events the campaigns send, per mille.
+    pub share_permille: u64,
+}
+
+impl Default for Campaigns {
+    fn default() -> Self {
+        Self {
+            campaigns: 10,
+            members: 8,
+            share_permille: 50,
+        }
+    }
+}
+
+/// Start of the generated event time.
+pub const START_MS: i64 = 1_764_000_000_000;
+
+/// Card and creation time of an ordinary account: accounts `i` with `i % 100` in 10..13 (chat
+/// users in `events`) share a card (a team of three), the others have their own; creation times
+/// are spread over two years.
+pub fn identity(index: usize, event: &mut ApiEvent) {
+    let card = if (10..13).contains(&(index % 100)) {
+        format!("card-team-{:06}", index / 100)
+    } else {
+        format!("card-{index:07}")
+    };
+    event.payment_fingerprint = Some(card);
+    let spread = (Rng::new(index as u64 ^ 0xc0ffee).next() % (730 * EventTime::DAY as u64)) as i64;
+    event.account_created_at =
+        Some(EventTime::from_epoch_ms(START_MS - EventTime::DAY - spread).unwrap());
+}
+
+/// The id of campaign `campaign`'s member `member`.
+pub fn campaign_account(campaign: usize, member: usize) -> AccountId {
+    AccountId::parse(format!("hydra-{campaign:03}-{member:02}")).unwrap()
+}
+
+/// One event of a campaign member at `t`.
+pub fn campaign_event(rng: &mut Rng, campaign: usize, member: usize, t: i64) -> ApiEvent {
+    const TEMPLATES: [(&str, &str); 4] = [
+        (
+            "Solve the following problem carefully: ",
+            " Show every step, then the final answer.",
+        ),
+        ("Question: ", " Think step by step and justify each claim."),
+        (
+            "Write a detailed expert answer to: ",
+            " Explain your reasoning before answering.",
+        ),
+        (
+            "Task: ",
+            " Answer with reasoning first and a one-line conclusion last.",
+        ),
+    ];
+    let mut event = ApiEvent::new(
+        EventTime::from_epoch_ms(t).unwrap(),
+        campaign_account(campaign, member),
+        ModelName::parse("claude-sonnet").unwrap(),
+    );
+    let (prefix, suffix) = TEMPLATES[campaign % TEMPLATES.len()];
+    let mut prompt = String::with_capacity(320);
+    prompt.push_str(prefix);
+    let words = 22 + rng.below(25) as usize;
+    sentence(rng, words, &mut prompt);
+    prompt.push_str(suffix);
+    event.messages = Some(1);
+    event.params.max_tokens = Some(8_192);
+    event.params.temperature = Some(0.0);
+    if rng.below(2) == 0 {
+        event.params.logprobs = Some(true);
+        event.params.top_logprobs = Some(5);
+    }
+    event.system_prompt = Some(format!(
+        "You are a world-class expert. Always reason step by step. Ref {campaign}."
+    ));
+    event.usage.prompt_tokens = Some((prompt.len() / 4) as u32);
+    event.usage.completion_tokens = Some(800 + rng.below(1_500) as u32);
+    // Three proxies in the campaign's own /24 (100.64.0.0/10 shared address space).
+    let (hi, lo) = ((campaign / 256) as u8, (campaign % 256) as u8);
+    event.client_ip = Some(std::net::IpAddr::from([
+        100,
+        64 + hi,
+        lo,
+        10 + rng.below(3) as u8,
+    ]));
+    event.user_agent = Some(format!("python-httpx/0.27.{campaign}"));
+    event.payment_fingerprint = Some(format!("card-hydra-{campaign:03}"));
+    // Created in one burst: the campaign's accounts within minutes, in the same 30-minute window.
+    let window = 30 * EventTime::MINUTE;
+    let burst = START_MS.div_euclid(window) * window - 2 * EventTime::DAY
+        + campaign as i64 * 2 * EventTime::HOUR;
+    event.account_created_at =
+        Some(EventTime::from_epoch_ms(burst + member as i64 * 90_000).unwrap());
+    event.prompt = Some(prompt);
+    event
+}
+
+fn generate(
+    seed: u64,
+    accounts: usize,
+    count: usize,
+    spacing_ms: i64,
+    campaigns: Option<&Campaigns>,
+) -> Vec<ApiEvent> {
     let mut rng = Rng::new(seed);
+    // Campaign picks draw from their own generator, so the ordinary traffic is the same
+    // sequence with or without campaigns.
+    let mut side = Rng::new(seed ^ 0x0048_5944_5241);
     let ids: Vec<AccountId> = (0..accounts)
         .map(|i| AccountId::parse(format!("acct-{i:06}")).unwrap())
         .collect();
@@ -91,10 +222,22 @@ pub fn events(seed: u64, accounts: usize, count: usize, spacing_ms: i64) -> Vec<
         })
         .collect();
     let mut last_prompt: Vec<Option<String>> = vec![None; accounts];
-    let mut t = 1_764_000_000_000i64;
+    let mut t = START_MS;
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {
         t += rng.below(2 * spacing_ms as u64 + 1) as i64;
+        if let Some(c) = campaigns.filter(|c| c.campaigns * c.members > 0) {
+            if side.below(1_000) < c.share_permille {
+                let member = side.below((c.campaigns * c.members) as u64) as usize;
+                out.push(campaign_event(
+                    &mut side,
+                    member / c.members,
+                    member % c.members,
+                    t,
+                ));
+                continue;
+            }
+        }
         // Busy accounts are picked more often (Zipf over accounts).
         let a = rng.zipf(accounts as u64) as usize;
         let kind = kinds[a];
@@ -144,6 +287,9 @@ pub fn events(seed: u64, accounts: usize, count: usize, spacing_ms: i64) -> Vec<
         event.client_ip = Some(std::net::IpAddr::from([198, 51, 100, (a % 250) as u8]));
         event.user_agent = Some(format!("OpenAI/Python 1.{}.0", a % 40));
         event.prompt = Some(prompt);
+        if campaigns.is_some() {
+            identity(a, &mut event);
+        }
         out.push(event);
     }
     out
