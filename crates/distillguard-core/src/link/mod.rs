@@ -220,15 +220,18 @@ impl Linker {
             return;
         }
         let features = features::extract(summary, &self.config);
-        let id = match self.index.get(&summary.account_id) {
-            Some(id) => *id,
-            None => self.insert(summary, at, risk),
+        let (id, fresh) = match self.index.get(&summary.account_id) {
+            Some(id) => (*id, false),
+            None => (self.insert(summary, at, risk), true),
         };
         let old = {
             let node = self.node_mut(id);
-            *node.summary = summary.clone();
-            node.summary_at = at;
-            node.risk = risk;
+            if !fresh {
+                // Into the existing box: no large allocation and free per account and tick.
+                *node.summary = summary.clone();
+                node.summary_at = at;
+                node.risk = risk;
+            }
             std::mem::replace(&mut node.features, features.clone())
         };
         for key in old.iter().filter(|k| !features.contains(k)) {
@@ -322,32 +325,110 @@ impl Linker {
 
     /// Recomputes one account's links from the postings it is in.
     fn relink(&mut self, id: u32, at: EventTime) {
-        let mut candidates: BTreeMap<u32, [f32; features::KINDS]> = BTreeMap::new();
+        let lockstep = self.config.weights.lockstep as f32;
+        // The account's own activity, aligned once per relink (not once per candidate); `None`
+        // when it is too sparse for lockstep with anyone.
+        let own = if lockstep > 0.0 {
+            self.lockstep_activity(id, at)
+        } else {
+            None
+        };
+        let threshold = self.config.link_threshold - 1e-6;
+        // The values this account shares with another that still link, strongest first.
         let node = self.node(id);
-        for key in &node.features {
-            let Some(posting) = self.postings.get(key) else {
-                continue;
+        let mut held: Vec<(f32, LinkKind, &[u32])> = node
+            .features
+            .iter()
+            .filter_map(|key| {
+                let posting = self.postings.get(key)?;
+                let members = posting.members.as_deref()?;
+                let weight = self.config.rarity_weight(key.kind, posting.holders);
+                // A crowded value below `min_value_weight` adds nothing.
+                (weight > 0.0
+                    && weight >= self.config.min_value_weight
+                    && members.iter().any(|m| *m != id))
+                .then_some((weight as f32, key.kind, members))
+            })
+            .collect();
+        held.sort_by(|a, b| b.0.total_cmp(&a.0));
+        // Prefix filtering: a link's weight is at most the sum of the weights of the values the
+        // two accounts share, plus lockstep. An account first met in value `k` (strongest first)
+        // shares nothing stronger, so its link weighs at most the sum of values `k..` plus
+        // lockstep; once that is below the threshold (with a margin far above f32 rounding), the
+        // remaining values only add weight to accounts already met and meet no new ones. The
+        // accounts skipped are exactly ones the threshold filter below would have dropped.
+        let mut rest: f64 = held.iter().map(|(w, ..)| f64::from(*w)).sum::<f64>()
+            + if own.is_some() {
+                f64::from(lockstep)
+            } else {
+                0.0
             };
-            let Some(members) = &posting.members else {
-                continue;
-            };
-            let weight = self.config.rarity_weight(key.kind, posting.holders);
-            if weight <= 0.0 || weight < self.config.min_value_weight {
-                continue;
+        let mut meeting = 0;
+        for (weight, ..) in &held {
+            if rest + 1e-4 * (1.0 + rest.abs()) < threshold {
+                break;
             }
-            let weight = weight as f32;
-            for other in members.iter().filter(|m| **m != id) {
-                let slot = &mut candidates.entry(*other).or_default()[key.kind as usize];
-                *slot = slot.max(weight);
+            rest -= f64::from(*weight);
+            meeting += 1;
+        }
+        // Every (other account, kind, weight) met in those values, grouped by account in
+        // account-number order (sorting one flat list costs far less than a tree insert per
+        // pair); per kind, the strongest shared value of that kind.
+        let mut shared: Vec<(u32, LinkKind, f32)> = Vec::with_capacity(
+            held[..meeting]
+                .iter()
+                .map(|(_, _, members)| members.len())
+                .sum(),
+        );
+        for (weight, kind, members) in &held[..meeting] {
+            shared.extend(
+                members
+                    .iter()
+                    .filter(|m| **m != id)
+                    .map(|m| (*m, *kind, *weight)),
+            );
+        }
+        shared.sort_unstable_by_key(|(other, ..)| *other);
+        let mut candidates: Vec<(u32, [f32; features::KINDS])> = Vec::new();
+        for (other, kind, weight) in shared {
+            match candidates.last_mut() {
+                Some((last, per_kind)) if *last == other => {
+                    let slot = &mut per_kind[kind as usize];
+                    *slot = slot.max(weight);
+                }
+                _ => {
+                    let mut per_kind = [0.0; features::KINDS];
+                    per_kind[kind as usize] = weight;
+                    candidates.push((other, per_kind));
+                }
             }
         }
-        let lockstep = self.config.weights.lockstep as f32;
+        if !candidates.is_empty() {
+            for (weight, kind, members) in &held[meeting..] {
+                for other in members.iter().filter(|m| **m != id) {
+                    if let Ok(i) = candidates.binary_search_by_key(other, |(o, _)| *o) {
+                        let slot = &mut candidates[i].1[*kind as usize];
+                        *slot = slot.max(*weight);
+                    }
+                }
+            }
+        }
         let mut links: Vec<Link> = candidates
             .into_iter()
             .map(|(other, per_kind)| {
                 let mut per_kind = per_kind;
-                if lockstep > 0.0 && self.in_lockstep(id, other, at) {
-                    per_kind[LinkKind::Lockstep as usize] = lockstep;
+                if let Some(own) = &own {
+                    // Lockstep is judged only where it can matter: when the link, with lockstep
+                    // added, reaches the threshold. The weight with it is summed exactly as below
+                    // and f32 addition is monotone, so a candidate skipped here would have been
+                    // dropped by the threshold filter anyway: the links are the same.
+                    let mut with = per_kind;
+                    with[LinkKind::Lockstep as usize] = lockstep;
+                    if f64::from(with.iter().sum::<f32>()) >= threshold
+                        && self.in_lockstep_with(own, other, at)
+                    {
+                        per_kind = with;
+                    }
                 }
                 let kinds = per_kind
                     .iter()
@@ -360,7 +441,7 @@ impl Linker {
                     kinds,
                 }
             })
-            .filter(|link| f64::from(link.weight) >= self.config.link_threshold - 1e-6)
+            .filter(|link| f64::from(link.weight) >= threshold)
             .collect();
         // The strongest first, ties by account id: the same links whatever the node numbering.
         links.sort_by(|a, b| {
@@ -388,21 +469,26 @@ impl Linker {
         }
     }
 
-    /// Whether two accounts were active in the same hours of the last day, in the same
-    /// proportions (cosine similarity of their hourly counts, aligned to `at`).
-    fn in_lockstep(&self, a: u32, b: u32, at: EventTime) -> bool {
-        let (a, b) = (self.node(a), self.node(b));
-        let (va, vb) = (
-            profile::activity_at(&a.summary, a.summary_at, at),
-            profile::activity_at(&b.summary, b.summary_at, at),
-        );
+    /// An account's hourly counts of the last day aligned to `at`, if it was active in enough
+    /// hours to be judged for lockstep.
+    fn lockstep_activity(&self, id: u32, at: EventTime) -> Option<[f64; 24]> {
+        let node = self.node(id);
+        // The aligned vector is non-zero only where the summary's own vector is: test the cheap
+        // count first.
         let min_hours = self.config.lockstep_min_active_hours as usize;
-        if va.iter().filter(|v| **v > 0.0).count() < min_hours
-            || vb.iter().filter(|v| **v > 0.0).count() < min_hours
-        {
-            return false;
+        if node.summary.activity.iter().filter(|v| **v > 0).count() < min_hours {
+            return None;
         }
-        profile::cosine(&va, &vb) >= self.config.lockstep_similarity
+        let activity = profile::activity_at(&node.summary, node.summary_at, at);
+        (activity.iter().filter(|v| **v > 0.0).count() >= min_hours).then_some(activity)
+    }
+
+    /// Whether another account was active in the same hours of the last day as `own` (from
+    /// [`Self::lockstep_activity`]), in the same proportions (cosine similarity of their hourly
+    /// counts, aligned to `at`).
+    fn in_lockstep_with(&self, own: &[f64; 24], other: u32, at: EventTime) -> bool {
+        self.lockstep_activity(other, at)
+            .is_some_and(|theirs| profile::cosine(own, &theirs) >= self.config.lockstep_similarity)
     }
 
     /// Forgets accounts idle past the shards' eviction age (once per event-time hour), and the
