@@ -132,7 +132,9 @@ struct Run {
     peak_rss_kb: Option<u64>,
 }
 
-fn run(linking: bool, accounts: usize, per_account: usize) -> Run {
+/// One mode; `first` says whether it is the first run in this process (only then is the peak
+/// RSS its own: freed memory stays with the process).
+fn run(linking: bool, accounts: usize, per_account: usize, first: bool) -> Run {
     let config = EngineConfig {
         sample_prompts: 0,
         linking: LinkConfig {
@@ -200,7 +202,7 @@ fn run(linking: bool, accounts: usize, per_account: usize) -> Run {
     tick(&mut shard, &mut scorer, next_tick, &mut peak);
     ticks += 1;
     let seconds = started.elapsed().as_secs_f64();
-    let peak_rss_kb = peak_rss_kb();
+    let peak_rss_kb = peak_rss_kb().filter(|_| first);
     let total = held() - base;
     let tracked = shard.tracked();
     let linked = scorer.linked_accounts();
@@ -251,7 +253,9 @@ fn report(label: &str, r: &Run) {
         "  peak held at tick boundaries {:.0} MiB; peak RSS {}; linker holds {} accounts; {} cluster findings ({} flagged)",
         mib(r.peak),
         r.peak_rss_kb
-            .map_or("n/a".to_owned(), |kb| format!("{:.0} MiB", kb as f64 / 1024.0)),
+            .map_or("n/a (second mode in this process; run it alone for its RSS)".to_owned(), |kb| {
+                format!("{:.0} MiB", kb as f64 / 1024.0)
+            }),
         r.linked,
         r.cluster_findings,
         r.flagged_clusters
@@ -272,11 +276,11 @@ fn main() {
         "too few accounts"
     );
     // Linking on first: its peak RSS is then measured in a fresh process.
-    let with = on.then(|| run(true, accounts, per_account));
+    let with = on.then(|| run(true, accounts, per_account, true));
     if let Some(r) = &with {
         report("on", r);
     }
-    let without = off.then(|| run(false, accounts, per_account));
+    let without = off.then(|| run(false, accounts, per_account, !on));
     if let Some(r) = &without {
         report("off", r);
     }
