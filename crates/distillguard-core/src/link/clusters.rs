@@ -251,9 +251,4 @@ impl Linker {
     pub fn cluster_of(&self, account: &AccountId) -> Option<u64> {
         self.node(*self.index.get(account)?).cluster
     }
-
-    /// Live clusters, by id.
-    pub fn cluster_ids(&self) -> impl Iterator<Item = u64> + '_ {
-        self.clusters.keys().copied()
-    }
 }

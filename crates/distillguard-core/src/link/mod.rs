@@ -214,26 +214,26 @@ impl Linker {
         self.index.len()
     }
 
-    /// Takes an account's new summary and its own risk. Call in account-id order.
-    pub fn observe(&mut self, summary: &AccountSummary, at: EventTime, risk: f64) {
+    /// Takes an account's new summary (kept as the account's profile) and its own risk. Call in
+    /// account-id order.
+    pub fn observe(&mut self, summary: AccountSummary, at: EventTime, risk: f64) {
         if !self.config.enabled {
             return;
         }
-        let features = features::extract(summary, &self.config);
-        let (id, fresh) = match self.index.get(&summary.account_id) {
-            Some(id) => (*id, false),
-            None => (self.insert(summary, at, risk), true),
-        };
-        let old = {
-            let node = self.node_mut(id);
-            if !fresh {
-                // Into the existing box: no large allocation and free per account and tick.
-                *node.summary = summary.clone();
+        let features = features::extract(&summary, &self.config);
+        let id = match self.index.get(&summary.account_id) {
+            Some(id) => {
+                let id = *id;
+                let node = self.node_mut(id);
+                // Into the existing box: no allocation per account and tick.
+                *node.summary = summary;
                 node.summary_at = at;
                 node.risk = risk;
+                id
             }
-            std::mem::replace(&mut node.features, features.clone())
+            None => self.insert(summary, at, risk),
         };
+        let old = std::mem::replace(&mut self.node_mut(id).features, features.clone());
         for key in old.iter().filter(|k| !features.contains(k)) {
             self.detach(*key, id);
         }
@@ -243,13 +243,14 @@ impl Linker {
         self.changed.push(id);
     }
 
-    fn insert(&mut self, summary: &AccountSummary, at: EventTime, risk: f64) -> u32 {
+    fn insert(&mut self, summary: AccountSummary, at: EventTime, risk: f64) -> u32 {
+        let account = summary.account_id.clone();
         let node = Node {
-            account: summary.account_id.clone(),
+            account: account.clone(),
             features: Vec::new(),
             links: Vec::new(),
             cluster: None,
-            summary: Box::new(summary.clone()),
+            summary: Box::new(summary),
             summary_at: at,
             risk,
         };
@@ -263,7 +264,7 @@ impl Linker {
                 (self.nodes.len() - 1) as u32
             }
         };
-        self.index.insert(summary.account_id.clone(), id);
+        self.index.insert(account, id);
         id
     }
 
@@ -584,32 +585,6 @@ impl Linker {
         linker.clusters = checkpoint.clusters.into_iter().collect();
         linker.last_sweep = checkpoint.last_sweep;
         linker
-    }
-
-    /// Heap bytes held per account, roughly: for the memory figures in the benches.
-    pub fn approximate_bytes(&self) -> usize {
-        let nodes: usize = self
-            .nodes
-            .iter()
-            .flatten()
-            .map(|n| {
-                std::mem::size_of::<Node>()
-                    + std::mem::size_of::<AccountSummary>()
-                    + n.features.capacity() * std::mem::size_of::<FeatureKey>()
-                    + n.links.capacity() * std::mem::size_of::<Link>()
-                    + n.account.as_str().len() * 2
-                    + 48
-            })
-            .sum();
-        let postings: usize = self
-            .postings
-            .values()
-            .map(|p| {
-                std::mem::size_of::<(FeatureKey, Posting)>()
-                    + p.members.as_ref().map_or(0, |m| m.capacity() * 4)
-            })
-            .sum();
-        nodes + postings + self.index.capacity() * 40
     }
 }
 

@@ -108,8 +108,11 @@ impl Scorer {
             config: &detector_config,
         };
         let mut updates = Vec::new();
-        for summary in order.into_iter().map(|i| &pending[i]) {
-            let (update, risk) = self.score_account(summary, &context);
+        // Each summary is moved to the linker once scored (it keeps it as the account's profile).
+        let mut pending: Vec<Option<AccountSummary>> = pending.into_iter().map(Some).collect();
+        for i in order {
+            let summary = pending[i].take().expect("each position is visited once");
+            let (update, risk) = self.score_account(&summary, &context);
             if let Some(update) = update {
                 updates.push(FindingUpdate::Account(update));
             }
