@@ -39,7 +39,7 @@ fn every_yaml_and_json_file_in_deploy_parses() {
 #[test]
 fn compose_file_satisfies_the_compose_specification() {
     let schema: Value =
-        serde_json::from_str(&read("../shared/schemas/compose-spec.json")).expect("schema JSON");
+        serde_json::from_str(&read("tests/schemas/compose-spec.json")).expect("schema JSON");
     let validator = jsonschema::validator_for(&schema).expect("compose schema compiles");
     let compose = compose();
     let errors: Vec<String> = validator
