@@ -21,7 +21,9 @@ pub use crate::detect::DetectorConfig;
 use crate::event::ApiEvent;
 pub use crate::features::AccountSummary;
 use crate::finding::{FindingUpdate, Report};
-pub use crate::link::LinkConfig;
+pub use crate::link::{
+    LinkConfig, Linker, LinkerCheckpoint, LinkerHead, NodeRecord, PostingRecord,
+};
 pub use crate::scorer::{Scorer, ScorerCheckpoint};
 pub use crate::shard::{shard_for, Shard, ShardCheckpoint, ShardReport};
 use crate::time::EventTime;

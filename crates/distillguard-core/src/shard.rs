@@ -180,6 +180,27 @@ impl Shard {
         }
     }
 
+    /// The accounts sorted by id, borrowed: a checkpoint is serialised from these chunk by chunk,
+    /// so taking it does not copy the shard's state.
+    pub fn accounts_sorted(&self) -> Vec<(&AccountId, &AccountState)> {
+        let mut accounts: Vec<(&AccountId, &AccountState)> = self
+            .accounts
+            .iter()
+            .map(|(id, state)| (id, state.as_ref()))
+            .collect();
+        accounts.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        accounts
+    }
+
+    /// Accounts changed since the last tick, in the order they changed.
+    pub fn dirty(&self) -> &[AccountId] {
+        &self.dirty
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shard_count
+    }
+
     pub fn restore(config: EngineConfig, checkpoint: ShardCheckpoint) -> Self {
         let mut shard = Shard::new(config, checkpoint.shard_count);
         shard.accounts.extend(

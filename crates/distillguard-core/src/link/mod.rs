@@ -168,6 +168,42 @@ pub struct LinkerCheckpoint {
     last_sweep: Option<EventTime>,
 }
 
+/// The linker's state apart from its nodes and postings, for a checkpoint streamed in parts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkerHead {
+    free: Vec<u32>,
+    clusters: Vec<(u64, clusters::ClusterState)>,
+    last_sweep: Option<EventTime>,
+}
+
+/// One slot of the linker's node table, as a streamed checkpoint reads it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeRecord(Option<Node>);
+
+/// One posting (a value and the accounts holding it), as a streamed checkpoint reads it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PostingRecord((FeatureKey, Posting));
+
+impl LinkerCheckpoint {
+    /// Reassembles a checkpoint written by [`Linker::checkpoint_head`],
+    /// [`Linker::checkpoint_nodes`] and [`Linker::checkpoint_postings`].
+    pub fn from_parts(
+        head: LinkerHead,
+        nodes: Vec<NodeRecord>,
+        postings: Vec<PostingRecord>,
+    ) -> Self {
+        Self {
+            nodes: nodes.into_iter().map(|n| n.0).collect(),
+            free: head.free,
+            postings: postings.into_iter().map(|p| p.0).collect(),
+            clusters: head.clusters,
+            last_sweep: head.last_sweep,
+        }
+    }
+}
+
 /// Links accounts and keeps the clusters they form.
 #[derive(Debug)]
 pub struct Linker {
@@ -547,6 +583,31 @@ impl Linker {
         self.touched.remove(&id);
         self.index.remove(&node.account);
         self.free.push(id);
+    }
+
+    /// The small part of a streamed checkpoint; nodes and postings follow in chunks.
+    pub fn checkpoint_head(&self) -> LinkerHead {
+        LinkerHead {
+            free: self.free.clone(),
+            clusters: self
+                .clusters
+                .iter()
+                .map(|(id, c)| (*id, c.clone()))
+                .collect(),
+            last_sweep: self.last_sweep,
+        }
+    }
+
+    /// The node table in slot order, borrowed (each item reads back as a [`NodeRecord`]).
+    pub fn checkpoint_nodes(&self) -> impl ExactSizeIterator<Item = impl Serialize + '_> + '_ {
+        self.nodes.iter()
+    }
+
+    /// The postings sorted by value, borrowed (each item reads back as a [`PostingRecord`]).
+    pub fn checkpoint_postings(&self) -> impl ExactSizeIterator<Item = impl Serialize + '_> + '_ {
+        let mut postings: Vec<(&FeatureKey, &Posting)> = self.postings.iter().collect();
+        postings.sort_unstable_by_key(|(k, _)| **k);
+        postings.into_iter()
     }
 
     pub fn checkpoint(&self) -> LinkerCheckpoint {

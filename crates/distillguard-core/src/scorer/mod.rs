@@ -229,6 +229,27 @@ impl Scorer {
         self.suite.counts()
     }
 
+    /// The linker, for a checkpoint streamed in parts ([`Linker::checkpoint_head`]).
+    pub fn linker(&self) -> &Linker {
+        &self.linker
+    }
+
+    /// Everything but the findings and the linker, which a streamed checkpoint writes in chunks
+    /// of their own from [`Scorer::findings`] and [`Scorer::linker`] (no copy of either).
+    pub fn checkpoint_head(&self) -> ScorerCheckpoint {
+        ScorerCheckpoint {
+            findings: Vec::new(),
+            population: self.population.clone(),
+            models: self.models.clone(),
+            counters: self.suite.counters(),
+            tracked_by_shard: self.tracked_by_shard.clone(),
+            evicted_total: self.evicted_total,
+            pending: self.pending.clone(),
+            linker: None,
+            clusters: self.clusters.values().cloned().collect(),
+        }
+    }
+
     pub fn checkpoint(&self) -> ScorerCheckpoint {
         ScorerCheckpoint {
             findings: self.findings.values().cloned().collect(),
