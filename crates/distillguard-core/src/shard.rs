@@ -31,6 +31,8 @@ const MAP_ENTRY_BYTES: usize = 32;
 pub struct ShardReport {
     pub summaries: Vec<AccountSummary>,
     pub evicted: u64,
+    /// The accounts evicted, so that the scorer forgets their findings too.
+    pub evicted_ids: Vec<AccountId>,
     pub tracked: usize,
     /// Population histogram moves (changed and evicted accounts).
     pub population: PopulationDelta,
@@ -110,27 +112,30 @@ impl Shard {
             }
             summaries.push(summary);
         }
-        let evicted = self.evict(at, &mut population);
+        let evicted_ids = self.evict(at, &mut population);
         ShardReport {
             summaries,
-            evicted,
+            evicted: evicted_ids.len() as u64,
+            evicted_ids,
             tracked: self.accounts.len(),
             population,
         }
     }
 
-    fn evict(&mut self, at: EventTime, population: &mut PopulationDelta) -> u64 {
-        let before = self.accounts.len();
+    /// Evicts idle accounts and the least recently seen above the cap; returns their ids.
+    fn evict(&mut self, at: EventTime, population: &mut PopulationDelta) -> Vec<AccountId> {
         let idle_before = at.plus_ms(-self.config.idle_eviction_ms);
-        let mut leaving = |state: &AccountState| {
+        let mut gone = Vec::new();
+        let mut leaving = |id: &AccountId, state: &AccountState| {
             for metric in 0..METRICS {
                 population.record(metric, state.population_buckets[metric], NO_BUCKET);
             }
+            gone.push(id.clone());
         };
-        self.accounts.retain(|_, s| {
+        self.accounts.retain(|id, s| {
             let keep = s.last_seen() >= idle_before;
             if !keep {
-                leaving(s);
+                leaving(id, s);
             }
             keep
         });
@@ -146,12 +151,12 @@ impl Shard {
             by_age.select_nth_unstable(excess - 1);
             for (_, id) in by_age.into_iter().take(excess) {
                 if let Some(state) = self.accounts.remove(&id) {
-                    leaving(&state);
+                    leaving(&id, &state);
                 }
             }
         }
         // An evicted account may still sit in the dirty list of the next tick; it is skipped.
-        (before - self.accounts.len()) as u64
+        gone
     }
 
     pub fn tracked(&self) -> usize {

@@ -15,6 +15,8 @@ pub struct Deduplicator {
     seen: HashMap<String, EventTime>,
     order: VecDeque<(EventTime, String)>,
     newest: Option<EventTime>,
+    /// Ids forgotten inside their window because the capacity was reached, not yet taken.
+    evicted: u64,
 }
 
 impl Deduplicator {
@@ -25,6 +27,7 @@ impl Deduplicator {
             seen: HashMap::new(),
             order: VecDeque::new(),
             newest: None,
+            evicted: 0,
         }
     }
 
@@ -77,6 +80,12 @@ impl Deduplicator {
         dedup
     }
 
+    /// Ids dropped within their window because the capacity was reached, since the last call:
+    /// a retry of one of those is no longer recognised.
+    pub fn take_evicted(&mut self) -> u64 {
+        std::mem::take(&mut self.evicted)
+    }
+
     /// Queue entries, live and stale; bounded by the capacity.
     pub fn queued(&self) -> usize {
         self.order.len()
@@ -91,6 +100,9 @@ impl Deduplicator {
             }
             if self.seen.get(key) == Some(at) {
                 self.seen.remove(key);
+                if !too_old {
+                    self.evicted += 1;
+                }
             }
             self.order.pop_front();
         }

@@ -237,6 +237,10 @@ fn initialise_label_sets(metrics: &Metrics) {
     for outcome in ["ok", "error"] {
         metrics.store_writes.with_label_values(&[outcome]);
     }
+    for map in crate::metrics::STATE_MAPS {
+        metrics.state_evictions.with_label_values(&[map]);
+        metrics.state_entries.with_label_values(&[map]);
+    }
 }
 
 /// Feeds the store writer's metrics.

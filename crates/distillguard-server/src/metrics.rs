@@ -90,9 +90,7 @@ pub struct Metrics {
 
 /// Values of the `map` label of `distillguard_state_evictions_total` and
 /// `distillguard_state_entries`: every in-memory map that grows with clients' input.
-pub const STATE_MAPS: [&str; 6] = [
-    "accounts", "findings", "linker", "models", "dedup", "flagged",
-];
+pub const STATE_MAPS: [&str; 5] = ["findings", "flagged", "linker", "models", "dedup"];
 
 /// Values of the `state` label of `distillguard_clusters`.
 pub const CLUSTER_STATES: [&str; 2] = ["flagged", "unflagged"];

@@ -220,6 +220,7 @@ pub struct Linker {
     /// Nodes whose links may have changed this tick.
     touched: BTreeSet<u32>,
     last_sweep: Option<EventTime>,
+    evicted: u64,
 }
 
 impl Linker {
@@ -238,6 +239,7 @@ impl Linker {
             changed: Vec::new(),
             touched: BTreeSet::new(),
             last_sweep: None,
+            evicted: 0,
         }
     }
 
@@ -529,11 +531,14 @@ impl Linker {
     }
 
     /// Forgets accounts idle past the shards' eviction age (once per event-time hour), and the
-    /// least recently seen above the account cap.
+    /// least recently seen above the account cap (at once: a flood of new accounts within an
+    /// hour must not grow the linker past the cap).
     fn sweep(&mut self, at: EventTime) {
-        if self
-            .last_sweep
-            .is_some_and(|last| at.epoch_ms() - last.epoch_ms() < EventTime::HOUR)
+        let over_cap = self.index.len() > self.max_nodes;
+        if !over_cap
+            && self
+                .last_sweep
+                .is_some_and(|last| at.epoch_ms() - last.epoch_ms() < EventTime::HOUR)
         {
             return;
         }
@@ -556,9 +561,15 @@ impl Linker {
             .filter(|(rank, (seen, ..))| *rank < excess || *seen < idle_before)
             .map(|(_, (.., id))| *id)
             .collect();
+        self.evicted += leaving.len() as u64;
         for id in leaving {
             self.remove(id);
         }
+    }
+
+    /// Accounts forgotten so far (idle, or over the cap), by this process.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     fn remove(&mut self, id: u32) {

@@ -387,6 +387,7 @@ impl Pipeline {
                     kept_ids.push((id.clone(), event.timestamp));
                 }
             }
+            self.export_dedup(&mut dedup);
             let receipt = Receipt {
                 accepted: kept.len(),
                 duplicates,
@@ -433,6 +434,18 @@ impl Pipeline {
             dedup.forget(id, *at);
         }
         Err(Refused::new(error, Vec::new(), 0))
+    }
+
+    fn export_dedup(&self, dedup: &mut Deduplicator) {
+        let metrics = &self.inner.metrics;
+        metrics
+            .state_evictions
+            .with_label_values(&["dedup"])
+            .inc_by(dedup.take_evicted());
+        metrics
+            .state_entries
+            .with_label_values(&["dedup"])
+            .set(dedup.len() as i64);
     }
 
     fn take_permits(&self, events: usize) -> Result<Option<OwnedSemaphorePermit>, SubmitError> {

@@ -11,7 +11,7 @@ use std::thread::{self, JoinHandle};
 use distillguard_core::engine::{
     shard_for, Admission, Clock, EngineCheckpoint, Scorer, Shard, ShardReport,
 };
-use distillguard_core::event::ApiEvent;
+use distillguard_core::event::{AccountId, ApiEvent};
 use distillguard_core::finding::{FindingUpdate, Report, Severity};
 use distillguard_core::time::EventTime;
 
@@ -346,6 +346,7 @@ fn run_scorer(
     let mut evicted_seen = scorer.evicted_total();
     let mut detector_counts = DetectorCounters::starting_from(&scorer);
     let mut checkpoint_parts = vec![false; shard_count];
+    let mut caps = CapCounters::starting_from(&scorer);
     export_link_gauges(&scorer, &metrics);
     while let Ok(message) = inbox.recv() {
         match message {
@@ -369,6 +370,7 @@ fn run_scorer(
                     flagged.record(&updates, &metrics);
                     sink.deliver(updates);
                 }
+                caps.export(&mut scorer, &mut flagged, &metrics);
             }
             ScorerMsg::Barrier(barrier) => {
                 barriers += 1;
@@ -461,6 +463,47 @@ impl DetectorCounters {
     }
 }
 
+/// Entries and evictions of the scorer's capped maps, as metrics (`distillguard_state_*`).
+struct CapCounters {
+    linker_evicted: u64,
+    models_ignored: u64,
+}
+
+impl CapCounters {
+    fn starting_from(scorer: &Scorer) -> Self {
+        Self {
+            linker_evicted: scorer.linker().evicted(),
+            models_ignored: scorer.model_names().1,
+        }
+    }
+
+    /// Exports the maps' sizes and evictions, and drops forgotten findings from the book.
+    fn export(&mut self, scorer: &mut Scorer, flagged: &mut FlaggedBook, metrics: &Metrics) {
+        let forgotten = scorer.take_forgotten();
+        let evictions = |map: &str, n: u64| {
+            metrics.state_evictions.with_label_values(&[map]).inc_by(n);
+        };
+        evictions("findings", forgotten.len() as u64);
+        evictions("flagged", flagged.forget(&forgotten, metrics) as u64);
+        let linker_evicted = scorer.linker().evicted();
+        evictions("linker", linker_evicted.saturating_sub(self.linker_evicted));
+        self.linker_evicted = linker_evicted;
+        let (models, ignored) = scorer.model_names();
+        evictions("models", ignored.saturating_sub(self.models_ignored));
+        self.models_ignored = ignored;
+        let entries = |map: &str, n: usize| {
+            metrics
+                .state_entries
+                .with_label_values(&[map])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        };
+        entries("findings", scorer.finding_count());
+        entries("flagged", flagged.severities.len());
+        entries("linker", scorer.linked_accounts());
+        entries("models", models);
+    }
+}
+
 /// Tracks which subjects are flagged at what severity, for the findings metrics.
 #[derive(Default)]
 struct FlaggedBook {
@@ -468,6 +511,22 @@ struct FlaggedBook {
 }
 
 impl FlaggedBook {
+    /// Drops accounts whose findings the scorer forgot (they left detector state), so the book
+    /// stays bounded by the account cap; returns how many were flagged.
+    fn forget(&mut self, accounts: &[AccountId], metrics: &Metrics) -> usize {
+        let mut dropped = 0;
+        for account in accounts {
+            if let Some(old) = self.severities.remove(&("account", account.to_string())) {
+                metrics
+                    .open_findings
+                    .with_label_values(&["account", old.as_str()])
+                    .dec();
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
     fn record(&mut self, updates: &[FindingUpdate], metrics: &Metrics) {
         for update in updates {
             let (kind, id) = match update {
