@@ -45,10 +45,9 @@ impl Application {
             WriterConfig::default(),
             Some(store_write_observer(&metrics)),
         ));
+        // Findings emitted before the checkpoint's cut were written before it was committed, and
+        // the replay of the event log emits those after it again: nothing to re-submit here.
         let restored = checkpoint::load(&store).await?;
-        if let Some(restored) = &restored {
-            checkpoint::resubmit_findings(&writer, restored);
-        }
         let pipeline = start_pipeline(&settings, &metrics, &writer, restored).await?;
         let listener = TcpListener::bind(settings.listen)
             .await

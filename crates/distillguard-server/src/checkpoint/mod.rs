@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use distillguard_core::finding::FindingUpdate;
 use distillguard_store::{CheckpointManifest, FindingWriter, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -236,20 +235,6 @@ pub async fn save_observed(
     }
     health.record(&outcome);
     outcome
-}
-
-/// Re-submits the findings a checkpoint holds (accounts and live clusters). Upserts are
-/// idempotent, so this only closes gaps, e.g. when the store was restored from a backup.
-pub fn resubmit_findings(writer: &FindingWriter, snapshot: &Snapshot) {
-    let scorer = &snapshot.engine.scorer;
-    writer.submit(
-        scorer
-            .findings
-            .iter()
-            .cloned()
-            .map(FindingUpdate::Account)
-            .chain(scorer.clusters.iter().cloned().map(FindingUpdate::Cluster)),
-    );
 }
 
 /// What the periodic task needs.
