@@ -689,3 +689,6 @@ fn select(events: Vec<ApiEvent>, keep: &[bool]) -> Vec<ApiEvent> {
         .filter_map(|(event, kept)| kept.then_some(event))
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
