@@ -41,8 +41,9 @@ pub struct ShardReport {
 /// A shard's full state, serialisable for restarts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShardCheckpoint {
-    /// Sorted by account id, so equal states give equal checkpoints.
-    pub accounts: Vec<(AccountId, AccountState)>,
+    /// Sorted by account id, so equal states give equal checkpoints. Boxed as in the shard (the
+    /// serialised form is the same): a restore moves each state into place without copying it.
+    pub accounts: Vec<(AccountId, Box<AccountState>)>,
     pub dirty: Vec<AccountId>,
     pub shard_count: usize,
 }
@@ -172,10 +173,10 @@ impl Shard {
     }
 
     pub fn checkpoint(&self) -> ShardCheckpoint {
-        let mut accounts: Vec<(AccountId, AccountState)> = self
+        let mut accounts: Vec<(AccountId, Box<AccountState>)> = self
             .accounts
             .iter()
-            .map(|(id, s)| (id.clone(), AccountState::clone(s)))
+            .map(|(id, s)| (id.clone(), s.clone()))
             .collect();
         accounts.sort_by(|a, b| a.0.cmp(&b.0));
         ShardCheckpoint {
@@ -208,12 +209,8 @@ impl Shard {
 
     pub fn restore(config: EngineConfig, checkpoint: ShardCheckpoint) -> Self {
         let mut shard = Shard::new(config, checkpoint.shard_count);
-        shard.accounts.extend(
-            checkpoint
-                .accounts
-                .into_iter()
-                .map(|(id, state)| (id, Box::new(state))),
-        );
+        shard.accounts.reserve(checkpoint.accounts.len());
+        shard.accounts.extend(checkpoint.accounts);
         shard.dirty = checkpoint.dirty;
         shard
     }

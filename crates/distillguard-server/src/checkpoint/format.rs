@@ -325,7 +325,7 @@ impl Reader {
         match kind {
             Kind::Accounts => {
                 let at = shard(&mut self.shards)?;
-                let items: Vec<(AccountId, AccountState)> = items(body, count).map_err(bad)?;
+                let items: Vec<(AccountId, Box<AccountState>)> = items(body, count).map_err(bad)?;
                 self.shards[at].accounts.extend(items);
             }
             Kind::Dirty => {
