@@ -2,7 +2,9 @@
 //!
 //! An account counts as detected when the report flags it, or when it is a member of a flagged
 //! cluster. Time-to-detect is event time: the moment the account (or its cluster) was first
-//! flagged minus the first event of its campaign, as seen in the traffic.
+//! flagged minus the first event of its campaign, as seen in the traffic. `leaked` is the share
+//! of a campaign's requests answered before the flag on the account that sent them could reach a
+//! gateway: a catch after the harvest got what it came for is not a catch.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -25,6 +27,12 @@ pub struct Overall {
     pub recall: f64,
     pub f1: f64,
     pub false_positive_rate: f64,
+    /// Campaign requests in the traffic (of attack accounts, or of their labelled end users).
+    #[serde(default)]
+    pub attack_requests: u64,
+    /// Share of those answered before the flag on their sender could reach a gateway.
+    #[serde(default)]
+    pub leaked: Option<f64>,
 }
 
 /// One line of the per-archetype table. `rate` is recall for attack archetypes and the
@@ -40,6 +48,9 @@ pub struct ArchetypeRow {
     pub share_of_flagged: f64,
     pub ttd_median_ms: Option<i64>,
     pub ttd_p90_ms: Option<i64>,
+    /// Attack archetypes: share of their requests answered before detection.
+    #[serde(default)]
+    pub leaked: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,10 +74,16 @@ pub struct CampaignRow {
     /// when the cluster is not flagged or never held that share.
     #[serde(default)]
     pub time_to_cluster_ms: Option<i64>,
+    /// The campaign's requests in the traffic.
+    #[serde(default)]
+    pub requests: u64,
+    /// Share of them answered before the flag on their sender could reach a gateway.
+    #[serde(default)]
+    pub leaked: Option<f64>,
 }
 
 /// Share of a campaign's accounts its cluster must hold for the campaign to count as found as
-/// one cluster (issue 5).
+/// one cluster.
 pub const CLUSTER_SHARE: f64 = 0.9;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +112,68 @@ pub struct Evaluation {
     pub unlabelled_accounts: u64,
 }
 
+/// When a flag can first act on a request. The engine scores at the end of each tick of event
+/// time, once the watermark (the newest event minus the allowed lateness) has passed it, so a
+/// flag on an account whose flagging event was at `t` is out at the end of `t`'s tick plus the
+/// allowed lateness; every request before that was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlagDelay {
+    pub tick_ms: i64,
+    pub allowed_lateness_ms: i64,
+}
+
+impl FlagDelay {
+    /// Event time (epoch ms) from which a flag decided on an event at `flagged` acts.
+    pub fn acts_from(&self, flagged: EventTime) -> i64 {
+        let tick = self.tick_ms.max(1);
+        (flagged.epoch_ms().div_euclid(tick) + 1) * tick + self.allowed_lateness_ms.max(0)
+    }
+}
+
+/// What the evaluation reads from the traffic itself, so that any labelled traffic file can be
+/// evaluated, simulated or not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Traffic {
+    /// First event of every account (a campaign starts at the earliest of its accounts).
+    pub first_events: HashMap<String, EventTime>,
+    /// Event times (epoch ms) of every campaign request, per attack account.
+    pub campaign_requests: HashMap<String, Vec<i64>>,
+}
+
+impl Traffic {
+    /// Takes one event of the traffic in; `end_user` matters for accounts whose label names the
+    /// attacking end users (a harvester hidden in a reseller's account).
+    pub fn observe(
+        &mut self,
+        labels: &Labels,
+        account: &str,
+        end_user: Option<&str>,
+        at: EventTime,
+    ) {
+        match self.first_events.get_mut(account) {
+            Some(first) => *first = (*first).min(at),
+            None => {
+                self.first_events.insert(account.to_string(), at);
+            }
+        }
+        let Some(label) = labels.get(account).filter(|l| l.is_attack()) else {
+            return;
+        };
+        if !label.end_users.is_empty()
+            && !end_user.is_some_and(|u| label.end_users.iter().any(|e| e == u))
+        {
+            return;
+        }
+        match self.campaign_requests.get_mut(account) {
+            Some(times) => times.push(at.epoch_ms()),
+            None => {
+                self.campaign_requests
+                    .insert(account.to_string(), vec![at.epoch_ms()]);
+            }
+        }
+    }
+}
+
 fn ratio(num: u64, den: u64) -> f64 {
     if den == 0 {
         0.0
@@ -112,14 +191,35 @@ pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
-/// Compares a report with the labels. `first_events` maps account id to its first event time in
-/// the traffic (a campaign starts at the earliest of its accounts).
+/// Compares a report with the labels and the traffic it came from.
 pub fn evaluate(
     report: &Report,
     labels: &Labels,
-    first_events: &HashMap<String, EventTime>,
+    traffic: &Traffic,
+    delay: FlagDelay,
 ) -> Evaluation {
-    // When and whether each account was detected, directly or through a flagged cluster.
+    let detected = detections(report);
+    let unlabelled_accounts = detected
+        .keys()
+        .filter(|id| !labels.contains_key(**id))
+        .count() as u64;
+    let starts = campaign_starts(labels, &traffic.first_events);
+    let leaks = leaks(labels, &detected, traffic, delay);
+    let (overall, archetypes, mut campaigns) = account_tables(labels, &detected, &starts, &leaks);
+    let clusters = cluster_stats(report, labels, &mut campaigns);
+    Evaluation {
+        events: report.events,
+        late_events: report.late_events,
+        overall,
+        archetypes,
+        campaigns,
+        clusters,
+        unlabelled_accounts,
+    }
+}
+
+/// When and whether each account was detected, directly or through a flagged cluster.
+fn detections(report: &Report) -> HashMap<&str, Option<EventTime>> {
     let mut flagged_at: HashMap<&str, Option<EventTime>> = HashMap::new();
     for account in report.accounts.iter().filter(|a| a.flagged) {
         flagged_at.insert(account.account_id.as_str(), account.first_flagged_at);
@@ -135,24 +235,64 @@ pub fn evaluate(
                 .or_insert(cluster.first_flagged_at);
         }
     }
-    let clustered_at: HashMap<&str, EventTime> = report
-        .accounts
-        .iter()
-        .filter_map(|a| Some((a.account_id.as_str(), a.clustered_at?)))
-        .collect();
-    let unlabelled_accounts = flagged_at
-        .keys()
-        .filter(|id| !labels.contains_key(**id))
-        .count() as u64;
+    flagged_at
+}
 
-    let mut campaign_start: HashMap<&str, EventTime> = HashMap::new();
+fn campaign_starts<'a>(
+    labels: &'a Labels,
+    first_events: &HashMap<String, EventTime>,
+) -> HashMap<&'a str, EventTime> {
+    let mut starts: HashMap<&str, EventTime> = HashMap::new();
     for (id, label) in labels {
         if let (Some(campaign), Some(first)) = (&label.campaign, first_events.get(id)) {
-            let slot = campaign_start.entry(campaign.as_str()).or_insert(*first);
+            let slot = starts.entry(campaign.as_str()).or_insert(*first);
             *slot = (*slot).min(*first);
         }
     }
+    starts
+}
 
+/// Per attack account: (campaign requests, requests answered before its flag acted). An account
+/// never detected, or detected at no known time, leaked every request.
+fn leaks<'a>(
+    labels: &'a Labels,
+    detected: &HashMap<&str, Option<EventTime>>,
+    traffic: &Traffic,
+    delay: FlagDelay,
+) -> HashMap<&'a str, (u64, u64)> {
+    let mut out = HashMap::new();
+    for id in labels
+        .iter()
+        .filter(|(_, l)| l.is_attack())
+        .map(|(id, _)| id)
+    {
+        let times = traffic
+            .campaign_requests
+            .get(id)
+            .map_or(&[][..], Vec::as_slice);
+        let acts_from = detected
+            .get(id.as_str())
+            .copied()
+            .flatten()
+            .map(|at| delay.acts_from(at));
+        let leaked = match acts_from {
+            Some(from) => times.iter().filter(|t| **t < from).count(),
+            None => times.len(),
+        };
+        out.insert(id.as_str(), (times.len() as u64, leaked as u64));
+    }
+    out
+}
+
+type ArchetypeTally = (Verdict, u64, u64, Vec<i64>, (u64, u64));
+
+/// Confusion counts, the per-archetype rows and the campaigns' account columns.
+fn account_tables(
+    labels: &Labels,
+    detected: &HashMap<&str, Option<EventTime>>,
+    starts: &HashMap<&str, EventTime>,
+    leaks: &HashMap<&str, (u64, u64)>,
+) -> (Overall, Vec<ArchetypeRow>, Vec<CampaignRow>) {
     let mut overall = Overall {
         accounts: labels.len() as u64,
         attack_accounts: 0,
@@ -165,15 +305,18 @@ pub fn evaluate(
         recall: 0.0,
         f1: 0.0,
         false_positive_rate: 0.0,
+        attack_requests: 0,
+        leaked: None,
     };
-    let mut rows: BTreeMap<&str, (Verdict, u64, u64, Vec<i64>)> = BTreeMap::new();
-    let mut campaigns: BTreeMap<&str, CampaignRow> = BTreeMap::new();
+    let mut leaked_total = (0u64, 0u64);
+    let mut rows: BTreeMap<&str, ArchetypeTally> = BTreeMap::new();
+    let mut campaigns: BTreeMap<&str, (CampaignRow, u64)> = BTreeMap::new();
     for (id, label) in labels {
-        let detected = flagged_at.get(id.as_str());
-        let flagged = detected.is_some();
-        let row = rows
-            .entry(label.archetype.as_str())
-            .or_insert((label.label, 0, 0, Vec::new()));
+        let when = detected.get(id.as_str());
+        let flagged = when.is_some();
+        let row =
+            rows.entry(label.archetype.as_str())
+                .or_insert((label.label, 0, 0, Vec::new(), (0, 0)));
         row.1 += 1;
         row.2 += u64::from(flagged);
         match (label.label, flagged) {
@@ -185,35 +328,65 @@ pub fn evaluate(
         let Some(campaign) = &label.campaign else {
             continue;
         };
-        let start = campaign_start.get(campaign.as_str()).copied();
-        let when = detected.copied().flatten();
+        let (requests, leaked) = leaks.get(id.as_str()).copied().unwrap_or_default();
+        row.4 .0 += requests;
+        row.4 .1 += leaked;
+        leaked_total.0 += requests;
+        leaked_total.1 += leaked;
+        let start = starts.get(campaign.as_str()).copied();
+        let when = when.copied().flatten();
         if let (Some(start), Some(when)) = (start, when) {
             row.3.push((when.epoch_ms() - start.epoch_ms()).max(0));
         }
-        let entry = campaigns
+        let (entry, entry_leaked) = campaigns
             .entry(campaign.as_str())
-            .or_insert_with(|| CampaignRow {
-                campaign: campaign.clone(),
-                archetype: label.archetype.clone(),
-                accounts: 0,
-                flagged: 0,
-                detected: false,
-                first_event: start,
-                first_flagged_at: None,
-                time_to_detect_ms: None,
-                clusters: 0,
-                largest_cluster_share: None,
-                largest_cluster_purity: None,
-                time_to_cluster_ms: None,
-            });
+            .or_insert_with(|| (new_campaign_row(campaign, &label.archetype, start), 0));
         entry.accounts += 1;
         entry.flagged += u64::from(flagged);
         entry.detected |= flagged;
+        entry.requests += requests;
+        *entry_leaked += leaked;
         entry.first_flagged_at = match (entry.first_flagged_at, when) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
     }
+    finish_overall(&mut overall, leaked_total);
+    let archetypes = archetype_rows(rows, overall.true_positives + overall.false_positives);
+    let campaigns = campaigns
+        .into_values()
+        .map(|(mut row, leaked)| {
+            row.leaked = (row.requests > 0).then(|| ratio(leaked, row.requests));
+            row.time_to_detect_ms = match (row.first_event, row.first_flagged_at) {
+                (Some(start), Some(flag)) => Some((flag.epoch_ms() - start.epoch_ms()).max(0)),
+                _ => None,
+            };
+            row
+        })
+        .collect();
+    (overall, archetypes, campaigns)
+}
+
+fn new_campaign_row(campaign: &str, archetype: &str, start: Option<EventTime>) -> CampaignRow {
+    CampaignRow {
+        campaign: campaign.to_string(),
+        archetype: archetype.to_string(),
+        accounts: 0,
+        flagged: 0,
+        detected: false,
+        first_event: start,
+        first_flagged_at: None,
+        time_to_detect_ms: None,
+        clusters: 0,
+        largest_cluster_share: None,
+        largest_cluster_purity: None,
+        time_to_cluster_ms: None,
+        requests: 0,
+        leaked: None,
+    }
+}
+
+fn finish_overall(overall: &mut Overall, (requests, leaked): (u64, u64)) {
     overall.attack_accounts = overall.true_positives + overall.false_negatives;
     overall.benign_accounts = overall.false_positives + overall.true_negatives;
     overall.precision = ratio(
@@ -227,8 +400,11 @@ pub fn evaluate(
         0.0
     };
     overall.false_positive_rate = ratio(overall.false_positives, overall.benign_accounts);
+    overall.attack_requests = requests;
+    overall.leaked = (requests > 0).then(|| ratio(leaked, requests));
+}
 
-    let flagged_total = overall.true_positives + overall.false_positives;
+fn archetype_rows(rows: BTreeMap<&str, ArchetypeTally>, flagged_total: u64) -> Vec<ArchetypeRow> {
     let order: Vec<&str> = BENIGN_ARCHETYPES
         .iter()
         .chain(ATTACK_ARCHETYPES)
@@ -236,19 +412,22 @@ pub fn evaluate(
         .collect();
     let mut archetypes: Vec<ArchetypeRow> = rows
         .into_iter()
-        .map(|(archetype, (label, accounts, flagged, mut ttd))| {
-            ttd.sort_unstable();
-            ArchetypeRow {
-                archetype: archetype.to_string(),
-                label,
-                accounts,
-                flagged,
-                rate: ratio(flagged, accounts),
-                share_of_flagged: ratio(flagged, flagged_total),
-                ttd_median_ms: percentile(&ttd, 50.0),
-                ttd_p90_ms: percentile(&ttd, 90.0),
-            }
-        })
+        .map(
+            |(archetype, (label, accounts, flagged, mut ttd, (requests, leaked)))| {
+                ttd.sort_unstable();
+                ArchetypeRow {
+                    archetype: archetype.to_string(),
+                    label,
+                    accounts,
+                    flagged,
+                    rate: ratio(flagged, accounts),
+                    share_of_flagged: ratio(flagged, flagged_total),
+                    ttd_median_ms: percentile(&ttd, 50.0),
+                    ttd_p90_ms: percentile(&ttd, 90.0),
+                    leaked: (requests > 0).then(|| ratio(leaked, requests)),
+                }
+            },
+        )
         .collect();
     archetypes.sort_by_key(|r| {
         (
@@ -259,7 +438,11 @@ pub fn evaluate(
             r.archetype.clone(),
         )
     });
+    archetypes
+}
 
+/// Purity of the flagged clusters, and each campaign's cluster columns.
+fn cluster_stats(report: &Report, labels: &Labels, campaigns: &mut [CampaignRow]) -> ClusterStats {
     // Clusters: group each member by campaign, or "benign" when it is benign or unknown.
     let group_of = |member: &str| -> String {
         match labels.get(member) {
@@ -309,48 +492,42 @@ pub fn evaluate(
     if all_members > 0 {
         clusters.flagged_purity = Some(ratio(majority_members, all_members));
     }
-    let mut campaign_rows: Vec<CampaignRow> = campaigns.into_values().collect();
-    for row in &mut campaign_rows {
-        row.time_to_detect_ms = match (row.first_event, row.first_flagged_at) {
-            (Some(start), Some(flag)) => Some((flag.epoch_ms() - start.epoch_ms()).max(0)),
-            _ => None,
+    let clustered_at: HashMap<&str, EventTime> = report
+        .accounts
+        .iter()
+        .filter_map(|a| Some((a.account_id.as_str(), a.clustered_at?)))
+        .collect();
+    for row in campaigns {
+        let Some(found) = per_campaign.get(&row.campaign) else {
+            continue;
         };
-        if let Some(found) = per_campaign.get(&row.campaign) {
-            row.clusters = found.len() as u64;
-            if let Some((inside, size, index)) = found
-                .iter()
-                .max_by_key(|(inside, size, _)| (*inside, std::cmp::Reverse(*size)))
-            {
-                row.largest_cluster_share = Some(ratio(*inside, row.accounts));
-                row.largest_cluster_purity = Some(ratio(*inside, *size));
-                let cluster = &report.clusters[*index];
-                let mut joined: Vec<i64> = cluster
-                    .members
-                    .iter()
-                    .filter(|m| group_of(m) == row.campaign)
-                    .filter_map(|m| clustered_at.get(m.as_str()).map(|t| t.epoch_ms()))
-                    .collect();
-                joined.sort_unstable();
-                let needed = (CLUSTER_SHARE * row.accounts as f64).ceil() as usize;
-                if let (true, Some(start), Some(reached)) = (
-                    cluster.flagged,
-                    row.first_event,
-                    needed.checked_sub(1).and_then(|i| joined.get(i)),
-                ) {
-                    row.time_to_cluster_ms = Some((reached - start.epoch_ms()).max(0));
-                }
-            }
+        row.clusters = found.len() as u64;
+        let Some((inside, size, index)) = found
+            .iter()
+            .max_by_key(|(inside, size, _)| (*inside, std::cmp::Reverse(*size)))
+        else {
+            continue;
+        };
+        row.largest_cluster_share = Some(ratio(*inside, row.accounts));
+        row.largest_cluster_purity = Some(ratio(*inside, *size));
+        let cluster = &report.clusters[*index];
+        let mut joined: Vec<i64> = cluster
+            .members
+            .iter()
+            .filter(|m| group_of(m) == row.campaign)
+            .filter_map(|m| clustered_at.get(m.as_str()).map(|t| t.epoch_ms()))
+            .collect();
+        joined.sort_unstable();
+        let needed = (CLUSTER_SHARE * row.accounts as f64).ceil() as usize;
+        if let (true, Some(start), Some(reached)) = (
+            cluster.flagged,
+            row.first_event,
+            needed.checked_sub(1).and_then(|i| joined.get(i)),
+        ) {
+            row.time_to_cluster_ms = Some((reached - start.epoch_ms()).max(0));
         }
     }
-    Evaluation {
-        events: report.events,
-        late_events: report.late_events,
-        overall,
-        archetypes,
-        campaigns: campaign_rows,
-        clusters,
-        unlabelled_accounts,
-    }
+    clusters
 }
 
 /// Quality gates for CI: each set bound that is not met becomes one message.
@@ -364,6 +541,10 @@ pub struct Thresholds {
     pub min_campaigns_detected: Option<f64>,
     /// Per-archetype floor on the row's rate (recall for attacks); ceiling for benign rows.
     pub archetype_rates: Vec<(String, f64)>,
+    /// Ceiling on the overall share of campaign requests answered before detection.
+    pub max_leaked: Option<f64>,
+    /// Per attack archetype: ceiling on the share of its requests answered before detection.
+    pub archetype_leaked: Vec<(String, f64)>,
     /// Attack archetypes whose every campaign must be found as one flagged cluster holding
     /// [`CLUSTER_SHARE`] of its accounts, with purity `cluster_min_purity`, within
     /// `cluster_max_time_ms`; naming any also requires no benign account in an attack cluster.
@@ -416,6 +597,29 @@ pub fn check(evaluation: &Evaluation, thresholds: &Thresholds) -> Vec<String> {
                 ))
             }
             Some(_) => {}
+        }
+    }
+    if let (Some(bound), Some(leaked)) = (thresholds.max_leaked, o.leaked) {
+        if leaked > bound {
+            failures.push(format!("leaked {leaked:.3} is above {bound:.3}"));
+        }
+    }
+    for (archetype, bound) in &thresholds.archetype_leaked {
+        match evaluation
+            .archetypes
+            .iter()
+            .find(|r| &r.archetype == archetype)
+        {
+            None => failures.push(format!("archetype {archetype} is not in the labels")),
+            Some(row) => {
+                // An archetype that sent no request leaked nothing.
+                let leaked = row.leaked.unwrap_or(0.0);
+                if leaked > *bound {
+                    failures.push(format!(
+                        "{archetype} leaked {leaked:.3} is above {bound:.3}"
+                    ));
+                }
+            }
         }
     }
     for archetype in &thresholds.cluster_archetypes {
@@ -474,6 +678,11 @@ fn opt_ratio(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"))
 }
 
+/// Leaked shares are small numbers that matter: three decimals.
+fn opt_share(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
+}
+
 /// The Markdown tables `eval` prints (and `docs/evaluation.md` quotes).
 pub fn render(evaluation: &Evaluation) -> String {
     let mut out = String::new();
@@ -482,39 +691,42 @@ pub fn render(evaluation: &Evaluation) -> String {
         "events {}  late {}  accounts {} ({} attack, {} benign)\n\n",
         evaluation.events, evaluation.late_events, o.accounts, o.attack_accounts, o.benign_accounts
     ));
-    out.push_str("| archetype | label | accounts | flagged | recall / FPR | share of flagged | TTD median | TTD p90 |\n");
-    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("| archetype | label | accounts | flagged | recall / FPR | leaked | share of flagged | TTD median | TTD p90 |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for row in &evaluation.archetypes {
         let (label, rate) = match row.label {
             Verdict::Attack => ("attack", format!("recall {:.2}", row.rate)),
             Verdict::Benign => ("benign", format!("FPR {:.4}", row.rate)),
         };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.3} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {:.3} | {} | {} |\n",
             row.archetype,
             label,
             row.accounts,
             row.flagged,
             rate,
+            opt_share(row.leaked),
             row.share_of_flagged,
             opt_duration(row.ttd_median_ms),
             opt_duration(row.ttd_p90_ms)
         ));
     }
     out.push_str(&format!(
-        "\noverall: precision {:.3}  recall {:.3}  F1 {:.3}  FPR {:.4}  (TP {} FP {} FN {} TN {})\n\n",
-        o.precision, o.recall, o.f1, o.false_positive_rate, o.true_positives, o.false_positives, o.false_negatives, o.true_negatives
+        "\noverall: precision {:.3}  recall {:.3}  F1 {:.3}  FPR {:.4}  leaked {} of {} campaign requests  (TP {} FP {} FN {} TN {})\n\n",
+        o.precision, o.recall, o.f1, o.false_positive_rate, opt_share(o.leaked), o.attack_requests, o.true_positives, o.false_positives, o.false_negatives, o.true_negatives
     ));
-    out.push_str("| campaign | archetype | accounts | flagged | detected | time to detect | clusters | largest cluster share | its purity | time to 90% in one flagged cluster |\n");
-    out.push_str("|---|---|---:|---:|---|---:|---:|---:|---:|---:|\n");
+    out.push_str("| campaign | archetype | accounts | flagged | detected | requests | leaked | time to detect | clusters | largest cluster share | its purity | time to 90% in one flagged cluster |\n");
+    out.push_str("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for c in &evaluation.campaigns {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             c.campaign,
             c.archetype,
             c.accounts,
             c.flagged,
             if c.detected { "yes" } else { "no" },
+            c.requests,
+            opt_share(c.leaked),
             opt_duration(c.time_to_detect_ms),
             c.clusters,
             opt_ratio(c.largest_cluster_share),

@@ -17,6 +17,10 @@ pub struct Label {
     pub label: Verdict,
     pub archetype: String,
     pub campaign: Option<String>,
+    /// For an attack hidden inside a shared account (a reseller's): the end users that are the
+    /// attack. Empty means every request of the account belongs to the campaign.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub end_users: Vec<String>,
 }
 
 impl Label {
@@ -25,6 +29,7 @@ impl Label {
             label: Verdict::Benign,
             archetype: archetype.to_string(),
             campaign: None,
+            end_users: Vec::new(),
         }
     }
 
@@ -33,7 +38,15 @@ impl Label {
             label: Verdict::Attack,
             archetype: archetype.to_string(),
             campaign: Some(campaign.to_string()),
+            end_users: Vec::new(),
         }
+    }
+
+    /// Names the end users of a shared account that are the attack.
+    pub fn with_end_users(mut self, end_users: impl IntoIterator<Item = String>) -> Self {
+        self.end_users = end_users.into_iter().collect();
+        self.end_users.sort();
+        self
     }
 
     pub fn is_attack(&self) -> bool {

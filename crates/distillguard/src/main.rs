@@ -26,7 +26,7 @@ enum Command {
     /// Write labelled synthetic traffic and its ground-truth labels.
     Simulate(cmd::simulate::SimulateArgs),
     /// Replay labelled traffic and score the findings against the labels.
-    Eval(cmd::eval::EvalArgs),
+    Eval(Box<cmd::eval::EvalArgs>),
     /// Load-test a running server over HTTP (loopback only).
     Bench(cmd::bench::BenchArgs),
 }
@@ -45,7 +45,7 @@ fn main() -> anyhow::Result<()> {
             Command::Simulate(args) => {
                 tokio::task::spawn_blocking(move || cmd::simulate::run(args)).await?
             }
-            Command::Eval(args) => cmd::eval::run(args).await,
+            Command::Eval(args) => cmd::eval::run(*args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
         }
     })

@@ -558,7 +558,8 @@ impl Actor for ResellerHidden {
     fn members(&self) -> Vec<(String, Label)> {
         vec![(
             self.reseller.account.id.to_string(),
-            Label::attack("reseller_hidden", &self.campaign),
+            Label::attack("reseller_hidden", &self.campaign)
+                .with_end_users(self.harvesters.iter().map(|(user, _)| user.clone())),
         )]
     }
 

@@ -70,6 +70,19 @@ fn first_events() -> HashMap<String, EventTime> {
         .collect()
 }
 
+/// Five-minute ticks and five minutes of allowed lateness, the engine's defaults.
+const DELAY: FlagDelay = FlagDelay {
+    tick_ms: 5 * MIN,
+    allowed_lateness_ms: 5 * MIN,
+};
+
+fn traffic(first_events: HashMap<String, EventTime>) -> Traffic {
+    Traffic {
+        first_events,
+        campaign_requests: HashMap::new(),
+    }
+}
+
 #[test]
 fn precision_recall_and_fpr_count_accounts_against_their_labels() {
     let report = Report {
@@ -84,7 +97,7 @@ fn precision_recall_and_fpr_count_accounts_against_their_labels() {
         ],
         clusters: Vec::new(),
     };
-    let e = evaluate(&report, &labels(), &first_events());
+    let e = evaluate(&report, &labels(), &traffic(first_events()), DELAY);
     assert_eq!(
         (e.overall.true_positives, e.overall.false_positives),
         (3, 1)
@@ -115,7 +128,7 @@ fn time_to_detect_runs_from_the_campaigns_first_event_in_event_time() {
     };
     let mut firsts = first_events();
     firsts.insert("h0".into(), at(5));
-    let e = evaluate(&report, &labels(), &firsts);
+    let e = evaluate(&report, &labels(), &traffic(firsts), DELAY);
     let hydra = e
         .campaigns
         .iter()
@@ -147,7 +160,7 @@ fn members_of_a_flagged_cluster_count_as_detected_and_purity_is_measured() {
         ],
         ..Report::default()
     };
-    let e = evaluate(&report, &labels(), &first_events());
+    let e = evaluate(&report, &labels(), &traffic(first_events()), DELAY);
     assert_eq!(e.overall.true_positives, 3);
     assert_eq!(e.overall.false_positives, 1);
     assert_eq!(e.clusters.flagged_clusters, 1);
@@ -169,7 +182,7 @@ fn thresholds_report_every_bound_that_is_missed() {
         accounts: vec![finding("b0", Some(1)), finding("x0", Some(2))],
         ..Report::default()
     };
-    let e = evaluate(&report, &labels(), &first_events());
+    let e = evaluate(&report, &labels(), &traffic(first_events()), DELAY);
     let failures = check(
         &e,
         &Thresholds {
@@ -202,7 +215,7 @@ fn unlabelled_flagged_accounts_are_counted_apart() {
         accounts: vec![finding("stranger", Some(1))],
         ..Report::default()
     };
-    let e = evaluate(&report, &labels(), &first_events());
+    let e = evaluate(&report, &labels(), &traffic(first_events()), DELAY);
     assert_eq!(e.unlabelled_accounts, 1);
     assert_eq!(e.overall.false_positives, 0);
     assert!(render(&e).contains("not in the labels"));
@@ -241,7 +254,7 @@ fn time_to_cluster_is_when_ninety_percent_of_the_campaign_had_joined_its_flagged
     };
     let mut firsts = first_events();
     firsts.insert("h0".into(), at(5));
-    let e = evaluate(&report, &labels(), &firsts);
+    let e = evaluate(&report, &labels(), &traffic(firsts), DELAY);
     let hydra = e
         .campaigns
         .iter()
@@ -272,7 +285,7 @@ fn a_benign_account_inside_a_flagged_attack_cluster_fails_the_cluster_gate() {
         clusters: vec![cluster("c1", &["h0", "h1", "h2", "h3", "b0"], Some(20))],
         ..Report::default()
     };
-    let e = evaluate(&report, &labels(), &first_events());
+    let e = evaluate(&report, &labels(), &traffic(first_events()), DELAY);
     assert_eq!(e.clusters.benign_in_attack_clusters, 1);
     let failures = check(
         &e,
@@ -288,4 +301,84 @@ fn a_benign_account_inside_a_flagged_attack_cluster_fails_the_cluster_gate() {
     assert!(failures
         .iter()
         .any(|f| f.contains("benign accounts are in flagged attack clusters")));
+}
+
+#[test]
+fn leaked_counts_the_requests_answered_before_the_flag_could_act() {
+    // h0 sends a request every ten minutes from minute 0 to 90 and is flagged on its request of
+    // minute 42: the flag acts at the end of that tick (45) plus the allowed lateness (50), so
+    // the six requests at 0..=50 were answered. h1 is never flagged: all its requests leaked.
+    // x0 is flagged through a cluster at minute 10.
+    let report = Report {
+        accounts: vec![finding("h0", Some(42))],
+        clusters: vec![cluster("c1", &["x0"], Some(10))],
+        ..Report::default()
+    };
+    let mut t = traffic(first_events());
+    let times = |minutes: &[i64]| minutes.iter().map(|m| T0 + m * MIN).collect::<Vec<_>>();
+    t.campaign_requests
+        .insert("h0".into(), times(&[0, 10, 20, 30, 40, 49, 50, 60, 70, 80]));
+    t.campaign_requests.insert("h1".into(), times(&[5, 15]));
+    t.campaign_requests.insert("x0".into(), times(&[1, 30]));
+    let e = evaluate(&report, &labels(), &t, DELAY);
+    let hydra = e
+        .campaigns
+        .iter()
+        .find(|c| c.campaign == "hydra-1")
+        .unwrap();
+    assert_eq!(hydra.requests, 12);
+    // h0: 0, 10, 20, 30, 40, 49 before minute 50; h1: both.
+    assert_eq!(hydra.leaked, Some(8.0 / 12.0));
+    let bulk = e.campaigns.iter().find(|c| c.campaign == "bulk-1").unwrap();
+    // Flagged at minute 10 through its cluster: acts from 15 + 5 = 20, so only minute 1 leaked.
+    assert_eq!(bulk.leaked, Some(0.5));
+    assert_eq!(e.overall.attack_requests, 14);
+    assert_eq!(e.overall.leaked, Some(9.0 / 14.0));
+    let row = e
+        .archetypes
+        .iter()
+        .find(|r| r.archetype == "hydra_cluster")
+        .unwrap();
+    assert_eq!(row.leaked, hydra.leaked);
+    assert!(render(&e).contains("leaked 0.643 of 14 campaign requests"));
+    let gate = Thresholds {
+        max_leaked: Some(0.5),
+        archetype_leaked: vec![("bulk_harvest".into(), 0.5), ("hydra_cluster".into(), 0.6)],
+        ..Thresholds::default()
+    };
+    let failures = check(&e, &gate);
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert!(failures.iter().any(|f| f.starts_with("leaked 0.643")));
+    assert!(failures
+        .iter()
+        .any(|f| f.starts_with("hydra_cluster leaked 0.667")));
+}
+
+#[test]
+fn traffic_keeps_only_campaign_requests_and_a_shared_accounts_attacking_end_users() {
+    let mut labels = labels();
+    labels.insert(
+        "r0".into(),
+        Label::attack("reseller_hidden", "reseller-1").with_end_users(["eu-bad".to_string()]),
+    );
+    let mut t = Traffic::default();
+    t.observe(&labels, "b0", None, at(3));
+    t.observe(&labels, "h0", Some("anyone"), at(2));
+    t.observe(&labels, "h0", None, at(1));
+    t.observe(&labels, "r0", Some("eu-good"), at(4));
+    t.observe(&labels, "r0", Some("eu-bad"), at(5));
+    t.observe(&labels, "r0", None, at(6));
+    assert_eq!(t.first_events["h0"], at(1));
+    assert_eq!(t.first_events["r0"], at(4));
+    assert_eq!(t.first_events.len(), 3);
+    assert_eq!(t.campaign_requests["h0"].len(), 2);
+    assert_eq!(t.campaign_requests["r0"], vec![at(5).epoch_ms()]);
+    assert!(!t.campaign_requests.contains_key("b0"));
+}
+
+#[test]
+fn a_flag_acts_at_the_end_of_its_tick_plus_the_allowed_lateness() {
+    assert_eq!(DELAY.acts_from(at(42)), T0 + 50 * MIN);
+    // An event on a tick boundary belongs to the tick that starts there.
+    assert_eq!(DELAY.acts_from(at(45)), T0 + 55 * MIN);
 }

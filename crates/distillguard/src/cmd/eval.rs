@@ -1,7 +1,6 @@
 //! `distillguard eval`: replays labelled traffic and scores the findings against the labels
 //! (see `docs/evaluation.md`).
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -10,7 +9,7 @@ use anyhow::{bail, Context};
 use distillguard_core::finding::Report;
 use distillguard_core::time::EventTime;
 use distillguard_server::{replay, telemetry};
-use distillguard_sim::eval::{check, evaluate, render, Thresholds};
+use distillguard_sim::eval::{check, evaluate, render, FlagDelay, Thresholds, Traffic};
 use distillguard_sim::Labels;
 use flate2::read::MultiGzDecoder;
 use serde::Deserialize;
@@ -26,7 +25,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub labels: PathBuf,
     /// Evaluate this report instead of replaying the traffic (the traffic is still read for
-    /// campaign start times).
+    /// campaign start times and the requests that leaked).
     #[arg(long)]
     pub report: Option<PathBuf>,
     /// Also write the replay report here.
@@ -51,6 +50,13 @@ pub struct EvalArgs {
     /// Repeatable.
     #[arg(long = "archetype-rate", value_parser = parse_archetype_rate)]
     pub archetype_rates: Vec<(String, f64)>,
+    /// Highest acceptable share of campaign requests answered before detection.
+    #[arg(long)]
+    pub max_leaked: Option<f64>,
+    /// `ARCHETYPE=SHARE`: highest acceptable share of an attack archetype's requests answered
+    /// before detection. Repeatable.
+    #[arg(long = "archetype-leaked", value_parser = parse_archetype_rate)]
+    pub archetype_leaked: Vec<(String, f64)>,
     /// Attack archetype whose every campaign must be found as one flagged cluster holding 90% of
     /// its accounts, with `--cluster-min-purity`, within `--cluster-max-hours` of its first
     /// event; also fails if any benign account is in a flagged attack cluster. Repeatable.
@@ -90,15 +96,19 @@ pub(crate) fn open_maybe_gzip(path: &Path) -> anyhow::Result<Box<dyn BufRead>> {
     }
 }
 
-/// First event time of every account in the traffic. Campaign start times for time-to-detect
-/// come from here, so any traffic file with labels can be evaluated, simulated or not.
-fn first_events(path: &Path) -> anyhow::Result<HashMap<String, EventTime>> {
+/// Reads what the evaluation needs from the traffic itself: every account's first event
+/// (campaign start times) and the times of the campaigns' requests (what leaked), so any traffic
+/// file with labels can be evaluated, simulated or not.
+fn read_traffic(path: &Path, labels: &Labels) -> anyhow::Result<Traffic> {
     #[derive(Deserialize)]
-    struct Head {
+    struct Head<'a> {
         timestamp: EventTime,
-        account_id: String,
+        #[serde(borrow)]
+        account_id: std::borrow::Cow<'a, str>,
+        #[serde(default, borrow)]
+        end_user: Option<std::borrow::Cow<'a, str>>,
     }
-    let mut firsts: HashMap<String, EventTime> = HashMap::new();
+    let mut traffic = Traffic::default();
     let mut reader = open_maybe_gzip(path)?;
     let mut line = String::new();
     let mut number = 0u64;
@@ -111,19 +121,21 @@ fn first_events(path: &Path) -> anyhow::Result<HashMap<String, EventTime>> {
         if line.trim().is_empty() {
             continue;
         }
-        // Lines the replay rejects are skipped here as well; they cannot start a campaign.
+        // Lines the replay rejects are skipped here as well; they are no campaign's requests.
         let Ok(head) = serde_json::from_str::<Head>(&line) else {
             continue;
         };
-        firsts
-            .entry(head.account_id)
-            .and_modify(|t| *t = (*t).min(head.timestamp))
-            .or_insert(head.timestamp);
+        traffic.observe(
+            labels,
+            &head.account_id,
+            head.end_user.as_deref(),
+            head.timestamp,
+        );
     }
     if number == 0 {
         bail!("{} is empty", path.display());
     }
-    Ok(firsts)
+    Ok(traffic)
 }
 
 /// Async because the replay runs the server's pipeline.
@@ -154,9 +166,17 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
         let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
         serde_json::to_writer_pretty(std::io::BufWriter::new(file), &report)?;
     }
-    let traffic = args.traffic.clone();
-    let firsts = tokio::task::spawn_blocking(move || first_events(&traffic)).await??;
-    let evaluation = evaluate(&report, &labels, &firsts);
+    let path = args.traffic.clone();
+    let (traffic, labels) = tokio::task::spawn_blocking(move || {
+        read_traffic(&path, &labels).map(|traffic| (traffic, labels))
+    })
+    .await??;
+    let engine = args.settings.load()?.engine;
+    let delay = FlagDelay {
+        tick_ms: engine.tick_secs as i64 * 1000,
+        allowed_lateness_ms: engine.allowed_lateness_secs as i64 * 1000,
+    };
+    let evaluation = evaluate(&report, &labels, &traffic, delay);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&evaluation)?);
     } else {
@@ -171,6 +191,8 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
             max_fpr: args.max_fpr,
             min_campaigns_detected: args.min_campaigns_detected,
             archetype_rates: args.archetype_rates.clone(),
+            max_leaked: args.max_leaked,
+            archetype_leaked: args.archetype_leaked.clone(),
             cluster_archetypes: args.cluster_archetypes.clone(),
             cluster_min_purity: args.cluster_min_purity,
             cluster_max_time_ms: (args.cluster_max_hours * 3_600_000.0) as i64,
@@ -186,18 +208,28 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
 mod tests {
     use std::io::Write;
 
+    use distillguard_sim::labels::Label;
     use flate2::write::GzEncoder;
 
     use super::*;
 
     #[test]
-    fn first_events_come_from_plain_or_gzipped_traffic() {
+    fn first_events_and_campaign_requests_come_from_plain_or_gzipped_traffic() {
         let text = concat!(
             "{\"timestamp\":\"2026-11-02T00:05:00Z\",\"account_id\":\"a\",\"model\":\"m\"}\n",
             "\n",
             "{\"timestamp\":\"2026-11-02T00:01:00Z\",\"account_id\":\"a\",\"model\":\"m\"}\n",
             "{\"timestamp\":1793577900000,\"account_id\":\"b\",\"model\":\"m\"}\n",
+            "{\"timestamp\":1793577900000,\"account_id\":\"r\",\"end_user\":\"u1\",\"model\":\"m\"}\n",
+            "{\"timestamp\":1793577960000,\"account_id\":\"r\",\"end_user\":\"bad\",\"model\":\"m\"}\n",
             "not json\n",
+        );
+        let mut labels = Labels::new();
+        labels.insert("a".into(), Label::attack("bulk_harvest", "bulk-1"));
+        labels.insert("b".into(), Label::benign("casual_chat"));
+        labels.insert(
+            "r".into(),
+            Label::attack("reseller_hidden", "r-1").with_end_users(["bad".to_string()]),
         );
         let dir = std::env::temp_dir();
         let plain = dir.join(format!("dg-eval-{}.ndjson", std::process::id()));
@@ -207,10 +239,16 @@ mod tests {
         encoder.write_all(text.as_bytes()).unwrap();
         std::fs::write(&gzipped, encoder.finish().unwrap()).unwrap();
         for path in [&plain, &gzipped] {
-            let firsts = first_events(path).unwrap();
+            let traffic = read_traffic(path, &labels).unwrap();
+            let firsts = &traffic.first_events;
             assert_eq!(firsts["a"].to_rfc3339(), "2026-11-02T00:01:00.000Z");
             assert_eq!(firsts["b"].to_rfc3339(), "2026-11-02T00:05:00.000Z");
-            assert_eq!(firsts.len(), 2);
+            assert_eq!(firsts.len(), 3);
+            // Both of the attack account's requests; only the labelled end user's in the
+            // reseller's account; none of the benign account's.
+            assert_eq!(traffic.campaign_requests["a"].len(), 2);
+            assert_eq!(traffic.campaign_requests["r"], vec![1_793_577_960_000]);
+            assert!(!traffic.campaign_requests.contains_key("b"));
         }
         std::fs::remove_file(plain).unwrap();
         std::fs::remove_file(gzipped).unwrap();
