@@ -625,16 +625,13 @@ impl Linker {
         let mut postings: Vec<(FeatureKey, Posting)> =
             self.postings.iter().map(|(k, p)| (*k, p.clone())).collect();
         postings.sort_by_key(|(k, _)| *k);
+        let head = self.checkpoint_head();
         LinkerCheckpoint {
             nodes: self.nodes.clone(),
-            free: self.free.clone(),
+            free: head.free,
             postings,
-            clusters: self
-                .clusters
-                .iter()
-                .map(|(id, c)| (*id, c.clone()))
-                .collect(),
-            last_sweep: self.last_sweep,
+            clusters: head.clusters,
+            last_sweep: head.last_sweep,
         }
     }
 

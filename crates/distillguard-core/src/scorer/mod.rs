@@ -280,14 +280,8 @@ impl Scorer {
     pub fn checkpoint(&self) -> ScorerCheckpoint {
         ScorerCheckpoint {
             findings: self.findings.values().cloned().collect(),
-            population: self.population.clone(),
-            models: self.models.clone(),
-            counters: self.suite.counters(),
-            tracked_by_shard: self.tracked_by_shard.clone(),
-            evicted_total: self.evicted_total,
-            pending: self.pending.clone(),
             linker: Some(self.linker.checkpoint()),
-            clusters: self.clusters.values().cloned().collect(),
+            ..self.checkpoint_head()
         }
     }
 

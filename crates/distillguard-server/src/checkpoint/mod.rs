@@ -259,22 +259,28 @@ pub fn spawn_periodic(periodic: Periodic, mut stop: watch::Receiver<bool>) -> Jo
         let mut next = tokio::time::Instant::now() + periodic.interval;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep_until(next) => {
-                    let started = tokio::time::Instant::now();
-                    let saving = save_observed(
-                        &periodic.store,
-                        &periodic.pipeline,
-                        &periodic.writer,
-                        &periodic.metrics,
-                        &periodic.health,
-                    );
-                    if let Err(error) = saving.await {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = stop.changed() => return,
+            }
+            let started = tokio::time::Instant::now();
+            let saving = save_observed(
+                &periodic.store,
+                &periodic.pipeline,
+                &periodic.writer,
+                &periodic.metrics,
+                &periodic.health,
+            );
+            // A save waits for the store (its chunks, and the findings before its cut); stopping
+            // abandons it rather than holding up shutdown, which takes a final one of its own.
+            tokio::select! {
+                outcome = saving => {
+                    if let Err(error) = outcome {
                         tracing::warn!(error = format!("{error:#}"), "periodic checkpoint failed; will retry");
                     }
-                    next = started + periodic.interval.max(started.elapsed() * DUTY_FACTOR);
                 }
                 _ = stop.changed() => return,
             }
+            next = started + periodic.interval.max(started.elapsed() * DUTY_FACTOR);
         }
     })
 }

@@ -100,6 +100,18 @@ fn batch(prefix: &str, n: usize) -> Vec<ApiEvent> {
         .collect()
 }
 
+async fn logged(log: &MemoryLog, snapshot: Option<Snapshot>) -> (Pipeline, ReplayReport) {
+    Pipeline::start_logged(
+        config(),
+        Metrics::new(),
+        Box::new(DiscardSink),
+        snapshot,
+        Box::new(log.clone()),
+    )
+    .await
+    .unwrap()
+}
+
 async fn finish(pipeline: Pipeline) -> Report {
     tokio::task::spawn_blocking(move || pipeline.finish_blocking())
         .await
@@ -110,15 +122,7 @@ async fn finish(pipeline: Pipeline) -> Report {
 #[tokio::test]
 async fn a_batch_the_log_cannot_persist_is_refused_whole_and_its_retry_goes_through_later() {
     let log = MemoryLog::default();
-    let (pipeline, _) = Pipeline::start_logged(
-        config(),
-        Metrics::new(),
-        Box::new(DiscardSink),
-        None,
-        Box::new(log.clone()),
-    )
-    .await
-    .unwrap();
+    let (pipeline, _) = logged(&log, None).await;
     pipeline.try_submit(batch("ok", 5)).await.unwrap();
 
     log.failing.store(true, Ordering::SeqCst);
@@ -155,15 +159,7 @@ async fn a_batch_the_log_cannot_persist_is_refused_whole_and_its_retry_goes_thro
 #[tokio::test]
 async fn a_restart_replays_what_the_log_holds_after_the_checkpoint_and_remembers_its_ids() {
     let log = MemoryLog::default();
-    let (first, _) = Pipeline::start_logged(
-        config(),
-        Metrics::new(),
-        Box::new(DiscardSink),
-        None,
-        Box::new(log.clone()),
-    )
-    .await
-    .unwrap();
+    let (first, _) = logged(&log, None).await;
     first.try_submit(batch("a", 10)).await.unwrap();
     let taking = first.clone();
     let snapshot = tokio::task::spawn_blocking(move || taking.checkpoint_blocking())
@@ -178,15 +174,7 @@ async fn a_restart_replays_what_the_log_holds_after_the_checkpoint_and_remembers
         .await
         .unwrap();
 
-    let (second, replayed) = Pipeline::start_logged(
-        config(),
-        Metrics::new(),
-        Box::new(DiscardSink),
-        Some(snapshot),
-        Box::new(log.clone()),
-    )
-    .await
-    .unwrap();
+    let (second, replayed) = logged(&log, Some(snapshot)).await;
     assert_eq!((replayed.batches, replayed.events), (1, 6));
     let retry = second.try_submit(batch("b", 6)).await.unwrap();
     assert_eq!(retry.duplicates, 6);
