@@ -4,6 +4,7 @@ mod helpers;
 
 mod alert_series;
 mod auth;
+mod checkpoints;
 mod clusters;
 mod gateways;
 mod ingest;

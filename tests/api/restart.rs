@@ -113,8 +113,7 @@ async fn resuming_from_a_checkpoint_on_more_shards_gives_the_findings_of_an_unbr
     .await
     .unwrap()
     .unwrap();
-    // Through JSON, as the store keeps it.
-    let checkpoint = serde_json::from_slice(&serde_json::to_vec(&checkpoint).unwrap()).unwrap();
+    // `checkpoint_blocking` has been through the chunked binary format, as the store keeps it.
     let after = Pipeline::start_from(
         pipeline_config(3),
         Metrics::new(),

@@ -21,7 +21,9 @@ pub use crate::detect::DetectorConfig;
 use crate::event::ApiEvent;
 pub use crate::features::AccountSummary;
 use crate::finding::{FindingUpdate, Report};
-pub use crate::link::LinkConfig;
+pub use crate::link::{
+    LinkConfig, Linker, LinkerCheckpoint, LinkerHead, NodeRecord, PostingRecord,
+};
 pub use crate::scorer::{Scorer, ScorerCheckpoint};
 pub use crate::shard::{shard_for, Shard, ShardCheckpoint, ShardReport};
 use crate::time::EventTime;
@@ -184,6 +186,10 @@ pub struct EngineStats {
     pub tracked_accounts: usize,
     pub evicted_accounts: u64,
     pub watermark: Option<EventTime>,
+    /// Accounts the linker holds (bounded by the account cap, like detector state).
+    pub linked_accounts: usize,
+    /// Account findings the scorer holds (only for accounts in detector state).
+    pub findings: usize,
 }
 
 /// The whole engine's state, serialisable for restarts.
@@ -264,6 +270,8 @@ impl Engine {
             tracked_accounts: self.shards.iter().map(Shard::tracked).sum(),
             evicted_accounts: self.scorer.evicted_total(),
             watermark: self.clock.watermark(),
+            linked_accounts: self.scorer.linked_accounts(),
+            findings: self.scorer.finding_count(),
         }
     }
 
@@ -530,6 +538,58 @@ mod tests {
             .collect();
         let names: Vec<&str> = kept.iter().map(AccountId::as_str).collect();
         assert_eq!(names, ["b", "c", "d"]);
+    }
+
+    #[test]
+    fn a_finding_is_forgotten_with_its_account_so_findings_stay_within_the_account_cap() {
+        let config = EngineConfig {
+            idle_eviction_ms: 2 * EventTime::HOUR,
+            ..EngineConfig::default()
+        };
+        let mut engine = Engine::new(config, 2);
+        let events = mixed_traffic(3);
+        for e in &events {
+            engine.process(e);
+        }
+        let last = events.last().unwrap().timestamp.epoch_ms();
+        engine.process(&event("a", last + EventTime::MINUTE));
+        let findings = engine.stats().findings;
+        assert!(
+            engine
+                .report()
+                .accounts
+                .iter()
+                .any(|a| a.account_id == "harvest-bulk"),
+            "the harvester has a finding while it is tracked"
+        );
+        // Everyone but "late" goes idle past the eviction age.
+        engine.process(&event("late", last + 5 * EventTime::HOUR));
+        engine.process(&event(
+            "late",
+            last + 5 * EventTime::HOUR + 10 * EventTime::MINUTE,
+        ));
+        assert!(findings > 0);
+        assert_eq!(engine.stats().findings, 0);
+        assert!(engine.report().accounts.is_empty());
+    }
+
+    #[test]
+    fn a_flood_of_new_accounts_within_the_hour_keeps_the_linker_at_the_account_cap() {
+        let config = EngineConfig {
+            max_tracked_accounts: 50,
+            ..EngineConfig::default()
+        };
+        let mut engine = Engine::new(config, 2);
+        let base = 1_764_000_000_000;
+        // 2,000 accounts in 40 minutes of event time: eight ticks, less than an hour.
+        for i in 0..2_000i64 {
+            engine.process(&event(&format!("flood-{i}"), base + i * 1_200));
+        }
+        engine.process(&event("last", base + 2_000 * 1_200 + 6 * EventTime::MINUTE));
+        let stats = engine.stats();
+        // The cap applies at each tick; "last" arrived after the last one.
+        assert!(stats.tracked_accounts <= 51, "{stats:?}");
+        assert!(stats.linked_accounts <= 50, "{stats:?}");
     }
 
     #[test]

@@ -113,7 +113,7 @@ pub fn parse_client_ip(text: &str) -> Result<IpAddr, FieldError> {
 }
 
 /// Sampling and output parameters of the request.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Params {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
@@ -140,7 +140,7 @@ impl Params {
 }
 
 /// Token counts reported for the call.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt_tokens: Option<u32>,
@@ -159,7 +159,11 @@ impl Usage {
 }
 
 /// One model-API request. Serialises to the canonical JSON format (`docs/event-format.md`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+///
+/// `Deserialize` reads back what `Serialize` wrote (the write-ahead log keeps accepted events in
+/// MessagePack); client input goes through the canonical decoder instead. A field added later
+/// must be an `Option` or carry `#[serde(default)]`, so that events logged before it still read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiEvent {
     pub timestamp: EventTime,
     pub account_id: AccountId,
@@ -184,9 +188,9 @@ pub struct ApiEvent {
     /// Number of messages in the request (1 for a single-turn call).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub messages: Option<u32>,
-    #[serde(skip_serializing_if = "Params::is_empty")]
+    #[serde(default, skip_serializing_if = "Params::is_empty")]
     pub params: Params,
-    #[serde(skip_serializing_if = "Usage::is_empty")]
+    #[serde(default, skip_serializing_if = "Usage::is_empty")]
     pub usage: Usage,
     /// HTTP status of the model call.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -198,7 +202,7 @@ pub struct ApiEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account_created_at: Option<EventTime>,
     /// Kept and passed through, never interpreted by the detectors.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
 }
 

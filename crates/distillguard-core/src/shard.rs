@@ -31,6 +31,8 @@ const MAP_ENTRY_BYTES: usize = 32;
 pub struct ShardReport {
     pub summaries: Vec<AccountSummary>,
     pub evicted: u64,
+    /// The accounts evicted, so that the scorer forgets their findings too.
+    pub evicted_ids: Vec<AccountId>,
     pub tracked: usize,
     /// Population histogram moves (changed and evicted accounts).
     pub population: PopulationDelta,
@@ -39,8 +41,9 @@ pub struct ShardReport {
 /// A shard's full state, serialisable for restarts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShardCheckpoint {
-    /// Sorted by account id, so equal states give equal checkpoints.
-    pub accounts: Vec<(AccountId, AccountState)>,
+    /// Sorted by account id, so equal states give equal checkpoints. Boxed as in the shard (the
+    /// serialised form is the same): a restore moves each state into place without copying it.
+    pub accounts: Vec<(AccountId, Box<AccountState>)>,
     pub dirty: Vec<AccountId>,
     pub shard_count: usize,
 }
@@ -110,27 +113,30 @@ impl Shard {
             }
             summaries.push(summary);
         }
-        let evicted = self.evict(at, &mut population);
+        let evicted_ids = self.evict(at, &mut population);
         ShardReport {
             summaries,
-            evicted,
+            evicted: evicted_ids.len() as u64,
+            evicted_ids,
             tracked: self.accounts.len(),
             population,
         }
     }
 
-    fn evict(&mut self, at: EventTime, population: &mut PopulationDelta) -> u64 {
-        let before = self.accounts.len();
+    /// Evicts idle accounts and the least recently seen above the cap; returns their ids.
+    fn evict(&mut self, at: EventTime, population: &mut PopulationDelta) -> Vec<AccountId> {
         let idle_before = at.plus_ms(-self.config.idle_eviction_ms);
-        let mut leaving = |state: &AccountState| {
+        let mut gone = Vec::new();
+        let mut leaving = |id: &AccountId, state: &AccountState| {
             for metric in 0..METRICS {
                 population.record(metric, state.population_buckets[metric], NO_BUCKET);
             }
+            gone.push(id.clone());
         };
-        self.accounts.retain(|_, s| {
+        self.accounts.retain(|id, s| {
             let keep = s.last_seen() >= idle_before;
             if !keep {
-                leaving(s);
+                leaving(id, s);
             }
             keep
         });
@@ -146,12 +152,12 @@ impl Shard {
             by_age.select_nth_unstable(excess - 1);
             for (_, id) in by_age.into_iter().take(excess) {
                 if let Some(state) = self.accounts.remove(&id) {
-                    leaving(&state);
+                    leaving(&id, &state);
                 }
             }
         }
         // An evicted account may still sit in the dirty list of the next tick; it is skipped.
-        (before - self.accounts.len()) as u64
+        gone
     }
 
     pub fn tracked(&self) -> usize {
@@ -167,10 +173,10 @@ impl Shard {
     }
 
     pub fn checkpoint(&self) -> ShardCheckpoint {
-        let mut accounts: Vec<(AccountId, AccountState)> = self
+        let mut accounts: Vec<(AccountId, Box<AccountState>)> = self
             .accounts
             .iter()
-            .map(|(id, s)| (id.clone(), AccountState::clone(s)))
+            .map(|(id, s)| (id.clone(), s.clone()))
             .collect();
         accounts.sort_by(|a, b| a.0.cmp(&b.0));
         ShardCheckpoint {
@@ -180,14 +186,31 @@ impl Shard {
         }
     }
 
+    /// The accounts sorted by id, borrowed: a checkpoint is serialised from these chunk by chunk,
+    /// so taking it does not copy the shard's state.
+    pub fn accounts_sorted(&self) -> Vec<(&AccountId, &AccountState)> {
+        let mut accounts: Vec<(&AccountId, &AccountState)> = self
+            .accounts
+            .iter()
+            .map(|(id, state)| (id, state.as_ref()))
+            .collect();
+        accounts.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        accounts
+    }
+
+    /// Accounts changed since the last tick, in the order they changed.
+    pub fn dirty(&self) -> &[AccountId] {
+        &self.dirty
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shard_count
+    }
+
     pub fn restore(config: EngineConfig, checkpoint: ShardCheckpoint) -> Self {
         let mut shard = Shard::new(config, checkpoint.shard_count);
-        shard.accounts.extend(
-            checkpoint
-                .accounts
-                .into_iter()
-                .map(|(id, state)| (id, Box::new(state))),
-        );
+        shard.accounts.reserve(checkpoint.accounts.len());
+        shard.accounts.extend(checkpoint.accounts);
         shard.dirty = checkpoint.dirty;
         shard
     }

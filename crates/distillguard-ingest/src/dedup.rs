@@ -15,6 +15,8 @@ pub struct Deduplicator {
     seen: HashMap<String, EventTime>,
     order: VecDeque<(EventTime, String)>,
     newest: Option<EventTime>,
+    /// Ids forgotten inside their window because the capacity was reached, not yet taken.
+    evicted: u64,
 }
 
 impl Deduplicator {
@@ -25,6 +27,7 @@ impl Deduplicator {
             seen: HashMap::new(),
             order: VecDeque::new(),
             newest: None,
+            evicted: 0,
         }
     }
 
@@ -41,10 +44,51 @@ impl Deduplicator {
             return;
         }
         self.newest = Some(self.newest.map_or(at, |n| n.max(at)));
-        if self.seen.insert(request_id.to_string(), at).is_none() {
+        // An id seen again (outside the window, or at another time) gets a fresh queue entry:
+        // its old entry is now stale and is skipped when it expires, so the id itself expires
+        // from its new time instead of staying in `seen` for good.
+        if self.seen.insert(request_id.to_string(), at) != Some(at) {
             self.order.push_back((at, request_id.to_string()));
         }
         self.expire();
+    }
+
+    /// Forgets an id remembered at `at` whose batch was then not accepted after all (the
+    /// write-ahead log refused it), so that the client's retry is processed, not dropped.
+    pub fn forget(&mut self, request_id: &str, at: EventTime) {
+        if self.seen.get(request_id) == Some(&at) {
+            self.seen.remove(request_id);
+        }
+    }
+
+    /// The remembered ids with their times, oldest first: what a checkpoint keeps, so that a
+    /// retry arriving after a restart is still recognised. [`Deduplicator::restore`] reads it.
+    pub fn entries(&self) -> Vec<(String, EventTime)> {
+        self.order
+            .iter()
+            .filter(|(at, id)| self.seen.get(id) == Some(at))
+            .map(|(at, id)| (id.clone(), *at))
+            .collect()
+    }
+
+    /// A deduplicator that remembers `entries` (from [`Deduplicator::entries`]) in order.
+    pub fn restore(window_ms: i64, capacity: usize, entries: Vec<(String, EventTime)>) -> Self {
+        let mut dedup = Self::new(window_ms, capacity);
+        for (id, at) in entries {
+            dedup.remember(&id, at);
+        }
+        dedup
+    }
+
+    /// Ids dropped within their window because the capacity was reached, since the last call:
+    /// a retry of one of those is no longer recognised.
+    pub fn take_evicted(&mut self) -> u64 {
+        std::mem::take(&mut self.evicted)
+    }
+
+    /// Queue entries, live and stale; bounded by the capacity.
+    pub fn queued(&self) -> usize {
+        self.order.len()
     }
 
     fn expire(&mut self) {
@@ -56,6 +100,9 @@ impl Deduplicator {
             }
             if self.seen.get(key) == Some(at) {
                 self.seen.remove(key);
+                if !too_old {
+                    self.evicted += 1;
+                }
             }
             self.order.pop_front();
         }
@@ -94,6 +141,51 @@ mod tests {
         dedup.remember("r2", at(200_000));
         assert!(!dedup.is_duplicate("r1", at(1_000)));
         assert_eq!(dedup.len(), 1);
+    }
+
+    #[test]
+    fn an_id_seen_again_after_the_window_expires_from_its_new_time() {
+        let mut dedup = Deduplicator::new(60_000, 100);
+        dedup.remember("r1", at(1_000));
+        dedup.remember("r1", at(500_000));
+        // The first entry expires; the id stays remembered from its second time ...
+        dedup.remember("r2", at(530_000));
+        assert!(dedup.is_duplicate("r1", at(500_000)));
+        // ... and expires once that is out of the window, leaving nothing behind.
+        dedup.remember("r3", at(900_000));
+        assert!(!dedup.is_duplicate("r1", at(500_000)));
+        assert_eq!(dedup.len(), 1);
+        assert_eq!(dedup.queued(), 1);
+    }
+
+    #[test]
+    fn a_restored_deduplicator_recognises_the_same_retries() {
+        let mut dedup = Deduplicator::new(60_000, 100);
+        for i in 0..50 {
+            dedup.remember(&format!("r{i}"), at(1_000 + i * 1_000));
+        }
+        dedup.remember("r3", at(90_000));
+        let restored = Deduplicator::restore(60_000, 100, dedup.entries());
+        assert_eq!(restored.entries(), dedup.entries());
+        for i in 0..50 {
+            let id = format!("r{i}");
+            let t = at(1_000 + i * 1_000);
+            assert_eq!(
+                restored.is_duplicate(&id, t),
+                dedup.is_duplicate(&id, t),
+                "{id}"
+            );
+        }
+        assert!(restored.is_duplicate("r3", at(90_000)));
+    }
+
+    #[test]
+    fn a_forgotten_id_is_no_longer_a_duplicate() {
+        let mut dedup = Deduplicator::new(60_000, 100);
+        dedup.remember("r1", at(1_000));
+        dedup.forget("r1", at(1_000));
+        assert!(!dedup.is_duplicate("r1", at(1_000)));
+        assert!(dedup.entries().is_empty());
     }
 
     #[test]

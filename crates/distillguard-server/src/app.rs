@@ -45,18 +45,10 @@ impl Application {
             WriterConfig::default(),
             Some(store_write_observer(&metrics)),
         ));
+        // Findings emitted before the checkpoint's cut were written before it was committed, and
+        // the replay of the event log emits those after it again: nothing to re-submit here.
         let restored = checkpoint::load(&store).await?;
-        if let Some(restored) = &restored {
-            checkpoint::resubmit_findings(&writer, restored);
-        }
-        let pipeline = Pipeline::start_from(
-            pipeline_config(&settings),
-            metrics.clone(),
-            Box::new(StoreSink {
-                writer: Arc::clone(&writer),
-            }),
-            restored,
-        );
+        let pipeline = start_pipeline(&settings, &metrics, &writer, restored).await?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -77,6 +69,7 @@ impl Application {
             metrics,
             store,
             writer,
+            checkpoints: Arc::default(),
         };
         Ok(Self { listener, state })
     }
@@ -101,11 +94,16 @@ impl Application {
         let router = api::router(self.state.clone());
         let (stop_checkpoints, stopped) = tokio::sync::watch::channel(false);
         let periodic = checkpoint::spawn_periodic(
-            self.state.store.clone(),
-            self.state.pipeline.clone(),
-            std::time::Duration::from_secs(
-                self.state.settings.store.checkpoint_interval_secs.max(1),
-            ),
+            checkpoint::Periodic {
+                store: self.state.store.clone(),
+                pipeline: self.state.pipeline.clone(),
+                writer: Arc::clone(&self.state.writer),
+                metrics: self.state.metrics.clone(),
+                health: Arc::clone(&self.state.checkpoints),
+                interval: std::time::Duration::from_secs(
+                    self.state.settings.store.checkpoint_interval_secs.max(1),
+                ),
+            },
             stopped,
         );
         axum::serve(self.listener, router)
@@ -115,37 +113,40 @@ impl Application {
         let _ = stop_checkpoints.send(true);
         let _ = periodic.await;
         tracing::info!("draining the detection pipeline");
-        let pipeline = self.state.pipeline.clone();
-        // Queued batches drain into the checkpoint; nothing new gets in meanwhile.
-        let last_checkpoint = tokio::time::timeout(
+        let state = &self.state;
+        // Nothing new gets in; queued batches drain into the final checkpoint, which is committed
+        // once the findings before it are written. With the event log nothing is lost if this
+        // times out (the next start replays), without it the events since the last one are.
+        state.pipeline.stop_accepting();
+        let last = tokio::time::timeout(
             FINAL_CHECKPOINT_TIMEOUT,
-            tokio::task::spawn_blocking(move || {
-                pipeline.stop_accepting();
-                let checkpoint = pipeline.checkpoint_blocking();
-                pipeline.shutdown_blocking();
-                checkpoint
-            }),
+            checkpoint::save_observed(
+                &state.store,
+                &state.pipeline,
+                &state.writer,
+                &state.metrics,
+                &state.checkpoints,
+            ),
         )
-        .await
-        .context("the pipeline did not drain in time")?
-        .context("pipeline shutdown panicked")?;
-        // The pipeline's last findings are in the writer's buffer now: write them before exit.
-        let grace = std::time::Duration::from_secs(self.state.settings.shutdown_grace_secs);
-        let report = self.state.writer.shutdown(grace).await;
+        .await;
+        match last {
+            Ok(Ok(bytes)) => tracing::info!(bytes, "final checkpoint saved"),
+            Ok(Err(error)) => {
+                tracing::error!(error = format!("{error:#}"), "final checkpoint not saved")
+            }
+            Err(_) => tracing::error!("final checkpoint not saved in time"),
+        }
+        let pipeline = state.pipeline.clone();
+        tokio::task::spawn_blocking(move || pipeline.shutdown_blocking())
+            .await
+            .context("pipeline shutdown panicked")?;
+        let grace = std::time::Duration::from_secs(state.settings.shutdown_grace_secs);
+        let report = state.writer.shutdown(grace).await;
         if report.abandoned > 0 {
             tracing::error!(
                 abandoned = report.abandoned,
                 "findings not written before exit"
             );
-        }
-        // Saved after the findings it produced were written, so a restart loses neither.
-        match last_checkpoint {
-            Some(last) => {
-                if let Err(error) = checkpoint::write(&self.state.store, &last).await {
-                    tracing::error!(error = format!("{error:#}"), "final checkpoint not saved");
-                }
-            }
-            None => tracing::error!("the pipeline stopped before the final checkpoint"),
         }
         self.state.store.close().await;
         tracing::info!(findings_written = report.written_total, "stopped");
@@ -160,7 +161,51 @@ pub fn pipeline_config(settings: &Settings) -> PipelineConfig {
         queue_capacity: settings.ingest.queue_capacity,
         dedup_window_ms: settings.ingest.dedup_window_secs as i64 * 1000,
         dedup_capacity: settings.ingest.dedup_capacity,
+        checkpoint_chunk_bytes: crate::pipeline::DEFAULT_CHUNK_BYTES,
     }
+}
+
+/// The pipeline, resumed from the checkpoint and, with the event log on, from the events the log
+/// holds after it.
+async fn start_pipeline(
+    settings: &Settings,
+    metrics: &Metrics,
+    writer: &Arc<FindingWriter>,
+    restored: Option<checkpoint::format::Snapshot>,
+) -> anyhow::Result<Pipeline> {
+    let sink = Box::new(StoreSink {
+        writer: Arc::clone(writer),
+    });
+    let config = pipeline_config(settings);
+    if !settings.log.enabled {
+        tracing::warn!(
+            "event log off: a crash loses the events accepted since the last checkpoint"
+        );
+        return Ok(Pipeline::start_from(
+            config,
+            metrics.clone(),
+            sink,
+            restored,
+        ));
+    }
+    let dir = settings.data_dir.join(crate::eventlog::wal::DIR);
+    let options = settings.log.wal_options();
+    let (log, torn) =
+        tokio::task::spawn_blocking(move || crate::eventlog::wal::SegmentLog::open(&dir, options))
+            .await
+            .context("opening the event log panicked")?
+            .context("cannot open the event log")?;
+    let (pipeline, replayed) =
+        Pipeline::start_logged(config, metrics.clone(), sink, restored, Box::new(log))
+            .await
+            .context("cannot replay the event log")?;
+    tracing::info!(
+        fsync = settings.log.fsync.as_str(),
+        replayed_events = replayed.events,
+        torn_bytes = torn + replayed.torn_bytes,
+        "event log ready"
+    );
+    Ok(pipeline)
 }
 
 /// Zero-valued series exist from the start, so `rate()` and absent-based alerts work at once.
@@ -190,6 +235,10 @@ fn initialise_label_sets(metrics: &Metrics) {
     }
     for outcome in ["ok", "error"] {
         metrics.store_writes.with_label_values(&[outcome]);
+    }
+    for map in crate::metrics::STATE_MAPS {
+        metrics.state_evictions.with_label_values(&[map]);
+        metrics.state_entries.with_label_values(&[map]);
     }
 }
 

@@ -271,6 +271,44 @@ impl StoreSettings {
     }
 }
 
+/// The event log of accepted events in `<data_dir>/wal/` (`docs/operations.md`, "Durability").
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// Append accepted events to the log before answering 202 and replay it after a crash; off,
+    /// a crash loses what was accepted since the last checkpoint.
+    pub enabled: bool,
+    /// `always` (fsync before every 202, one fsync per group of concurrent requests), `interval`
+    /// or `none`.
+    pub fsync: crate::eventlog::FsyncPolicy,
+    /// With `fsync = "interval"`: the longest a write stays unsynced.
+    pub fsync_interval_ms: u64,
+    /// Size at which a segment file is closed and a new one started.
+    pub segment_bytes: u64,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        let options = crate::eventlog::wal::WalOptions::default();
+        Self {
+            enabled: true,
+            fsync: options.fsync,
+            fsync_interval_ms: options.fsync_interval.as_millis() as u64,
+            segment_bytes: options.segment_bytes,
+        }
+    }
+}
+
+impl LogSettings {
+    pub fn wal_options(&self) -> crate::eventlog::wal::WalOptions {
+        crate::eventlog::wal::WalOptions {
+            fsync: self.fsync,
+            fsync_interval: std::time::Duration::from_millis(self.fsync_interval_ms.max(1)),
+            segment_bytes: self.segment_bytes.max(1024 * 1024),
+        }
+    }
+}
+
 /// Per-gateway decoding options (`docs/integrations.md`), e.g. which field is the account.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -296,6 +334,7 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub engine: EngineSettings,
     pub store: StoreSettings,
+    pub log: LogSettings,
     pub sources: SourceSettings,
 }
 
@@ -310,6 +349,7 @@ impl Default for Settings {
             ingest: IngestSettings::default(),
             engine: EngineSettings::default(),
             store: StoreSettings::default(),
+            log: LogSettings::default(),
             sources: SourceSettings::default(),
         }
     }
@@ -499,6 +539,7 @@ mod tests {
         assert_eq!(documented.engine, defaults.engine);
         assert_eq!(documented.ingest, defaults.ingest);
         assert_eq!(documented.store, defaults.store);
+        assert_eq!(documented.log, defaults.log);
         assert_eq!(documented.listen, defaults.listen);
         assert_eq!(documented.shutdown_grace_secs, defaults.shutdown_grace_secs);
     }

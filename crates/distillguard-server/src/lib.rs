@@ -11,6 +11,7 @@ pub mod auth;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod eventlog;
 pub mod metrics;
 pub mod pipeline;
 pub mod replay;

@@ -64,13 +64,64 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// HTTP request duration by route template and method.
     pub http_request_duration: HistogramVec,
+    /// Bytes appended to the event log (records with their framing).
+    pub log_appended_bytes: IntCounter,
+    /// Time to make one group of appends durable (one fsync under `fsync = "always"`).
+    pub log_sync_duration: Histogram,
+    /// Appends or syncs of the event log that failed; their requests were answered 503.
+    pub log_failures: IntCounter,
+    /// Bytes the event log holds on disk (segments not yet covered by a checkpoint).
+    pub log_bytes: IntGauge,
+    /// Events replayed from the event log at start (accepted before a crash, after the checkpoint).
+    pub log_replayed_events: IntCounter,
+    /// Time to take and write one checkpoint.
+    pub checkpoint_duration: Histogram,
+    /// Size of the last checkpoint written, in bytes.
+    pub checkpoint_bytes: IntGauge,
+    /// Checkpoints that failed (the previous one stays; the event log keeps growing meanwhile).
+    pub checkpoint_failures: IntCounter,
+    /// When the last checkpoint was written, Unix seconds.
+    pub checkpoint_last_success: IntGauge,
+    /// Entries dropped from an in-memory map at its cap, by `map`.
+    pub state_evictions: IntCounterVec,
+    /// Entries held by each capped in-memory map, by `map`.
+    pub state_entries: IntGaugeVec,
 }
+
+/// Values of the `map` label of `distillguard_state_evictions_total` and
+/// `distillguard_state_entries`: every in-memory map that grows with clients' input.
+pub const STATE_MAPS: [&str; 5] = ["findings", "flagged", "linker", "models", "dedup"];
 
 /// Values of the `state` label of `distillguard_clusters`.
 pub const CLUSTER_STATES: [&str; 2] = ["flagged", "unflagged"];
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let metric = IntCounter::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
     registry
         .register(Box::new(metric.clone()))
         .expect("unique metric");
@@ -314,6 +365,67 @@ impl Metrics {
                 "HTTP request duration by route template and method.",
                 &["route", "method"],
                 latency_buckets(),
+            ),
+            log_appended_bytes: counter(
+                r,
+                "distillguard_log_appended_bytes_total",
+                "Bytes appended to the event log.",
+            ),
+            log_sync_duration: histogram(
+                r,
+                "distillguard_log_sync_duration_seconds",
+                "Time to make one group of event-log appends durable.",
+                latency_buckets(),
+            ),
+            log_failures: counter(
+                r,
+                "distillguard_log_failures_total",
+                "Event-log appends or syncs that failed; their requests were answered 503.",
+            ),
+            log_bytes: gauge(
+                r,
+                "distillguard_log_bytes",
+                "Bytes the event log holds on disk.",
+            ),
+            log_replayed_events: counter(
+                r,
+                "distillguard_log_replayed_events_total",
+                "Events replayed from the event log at start.",
+            ),
+            checkpoint_duration: histogram(
+                r,
+                "distillguard_checkpoint_duration_seconds",
+                "Time to take and write one checkpoint.",
+                vec![
+                    0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                ],
+            ),
+            checkpoint_bytes: gauge(
+                r,
+                "distillguard_checkpoint_bytes",
+                "Size of the last checkpoint written, in bytes.",
+            ),
+            checkpoint_failures: counter(
+                r,
+                "distillguard_checkpoint_failures_total",
+                "Checkpoints that failed to be taken or written.",
+            ),
+            checkpoint_last_success: gauge(
+                r,
+                "distillguard_checkpoint_last_success_timestamp_seconds",
+                "When the last checkpoint was written, Unix seconds.",
+            ),
+            state_evictions: counter_vec(
+                r,
+                "distillguard_state_evictions_total",
+                "Entries dropped from an in-memory map at its cap, by map.",
+                &["map"],
+            ),
+            state_entries: gauge_vec(
+                r,
+                "distillguard_state_entries",
+                "Entries held by each capped in-memory map, by map.",
+                &["map"],
             ),
             registry,
         }

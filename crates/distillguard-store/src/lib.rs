@@ -273,6 +273,46 @@ impl Store {
         dispatch!(self, s => s.load_checkpoint(key).await)
     }
 
+    /// Starts a chunked checkpoint under `key`: returns its generation number.
+    pub async fn begin_checkpoint(&self, key: &str) -> Result<i64, StoreError> {
+        dispatch!(self, s => s.begin_checkpoint(key).await)
+    }
+
+    pub async fn put_checkpoint_chunk(
+        &self,
+        key: &str,
+        generation: i64,
+        seq: u64,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.put_checkpoint_chunk(key, generation, seq, data).await)
+    }
+
+    /// Writes the manifest (the generation becomes the one restored) and deletes older ones.
+    pub async fn commit_checkpoint(&self, manifest: &CheckpointManifest) -> Result<(), StoreError> {
+        dispatch!(self, s => s.commit_checkpoint(manifest).await)
+    }
+
+    pub async fn abandon_checkpoint(&self, key: &str, generation: i64) -> Result<(), StoreError> {
+        dispatch!(self, s => s.abandon_checkpoint(key, generation).await)
+    }
+
+    pub async fn latest_checkpoint(
+        &self,
+        key: &str,
+    ) -> Result<Option<CheckpointManifest>, StoreError> {
+        dispatch!(self, s => s.latest_checkpoint(key).await)
+    }
+
+    pub async fn checkpoint_chunk(
+        &self,
+        key: &str,
+        generation: i64,
+        seq: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        dispatch!(self, s => s.checkpoint_chunk(key, generation, seq).await)
+    }
+
     pub async fn set_watermark(&self, name: &str, at: EventTime) -> Result<(), StoreError> {
         dispatch!(self, s => s.set_watermark(name, at).await)
     }

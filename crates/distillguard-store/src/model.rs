@@ -455,6 +455,21 @@ pub struct Checkpoint {
     pub saved_at: DateTime<Utc>,
 }
 
+/// The manifest of a committed checkpoint generation (its chunks are numbered `0..chunk_count`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointManifest {
+    pub key: String,
+    pub generation: i64,
+    pub format_version: u16,
+    pub chunk_count: u64,
+    pub total_bytes: u64,
+    pub log_position: Option<u64>,
+    pub watermark: Option<EventTime>,
+    /// The format's own manifest (opaque to the store).
+    pub meta: Vec<u8>,
+    pub saved_at: DateTime<Utc>,
+}
+
 /// A named event-time watermark (ingest, detection, or a checkpoint's).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Watermark {

@@ -228,6 +228,19 @@ pub(crate) struct CheckpointRow {
 }
 
 #[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ManifestRow {
+    pub checkpoint_key: String,
+    pub generation: i64,
+    pub format_version: i32,
+    pub chunk_count: i64,
+    pub total_bytes: i64,
+    pub log_position: Option<i64>,
+    pub watermark_ms: Option<i64>,
+    pub meta: Vec<u8>,
+    pub saved_at_ms: i64,
+}
+
+#[derive(Debug, sqlx::FromRow)]
 pub(crate) struct WatermarkRow {
     pub name: String,
     pub at_ms: i64,

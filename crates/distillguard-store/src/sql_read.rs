@@ -364,7 +364,9 @@ macro_rules! impl_read {
                 let marks: Vec<$crate::rows::WatermarkRow> = sqlx::query_as(
                     "SELECT name, at_ms, updated_at_ms FROM watermark \
                      UNION ALL SELECT 'checkpoint:' || checkpoint_key, watermark_ms, saved_at_ms \
-                     FROM checkpoint WHERE watermark_ms IS NOT NULL ORDER BY name",
+                     FROM checkpoint WHERE watermark_ms IS NOT NULL \
+                     UNION ALL SELECT 'checkpoint:' || checkpoint_key, watermark_ms, saved_at_ms \
+                     FROM checkpoint_manifest WHERE watermark_ms IS NOT NULL ORDER BY name",
                 )
                 .fetch_all(&self.pool)
                 .await?;

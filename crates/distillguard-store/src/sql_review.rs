@@ -430,6 +430,150 @@ macro_rules! impl_review {
                 .transpose()
             }
 
+            /// The next generation number for a checkpoint under `key`; also deletes chunks of
+            /// generations that never got a manifest (a checkpoint cut short by a crash).
+            pub async fn begin_checkpoint(
+                &self,
+                key: &str,
+            ) -> Result<i64, $crate::error::StoreError> {
+                $crate::model::check_name("checkpoint key", key)?;
+                let latest: Option<i64> = sqlx::query_scalar(
+                    "SELECT MAX(generation) FROM checkpoint_manifest WHERE checkpoint_key = $1",
+                )
+                .bind(key)
+                .fetch_one(&self.pool)
+                .await?;
+                let latest = latest.unwrap_or(0);
+                sqlx::query("DELETE FROM checkpoint_chunk WHERE checkpoint_key = $1 AND generation > $2")
+                    .bind(key)
+                    .bind(latest)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(latest + 1)
+            }
+
+            /// Stores one chunk of an uncommitted generation.
+            pub async fn put_checkpoint_chunk(
+                &self,
+                key: &str,
+                generation: i64,
+                seq: u64,
+                data: &[u8],
+            ) -> Result<(), $crate::error::StoreError> {
+                sqlx::query(
+                    "INSERT INTO checkpoint_chunk (checkpoint_key, generation, seq, data) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(key)
+                .bind(generation)
+                .bind(seq as i64)
+                .bind(data)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            /// Makes a generation visible by writing its manifest, and deletes every older one
+            /// (and the single-row JSON checkpoint of format 1), in one transaction.
+            pub async fn commit_checkpoint(
+                &self,
+                manifest: &$crate::model::CheckpointManifest,
+            ) -> Result<(), $crate::error::StoreError> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO checkpoint_manifest (checkpoint_key, generation, format_version, \
+                     chunk_count, total_bytes, log_position, watermark_ms, meta, saved_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&manifest.key)
+                .bind(manifest.generation)
+                .bind(i32::from(manifest.format_version))
+                .bind(manifest.chunk_count as i64)
+                .bind(manifest.total_bytes as i64)
+                .bind(manifest.log_position.map(|p| p as i64))
+                .bind(manifest.watermark.map(|w| w.epoch_ms()))
+                .bind(&manifest.meta)
+                .bind(self.now_ms())
+                .execute(&mut *tx)
+                .await?;
+                for table in ["checkpoint_chunk", "checkpoint_manifest"] {
+                    sqlx::query(&format!(
+                        "DELETE FROM {table} WHERE checkpoint_key = $1 AND generation < $2"
+                    ))
+                    .bind(&manifest.key)
+                    .bind(manifest.generation)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                sqlx::query("DELETE FROM checkpoint WHERE checkpoint_key = $1")
+                    .bind(&manifest.key)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            /// Deletes the chunks of a generation that will not be committed.
+            pub async fn abandon_checkpoint(
+                &self,
+                key: &str,
+                generation: i64,
+            ) -> Result<(), $crate::error::StoreError> {
+                sqlx::query("DELETE FROM checkpoint_chunk WHERE checkpoint_key = $1 AND generation = $2")
+                    .bind(key)
+                    .bind(generation)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            /// The newest committed generation under `key`.
+            pub async fn latest_checkpoint(
+                &self,
+                key: &str,
+            ) -> Result<Option<$crate::model::CheckpointManifest>, $crate::error::StoreError> {
+                let row: Option<$crate::rows::ManifestRow> = sqlx::query_as(
+                    "SELECT checkpoint_key, generation, format_version, chunk_count, total_bytes, \
+                     log_position, watermark_ms, meta, saved_at_ms FROM checkpoint_manifest \
+                     WHERE checkpoint_key = $1 ORDER BY generation DESC LIMIT 1",
+                )
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|row| {
+                    Ok($crate::model::CheckpointManifest {
+                        key: row.checkpoint_key,
+                        generation: row.generation,
+                        format_version: u16::try_from(row.format_version).unwrap_or(u16::MAX),
+                        chunk_count: row.chunk_count.max(0) as u64,
+                        total_bytes: row.total_bytes.max(0) as u64,
+                        log_position: row.log_position.map(|p| p.max(0) as u64),
+                        watermark: row.watermark_ms.map($crate::rows::event_time).transpose()?,
+                        meta: row.meta,
+                        saved_at: $crate::rows::wall(row.saved_at_ms),
+                    })
+                })
+                .transpose()
+            }
+
+            /// One chunk of a committed generation.
+            pub async fn checkpoint_chunk(
+                &self,
+                key: &str,
+                generation: i64,
+                seq: u64,
+            ) -> Result<Option<Vec<u8>>, $crate::error::StoreError> {
+                Ok(sqlx::query_scalar(
+                    "SELECT data FROM checkpoint_chunk \
+                     WHERE checkpoint_key = $1 AND generation = $2 AND seq = $3",
+                )
+                .bind(key)
+                .bind(generation)
+                .bind(seq as i64)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
             /// Records a named event-time watermark (e.g. `ingest`, `detection`) for `stats`.
             pub async fn set_watermark(
                 &self,

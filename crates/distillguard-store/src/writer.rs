@@ -154,6 +154,11 @@ struct Shared {
     /// Set by `shutdown`: drain until empty or until this instant.
     drain_until: Mutex<Option<Instant>>,
     observer: Option<BatchObserver>,
+    /// Lowest queue position in the batch being written (`u64::MAX` when none); set and cleared
+    /// under the buffer lock, so that [`FindingWriter::flushed`] never misses a batch in flight.
+    in_flight: AtomicU64,
+    /// Notified after every batch attempt.
+    progress: Notify,
 }
 
 impl Shared {
@@ -199,6 +204,8 @@ impl FindingWriter {
             last_error: Mutex::new(None),
             drain_until: Mutex::new(None),
             observer,
+            in_flight: AtomicU64::new(u64::MAX),
+            progress: Notify::new(),
         });
         let task = tokio::spawn(run(store, Arc::clone(&shared)));
         Self {
@@ -247,6 +254,30 @@ impl FindingWriter {
         }
     }
 
+    /// Returns once every update submitted before the call has been written (or dropped for lack
+    /// of room). A checkpoint waits for this, so that the findings behind the state it saves are
+    /// in the store before it: a restart then never misses an update emitted before its cut (a
+    /// retired cluster, say), and replays the ones after it. Waits as long as the store is down.
+    pub async fn flushed(&self) {
+        let target = self.shared.buffer().next_seq;
+        loop {
+            let progressed = self.shared.progress.notified();
+            {
+                let buffer = self.shared.buffer();
+                let queued = buffer
+                    .order
+                    .first_key_value()
+                    .map_or(u64::MAX, |(seq, _)| *seq);
+                let writing = self.shared.in_flight.load(Ordering::Acquire);
+                if queued >= target && writing >= target {
+                    return;
+                }
+            }
+            // Also wakes periodically in case a notification raced with the check above.
+            let _ = tokio::time::timeout(Duration::from_millis(100), progressed).await;
+        }
+    }
+
     /// Writes everything buffered (retrying as usual) and stops, giving up after `deadline`.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         *self
@@ -286,7 +317,13 @@ async fn run(store: Store, shared: Arc<Shared>) {
             }
             return;
         }
-        let batch = shared.buffer().take(shared.config.batch_size.max(1));
+        let batch = {
+            let mut buffer = shared.buffer();
+            let batch = buffer.take(shared.config.batch_size.max(1));
+            let lowest = batch.iter().map(|(seq, _)| *seq).min().unwrap_or(u64::MAX);
+            shared.in_flight.store(lowest, Ordering::Release);
+            batch
+        };
         if batch.is_empty() {
             if drain_until.is_some() {
                 return;
@@ -306,6 +343,8 @@ async fn run(store: Store, shared: Arc<Shared>) {
         }
         match result {
             Ok(_) => {
+                shared.in_flight.store(u64::MAX, Ordering::Release);
+                shared.progress.notify_waiters();
                 shared
                     .written
                     .fetch_add(updates.len() as u64, Ordering::Relaxed);
@@ -315,7 +354,12 @@ async fn run(store: Store, shared: Arc<Shared>) {
                 backoff = shared.config.initial_backoff;
             }
             Err(error) => {
-                shared.buffer().restore(batch);
+                {
+                    let mut buffer = shared.buffer();
+                    buffer.restore(batch);
+                    shared.in_flight.store(u64::MAX, Ordering::Release);
+                }
+                shared.progress.notify_waiters();
                 shared.failures.fetch_add(1, Ordering::Relaxed);
                 shared.degraded.store(true, Ordering::Relaxed);
                 *shared

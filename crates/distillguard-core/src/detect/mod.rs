@@ -75,6 +75,11 @@ pub struct ModelRegistry {
     /// Earliest event time the engine saw anything (a model seen then was not "released" then).
     pub stream_start: Option<EventTime>,
     pub first_seen: BTreeMap<String, EventTime>,
+    /// Names not remembered because the registry held `MAX_MODELS` already (names come from
+    /// clients: a flood of made-up names must not grow memory, and the names already known keep
+    /// their first-seen times).
+    #[serde(default)]
+    pub ignored: u64,
 }
 
 /// Cap on distinct model names remembered; more are ignored (names come from clients).
@@ -94,7 +99,7 @@ impl ModelRegistry {
                     self.first_seen
                         .insert(model.model.as_str().to_owned(), model.first_used);
                 }
-                None => {}
+                None => self.ignored += 1,
             }
         }
     }

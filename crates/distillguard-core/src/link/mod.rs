@@ -168,6 +168,42 @@ pub struct LinkerCheckpoint {
     last_sweep: Option<EventTime>,
 }
 
+/// The linker's state apart from its nodes and postings, for a checkpoint streamed in parts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkerHead {
+    free: Vec<u32>,
+    clusters: Vec<(u64, clusters::ClusterState)>,
+    last_sweep: Option<EventTime>,
+}
+
+/// One slot of the linker's node table, as a streamed checkpoint reads it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeRecord(Option<Node>);
+
+/// One posting (a value and the accounts holding it), as a streamed checkpoint reads it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PostingRecord((FeatureKey, Posting));
+
+impl LinkerCheckpoint {
+    /// Reassembles a checkpoint written by [`Linker::checkpoint_head`],
+    /// [`Linker::checkpoint_nodes`] and [`Linker::checkpoint_postings`].
+    pub fn from_parts(
+        head: LinkerHead,
+        nodes: Vec<NodeRecord>,
+        postings: Vec<PostingRecord>,
+    ) -> Self {
+        Self {
+            nodes: nodes.into_iter().map(|n| n.0).collect(),
+            free: head.free,
+            postings: postings.into_iter().map(|p| p.0).collect(),
+            clusters: head.clusters,
+            last_sweep: head.last_sweep,
+        }
+    }
+}
+
 /// Links accounts and keeps the clusters they form.
 #[derive(Debug)]
 pub struct Linker {
@@ -184,6 +220,7 @@ pub struct Linker {
     /// Nodes whose links may have changed this tick.
     touched: BTreeSet<u32>,
     last_sweep: Option<EventTime>,
+    evicted: u64,
 }
 
 impl Linker {
@@ -202,6 +239,7 @@ impl Linker {
             changed: Vec::new(),
             touched: BTreeSet::new(),
             last_sweep: None,
+            evicted: 0,
         }
     }
 
@@ -493,11 +531,14 @@ impl Linker {
     }
 
     /// Forgets accounts idle past the shards' eviction age (once per event-time hour), and the
-    /// least recently seen above the account cap.
+    /// least recently seen above the account cap (at once: a flood of new accounts within an
+    /// hour must not grow the linker past the cap).
     fn sweep(&mut self, at: EventTime) {
-        if self
-            .last_sweep
-            .is_some_and(|last| at.epoch_ms() - last.epoch_ms() < EventTime::HOUR)
+        let over_cap = self.index.len() > self.max_nodes;
+        if !over_cap
+            && self
+                .last_sweep
+                .is_some_and(|last| at.epoch_ms() - last.epoch_ms() < EventTime::HOUR)
         {
             return;
         }
@@ -520,9 +561,15 @@ impl Linker {
             .filter(|(rank, (seen, ..))| *rank < excess || *seen < idle_before)
             .map(|(_, (.., id))| *id)
             .collect();
+        self.evicted += leaving.len() as u64;
         for id in leaving {
             self.remove(id);
         }
+    }
+
+    /// Accounts forgotten so far (idle, or over the cap), by this process.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     fn remove(&mut self, id: u32) {
@@ -549,20 +596,42 @@ impl Linker {
         self.free.push(id);
     }
 
-    pub fn checkpoint(&self) -> LinkerCheckpoint {
-        let mut postings: Vec<(FeatureKey, Posting)> =
-            self.postings.iter().map(|(k, p)| (*k, p.clone())).collect();
-        postings.sort_by_key(|(k, _)| *k);
-        LinkerCheckpoint {
-            nodes: self.nodes.clone(),
+    /// The small part of a streamed checkpoint; nodes and postings follow in chunks.
+    pub fn checkpoint_head(&self) -> LinkerHead {
+        LinkerHead {
             free: self.free.clone(),
-            postings,
             clusters: self
                 .clusters
                 .iter()
                 .map(|(id, c)| (*id, c.clone()))
                 .collect(),
             last_sweep: self.last_sweep,
+        }
+    }
+
+    /// The node table in slot order, borrowed (each item reads back as a [`NodeRecord`]).
+    pub fn checkpoint_nodes(&self) -> impl ExactSizeIterator<Item = impl Serialize + '_> + '_ {
+        self.nodes.iter()
+    }
+
+    /// The postings sorted by value, borrowed (each item reads back as a [`PostingRecord`]).
+    pub fn checkpoint_postings(&self) -> impl ExactSizeIterator<Item = impl Serialize + '_> + '_ {
+        let mut postings: Vec<(&FeatureKey, &Posting)> = self.postings.iter().collect();
+        postings.sort_unstable_by_key(|(k, _)| **k);
+        postings.into_iter()
+    }
+
+    pub fn checkpoint(&self) -> LinkerCheckpoint {
+        let mut postings: Vec<(FeatureKey, Posting)> =
+            self.postings.iter().map(|(k, p)| (*k, p.clone())).collect();
+        postings.sort_by_key(|(k, _)| *k);
+        let head = self.checkpoint_head();
+        LinkerCheckpoint {
+            nodes: self.nodes.clone(),
+            free: head.free,
+            postings,
+            clusters: head.clusters,
+            last_sweep: head.last_sweep,
         }
     }
 

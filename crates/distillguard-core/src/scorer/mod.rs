@@ -50,6 +50,9 @@ pub struct Scorer {
     models: ModelRegistry,
     suite: DetectorSuite,
     linker: Linker,
+    /// Findings dropped because their account left detector state, not yet taken by
+    /// [`Scorer::take_forgotten`].
+    forgotten: Vec<AccountId>,
     /// Clusters are judged with their own suite so that the per-detector metrics keep counting
     /// accounts.
     cluster_suite: DetectorSuite,
@@ -73,6 +76,7 @@ impl Scorer {
             ),
             cluster_suite: DetectorSuite::new(),
             clusters: BTreeMap::new(),
+            forgotten: Vec::new(),
             config,
         }
     }
@@ -80,6 +84,14 @@ impl Scorer {
     /// Takes one shard's report for the current tick.
     pub fn absorb(&mut self, shard: usize, report: ShardReport) {
         self.evicted_total += report.evicted;
+        // The findings map follows detector state: an account the shards forgot (idle, or over
+        // the account cap) has its finding forgotten too, so the map is bounded by the account
+        // cap. The store keeps the finding; if the account comes back it is judged afresh.
+        for id in report.evicted_ids {
+            if self.findings.remove(&id).is_some() {
+                self.forgotten.push(id);
+            }
+        }
         if let Some(slot) = self.tracked_by_shard.get_mut(shard) {
             *slot = report.tracked;
         }
@@ -202,6 +214,21 @@ impl Scorer {
         changed.then(|| finding.clone())
     }
 
+    /// Accounts whose findings were forgotten since the last call (they left detector state).
+    pub fn take_forgotten(&mut self) -> Vec<AccountId> {
+        std::mem::take(&mut self.forgotten)
+    }
+
+    /// Account findings held in memory.
+    pub fn finding_count(&self) -> usize {
+        self.findings.len()
+    }
+
+    /// Distinct model names remembered, and names ignored because the registry was full.
+    pub fn model_names(&self) -> (usize, u64) {
+        (self.models.first_seen.len(), self.models.ignored)
+    }
+
     pub fn tracked_accounts(&self) -> usize {
         self.tracked_by_shard.iter().sum()
     }
@@ -229,17 +256,32 @@ impl Scorer {
         self.suite.counts()
     }
 
-    pub fn checkpoint(&self) -> ScorerCheckpoint {
+    /// The linker, for a checkpoint streamed in parts ([`Linker::checkpoint_head`]).
+    pub fn linker(&self) -> &Linker {
+        &self.linker
+    }
+
+    /// Everything but the findings and the linker, which a streamed checkpoint writes in chunks
+    /// of their own from [`Scorer::findings`] and [`Scorer::linker`] (no copy of either).
+    pub fn checkpoint_head(&self) -> ScorerCheckpoint {
         ScorerCheckpoint {
-            findings: self.findings.values().cloned().collect(),
+            findings: Vec::new(),
             population: self.population.clone(),
             models: self.models.clone(),
             counters: self.suite.counters(),
             tracked_by_shard: self.tracked_by_shard.clone(),
             evicted_total: self.evicted_total,
             pending: self.pending.clone(),
-            linker: Some(self.linker.checkpoint()),
+            linker: None,
             clusters: self.clusters.values().cloned().collect(),
+        }
+    }
+
+    pub fn checkpoint(&self) -> ScorerCheckpoint {
+        ScorerCheckpoint {
+            findings: self.findings.values().cloned().collect(),
+            linker: Some(self.linker.checkpoint()),
+            ..self.checkpoint_head()
         }
     }
 

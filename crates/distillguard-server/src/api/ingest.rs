@@ -177,19 +177,26 @@ pub async fn ingest<D: Decoder + Clone + 'static>(
             .inc();
     }
     let retry_after_secs = state.settings.ingest.retry_after_secs;
-    let receipt = state.pipeline.try_submit(outcome.events).map_err(|error| {
-        metrics
-            .backpressure_rejections
-            .with_label_values(&[source])
-            .inc();
-        match error {
-            SubmitError::QueueFull => ApiError::QueueFull { retry_after_secs },
-            SubmitError::ShuttingDown => ApiError::Unavailable { retry_after_secs },
-            SubmitError::BatchTooLarge { .. } => {
-                ApiError::PayloadTooLarge(format!("{error}; split the body into smaller batches"))
+    let receipt = state
+        .pipeline
+        .try_submit(outcome.events)
+        .await
+        .map_err(|error| {
+            metrics
+                .backpressure_rejections
+                .with_label_values(&[source])
+                .inc();
+            match error {
+                SubmitError::QueueFull => ApiError::QueueFull { retry_after_secs },
+                SubmitError::ShuttingDown => ApiError::Unavailable { retry_after_secs },
+                // Nothing of the batch was accepted (the log undid it); a retry may succeed once the
+                // disk has room again. The cause is in the service's log and in `/readyz`.
+                SubmitError::LogUnavailable(_) => ApiError::Unavailable { retry_after_secs },
+                SubmitError::BatchTooLarge { .. } => ApiError::PayloadTooLarge(format!(
+                    "{error}; split the body into smaller batches"
+                )),
             }
-        }
-    })?;
+        })?;
     metrics
         .events_accepted
         .with_label_values(&[source])

@@ -32,6 +32,8 @@ pub struct AppState {
     pub store: Store,
     /// Moves the pipeline's findings into the store off the hot path.
     pub writer: Arc<FindingWriter>,
+    /// How checkpoints have been going, for `/readyz`.
+    pub checkpoints: Arc<crate::checkpoint::CheckpointHealth>,
 }
 
 /// Every route of the service.

@@ -26,11 +26,34 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         Ok(Ok(()))
     );
     let store_ok = reachable && !writer.degraded;
+    // A failing log refuses every batch (503): not ready. Failing checkpoints leave ingest
+    // working but make the log (and the replay after a crash) grow: degraded, and said why.
+    let log = state.pipeline.log_state();
+    let log_ok = log.as_ref().is_none_or(|l| !l.failing);
+    let checkpoints = state.checkpoints.state();
+    let checkpoint_ok = checkpoints.consecutive_failures == 0;
+    let ready = pipeline_ok && log_ok;
     let body = json!({
-        "status": if pipeline_ok && store_ok { "ready" } else { "degraded" },
+        "status": if ready && store_ok && checkpoint_ok { "ready" } else { "degraded" },
         "checks": {
             "pipeline": if pipeline_ok { "ok" } else { "stopped" },
             "store": if store_ok { "ok" } else { "degraded" },
+            "event_log": match &log {
+                None => "off",
+                Some(l) if l.failing => "failing",
+                Some(_) => "ok",
+            },
+            "checkpoint": if checkpoint_ok { "ok" } else { "failing" },
+        },
+        "event_log": log.as_ref().map(|l| json!({
+            "position": l.end.0,
+            "last_error": l.last_error,
+        })),
+        "checkpoint": {
+            "consecutive_failures": checkpoints.consecutive_failures,
+            "last_error": checkpoints.last_error,
+            "last_success": checkpoints.last_success,
+            "bytes": checkpoints.last_bytes,
         },
         "queue": {
             "depth": state.pipeline.queue_depth(),
@@ -44,7 +67,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             "dropped_findings": writer.dropped_total,
         },
     });
-    let status = if pipeline_ok {
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -12,20 +12,27 @@
 //! the event-time clock, so watermarks, lateness and ticks do not depend on thread timing: the
 //! findings equal those of the single-threaded `Engine` on the same input.
 
+mod logged;
 mod workers;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use distillguard_core::engine::{shard_for, EngineCheckpoint, EngineConfig, ShardCheckpoint};
 use distillguard_core::event::ApiEvent;
 use distillguard_core::finding::{FindingUpdate, Report};
+use distillguard_core::time::EventTime;
 use distillguard_ingest::Deduplicator;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::checkpoint::format::{self, CheckpointMeta, Snapshot};
+use crate::eventlog::{encode_events, EventLog, LogError, LogPosition, ReplayReport};
 use crate::metrics::Metrics;
+use logged::{LogHealth, Staged};
+
+pub use logged::LogState;
 
 /// Where findings go once the scorer has produced them (the store writer, or nothing in replay).
 pub trait FindingSink: Send + 'static {
@@ -39,6 +46,9 @@ impl FindingSink for DiscardSink {
     fn deliver(&mut self, _updates: Vec<FindingUpdate>) {}
 }
 
+/// Checkpoint chunks grow to about this many bytes before they are handed on.
+pub const DEFAULT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
 /// Pipeline sizing.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
@@ -48,6 +58,8 @@ pub struct PipelineConfig {
     pub queue_capacity: usize,
     pub dedup_window_ms: i64,
     pub dedup_capacity: usize,
+    /// Size at which a checkpoint chunk is handed to the store.
+    pub checkpoint_chunk_bytes: usize,
 }
 
 /// Why a batch was not taken. Nothing of a refused batch was accepted.
@@ -59,6 +71,9 @@ pub enum SubmitError {
     BatchTooLarge { events: usize, capacity: usize },
     #[error("the pipeline is shutting down")]
     ShuttingDown,
+    /// The event log could not persist the batch (disk full, failed fsync).
+    #[error("the event log cannot persist events: {0}")]
+    LogUnavailable(String),
 }
 
 /// What happened to a submitted batch.
@@ -68,16 +83,49 @@ pub struct Receipt {
     pub duplicates: usize,
 }
 
+/// One part of a checkpoint as the pipeline streams it out: chunks, then the manifest.
+#[derive(Debug)]
+pub enum CheckpointPart {
+    Chunk(Vec<u8>),
+    Done(CheckpointMeta),
+}
+
+/// Where a checkpoint's parts go, and the deduplicator's ids at the cut.
+#[derive(Clone)]
+pub(crate) struct CheckpointRequest {
+    parts: tokio::sync::mpsc::Sender<CheckpointPart>,
+    dedup: Arc<Vec<(String, EventTime)>>,
+    chunk_bytes: usize,
+}
+
+impl CheckpointRequest {
+    /// Hands a chunk on, waiting while the store catches up; false if the taker gave up.
+    fn emit(&self, part: CheckpointPart) -> bool {
+        self.parts.blocking_send(part).is_ok()
+    }
+}
+
 pub(crate) enum Command {
     Batch {
         events: Vec<ApiEvent>,
-        _permit: OwnedSemaphorePermit,
+        _permit: Option<OwnedSemaphorePermit>,
+        /// The event log position after this batch (None without a log).
+        position: Option<LogPosition>,
     },
     /// Close the input, score everything, answer with the report.
     Finish(mpsc::Sender<Report>),
-    /// Snapshot the whole engine after everything queued so far.
-    Checkpoint(mpsc::Sender<EngineCheckpoint>),
+    /// Stream a snapshot of the whole engine after everything queued so far.
+    Checkpoint(CheckpointRequest),
     Stop,
+}
+
+/// Where batches enter: straight to the dispatcher, or through the event log first.
+enum Input {
+    Direct(mpsc::Sender<Command>),
+    Logged {
+        stage: mpsc::Sender<Staged>,
+        health: Arc<LogHealth>,
+    },
 }
 
 /// Handle to a running pipeline; cheap to clone.
@@ -90,11 +138,12 @@ struct Inner {
     gate: Arc<Gate>,
     permits: Arc<Semaphore>,
     capacity: usize,
-    commands: mpsc::Sender<Command>,
+    input: Input,
     dedup: Mutex<Deduplicator>,
     accepting: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     metrics: Metrics,
+    chunk_bytes: usize,
 }
 
 impl Pipeline {
@@ -108,33 +157,148 @@ impl Pipeline {
         config: PipelineConfig,
         metrics: Metrics,
         sink: Box<dyn FindingSink>,
-        checkpoint: Option<EngineCheckpoint>,
+        snapshot: Option<Snapshot>,
     ) -> Self {
+        let (pipeline, _) = Self::launch(config, metrics, sink, snapshot);
+        pipeline
+    }
+
+    /// Starts from a checkpoint, replays the event log from the position the checkpoint covers
+    /// (the events accepted after it), and then appends every accepted batch to the log before
+    /// acknowledging it. Returns once the replay has been handed to the detectors.
+    pub async fn start_logged(
+        config: PipelineConfig,
+        metrics: Metrics,
+        sink: Box<dyn FindingSink>,
+        snapshot: Option<Snapshot>,
+        mut log: Box<dyn EventLog>,
+    ) -> Result<(Self, ReplayReport), LogError> {
+        let from = snapshot
+            .as_ref()
+            .and_then(|s| s.log_position)
+            .unwrap_or_default();
+        if log.end() < from {
+            tracing::warn!(
+                checkpoint = %from,
+                log_end = %log.end(),
+                "the event log ends before the checkpoint's position (was it deleted?); nothing to replay"
+            );
+        }
+        let (mut pipeline, commands) = Self::launch(config, metrics.clone(), sink, snapshot);
+        let (batches, mut replayed) = tokio::sync::mpsc::channel(4);
+        let reading = tokio::task::spawn_blocking(move || {
+            let report = log.replay(from, &mut |batch| {
+                let _ = batches.blocking_send(batch);
+            });
+            (log, report)
+        });
+        while let Some(batch) = replayed.recv().await {
+            pipeline.feed_replayed(&commands, batch).await;
+        }
+        let (log, report) = reading
+            .await
+            .map_err(|e| LogError::Failed(format!("the replay thread failed: {e}")))?;
+        let report = report?;
+        if report.events > 0 {
+            tracing::info!(
+                events = report.events,
+                batches = report.batches,
+                from = %from,
+                "replayed events accepted after the checkpoint from the event log"
+            );
+        }
+        let health = Arc::new(LogHealth::default());
+        let (stage, inbox) = mpsc::channel();
+        let thread = logged::spawn(log, commands, inbox, health.clone(), metrics);
+        let inner = Arc::get_mut(&mut pipeline.inner).expect("not shared yet");
+        inner.input = Input::Logged { stage, health };
+        inner
+            .threads
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(thread);
+        Ok((pipeline, report))
+    }
+
+    fn launch(
+        config: PipelineConfig,
+        metrics: Metrics,
+        sink: Box<dyn FindingSink>,
+        snapshot: Option<Snapshot>,
+    ) -> (Self, mpsc::Sender<Command>) {
         let capacity = config.queue_capacity.max(1);
         metrics.queue_capacity.set(capacity as i64);
         let gate = Arc::new(Gate::default());
-        let (commands, threads) =
-            workers::spawn(&config, metrics.clone(), sink, gate.clone(), checkpoint);
-        Self {
+        let (engine, dedup, position) = match snapshot {
+            Some(s) => (Some(s.engine), s.dedup, s.log_position),
+            None => (None, Vec::new(), None),
+        };
+        let dedup = Deduplicator::restore(config.dedup_window_ms, config.dedup_capacity, dedup);
+        let (commands, threads) = workers::spawn(
+            &config,
+            metrics.clone(),
+            sink,
+            gate.clone(),
+            engine,
+            position,
+        );
+        let pipeline = Self {
             inner: Arc::new(Inner {
                 gate,
                 permits: Arc::new(Semaphore::new(capacity)),
                 capacity,
-                commands,
-                dedup: Mutex::new(Deduplicator::new(
-                    config.dedup_window_ms,
-                    config.dedup_capacity,
-                )),
+                input: Input::Direct(commands.clone()),
+                dedup: Mutex::new(dedup),
                 accepting: AtomicBool::new(true),
                 threads: Mutex::new(threads),
                 metrics,
+                chunk_bytes: config.checkpoint_chunk_bytes.max(64 * 1024),
             }),
-        }
+        };
+        (pipeline, commands)
     }
 
-    /// Takes a whole batch or none of it, without waiting.
-    pub fn try_submit(&self, events: Vec<ApiEvent>) -> Result<Receipt, SubmitError> {
-        self.offer(events).map_err(|refused| refused.error)
+    /// Hands one replayed batch to the dispatcher (it was accepted once already: no dedup check,
+    /// but its ids are remembered again, as they were the first time).
+    async fn feed_replayed(
+        &self,
+        commands: &mpsc::Sender<Command>,
+        batch: crate::eventlog::LoggedBatch,
+    ) {
+        {
+            let mut dedup = self.lock_dedup();
+            for event in &batch.events {
+                if let Some(id) = &event.request_id {
+                    dedup.remember(id, event.timestamp);
+                }
+            }
+        }
+        self.inner
+            .metrics
+            .log_replayed_events
+            .inc_by(batch.events.len() as u64);
+        let wanted = batch.events.len().min(self.inner.capacity) as u32;
+        let permit = if wanted == 0 {
+            None
+        } else {
+            self.inner
+                .permits
+                .clone()
+                .acquire_many_owned(wanted)
+                .await
+                .ok()
+        };
+        let _ = commands.send(Command::Batch {
+            events: batch.events,
+            _permit: permit,
+            position: Some(batch.end),
+        });
+    }
+
+    /// Takes a whole batch or none of it, without waiting for queue space. With an event log,
+    /// returns once the batch is durable (or refused).
+    pub async fn try_submit(&self, events: Vec<ApiEvent>) -> Result<Receipt, SubmitError> {
+        self.offer(events).await.map_err(|refused| refused.error)
     }
 
     /// Submits a batch, waiting for queue space (replay: a file never gets a 429).
@@ -142,7 +306,7 @@ impl Pipeline {
         let mut pending = events;
         let mut duplicates = 0;
         loop {
-            match self.offer(pending) {
+            match self.offer(pending).await {
                 Ok(receipt) => {
                     return Ok(Receipt {
                         duplicates: receipt.duplicates + duplicates,
@@ -172,36 +336,116 @@ impl Pipeline {
         }
     }
 
-    fn offer(&self, events: Vec<ApiEvent>) -> Result<Receipt, Refused> {
+    /// The deduplicator; a panic elsewhere while holding it cannot leave it inconsistent (each
+    /// call completes or does not start), so a poisoned lock is recovered, not propagated.
+    fn lock_dedup(&self) -> MutexGuard<'_, Deduplicator> {
+        self.inner
+            .dedup
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn offer(&self, events: Vec<ApiEvent>) -> Result<Receipt, Refused> {
         if !self.inner.accepting.load(Ordering::Acquire) {
             return Err(Refused::new(SubmitError::ShuttingDown, events, 0));
         }
-        // The dedup lock spans the capacity check so two concurrent retries of the same request
-        // cannot both get in, and a refused batch leaves no request id remembered.
-        let mut dedup = self.inner.dedup.lock().expect("dedup lock poisoned");
-        let fresh = filter_duplicates(&dedup, events);
-        let permit = match self.take_permits(fresh.events.len()) {
-            Ok(permit) => permit,
-            Err(error) => return Err(Refused::new(error, fresh.events, fresh.duplicates)),
+        // Encoded before the lock, so that concurrent requests encode in parallel.
+        let encoded = match &self.inner.input {
+            Input::Logged { .. } => match encode_events(&events) {
+                Ok(encoded) => Some(encoded),
+                Err(error) => {
+                    return Err(Refused::new(
+                        SubmitError::LogUnavailable(error.to_string()),
+                        Vec::new(),
+                        0,
+                    ))
+                }
+            },
+            Input::Direct(_) => None,
         };
-        for event in &fresh.events {
-            if let Some(id) = &event.request_id {
-                dedup.remember(id, event.timestamp);
+        let (receipt, kept_ids, pending) = {
+            // The dedup lock spans the capacity check and the hand-over to the next stage, so two
+            // concurrent retries of the same request cannot both get in, a refused batch leaves
+            // no request id remembered, and batches reach the log in the order dedup saw them.
+            let mut dedup = self.lock_dedup();
+            let keep = keep_mask(&dedup, &events);
+            let fresh = keep.iter().filter(|k| **k).count();
+            let duplicates = events.len() - fresh;
+            let permit = match self.take_permits(fresh) {
+                Ok(permit) => permit,
+                Err(error) => {
+                    let kept = select(events, &keep);
+                    return Err(Refused::new(error, kept, duplicates));
+                }
+            };
+            let record = encoded.map(|encoded| encoded.batch(&keep));
+            let kept = select(events, &keep);
+            let mut kept_ids = Vec::new();
+            for event in &kept {
+                if let Some(id) = &event.request_id {
+                    dedup.remember(id, event.timestamp);
+                    kept_ids.push((id.clone(), event.timestamp));
+                }
             }
-        }
-        drop(dedup);
-        let receipt = Receipt {
-            accepted: fresh.events.len(),
-            duplicates: fresh.duplicates,
+            self.export_dedup(&mut dedup);
+            let receipt = Receipt {
+                accepted: kept.len(),
+                duplicates,
+            };
+            let Some(permit) = permit else {
+                return Ok(receipt);
+            };
+            let pending = match (&self.inner.input, record) {
+                (Input::Logged { stage, .. }, Some(record)) => {
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    stage
+                        .send(Staged::Batch {
+                            record,
+                            events: kept,
+                            permit: Some(permit),
+                            reply,
+                        })
+                        .map_err(|_| Refused::new(SubmitError::ShuttingDown, Vec::new(), 0))?;
+                    Some(answer)
+                }
+                (_, _) => {
+                    self.send(Command::Batch {
+                        events: kept,
+                        _permit: Some(permit),
+                        position: None,
+                    })
+                    .map_err(|error| Refused::new(error, Vec::new(), 0))?;
+                    None
+                }
+            };
+            (receipt, kept_ids, pending)
         };
-        if let Some(permit) = permit {
-            self.send(Command::Batch {
-                events: fresh.events,
-                _permit: permit,
-            })
-            .map_err(|error| Refused::new(error, Vec::new(), 0))?;
+        let Some(answer) = pending else {
+            return Ok(receipt);
+        };
+        let error = match answer.await {
+            Ok(Ok(())) => return Ok(receipt),
+            Ok(Err(message)) => SubmitError::LogUnavailable(message),
+            Err(_) => SubmitError::ShuttingDown,
+        };
+        // Not accepted after all: its ids must not turn the client's retry into a duplicate.
+        let mut dedup = self.lock_dedup();
+        for (id, at) in &kept_ids {
+            dedup.forget(id, *at);
         }
-        Ok(receipt)
+        Err(Refused::new(error, Vec::new(), 0))
+    }
+
+    fn export_dedup(&self, dedup: &mut Deduplicator) {
+        let metrics = &self.inner.metrics;
+        metrics
+            .state_evictions
+            .with_label_values(&["dedup"])
+            .inc_by(dedup.take_evicted());
+        metrics
+            .state_entries
+            .with_label_values(&["dedup"])
+            .set(dedup.len() as i64);
     }
 
     fn take_permits(&self, events: usize) -> Result<Option<OwnedSemaphorePermit>, SubmitError> {
@@ -224,11 +468,16 @@ impl Pipeline {
         Ok(Some(permit))
     }
 
+    /// Sends a command behind every batch already accepted.
     fn send(&self, command: Command) -> Result<(), SubmitError> {
-        self.inner
-            .commands
-            .send(command)
-            .map_err(|_| SubmitError::ShuttingDown)
+        match &self.inner.input {
+            Input::Direct(commands) => commands
+                .send(command)
+                .map_err(|_| SubmitError::ShuttingDown),
+            Input::Logged { stage, .. } => stage
+                .send(Staged::Pass(command))
+                .map_err(|_| SubmitError::ShuttingDown),
+        }
     }
 
     fn update_depth(&self) {
@@ -255,6 +504,19 @@ impl Pipeline {
         self.inner.capacity
     }
 
+    /// The event log's state, when there is one.
+    pub fn log_state(&self) -> Option<LogState> {
+        match &self.inner.input {
+            Input::Logged { health, .. } => Some(health.state()),
+            Input::Direct(_) => None,
+        }
+    }
+
+    /// Request ids the deduplicator remembers.
+    pub fn dedup_entries(&self) -> usize {
+        self.lock_dedup().len()
+    }
+
     /// Whether the worker threads are alive and taking input.
     pub fn is_running(&self) -> bool {
         self.inner.accepting.load(Ordering::Acquire)
@@ -273,11 +535,44 @@ impl Pipeline {
         answer.recv().ok()
     }
 
-    /// Snapshots the engine after everything already queued. Blocks until every worker answered.
-    pub fn checkpoint_blocking(&self) -> Option<EngineCheckpoint> {
-        let (reply, answer) = mpsc::channel();
-        self.send(Command::Checkpoint(reply)).ok()?;
-        answer.recv().ok()
+    /// Starts a checkpoint after everything already accepted: its chunks and then its manifest
+    /// arrive on `parts`, streamed from the live state as each worker reaches the cut. The taker
+    /// must keep receiving until [`CheckpointPart::Done`] (or drop `parts` to abandon it).
+    pub fn checkpoint_into(
+        &self,
+        parts: tokio::sync::mpsc::Sender<CheckpointPart>,
+    ) -> Result<(), SubmitError> {
+        // Under the dedup lock: the ids remembered are exactly those of the batches before the cut.
+        let dedup = self.lock_dedup();
+        let request = CheckpointRequest {
+            parts,
+            dedup: Arc::new(dedup.entries()),
+            chunk_bytes: self.inner.chunk_bytes,
+        };
+        self.send(Command::Checkpoint(request))
+    }
+
+    /// Takes a checkpoint into memory. Blocks until every worker answered (not on the runtime).
+    pub fn checkpoint_blocking(&self) -> Option<Snapshot> {
+        let (parts, mut received) = tokio::sync::mpsc::channel(16);
+        self.checkpoint_into(parts).ok()?;
+        let mut chunks = Vec::new();
+        while let Some(part) = received.blocking_recv() {
+            match part {
+                CheckpointPart::Chunk(chunk) => chunks.push(chunk),
+                CheckpointPart::Done(meta) => {
+                    return format::decode_snapshot(&format::encode_meta(&meta), &chunks).ok()
+                }
+            }
+        }
+        None
+    }
+
+    /// Deletes event log segments wholly before `position` (a written checkpoint covers them).
+    pub fn truncate_log_before(&self, position: LogPosition) {
+        if let Input::Logged { stage, .. } = &self.inner.input {
+            let _ = stage.send(Staged::Truncate(position));
+        }
     }
 
     /// Refuses new batches (503) while queued ones still drain; used before the last checkpoint.
@@ -289,8 +584,14 @@ impl Pipeline {
     pub fn shutdown_blocking(&self) {
         self.inner.accepting.store(false, Ordering::Release);
         self.resume();
-        let _ = self.inner.commands.send(Command::Stop);
-        let threads = std::mem::take(&mut *self.inner.threads.lock().expect("threads lock"));
+        let _ = self.send(Command::Stop);
+        let threads = std::mem::take(
+            &mut *self
+                .inner
+                .threads
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
         for thread in threads {
             let _ = thread.join();
         }
@@ -366,15 +667,11 @@ impl Refused {
     }
 }
 
-struct Fresh {
-    events: Vec<ApiEvent>,
-    duplicates: usize,
-}
-
-fn filter_duplicates(dedup: &Deduplicator, events: Vec<ApiEvent>) -> Fresh {
-    // Decide first, borrowing the ids, so the check under the dedup lock allocates nothing.
+/// Which events of a batch are new: not remembered by the deduplicator, and the first of their
+/// request id in the batch. Decided on borrowed ids, so the check under the lock copies no event.
+fn keep_mask(dedup: &Deduplicator, events: &[ApiEvent]) -> Vec<bool> {
     let mut seen_in_batch = std::collections::HashSet::new();
-    let keep: Vec<bool> = events
+    events
         .iter()
         .map(|event| match &event.request_id {
             None => true,
@@ -382,12 +679,16 @@ fn filter_duplicates(dedup: &Deduplicator, events: Vec<ApiEvent>) -> Fresh {
                 !dedup.is_duplicate(id, event.timestamp) && seen_in_batch.insert(id.as_str())
             }
         })
-        .collect();
-    let duplicates = keep.iter().filter(|kept| !**kept).count();
-    let events = events
+        .collect()
+}
+
+fn select(events: Vec<ApiEvent>, keep: &[bool]) -> Vec<ApiEvent> {
+    events
         .into_iter()
         .zip(keep)
         .filter_map(|(event, kept)| kept.then_some(event))
-        .collect();
-    Fresh { events, duplicates }
+        .collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,16 +9,17 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread::{self, JoinHandle};
 
 use distillguard_core::engine::{
-    shard_for, Admission, Clock, ClockCheckpoint, EngineCheckpoint, Scorer, Shard, ShardCheckpoint,
-    ShardReport,
+    shard_for, Admission, Clock, EngineCheckpoint, Scorer, Shard, ShardReport,
 };
-use distillguard_core::event::ApiEvent;
+use distillguard_core::event::{AccountId, ApiEvent};
 use distillguard_core::finding::{FindingUpdate, Report, Severity};
 use distillguard_core::time::EventTime;
 
 use std::sync::Arc;
 
-use super::{Command, FindingSink, Gate, PipelineConfig};
+use super::{CheckpointPart, CheckpointRequest, Command, FindingSink, Gate, PipelineConfig};
+use crate::checkpoint::format::{self, CheckpointMeta, FORMAT_VERSION};
+use crate::eventlog::LogPosition;
 use crate::metrics::Metrics;
 
 /// Messages a shard can hold before the dispatcher waits.
@@ -37,10 +38,8 @@ enum ShardMsg {
 /// A consistent cut: every shard snapshots after the same prefix of the input.
 #[derive(Clone)]
 struct CheckpointMsg {
-    clock: ClockCheckpoint,
-    events: u64,
-    late_events: u64,
-    reply: Sender<EngineCheckpoint>,
+    meta: CheckpointMeta,
+    request: CheckpointRequest,
 }
 
 #[derive(Clone)]
@@ -57,9 +56,9 @@ enum ScorerMsg {
         report: ShardReport,
     },
     Barrier(BarrierMsg),
+    /// The shard has written its part of the checkpoint.
     Checkpoint {
         shard: usize,
-        state: ShardCheckpoint,
         request: CheckpointMsg,
     },
     Stop,
@@ -71,6 +70,7 @@ pub(super) fn spawn(
     sink: Box<dyn FindingSink>,
     gate: Arc<Gate>,
     restore: Option<EngineCheckpoint>,
+    position: Option<LogPosition>,
 ) -> (Sender<Command>, Vec<JoinHandle<()>>) {
     let shard_count = config.shards.max(1);
     let mut restore = restore.map(|checkpoint| super::reshard(checkpoint, shard_count));
@@ -122,6 +122,7 @@ pub(super) fn spawn(
         let mut dispatcher = Dispatcher::new(clock, shard_txs, metrics);
         dispatcher.events = events;
         dispatcher.late_events = late_events;
+        dispatcher.position = position;
         dispatcher.run(commands_rx, &gate)
     }));
     (commands_tx, threads)
@@ -140,6 +141,8 @@ struct Dispatcher {
     buffers: Vec<Vec<ApiEvent>>,
     events: u64,
     late_events: u64,
+    /// The event log position after the last batch routed: what a checkpoint now covers.
+    position: Option<LogPosition>,
     metrics: Metrics,
 }
 
@@ -152,6 +155,7 @@ impl Dispatcher {
             buffers,
             events: 0,
             late_events: 0,
+            position: None,
             metrics,
         }
     }
@@ -160,8 +164,15 @@ impl Dispatcher {
         while let Ok(command) = commands.recv() {
             gate.wait_while_paused();
             match command {
-                Command::Batch { events, _permit } => {
+                Command::Batch {
+                    events,
+                    _permit,
+                    position,
+                } => {
                     self.route(events);
+                    if position.is_some() {
+                        self.position = position;
+                    }
                     // `_permit` drops here: the batch has left the queue.
                 }
                 Command::Finish(reply) => {
@@ -174,13 +185,18 @@ impl Dispatcher {
                         reply,
                     }));
                 }
-                Command::Checkpoint(reply) => {
+                Command::Checkpoint(request) => {
                     self.flush();
                     self.broadcast(ShardMsg::Checkpoint(CheckpointMsg {
-                        clock: self.clock.checkpoint(),
-                        events: self.events,
-                        late_events: self.late_events,
-                        reply,
+                        meta: CheckpointMeta {
+                            format_version: FORMAT_VERSION,
+                            clock: self.clock.checkpoint(),
+                            events: self.events,
+                            late_events: self.late_events,
+                            shard_count: self.shards.len(),
+                            log_position: self.position,
+                        },
+                        request,
                     }));
                 }
                 Command::Stop => break,
@@ -266,11 +282,17 @@ fn run_shard(
                 report: shard.tick(at),
             },
             ShardMsg::Barrier(barrier) => ScorerMsg::Barrier(barrier),
-            ShardMsg::Checkpoint(request) => ScorerMsg::Checkpoint {
-                shard: index,
-                state: shard.checkpoint(),
-                request,
-            },
+            ShardMsg::Checkpoint(request) => {
+                // Written from the live state, chunk by chunk: no copy of the shard.
+                let limit = request.request.chunk_bytes;
+                format::write_shard(&shard, index, limit, &mut |chunk| {
+                    request.request.emit(CheckpointPart::Chunk(chunk))
+                });
+                ScorerMsg::Checkpoint {
+                    shard: index,
+                    request,
+                }
+            }
             ShardMsg::Stop => {
                 let _ = scorer.send(ScorerMsg::Stop);
                 return;
@@ -323,7 +345,8 @@ fn run_scorer(
     let mut flagged = FlaggedBook::default();
     let mut evicted_seen = scorer.evicted_total();
     let mut detector_counts = DetectorCounters::starting_from(&scorer);
-    let mut checkpoint_parts: Vec<Option<ShardCheckpoint>> = vec![None; shard_count];
+    let mut checkpoint_parts = vec![false; shard_count];
+    let mut caps = CapCounters::starting_from(&scorer);
     export_link_gauges(&scorer, &metrics);
     while let Ok(message) = inbox.recv() {
         match message {
@@ -347,6 +370,7 @@ fn run_scorer(
                     flagged.record(&updates, &metrics);
                     sink.deliver(updates);
                 }
+                caps.export(&mut scorer, &mut flagged, &metrics);
             }
             ScorerMsg::Barrier(barrier) => {
                 barriers += 1;
@@ -361,24 +385,20 @@ fn run_scorer(
                     let _ = barrier.reply.send(report);
                 }
             }
-            ScorerMsg::Checkpoint {
-                shard,
-                state,
-                request,
-            } => {
-                checkpoint_parts[shard] = Some(state);
-                if checkpoint_parts.iter().all(Option::is_some) {
-                    let shards = checkpoint_parts
-                        .iter_mut()
-                        .filter_map(Option::take)
-                        .collect();
-                    let _ = request.reply.send(EngineCheckpoint {
-                        clock: request.clock,
-                        shards,
-                        scorer: scorer.checkpoint(),
-                        events: request.events,
-                        late_events: request.late_events,
-                    });
+            ScorerMsg::Checkpoint { shard, request } => {
+                checkpoint_parts[shard] = true;
+                if checkpoint_parts.iter().all(|done| *done) {
+                    checkpoint_parts.fill(false);
+                    let CheckpointMsg { meta, request } = request;
+                    let complete = format::write_scorer(
+                        &scorer,
+                        &request.dedup,
+                        request.chunk_bytes,
+                        &mut |chunk| request.emit(CheckpointPart::Chunk(chunk)),
+                    );
+                    if complete {
+                        request.emit(CheckpointPart::Done(meta));
+                    }
                 }
             }
             ScorerMsg::Stop => {
@@ -443,6 +463,47 @@ impl DetectorCounters {
     }
 }
 
+/// Entries and evictions of the scorer's capped maps, as metrics (`distillguard_state_*`).
+struct CapCounters {
+    linker_evicted: u64,
+    models_ignored: u64,
+}
+
+impl CapCounters {
+    fn starting_from(scorer: &Scorer) -> Self {
+        Self {
+            linker_evicted: scorer.linker().evicted(),
+            models_ignored: scorer.model_names().1,
+        }
+    }
+
+    /// Exports the maps' sizes and evictions, and drops forgotten findings from the book.
+    fn export(&mut self, scorer: &mut Scorer, flagged: &mut FlaggedBook, metrics: &Metrics) {
+        let forgotten = scorer.take_forgotten();
+        let evictions = |map: &str, n: u64| {
+            metrics.state_evictions.with_label_values(&[map]).inc_by(n);
+        };
+        evictions("findings", forgotten.len() as u64);
+        evictions("flagged", flagged.forget(&forgotten, metrics) as u64);
+        let linker_evicted = scorer.linker().evicted();
+        evictions("linker", linker_evicted.saturating_sub(self.linker_evicted));
+        self.linker_evicted = linker_evicted;
+        let (models, ignored) = scorer.model_names();
+        evictions("models", ignored.saturating_sub(self.models_ignored));
+        self.models_ignored = ignored;
+        let entries = |map: &str, n: usize| {
+            metrics
+                .state_entries
+                .with_label_values(&[map])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        };
+        entries("findings", scorer.finding_count());
+        entries("flagged", flagged.severities.len());
+        entries("linker", scorer.linked_accounts());
+        entries("models", models);
+    }
+}
+
 /// Tracks which subjects are flagged at what severity, for the findings metrics.
 #[derive(Default)]
 struct FlaggedBook {
@@ -450,6 +511,22 @@ struct FlaggedBook {
 }
 
 impl FlaggedBook {
+    /// Drops accounts whose findings the scorer forgot (they left detector state), so the book
+    /// stays bounded by the account cap; returns how many were flagged.
+    fn forget(&mut self, accounts: &[AccountId], metrics: &Metrics) -> usize {
+        let mut dropped = 0;
+        for account in accounts {
+            if let Some(old) = self.severities.remove(&("account", account.to_string())) {
+                metrics
+                    .open_findings
+                    .with_label_values(&["account", old.as_str()])
+                    .dec();
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
     fn record(&mut self, updates: &[FindingUpdate], metrics: &Metrics) {
         for update in updates {
             let (kind, id) = match update {

@@ -66,6 +66,10 @@ pub struct BenchArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Give every event sent an account id never seen before (`flood-<pass>-<n>`): a flood of
+    /// distinct accounts, to measure memory against the caps (`docs/evaluation.md`).
+    #[arg(long)]
+    pub distinct_accounts: bool,
 }
 
 /// How prepared events map onto the timeline of one pass.
@@ -116,6 +120,8 @@ impl Timeline {
 struct Prepared {
     timestamp_ms: i64,
     tail: Vec<u8>,
+    /// The account id was taken out: each send gets a new one (`--distinct-accounts`).
+    flood: bool,
 }
 
 fn prepare(value: Value) -> anyhow::Result<Prepared> {
@@ -137,10 +143,28 @@ fn prepare(value: Value) -> anyhow::Result<Prepared> {
     Ok(Prepared {
         timestamp_ms: timestamp.epoch_ms(),
         tail,
+        flood: false,
+    })
+}
+
+/// An event whose account id is replaced at every send.
+fn prepare_flood(value: Value) -> anyhow::Result<Prepared> {
+    let mut value = value;
+    if let Value::Object(object) = &mut value {
+        object.remove("account_id");
+    }
+    Ok(Prepared {
+        flood: true,
+        ..prepare(value)?
     })
 }
 
 fn load_events(args: &BenchArgs) -> anyhow::Result<Vec<Prepared>> {
+    let prepare = if args.distinct_accounts {
+        prepare_flood
+    } else {
+        prepare
+    };
     let mut events = Vec::with_capacity(args.events.min(1 << 20));
     if let Some(path) = &args.traffic {
         let mut reader = super::eval::open_maybe_gzip(path)?;
@@ -194,6 +218,13 @@ fn build_batch(
             "{{\"timestamp\":\"{at}\",\"request_id\":\"bench-{pass}-{}\",",
             first + offset
         );
+        if event.flood {
+            let _ = write!(
+                buffer,
+                "\"account_id\":\"flood-{pass}-{}\",",
+                first + offset
+            );
+        }
         buffer.extend_from_slice(&event.tail);
         buffer.push(b'\n');
     }

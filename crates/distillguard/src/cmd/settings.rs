@@ -58,6 +58,9 @@ pub struct SettingsArgs {
     /// Persist the text of sample prompts (off: only hashes are stored).
     #[arg(long, env = "DISTILLGUARD_KEEP_PROMPTS")]
     pub keep_prompts: Option<bool>,
+    /// Event log fsync policy: `always` (before every 202), `interval` or `none`.
+    #[arg(long, env = "DISTILLGUARD_FSYNC")]
+    pub fsync: Option<distillguard_server::eventlog::FsyncPolicy>,
     /// Log filter (tracing syntax, e.g. `info,distillguard_server=debug`).
     #[arg(long, env = "DISTILLGUARD_LOG", default_value = "info")]
     pub log: String,
@@ -115,6 +118,9 @@ impl SettingsArgs {
         }
         if let Some(keep) = self.keep_prompts {
             settings.store.keep_prompts = keep;
+        }
+        if let Some(fsync) = self.fsync {
+            settings.log.fsync = fsync;
         }
         settings.validate()?;
         Ok(settings)

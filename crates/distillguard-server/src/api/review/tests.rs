@@ -57,6 +57,7 @@ impl Api {
                 distillguard_store::WriterConfig::default(),
             )),
             store: store.clone(),
+            checkpoints: Default::default(),
         };
         Self {
             app: routes().with_state(state),

@@ -52,6 +52,7 @@ fn the_default_timeline_keeps_batches_in_flight_within_a_minute() {
         .map(|i| Prepared {
             timestamp_ms: 1_793_577_600_000 + i * 86_400,
             tail: b"}".to_vec(),
+            flood: false,
         })
         .collect();
     let timeline = Timeline::new(&events, 40, None);
@@ -118,4 +119,29 @@ fn batch_latency_percentiles_use_the_nearest_rank() {
     assert_eq!(percentile_ms(&us, 50.0), Some(50.0));
     assert_eq!(percentile_ms(&us, 99.0), Some(99.0));
     assert_eq!(percentile_ms(&[], 50.0), None);
+}
+
+#[test]
+fn with_distinct_accounts_every_event_sent_names_an_account_never_sent_before() {
+    let events: Vec<Prepared> = (0..3)
+        .map(|i| {
+            prepare_flood(serde_json::json!({
+                "timestamp": 1_793_577_600_000i64 + i * 1_000,
+                "account_id": "same",
+                "model": "m",
+            }))
+            .unwrap()
+        })
+        .collect();
+    let timeline = Timeline::new(&events, 3, None);
+    let mut accounts = std::collections::HashSet::new();
+    for index in 0..4 {
+        let mut buffer = Vec::new();
+        build_batch(&events, &timeline, 3, index, &mut buffer);
+        for line in String::from_utf8(buffer).unwrap().lines() {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(accounts.insert(value["account_id"].as_str().unwrap().to_owned()));
+        }
+    }
+    assert_eq!(accounts.len(), 12);
 }
