@@ -128,6 +128,7 @@ impl Scorer {
                 links: Vec::new(),
                 signals: Vec::new(),
             });
+            let active = finding.last_seen != combined.last_seen;
             finding.first_seen = combined.first_seen;
             finding.last_seen = combined.last_seen;
             finding.members = members;
@@ -150,6 +151,8 @@ impl Scorer {
                 || membership_moved;
             if changed {
                 updates.push(FindingUpdate::Cluster(finding.clone()));
+            } else if active {
+                self.active_clusters.insert(id);
             }
         }
         let cluster = self.clusters.get(&id).cloned();
