@@ -104,6 +104,10 @@ async fn otlp_logs_answer_200_and_report_partial_success_per_log_record() {
     let (status, partial) = post(&app, "/v1/logs", fixture("otlp/logs_genai.json")).await;
     assert_eq!(status, 200);
     assert_eq!(partial["accepted"], 3);
+    assert_eq!(
+        partial["received"], 4,
+        "received counts log records, not export requests: {partial}"
+    );
     assert_eq!(partial["partialSuccess"]["rejectedLogRecords"], 1);
     assert_eq!(
         partial["rejected"][0]["field"],

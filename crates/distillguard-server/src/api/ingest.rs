@@ -27,7 +27,7 @@ const INLINE_DECODE_BYTES: usize = 128 * 1024;
 /// The reply to an ingest request.
 #[derive(Debug, Serialize)]
 pub struct IngestReply {
-    /// Records found in the body.
+    /// Records found in the body (log records for OTLP, not export requests).
     pub received: usize,
     /// Events queued for detection.
     pub accepted: usize,
@@ -157,6 +157,11 @@ pub async fn ingest<D: Decoder + Clone + 'static>(
         FrameError::TooLarge { .. } => ApiError::PayloadTooLarge(error.to_string()),
         other => ApiError::BadRequest(other.to_string()),
     })?;
+    // Records, not request bodies: one OTLP export carries many log records, each an event or a
+    // rejection of its own (a gateway record a decoder skips still counts as received).
+    let received = outcome
+        .records
+        .max(outcome.events.len() + outcome.rejected.len());
     let metrics = &state.metrics;
     metrics
         .decode_duration
@@ -169,7 +174,7 @@ pub async fn ingest<D: Decoder + Clone + 'static>(
     metrics
         .events_received
         .with_label_values(&[source])
-        .inc_by(outcome.records as u64);
+        .inc_by(received as u64);
     for rejected in &outcome.rejected {
         metrics
             .events_rejected
@@ -211,7 +216,7 @@ pub async fn ingest<D: Decoder + Clone + 'static>(
     Ok((
         StatusCode::ACCEPTED,
         Json(IngestReply {
-            received: outcome.records,
+            received,
             accepted: receipt.accepted,
             duplicates: receipt.duplicates,
             rejected_count,
@@ -238,6 +243,9 @@ const ACCEPTED_MEDIA_TYPES: &[&str] = &[
     "application/x-jsonlines",
     "application/jsonlines",
     "text/plain",
+    // What `curl -d` sends when no type is given: treated like no type at all (the body is
+    // framed as JSON or NDJSON either way), so the first curl a user types works.
+    "application/x-www-form-urlencoded",
 ];
 
 fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -271,8 +279,6 @@ fn content_is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
     {
         "gzip" | "x-gzip" => Ok(true),
         "" | "identity" => Ok(false),
-        other => Err(ApiError::UnsupportedMediaType(format!(
-            "content-encoding {other}; send gzip or no encoding"
-        ))),
+        other => Err(ApiError::UnsupportedEncoding(other.to_owned())),
     }
 }

@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/logs", post(ingest::otlp))
         // Review (role `analyst`; `admin` passes too) and `/openapi.json`.
         .merge(review::routes())
+        .fallback(crate::error::no_route)
         // Bodies are limited after decompression by the handlers themselves.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(
@@ -69,6 +70,8 @@ pub fn router(state: AppState) -> Router {
                 tracing::info_span!("http", method = %request.method(), route)
             }),
         )
+        // Outermost: every error, whoever wrote it, leaves in the JSON error shape.
+        .layer(middleware::from_fn(crate::error::json_errors))
         .with_state(state)
 }
 
