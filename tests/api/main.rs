@@ -2,12 +2,15 @@
 
 mod helpers;
 
+mod activity;
 mod alert_series;
 mod auth;
 mod checkpoints;
 mod clusters;
+mod errors;
 mod gateways;
 mod ingest;
 mod operations;
+mod quickstart;
 mod restart;
 mod review;
