@@ -499,3 +499,54 @@ fn an_account_hops_networks_when_it_uses_many_networks_at_a_few_requests_each() 
         "three networks are a laptop's day"
     );
 }
+
+#[test]
+fn written_cluster_summaries_agree_with_their_members() {
+    // Issue 19: what a store holds after applying every update in order (the latest per subject)
+    // must be consistent: members' signals name only link kinds their cluster lists, and the
+    // cluster's first and last seen come from its own members.
+    let mut requests = quiet_hydra("a", 8, 30);
+    requests.extend(rotating_pool("pool", 30, 200, 20));
+    let (updates, report) = run(&requests, EngineConfig::default(), 2);
+    let mut clusters = std::collections::BTreeMap::new();
+    let mut accounts = std::collections::BTreeMap::new();
+    for update in updates {
+        match update {
+            FindingUpdate::Cluster(c) => {
+                clusters.insert(c.cluster_id.clone(), c);
+            }
+            FindingUpdate::Account(a) => {
+                accounts.insert(a.account_id.clone(), a);
+            }
+        }
+    }
+    let mut checked = 0;
+    for account in accounts.values() {
+        let (Some(id), Some(signal)) = (
+            account.cluster_id.as_ref(),
+            account.signals.iter().find(|s| s.detector == "cluster"),
+        ) else {
+            continue;
+        };
+        let cluster = &clusters[id];
+        let listed: Vec<&str> = cluster.links.iter().map(|l| l.kind.as_str()).collect();
+        let named = signal.evidence.summary.rsplit("linked by ").next().unwrap();
+        for kind in named.split(", ") {
+            assert!(listed.contains(&kind), "{kind} not in {listed:?}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 8, "{checked}");
+    for cluster in &report.clusters {
+        let members: Vec<_> = report
+            .accounts
+            .iter()
+            .filter(|a| cluster.members.contains(&a.account_id))
+            .collect();
+        if members.len() < cluster.members.len() {
+            continue;
+        }
+        let first = members.iter().map(|a| a.first_seen).min().unwrap();
+        assert_eq!(cluster.first_seen, first);
+    }
+}
