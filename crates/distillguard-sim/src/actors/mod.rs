@@ -4,7 +4,9 @@
 pub(crate) mod attack;
 pub(crate) mod benign;
 mod human;
+pub(crate) mod pool;
 pub(crate) mod services;
+pub(crate) mod traps;
 
 use std::net::IpAddr;
 
