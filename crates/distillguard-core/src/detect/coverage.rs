@@ -20,7 +20,7 @@
 //!
 //! Scaled by prompt-count confidence (nothing below a quarter of `min_prompts`).
 
-use super::{measurement, prompt_confidence, ramp, Context, Detector};
+use super::{measurement, prompt_confidence, ramp, Context, Detector, Role};
 use crate::features::AccountSummary;
 use crate::finding::Evidence;
 
@@ -63,6 +63,10 @@ fn parts(account: &AccountSummary, context: &Context<'_>) -> Parts {
 impl Detector for Coverage {
     fn name(&self) -> &'static str {
         "coverage"
+    }
+
+    fn role(&self) -> Role {
+        Role::Breadth
     }
 
     fn score(&self, account: &AccountSummary, context: &Context<'_>) -> f64 {

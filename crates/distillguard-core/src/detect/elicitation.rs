@@ -11,7 +11,7 @@
 //!
 //! Scaled by a request-count confidence (3 → 0, 12 → 1).
 
-use super::{measurement, noisy_or, ramp, Context, Detector};
+use super::{measurement, noisy_or, ramp, Context, Detector, Role};
 use crate::features::{AccountSummary, LARGE_MAX_TOKENS};
 use crate::finding::Evidence;
 
@@ -53,6 +53,10 @@ fn parts(a: &AccountSummary) -> Parts {
 impl Detector for Elicitation {
     fn name(&self) -> &'static str {
         "elicitation"
+    }
+
+    fn role(&self) -> Role {
+        Role::Pressure { weight: 1.0 }
     }
 
     fn score(&self, account: &AccountSummary, _context: &Context<'_>) -> f64 {
