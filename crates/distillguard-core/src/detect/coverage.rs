@@ -27,8 +27,8 @@ use crate::finding::Evidence;
 pub struct Coverage;
 
 /// Herdan's C of subject words at which the topic factor starts and saturates.
-const RICHNESS_LOW: f64 = 0.55;
-const RICHNESS_HIGH: f64 = 0.63;
+pub(crate) const RICHNESS_LOW: f64 = 0.55;
+pub(crate) const RICHNESS_HIGH: f64 = 0.63;
 
 struct Parts {
     confidence: f64,

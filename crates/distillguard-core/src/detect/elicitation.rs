@@ -4,7 +4,9 @@
 //! Components (shares over the account's requests), combined by noisy-OR:
 //! - reasoning demands in the prompt or system prompt ("step by step", "chain of thought",
 //!   "explain your reasoning", ...): 0.2 → 0, 0.6 → 0.95;
-//! - `logprobs` / `top_logprobs`: 0.3 → 0, 0.8 → 0.6 (classifiers use logprobs too);
+//! - `logprobs` / `top_logprobs`: 0.3 → 0, 0.8 → 0.6 (classifiers use logprobs too), up to 0.9
+//!   as the alternatives asked for widen from 5 to 15 per position (a distribution, not a
+//!   label's confidence: see `distribution`);
 //! - `n` > 1: 0.3 → 0, 0.8 → 0.6;
 //! - long outputs: mean completion tokens 600 → 0, 1,500 → 0.5;
 //! - `max_tokens` ≥ 4,096: 0.5 → 0, 0.9 → 0.3.
@@ -41,7 +43,7 @@ fn parts(a: &AccountSummary) -> Parts {
         large_max,
         components: [
             0.95 * ramp(reasoning, 0.2, 0.6),
-            0.6 * ramp(logprobs, 0.3, 0.8),
+            (0.6 + 0.3 * super::distribution::width_factor(a)) * ramp(logprobs, 0.3, 0.8),
             0.6 * ramp(multi, 0.3, 0.8),
             0.5 * ramp(mean_completion, 600.0, 1_500.0),
             0.3 * ramp(large_max, 0.5, 0.9),

@@ -9,8 +9,10 @@
 pub mod automation;
 pub mod combine;
 pub mod coverage;
+pub mod distribution;
 pub mod elicitation;
 pub mod pivot;
+pub mod sessions;
 pub mod templating;
 #[cfg(test)]
 mod traps;
@@ -206,6 +208,8 @@ pub fn suite() -> Vec<Box<dyn Detector>> {
         Box::new(templating::Templating),
         Box::new(elicitation::Elicitation),
         Box::new(pivot::ModelPivot),
+        Box::new(sessions::SessionCoverage),
+        Box::new(distribution::DistributionHarvest),
     ]
 }
 
