@@ -173,6 +173,45 @@ mod tests {
         assert!(score(&events) < 0.05);
     }
 
+    /// A Chinese "prompt" on a subject of its own: `k` picks characters no other `k` shares
+    /// in the same order.
+    fn chinese_prompt(k: usize) -> String {
+        const HAN: &str = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本去把性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比或但质气第向道命此变条只没结解问意建月公无系军很情者最立代想已通并提直题党";
+        let han: Vec<char> = HAN.chars().collect();
+        let mut x = (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) + 1;
+        let subject: String = (0..10)
+            .map(|_| {
+                x ^= x >> 13;
+                x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+                han[(x >> 33) as usize % han.len()]
+            })
+            .collect();
+        format!("请一步一步地解释：{subject}")
+    }
+
+    #[test]
+    fn a_chinese_harvest_on_ever_new_subjects_is_full_coverage_and_one_template_is_not() {
+        let events: Vec<_> = (0..300)
+            .map(|i| event(i * 60_000, &chinese_prompt(i as usize)))
+            .collect();
+        let s = score(&events);
+        assert!(s > 0.9, "{s}");
+        // A support app asking about the same few products in Chinese.
+        let products = ["路由器", "打印机", "笔记本电脑", "充电器"];
+        let events: Vec<_> = (0..300)
+            .map(|i| {
+                let prompt = format!(
+                    "订单{}：我的{}坏了，怎么办？",
+                    10_000 + i,
+                    products[i as usize % 4]
+                );
+                event(i * 60_000, &prompt)
+            })
+            .collect();
+        let s = score(&events);
+        assert!(s < 0.1, "{s}");
+    }
+
     #[test]
     fn a_handful_of_prompts_is_not_enough_evidence() {
         let events: Vec<_> = (0..10)
