@@ -11,6 +11,10 @@ use crate::actors::attack::{
     BulkHarvest, Hydra, LowAndSlow, Pivot, ReasoningHarvest, ResellerHidden,
 };
 use crate::actors::benign::{Casual, Developer, Enterprise, Reseller};
+use crate::actors::harvest::{
+    AgenticHarvest, CodingAgent, EvalLab, LogprobHarvest, MultilingualChat, MultilingualHarvest,
+    PowerStudent,
+};
 use crate::actors::pool::{PoolPlan, ProxyPoolHydra};
 use crate::actors::services::{BatchJob, BenchmarkRunner, ProductionApp};
 use crate::actors::traps::{CampusClass, CarrierPhones, SdkUser};
@@ -207,6 +211,7 @@ fn build_actors(scenario: &Scenario) -> Vec<Box<dyn Actor>> {
         used += 1;
     }
     used += proxy_pool_and_look_alikes(scenario, &mut actors, used);
+    used += harvests_and_look_alikes(scenario, remaining, &mut actors);
     while used < n {
         actors.push(Box::new(Casual::new(rng(), start, end)));
         used += 1;
@@ -260,6 +265,62 @@ fn proxy_pool_and_look_alikes(
         added += 1;
     }
     added
+}
+
+/// Issue 13's archetypes, on random streams of their own so that every earlier actor keeps its
+/// stream (and its traffic) for the same seed. Returns the accounts they hold.
+fn harvests_and_look_alikes(
+    scenario: &Scenario,
+    remaining: u32,
+    actors: &mut Vec<Box<dyn Actor>>,
+) -> u32 {
+    let (n, start) = (scenario.accounts, scenario.start.epoch_ms());
+    let mut next = 1u64 << 32;
+    let mut rng = || -> SimRng {
+        next += 1;
+        stream(scenario.seed, next)
+    };
+    let mut used = 0;
+    let logprob = (n / 700).clamp(3, 12);
+    actors.push(Box::new(LogprobHarvest::new(
+        rng(),
+        "logprob-1".into(),
+        start,
+        logprob,
+    )));
+    let agentic = (n / 500).clamp(4, 16);
+    actors.push(Box::new(AgenticHarvest::new(
+        rng(),
+        "agentic-1".into(),
+        start,
+        agentic,
+    )));
+    let multilingual = (n / 250).clamp(8, 24);
+    actors.push(Box::new(MultilingualHarvest::new(
+        rng(),
+        "multilingual-1".into(),
+        start,
+        multilingual,
+    )));
+    used += logprob + agentic + multilingual;
+    let share = |fraction: f64| ((f64::from(remaining) * fraction) as u32).max(2);
+    for _ in 0..share(0.01) {
+        actors.push(Box::new(EvalLab::new(rng(), start)));
+        used += 1;
+    }
+    for _ in 0..share(0.02) {
+        actors.push(Box::new(PowerStudent::new(rng(), start)));
+        used += 1;
+    }
+    for _ in 0..share(0.02) {
+        actors.push(Box::new(CodingAgent::new(rng(), start)));
+        used += 1;
+    }
+    for _ in 0..share(0.04) {
+        actors.push(Box::new(MultilingualChat::new(rng(), start)));
+        used += 1;
+    }
+    used
 }
 
 /// Generates the scenario and hands every event to `sink`, ordered by log position: timestamp
