@@ -4,7 +4,7 @@
 //! a close reason, see the audit entry, export the list as CSV, and meet a conflict when the
 //! version read is stale.
 //!
-//! With `DG_CONSOLE_SCREENSHOTS=DIR` it also saves the screenshots of `docs/console.md`.
+//! With `DG_CONSOLE_SCREENSHOTS=DIR` (an absolute path) it also saves the screenshots of `docs/console.md`.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -173,6 +173,21 @@ async fn an_analyst_triages_a_hydra_campaign_in_the_browser() {
         );
     }
     screenshot(&browser, "queue.png").await;
+    // The queue re-reads itself in place (what its timer does every 15 s).
+    let before = text_of(&browser, "#results caption").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    browser
+        .execute("window.dgRefreshQueue(); return null;", vec![])
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while text_of(&browser, "#results caption").await == before {
+        assert!(started.elapsed() < WAIT, "the queue never refreshed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(text_of(&browser, "table.queue")
+        .await
+        .contains(hydra[0].as_str()));
     browser
         .goto(&format!("{base}/ui/clusters?flagged=true"))
         .await

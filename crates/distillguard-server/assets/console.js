@@ -4,18 +4,31 @@
 
 // The queue re-reads itself every few seconds so new findings appear, unless the analyst is in
 // the middle of something: rows selected, or typing in the bulk form.
+function refreshQueue() {
+  htmx.ajax("GET", window.location.href, { target: "#results", select: "#results", swap: "outerHTML" });
+}
+
 function startQueueRefresh() {
   const results = document.getElementById("results");
   if (!results || !results.dataset.refresh || !window.htmx) return;
   const seconds = Number(results.dataset.refresh) || 15;
+  window.dgRefreshQueue = refreshQueue;
   setInterval(() => {
     const current = document.getElementById("results");
     if (!current || document.visibilityState !== "visible") return;
     if (current.querySelector("input[name=select]:checked")) return;
     if (current.contains(document.activeElement) && document.activeElement !== document.body) return;
-    htmx.ajax("GET", window.location.href, { target: "#results", select: "#results", swap: "outerHTML" });
+    refreshQueue();
   }, seconds * 1000);
 }
+
+// "Select all" ticks every row of the page (a real checkbox, so it works from the keyboard).
+document.addEventListener("change", (event) => {
+  if (event.target.id !== "select-all") return;
+  for (const box of document.querySelectorAll("#results input[name=select]")) {
+    box.checked = event.target.checked;
+  }
+});
 
 function linkTip(link) {
   const examples = (link.examples || []).join("; ");

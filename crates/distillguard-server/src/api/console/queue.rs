@@ -190,7 +190,7 @@ fn results<K: UiKind>(
                 table.queue {
                     caption { (reply.items.len()) " on this page · updated " (now) }
                     thead { tr {
-                        th scope="col" { span.visually-hidden { "Select" } }
+                        th scope="col" { input #select-all type="checkbox" aria-label="Select every row of this page"; }
                         th scope="col" { "Id" }
                         th scope="col" { "Score" }
                         th scope="col" { "Severity" }
