@@ -195,9 +195,19 @@ macro_rules! impl_write {
                 let mut detector_rows: Vec<(i64, &str)> = Vec::new();
                 let mut cleared: Vec<i64> = Vec::new();
                 let mut audits: Vec<PendingAudit> = Vec::new();
+                let mut decide: Vec<&$crate::model::Subject> = Vec::new();
+                let acts_on_flags = self.options.decisions.acts_on_flags();
                 for p in &fresh {
                     let Some(&finding_id) = ids.get(&key(p)) else { continue };
                     let before = existing.get(&key(p));
+                    // Decisions change only when a flag may act, or a confirmed cluster's
+                    // membership may have changed; everything else keeps the batch cheap.
+                    let was_flagged = before.is_some_and(|row| row.engine_flagged);
+                    let confirmed_cluster = p.subject.kind == SubjectKind::Cluster
+                        && before.is_some_and(|row| row.status == "confirmed");
+                    if (acts_on_flags && (p.engine_flagged || was_flagged)) || confirmed_cluster {
+                        decide.push(&p.subject);
+                    }
                     if before.is_none_or(|row| row.detectors.0 != p.detectors) {
                         if before.is_some() {
                             cleared.push(finding_id);
@@ -256,6 +266,9 @@ macro_rules! impl_write {
                             .push_bind(audit.after.as_ref().map(Json));
                     });
                     qb.build().execute(&mut **tx).await?;
+                }
+                for subject in decide {
+                    self.reconcile_decisions(tx, subject, now).await?;
                 }
                 Ok(())
             }
