@@ -7,6 +7,8 @@ mod alert_series;
 mod auth;
 mod checkpoints;
 mod clusters;
+mod console;
+mod console_browser;
 mod errors;
 mod gateways;
 mod ingest;

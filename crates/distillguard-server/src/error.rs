@@ -30,12 +30,9 @@ pub enum ApiError {
     /// 413: over the size limit (after decompression).
     #[error("{0}")]
     PayloadTooLarge(String),
-    /// 415
-    #[error("unsupported media type {0:?}; send application/json or application/x-ndjson")]
+    /// 415: the message names what the route accepts.
+    #[error("{0}")]
     UnsupportedMediaType(String),
-    /// 415: a body encoding other than gzip.
-    #[error("unsupported content-encoding {0:?}; send gzip or no encoding")]
-    UnsupportedEncoding(String),
     /// 422: well-formed but not allowed (e.g. an invalid status transition).
     #[error("{0}")]
     Unprocessable(String),
@@ -61,7 +58,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedEncoding(_) => {
+            ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
