@@ -8,6 +8,7 @@ mod checkpoints;
 mod clusters;
 mod gateways;
 mod ingest;
+mod openapi;
 mod operations;
 mod restart;
 mod review;
