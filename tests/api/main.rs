@@ -12,6 +12,7 @@ mod console_browser;
 mod errors;
 mod gateways;
 mod ingest;
+mod openapi;
 mod operations;
 mod quickstart;
 mod restart;

@@ -35,11 +35,7 @@ pub(crate) fn check_filter(filter: &ListFilter) -> Result<(), StoreError> {
             ));
         }
     }
-    if let (Some(since), Some(until)) = (filter.since, filter.until) {
-        if since > until {
-            return Err(StoreError::InvalidInput("since is after until".into()));
-        }
-    }
+    // `since` after `until` is an empty interval: it matches nothing, like any other filter.
     Ok(())
 }
 

@@ -59,17 +59,20 @@ pub(super) fn decode(
 ) -> Result<DecodeOutcome, FrameError> {
     let mut outcome = DecodeOutcome::default();
     let mut errors = Vec::new();
-    match signal {
-        Signal::Logs => {
-            let request: ExportLogsServiceRequest =
-                parse(encoding, body, "OTLP ExportLogsServiceRequest")?;
-            logs(decoder, &request, &mut outcome, &mut errors);
+    let parsed = match signal {
+        Signal::Logs => parse(encoding, body, "OTLP ExportLogsServiceRequest")
+            .map(|request| logs(decoder, &request, &mut outcome, &mut errors)),
+        Signal::Traces => parse(encoding, body, "OTLP ExportTraceServiceRequest")
+            .map(|request| traces(decoder, &request, &mut outcome, &mut errors)),
+    };
+    match parsed {
+        Ok(()) => {}
+        // Valid JSON of another shape is one bad record, as the lenient JSON log reader has it.
+        Err(Unparsed::Shape(message)) => {
+            outcome.records += 1;
+            errors.push(RecordError::malformed(message));
         }
-        Signal::Traces => {
-            let request: ExportTraceServiceRequest =
-                parse(encoding, body, "OTLP ExportTraceServiceRequest")?;
-            traces(decoder, &request, &mut outcome, &mut errors);
-        }
+        Err(Unparsed::Body(error)) => return Err(error),
     }
     // The whole body is one record of the request (index 0); the path locates the log or span.
     outcome.rejected = errors
@@ -106,17 +109,28 @@ pub fn export_response(signal: Signal, rejected: usize, error_message: String) -
     }
 }
 
+/// Why a body did not decode as an export request.
+enum Unparsed {
+    /// Not a message at all (not protobuf, not JSON, empty JSON): the request is refused.
+    Body(FrameError),
+    /// JSON, but not of the request's shape.
+    Shape(String),
+}
+
 fn parse<M: Message + Default + DeserializeOwned>(
     encoding: Encoding,
     body: &[u8],
     message: &'static str,
-) -> Result<M, FrameError> {
-    let bad = |error: String| FrameError::BadMessage { message, error };
+) -> Result<M, Unparsed> {
+    let bad = |error: String| Unparsed::Body(FrameError::BadMessage { message, error });
     match encoding {
         // An empty protobuf body is a valid empty request.
         Encoding::Protobuf => M::decode(body).map_err(|e| bad(e.to_string())),
-        Encoding::Json if body.trim_ascii().is_empty() => Err(FrameError::Empty),
-        Encoding::Json => serde_json::from_slice(body).map_err(|e| bad(e.to_string())),
+        Encoding::Json if body.trim_ascii().is_empty() => Err(Unparsed::Body(FrameError::Empty)),
+        Encoding::Json => serde_json::from_slice(body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => Unparsed::Shape(format!("not an {message}: {e}")),
+            _ => bad(e.to_string()),
+        }),
     }
 }
 

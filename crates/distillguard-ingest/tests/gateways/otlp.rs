@@ -339,11 +339,20 @@ fn a_body_that_is_not_an_export_request_is_refused_whole() {
             Encoding::Protobuf,
             b"{\"resourceSpans\": []}",
         ),
-        (Signal::Traces, Encoding::Json, b"{\"resourceSpans\": 3}"),
+        (Signal::Traces, Encoding::Json, b"{\"resourceSpans\": "),
     ] {
         let error = decoder.decode_export(signal, encoding, body).unwrap_err();
         assert!(matches!(error, FrameError::BadMessage { .. }), "{error}");
     }
+    // JSON of another shape is one rejected record, as JSON logs have it.
+    let outcome = decoder
+        .decode_export(Signal::Traces, Encoding::Json, b"{\"resourceSpans\": 3}")
+        .unwrap();
+    assert_eq!((outcome.records, outcome.rejected.len()), (1, 1));
+    assert_eq!(
+        outcome.rejected[0].error.reason,
+        RejectReason::MalformedJson
+    );
     // An empty protobuf message is a valid, empty export.
     let outcome = decoder
         .decode_export(Signal::Traces, Encoding::Protobuf, b"")

@@ -328,7 +328,7 @@ async fn lists_filter_and_page_without_duplicates_or_gaps_while_findings_arrive(
         .await;
     assert_eq!(
         status,
-        StatusCode::BAD_REQUEST,
+        StatusCode::CONFLICT,
         "a cursor is bound to its query"
     );
 }
