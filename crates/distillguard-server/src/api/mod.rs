@@ -57,7 +57,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/ingest/kong", post(ingest::gateway::<KongDecoder>))
         .route("/v1/ingest/envoy", post(ingest::gateway::<EnvoyDecoder>))
-        .route("/v1/logs", post(ingest::otlp))
+        .route("/v1/logs", post(ingest::otlp_logs))
+        .route("/v1/traces", post(ingest::otlp_traces))
         // Review (role `analyst`; `admin` passes too) and `/openapi.json`.
         .merge(review::routes())
         .merge(console_routes())
