@@ -87,16 +87,23 @@ impl Drop for Driver {
     }
 }
 
+/// The text of the first element matching `css`, read again if the page replaced it meanwhile
+/// (navigation, or the queue refreshing itself).
 async fn text_of(browser: &Client, css: &str) -> String {
-    browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css} never appeared: {e}"))
-        .text()
-        .await
-        .unwrap()
+    let started = Instant::now();
+    loop {
+        let found = browser
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css} never appeared: {e}"));
+        match found.text().await {
+            Ok(text) => return text,
+            Err(error) if started.elapsed() > WAIT => panic!("{css} kept going stale: {error}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }
 
 async fn screenshot(browser: &Client, name: &str) {
@@ -307,7 +314,17 @@ async fn an_analyst_triages_a_hydra_campaign_in_the_browser() {
         .goto(&format!("{base}/ui/accounts/{account}"))
         .await
         .unwrap();
-    assert!(text_of(&browser, "h2").await.len() > 1);
+    // Its activity chart: a bar per event-time hour, and the campaign's requests in them.
+    let bars = browser
+        .execute(
+            "return [...document.querySelectorAll('#activity rect')].map(r => Number(r.getAttribute('height')))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let bars = bars.as_array().unwrap();
+    assert_eq!(bars.len(), 24);
+    assert!(bars.iter().any(|h| h.as_f64() > Some(0.0)), "{bars:?}");
     screenshot(&browser, "account.png").await;
     let read_version = first_version(&app, account).await;
     let changed = app

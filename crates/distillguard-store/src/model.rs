@@ -8,7 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use distillguard_core::finding::{LinkEvidence, Severity, Signal};
+use distillguard_core::finding::{HourlyActivity, LinkEvidence, Severity, Signal};
 use distillguard_core::time::EventTime;
 use serde::{Deserialize, Serialize};
 
@@ -286,6 +286,8 @@ pub struct AccountDetail {
     /// Each detector's score and evidence.
     pub signals: Vec<Signal>,
     pub samples: Vec<StoredSample>,
+    /// Requests per event-time hour before the finding's last update; null for older findings.
+    pub activity: Option<HourlyActivity>,
     pub cluster: Option<FindingSummary>,
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use distillguard_core::finding::{FindingUpdate, LinkEvidence, Severity, Signal};
+use distillguard_core::finding::{FindingUpdate, HourlyActivity, LinkEvidence, Severity, Signal};
 use serde_json::json;
 
 use crate::error::StoreError;
@@ -24,6 +24,7 @@ pub(crate) enum Profile {
         cluster_id: Option<String>,
         events: i64,
         samples: Vec<StoredSample>,
+        activity: Option<HourlyActivity>,
     },
     Cluster {
         links: Vec<LinkEvidence>,
@@ -112,6 +113,7 @@ pub(crate) fn prepare(
                     cluster_id: a.cluster_id.clone(),
                     events: i64::try_from(a.events).unwrap_or(i64::MAX),
                     samples,
+                    activity: a.activity.clone(),
                 },
             })
         }
@@ -179,6 +181,7 @@ mod tests {
 
     fn account(score: f64) -> FindingUpdate {
         FindingUpdate::Account(AccountFinding {
+            activity: None,
             account_id: "acct-1".into(),
             score,
             severity: Severity::from_score(score),

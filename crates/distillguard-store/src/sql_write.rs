@@ -110,24 +110,28 @@ macro_rules! impl_write {
                 let accounts: Vec<_> = fresh
                     .iter()
                     .filter_map(|p| match &p.profile {
-                        Profile::Account { cluster_id, events, samples } => {
-                            Some((p, cluster_id, events, samples))
-                        }
+                        Profile::Account {
+                            cluster_id,
+                            events,
+                            samples,
+                            activity,
+                        } => Some((p, cluster_id, events, samples, activity)),
                         Profile::Cluster { .. } => None,
                     })
                     .collect();
                 if !accounts.is_empty() {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO account (account_id, cluster_id, events, first_seen_ms, \
-                         last_seen_ms, samples, updated_at_ms) ",
+                         last_seen_ms, samples, activity, updated_at_ms) ",
                     );
-                    qb.push_values(&accounts, |mut row, (p, cluster_id, events, samples)| {
+                    qb.push_values(&accounts, |mut row, (p, cluster_id, events, samples, activity)| {
                         row.push_bind(p.subject.id.as_str())
                             .push_bind(cluster_id.as_deref())
                             .push_bind(**events)
                             .push_bind(p.first_seen_ms)
                             .push_bind(p.last_seen_ms)
                             .push_bind(Json(*samples))
+                            .push_bind(activity.as_ref().map(Json))
                             .push_bind(now);
                     });
                     qb.push(format!(
@@ -135,6 +139,7 @@ macro_rules! impl_write {
                          events = excluded.events, \
                          first_seen_ms = {least}(account.first_seen_ms, excluded.first_seen_ms), \
                          last_seen_ms = excluded.last_seen_ms, samples = excluded.samples, \
+                         activity = excluded.activity, \
                          updated_at_ms = excluded.updated_at_ms",
                         least = Self::LEAST
                     ));

@@ -316,6 +316,10 @@ fn member_finding(
         events: summary.events,
         signals,
         samples: summary.samples.to_vec(),
+        activity: Some(crate::finding::HourlyActivity::ending_at(
+            context.at,
+            &summary.activity,
+        )),
     }
 }
 

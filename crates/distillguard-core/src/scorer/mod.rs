@@ -12,7 +12,7 @@ use crate::detect::{Context, ModelRegistry};
 use crate::engine::EngineConfig;
 use crate::event::AccountId;
 use crate::features::AccountSummary;
-use crate::finding::{AccountFinding, ClusterFinding, FindingUpdate, Severity};
+use crate::finding::{AccountFinding, ClusterFinding, FindingUpdate, HourlyActivity, Severity};
 use crate::link::{Linker, LinkerCheckpoint};
 use crate::population::Population;
 use crate::shard::ShardReport;
@@ -182,6 +182,7 @@ impl Scorer {
                 events: summary.events,
                 signals: self.suite.signals(summary, context, scores),
                 samples: summary.samples.to_vec(),
+                activity: Some(HourlyActivity::ending_at(context.at, &summary.activity)),
             };
             self.findings
                 .insert(summary.account_id.clone(), finding.clone());
@@ -195,6 +196,7 @@ impl Scorer {
         finding.first_seen = summary.first_seen;
         finding.last_seen = summary.last_seen;
         finding.events = summary.events;
+        finding.activity = Some(HourlyActivity::ending_at(context.at, &summary.activity));
         // By default the finding keeps its worst moment: score, severity and evidence only ever
         // rise, so an analyst sees why it was opened even if the account has since gone quiet.
         // Evidence is rebuilt only on a material change (the same rule that emits an update):

@@ -135,6 +135,25 @@ pub async fn prompts_are_kept_only_when_configured(h: Harness) {
     assert_eq!(sample.text.as_deref(), Some("secret prompt of kept"));
 }
 
+pub async fn hourly_activity_is_kept_with_the_account(h: Harness) {
+    let activity = distillguard_core::finding::HourlyActivity {
+        until: at(3_600_000 * 30),
+        events: (0..24).collect(),
+    };
+    let mut busy = account("busy", 0.8, 5_000);
+    busy.activity = Some(activity.clone());
+    h.store
+        .upsert_findings(&[FindingUpdate::Account(busy), acct("older", 0.8, 5_000)])
+        .await
+        .unwrap();
+
+    assert_eq!(
+        h.store.get_account("busy").await.unwrap().activity,
+        Some(activity)
+    );
+    assert_eq!(h.store.get_account("older").await.unwrap().activity, None);
+}
+
 pub async fn account_and_cluster_details_carry_their_evidence(h: Harness) {
     h.store
         .upsert_findings(&[

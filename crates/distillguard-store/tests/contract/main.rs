@@ -39,6 +39,7 @@ contract! {
     findings::one_finding_per_subject_follows_the_latest_score,
     findings::an_update_older_than_the_stored_one_is_ignored,
     findings::an_invalid_update_is_refused_without_failing_the_batch,
+    findings::hourly_activity_is_kept_with_the_account,
     findings::prompts_are_kept_only_when_configured,
     findings::account_and_cluster_details_carry_their_evidence,
     findings::list_filters_narrow_the_result,

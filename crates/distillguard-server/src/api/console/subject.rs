@@ -6,7 +6,8 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
-use distillguard_core::finding::Signal;
+use distillguard_core::finding::{HourlyActivity, Signal};
+use distillguard_core::time::EventTime;
 use distillguard_store::{
     AccountDetail, AuditEntry, ClusterDetail, FindingSummary, Note, ReviewState, SubjectKind,
 };
@@ -179,6 +180,11 @@ fn account_evidence(account: &AccountDetail) -> Markup {
                 " (score " (score(cluster.score)) ", " (cluster.member_count.unwrap_or(0)) " members, " (cluster.review.status.as_str()) ")."
             }
         }
+        h2 { "Activity" }
+        @match &account.activity {
+            Some(activity) => { (activity_chart(activity)) }
+            None => { p.muted { "No hourly activity stored for this finding (written before the service kept it)." } }
+        }
         (signals_table(&account.signals))
         h2 { "Sample prompts" }
         @if account.samples.is_empty() { p { "No samples kept." } }
@@ -192,6 +198,51 @@ fn account_evidence(account: &AccountDetail) -> Markup {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Requests per event-time hour as an inline SVG bar chart (no script, readable as text too).
+fn activity_chart(activity: &HourlyActivity) -> Markup {
+    const WIDTH: usize = 600;
+    const HEIGHT: u32 = 110;
+    let hours = activity.events.len().max(1);
+    let bar = WIDTH / hours;
+    let peak = activity.events.iter().copied().max().unwrap_or(0).max(1);
+    let total: u64 = activity.events.iter().map(|&n| u64::from(n)).sum();
+    let start_ms = activity.until.epoch_ms() - hours as i64 * EventTime::HOUR;
+    let hour_label = |i: usize| {
+        EventTime::from_epoch_ms(start_ms + i as i64 * EventTime::HOUR)
+            .map(|t| format!("{:02}:00", t.hour_of_day()))
+            .unwrap_or_default()
+    };
+    let busiest = activity
+        .events
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, n)| (**n, std::cmp::Reverse(*i)))
+        .map_or(0, |(i, _)| i);
+    let label = format!(
+        "Requests per hour over the {hours} event-time hours to {}: {total} in all, at most {peak} (from {} UTC)",
+        time(&activity.until),
+        hour_label(busiest)
+    );
+    html! {
+        figure.activity {
+            svg #activity role="img" aria-label=(label) viewBox={ "0 0 " (WIDTH) " " (HEIGHT + 16) } width=(WIDTH) height=(HEIGHT + 16) {
+                title { (label) }
+                @for (i, &n) in activity.events.iter().enumerate() {
+                    @let h = (u64::from(n) * u64::from(HEIGHT) / u64::from(peak)) as u32;
+                    rect x=(i * bar + 1) y=(HEIGHT - h) width=(bar - 2) height=(h) {
+                        title { (hour_label(i)) " UTC: " (n) " requests" }
+                    }
+                    @if i % 6 == 0 {
+                        text x=(i * bar + 1) y=(HEIGHT + 13) { (hour_label(i)) }
+                    }
+                }
+                line x1="0" y1=(HEIGHT) x2=(WIDTH) y2=(HEIGHT) {}
+            }
+            figcaption.muted { (label) "." }
         }
     }
 }

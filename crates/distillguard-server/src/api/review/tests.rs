@@ -138,6 +138,7 @@ fn signal(detector: &str, score: f64) -> Signal {
 
 fn acct(id: &str, score: f64, last_seen_ms: i64) -> FindingUpdate {
     FindingUpdate::Account(AccountFinding {
+        activity: None,
         account_id: id.into(),
         score,
         severity: Severity::from_score(score),
