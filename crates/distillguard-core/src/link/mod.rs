@@ -179,19 +179,25 @@ struct Shared {
 }
 
 impl Shared {
-    fn add(&mut self, kind: LinkKind, weight: f32) {
+    /// `rare`: the value is held by few enough accounts to count at its kind's full weight.
+    fn add(&mut self, kind: LinkKind, weight: f32, rare: bool) {
         let k = kind as usize;
         self.max[k] = self.max[k].max(weight);
-        self.sum[k] += weight;
+        if rare {
+            self.sum[k] += weight;
+        }
     }
 
     /// Per kind: the strongest shared value, or for kinds that add up, the sum over distinct
-    /// shared values capped at `counted` times the strongest.
+    /// shared *rare* values if larger, capped at `counted` times the strongest. Crowded values
+    /// (a campus NAT, a carrier's CGNAT) never add up, however many two accounts share.
     fn weights(&self, counted: f32) -> [f32; features::KINDS] {
         let mut out = self.max;
         for kind in LinkKind::ALL.into_iter().filter(|k| k.adds_up()) {
             let k = kind as usize;
-            out[k] = self.sum[k].min(self.max[k] * counted.max(1.0));
+            out[k] = self.sum[k]
+                .min(self.max[k] * counted.max(1.0))
+                .max(self.max[k]);
         }
         out
     }
@@ -491,10 +497,12 @@ impl Linker {
         let mut candidates: Vec<(u32, Shared)> = Vec::new();
         for (other, kind, weight) in shared {
             match candidates.last_mut() {
-                Some((last, values)) if *last == other => values.add(kind, weight),
+                Some((last, values)) if *last == other => {
+                    values.add(kind, weight, self.is_rare(kind, weight))
+                }
                 _ => {
                     let mut values = Shared::default();
-                    values.add(kind, weight);
+                    values.add(kind, weight, self.is_rare(kind, weight));
                     candidates.push((other, values));
                 }
             }
@@ -503,7 +511,9 @@ impl Linker {
             for (weight, kind, members) in &held[meeting..] {
                 for other in members.iter().filter(|m| **m != id) {
                     if let Ok(i) = candidates.binary_search_by_key(other, |(o, _)| *o) {
-                        candidates[i].1.add(*kind, *weight);
+                        candidates[i]
+                            .1
+                            .add(*kind, *weight, self.is_rare(*kind, *weight));
                     }
                 }
             }
@@ -574,6 +584,12 @@ impl Linker {
             }
             self.touched.insert(link.other);
         }
+    }
+
+    /// Whether a shared value of `kind` with this rarity weight is rare (held by at most
+    /// `rare_up_to` accounts: its kind's full weight).
+    fn is_rare(&self, kind: LinkKind, weight: f32) -> bool {
+        f64::from(weight) >= kind.base_weight(&self.config.weights) * 0.999
     }
 
     /// An account's hourly counts of the last day aligned to `at`, if it was active in enough
