@@ -34,8 +34,9 @@ struct Parts {
     confidence: f64,
 }
 
-/// Distinct hours of the day with requests, 3 → 0, 6 → 1 (see the module comment).
-fn persistence(a: &AccountSummary) -> f64 {
+/// Distinct hours of the day with requests, 3 → 0, 6 → 1 (see the module comment; templating
+/// uses it too).
+pub(crate) fn persistence(a: &AccountSummary) -> f64 {
     let hours = a.hour_of_day.iter().filter(|h| **h > 0).count();
     ramp(hours as f64, 3.0, 6.0)
 }
