@@ -16,7 +16,10 @@
 //!   open unrelated tasks;
 //! - re-asked openers: openers repeating one of the last 16, 2 % → no penalty, 12 % → 0 (people
 //!   and developers re-run a task; a harvest never asks twice);
-//! - confidence in the number of openers (a quarter of `min_prompts` → 0, `min_prompts` → 1).
+//! - confidence in the number of openers (a quarter of `min_prompts` → 0, `min_prompts` → 1)
+//!   and in the openers' subject words (150 → 0, 400 → 1): sessions are few and each opener is
+//!   short, and the richness of a small sample is always high, so a day of a developer's twenty
+//!   tasks must not read as breadth.
 //!
 //! Later turns that re-send the task of a recent opener are counted for the evidence.
 
@@ -43,6 +46,7 @@ fn parts(a: &AccountSummary, context: &Context<'_>) -> Parts {
     let depth = a.share(a.deep_turns, a.continuations());
     let min = context.config.min_prompts as f64;
     let score = ramp(openers as f64, min / 4.0, min)
+        * ramp(a.subject_words as f64, 150.0, 400.0)
         * ramp(depth, 0.5, 0.8)
         * ramp(topics, RICHNESS_LOW, RICHNESS_HIGH)
         * (1.0 - ramp(reasked, 0.02, 0.12));
@@ -137,7 +141,7 @@ mod tests {
 
     #[test]
     fn agent_sessions_that_each_open_an_unrelated_task_are_full_coverage() {
-        let events = sessions(diverse_prompt, 150, 12);
+        let events = sessions(diverse_prompt, 250, 12);
         let (sessions, coverage) = score(&events);
         assert!(sessions > 0.9, "{sessions}");
         // Plain coverage sees re-sends and multi-turn requests and is blind to it.

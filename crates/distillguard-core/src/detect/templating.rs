@@ -7,7 +7,10 @@
 //! (distinct ratio 0.75 → 0, 0.9 → 1) × prompt-count confidence.
 //!
 //! Production apps, batch jobs and benchmark runners are templated too: on its own this detector
-//! never flags (see `combine`); it strengthens the case when coverage is also wide.
+//! never flags (see `combine`); it strengthens the case when coverage is also wide. Like
+//! elicitation's reasoning demands it needs persistence (requests in 3 → 0, 6 → 1 distinct hours
+//! of the day): a person pasting the same opening into an evening's questions is one burst, not
+//! systematic generation.
 
 use super::{measurement, prompt_confidence, ramp, Context, Detector, Role};
 use crate::features::AccountSummary;
@@ -19,6 +22,7 @@ fn factors(account: &AccountSummary, context: &Context<'_>) -> (f64, f64, f64) {
     let share = account.skeleton_share();
     let distinct = account.distinct_ratio();
     let score = prompt_confidence(account, context.config)
+        * super::elicitation::persistence(account)
         * ramp(share, 0.5, 0.85)
         * ramp(distinct, 0.75, 0.9);
     (share, distinct, score)
@@ -71,7 +75,7 @@ mod tests {
     fn score(prompts: impl Iterator<Item = String>) -> f64 {
         let events: Vec<_> = prompts
             .enumerate()
-            .map(|(i, p)| event(i as i64 * 10_000, &p))
+            .map(|(i, p)| event(i as i64 * 180_000, &p))
             .collect();
         let account = summarise(&events);
         let population = population(100, 100, 10_000);
