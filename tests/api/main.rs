@@ -5,6 +5,7 @@ mod helpers;
 mod alert_series;
 mod auth;
 mod checkpoints;
+mod clock;
 mod clusters;
 mod gateways;
 mod ingest;

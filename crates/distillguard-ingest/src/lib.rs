@@ -67,13 +67,22 @@ pub enum RejectReason {
     MissingField,
     /// A field has the wrong type or an unparsable value.
     InvalidField,
+    /// The timestamp is further ahead of the receiver's wall clock than the allowed skew.
+    FutureTimestamp,
+    /// The timestamp is older than the receiver accepts (`max_event_age`).
+    TooOld,
+    /// The timestamp is behind the detection watermark: too late to count in its window.
+    Late,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 3] = [
+    pub const ALL: [RejectReason; 6] = [
         RejectReason::MalformedJson,
         RejectReason::MissingField,
         RejectReason::InvalidField,
+        RejectReason::FutureTimestamp,
+        RejectReason::TooOld,
+        RejectReason::Late,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -81,6 +90,9 @@ impl RejectReason {
             RejectReason::MalformedJson => "malformed_json",
             RejectReason::MissingField => "missing_field",
             RejectReason::InvalidField => "invalid_field",
+            RejectReason::FutureTimestamp => "future_timestamp",
+            RejectReason::TooOld => "too_old",
+            RejectReason::Late => "late",
         }
     }
 }
@@ -154,6 +166,8 @@ pub trait Decoder: Send + Sync {
 pub struct DecodeOutcome {
     pub records: usize,
     pub events: Vec<ApiEvent>,
+    /// For each event, the index and NDJSON line of the record it came from.
+    pub origins: Vec<(usize, Option<usize>)>,
     pub rejected: Vec<Rejected>,
 }
 
@@ -163,6 +177,7 @@ pub fn decode_body(decoder: &dyn Decoder, body: &[u8]) -> Result<DecodeOutcome, 
     let mut outcome = DecodeOutcome {
         records: records.len(),
         events: Vec::with_capacity(records.len()),
+        origins: Vec::with_capacity(records.len()),
         rejected: Vec::new(),
     };
     let mut errors = Vec::new();
@@ -171,6 +186,8 @@ pub fn decode_body(decoder: &dyn Decoder, body: &[u8]) -> Result<DecodeOutcome, 
             Ok(json) => decoder.decode_all(json.get(), &mut outcome.events, &mut errors),
             Err(ref message) => errors.push(RecordError::malformed(message.clone())),
         }
+        let origin = (record.index, record.line);
+        outcome.origins.resize(outcome.events.len(), origin);
         outcome
             .rejected
             .extend(errors.drain(..).map(|error| Rejected {
