@@ -7,6 +7,8 @@ mod auth;
 mod checkpoints;
 mod clock;
 mod clusters;
+mod console;
+mod console_browser;
 mod gateways;
 mod ingest;
 mod operations;

@@ -2,6 +2,7 @@
 //! PostgreSQL (a fresh database per test via `#[sqlx::test]`, which needs `DATABASE_URL`, e.g.
 //! `postgres://postgres@127.0.0.1:5432/test`; without it the PostgreSQL half fails loudly).
 
+mod decisions;
 mod findings;
 mod review;
 mod support;
@@ -29,6 +30,10 @@ macro_rules! contract {
 }
 
 contract! {
+    decisions::a_confirmed_account_is_blocked_until_it_is_reopened,
+    decisions::a_confirmed_cluster_decides_on_each_member_but_allowlisted_ones,
+    decisions::unreviewed_flags_decide_only_when_enabled_and_severe_enough,
+    decisions::dismissing_deletes_the_decision_and_the_stream_pages_in_order,
     findings::a_fresh_store_is_ready_and_empty,
     findings::applying_the_same_batch_twice_gives_the_same_state,
     findings::one_finding_per_subject_follows_the_latest_score,
@@ -45,6 +50,7 @@ contract! {
     findings::checkpoints_round_trip_and_are_replaced,
     findings::nul_characters_in_every_text_field_are_replaced_and_noted,
     findings::review_input_with_nul_is_invalid,
+    findings::a_cluster_first_seen_follows_its_current_members,
     review::triage_moves_a_finding_through_the_workflow_with_an_audit_entry_per_step,
     review::a_stale_version_is_a_conflict_and_changes_nothing,
     review::an_invalid_transition_is_refused_and_changes_nothing,

@@ -31,7 +31,7 @@ pub async fn list_allowlist(
 ) -> Result<Json<ListReply<AllowlistEntry>>, ApiError> {
     caller.require(Role::Analyst)?;
     let mut include_expired = false;
-    for (key, value) in params::pairs(query.as_deref())? {
+    for (key, value) in params::checked_pairs(query.as_deref())? {
         match (key.as_str(), value.as_str()) {
             ("include_expired", "true") => include_expired = true,
             ("include_expired", "false") => include_expired = false,

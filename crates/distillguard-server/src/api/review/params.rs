@@ -11,24 +11,31 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// Decoded `key=value` pairs of a query string; a NUL character (`%00`) anywhere is refused, as
-/// no stored value can contain one (PostgreSQL text cannot hold NUL).
-pub fn pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
-    let Some(query) = raw else {
-        return Ok(Vec::new());
-    };
-    query
-        .split('&')
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            let (key, value) = part.split_once('=').unwrap_or((part, ""));
-            let (key, value) = (decode(key), decode(value));
-            if key.contains('\0') || value.contains('\0') {
-                return Err(bad(&key.replace('\0', "%00"), NUL_REFUSED));
-            }
-            Ok((key, value))
-        })
-        .collect()
+/// Decoded `key=value` pairs of a query string.
+pub fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    raw.map(|q| {
+        q.split('&')
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                let (key, value) = part.split_once('=').unwrap_or((part, ""));
+                (decode(key), decode(value))
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Like [`pairs`], refusing a NUL character (`%00`) anywhere with 400: no stored value can
+/// contain one (PostgreSQL text cannot hold NUL), so it is never sent to the database.
+pub fn checked_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    let pairs = pairs(raw);
+    match pairs
+        .iter()
+        .find(|(key, value)| key.contains('\0') || value.contains('\0'))
+    {
+        Some((key, _)) => Err(bad(&key.replace('\0', "%00"), NUL_REFUSED)),
+        None => Ok(pairs),
+    }
 }
 
 const NUL_REFUSED: &str = "contains a NUL character";
@@ -135,7 +142,7 @@ fn severity(text: &str) -> Option<Severity> {
 pub fn list_request(raw: Option<&str>) -> Result<(ListFilter, PageRequest), ApiError> {
     let mut filter = ListFilter::default();
     let mut page = PageRequest::default();
-    for (key, value) in pairs(raw)? {
+    for (key, value) in checked_pairs(raw)? {
         match key.as_str() {
             "status" => filter
                 .status
@@ -184,9 +191,7 @@ pub fn limit(name: &str, value: &str) -> Result<u32, ApiError> {
 
 /// The `next` link: the same query with the new cursor.
 pub fn next_link(path: &str, raw: Option<&str>, cursor: &str) -> String {
-    // Only called after `list_request` accepted the same query.
     let mut parts: Vec<String> = pairs(raw)
-        .unwrap_or_default()
         .into_iter()
         .filter(|(key, _)| key != "cursor")
         .map(|(key, value)| format!("{}={}", encode(&key), encode(&value)))

@@ -277,7 +277,7 @@ pub async fn audit<K: Kind>(
     caller.require(Role::Analyst)?;
     let mut after = None;
     let mut limit = DEFAULT_AUDIT_PAGE;
-    for (key, value) in params::pairs(uri.query())? {
+    for (key, value) in params::checked_pairs(uri.query())? {
         match key.as_str() {
             "after" => {
                 after = Some(value.parse::<i64>().map_err(|_| {
