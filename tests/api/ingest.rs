@@ -306,3 +306,62 @@ async fn a_batch_larger_than_the_whole_queue_is_413_not_an_endless_429() {
     assert_eq!(status, 413);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn records_dated_ahead_of_the_wall_clock_or_behind_the_watermark_are_refused_and_reported() {
+    let app = spawn_app().await;
+    let warmup: Vec<Value> = (0..5)
+        .map(|i| event(&format!("w{i}"), T0 + 3_600_000 + i, &format!("w{i}")))
+        .collect();
+    let (status, _) = reply(
+        app.post_events(ndjson(&warmup), "application/x-ndjson")
+            .await,
+    )
+    .await;
+    assert_eq!(status, 202);
+    for _ in 0..200 {
+        if app
+            .metric("distillguard_detection_watermark_timestamp_seconds")
+            .await
+            > 0.0
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let tomorrow = chrono_now_ms() + 86_400_000;
+    let batch = vec![
+        event("a", tomorrow, "future"),
+        event("a", T0, "late"),
+        event("a", T0 + 3_600_000 + 10, "fine"),
+    ];
+    let (status, body) = reply(
+        app.post_events(ndjson(&batch), "application/x-ndjson")
+            .await,
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["accepted"], 1, "{body}");
+    assert_eq!(body["late"], 1, "{body}");
+    assert_eq!(body["rejected_count"], 2, "{body}");
+    assert_eq!(body["rejected"][0]["index"], 0);
+    assert_eq!(body["rejected"][0]["reason"], "future_timestamp");
+    assert_eq!(body["rejected"][0]["field"], "timestamp");
+    assert_eq!(body["rejected"][1]["index"], 1);
+    assert_eq!(body["rejected"][1]["reason"], "late");
+    assert_eq!(
+        app.metric(
+            "distillguard_events_rejected_total{reason=\"future_timestamp\",source=\"canonical\"}"
+        )
+        .await,
+        1.0
+    );
+    app.stop().await;
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}

@@ -6,6 +6,7 @@ mod activity;
 mod alert_series;
 mod auth;
 mod checkpoints;
+mod clock;
 mod clusters;
 mod console;
 mod console_browser;

@@ -35,6 +35,14 @@ pub struct EngineConfig {
     pub tick_ms: i64,
     /// How far behind the newest event an event may arrive and still be counted in its window.
     pub allowed_lateness_ms: i64,
+    /// An event further than this ahead of the clock is refused (not applied) unless
+    /// `clock_corroboration` such events in a row agree that time moved on.
+    pub max_clock_jump_ms: i64,
+    /// Events that must agree before the clock starts or jumps ahead.
+    pub clock_corroboration: usize,
+    /// Events before this (Unix ms) are refused as late: no model API log is that old, and one
+    /// such event must not pin the stream's start.
+    pub earliest_event_ms: i64,
     /// Accounts with no event for this long (event time) are forgotten.
     pub idle_eviction_ms: i64,
     /// Upper bound on accounts held in memory across all shards.
@@ -61,6 +69,10 @@ impl Default for EngineConfig {
         Self {
             tick_ms: 5 * EventTime::MINUTE,
             allowed_lateness_ms: 5 * EventTime::MINUTE,
+            max_clock_jump_ms: 6 * EventTime::HOUR,
+            clock_corroboration: 3,
+            // 2015-01-01T00:00:00Z
+            earliest_event_ms: 1_420_070_400_000,
             idle_eviction_ms: 7 * EventTime::DAY,
             max_tracked_accounts: 1_000_000,
             flag_threshold: 0.7,
@@ -80,15 +92,36 @@ pub enum Admission {
     Accepted,
     /// Older than the watermark: counted, reported, not applied to any window.
     Late,
+    /// Further ahead of the clock than `max_clock_jump_ms` and not (yet) corroborated by other
+    /// events: counted, not applied. One such event (a clock set to 2199) cannot move time.
+    Ahead,
 }
 
-/// Event-time clock: watermark = newest timestamp seen minus the allowed lateness.
+/// Event-time clock. The frontier is the newest plausible event time; the watermark is the
+/// frontier minus the allowed lateness.
+///
+/// No single event can move it far: an event more than `max_clock_jump_ms` ahead of the
+/// frontier is refused as [`Admission::Ahead`] and kept only as evidence; the frontier jumps
+/// forward once `clock_corroboration` such events in a row (no accepted event between them)
+/// agree within `max_clock_jump_ms` (a real gap in traffic), to the earliest of them. Before the first frontier exists, the first
+/// `clock_corroboration` events are taken and the frontier starts at their median, so a wrong
+/// first event cannot pin it either. Everything is a pure function of the arrival order.
 #[derive(Debug, Clone)]
 pub struct Clock {
     tick_ms: i64,
     allowed_lateness_ms: i64,
+    max_jump_ms: i64,
+    corroboration: usize,
+    earliest_ms: i64,
     max_seen: Option<EventTime>,
     last_tick: Option<EventTime>,
+    /// Events taken before the frontier existed (at most `corroboration`).
+    bootstrap: Vec<EventTime>,
+    /// The most recent events refused as ahead (at most `corroboration`).
+    suspects: Vec<EventTime>,
+    /// Newest accepted event time, for the final tick.
+    newest_accepted: Option<EventTime>,
+    ahead_events: u64,
 }
 
 impl Clock {
@@ -96,8 +129,15 @@ impl Clock {
         Self {
             tick_ms: config.tick_ms.max(1),
             allowed_lateness_ms: config.allowed_lateness_ms.max(0),
+            max_jump_ms: config.max_clock_jump_ms.max(1),
+            corroboration: config.clock_corroboration.max(1),
+            earliest_ms: config.earliest_event_ms,
             max_seen: None,
             last_tick: None,
+            bootstrap: Vec::new(),
+            suspects: Vec::new(),
+            newest_accepted: None,
+            ahead_events: 0,
         }
     }
 
@@ -109,14 +149,72 @@ impl Clock {
     ///
     /// A jump over many boundaries yields only the newest one: empty ticks change nothing.
     pub fn admit(&mut self, timestamp: EventTime) -> (Admission, Option<EventTime>) {
-        if let Some(watermark) = self.watermark() {
-            if timestamp < watermark {
-                return (Admission::Late, None);
+        if timestamp.epoch_ms() < self.earliest_ms {
+            return (Admission::Late, None);
+        }
+        let Some(frontier) = self.max_seen else {
+            return self.bootstrap(timestamp);
+        };
+        if timestamp < frontier.plus_ms(-self.allowed_lateness_ms) {
+            return (Admission::Late, None);
+        }
+        if timestamp.epoch_ms() > frontier.epoch_ms().saturating_add(self.max_jump_ms) {
+            self.suspects.push(timestamp);
+            if self.suspects.len() > self.corroboration {
+                self.suspects.remove(0);
+            }
+            let earliest = self.suspects.iter().min().copied();
+            let latest = self.suspects.iter().max().copied();
+            // Corroboration: enough suspects in a row that agree on the time.
+            let corroborated = self.suspects.len() >= self.corroboration
+                && match (earliest, latest) {
+                    (Some(a), Some(b)) => b.epoch_ms() - a.epoch_ms() <= self.max_jump_ms,
+                    _ => false,
+                };
+            match earliest {
+                Some(earliest) if corroborated => {
+                    // A real gap: enough recent events agree that time moved on.
+                    self.suspects.clear();
+                    self.max_seen = Some(earliest);
+                }
+                _ => {
+                    self.ahead_events += 1;
+                    return (Admission::Ahead, None);
+                }
+            }
+            if timestamp.epoch_ms() > earliest.map_or(0, EventTime::epoch_ms) + self.max_jump_ms {
+                self.ahead_events += 1;
+                return (Admission::Ahead, self.due_tick());
             }
         }
+        self.accept(timestamp);
+        (Admission::Accepted, self.due_tick())
+    }
+
+    fn accept(&mut self, timestamp: EventTime) {
+        // Suspects must come in a row: an accepted event in between shows time did not jump.
+        self.suspects.clear();
         if self.max_seen.is_none_or(|seen| timestamp > seen) {
             self.max_seen = Some(timestamp);
         }
+        if self.newest_accepted.is_none_or(|seen| timestamp > seen) {
+            self.newest_accepted = Some(timestamp);
+        }
+    }
+
+    /// Until `corroboration` events have arrived there is no frontier: they are all taken, and
+    /// the frontier starts at their median.
+    fn bootstrap(&mut self, timestamp: EventTime) -> (Admission, Option<EventTime>) {
+        self.bootstrap.push(timestamp);
+        if self.bootstrap.len() < self.corroboration {
+            return (Admission::Accepted, None);
+        }
+        let mut seen = std::mem::take(&mut self.bootstrap);
+        seen.sort_unstable();
+        let median = seen[(seen.len() - 1) / 2];
+        self.max_seen = Some(median);
+        let plausible = median.plus_ms(self.max_jump_ms);
+        self.newest_accepted = seen.iter().copied().filter(|t| *t <= plausible).max();
         (Admission::Accepted, self.due_tick())
     }
 
@@ -131,10 +229,13 @@ impl Clock {
         Some(boundary)
     }
 
-    /// The tick that closes the input: everything seen so far is scored.
+    /// The tick that closes the input: everything accepted so far is scored.
     pub fn final_tick(&mut self) -> Option<EventTime> {
-        let seen = self.max_seen?;
-        let end = seen.plus_ms(1);
+        let newest = match (self.newest_accepted, self.bootstrap.iter().max()) {
+            (Some(a), Some(b)) => a.max(*b),
+            (a, b) => a.or(b.copied())?,
+        };
+        let end = newest.plus_ms(1);
         if self.last_tick.is_some_and(|last| last >= end) {
             return None;
         }
@@ -142,12 +243,7 @@ impl Clock {
         Some(end)
     }
 
-    /// Restores a clock from a checkpoint.
-    pub fn restore(&mut self, max_seen: Option<EventTime>, last_tick: Option<EventTime>) {
-        self.max_seen = max_seen;
-        self.last_tick = last_tick;
-    }
-
+    /// The newest plausible event time (the watermark plus the allowed lateness).
     pub fn max_seen(&self) -> Option<EventTime> {
         self.max_seen
     }
@@ -156,26 +252,63 @@ impl Clock {
         self.last_tick
     }
 
+    /// Events refused as too far ahead of the clock.
+    pub fn ahead_events(&self) -> u64 {
+        self.ahead_events
+    }
+
+    /// Forgets a frontier later than `limit` (a checkpoint written before this clock was
+    /// robust can hold one set by a single far-future event); the clock starts over.
+    pub fn forget_if_after(&mut self, limit: EventTime) -> bool {
+        if self.max_seen.is_some_and(|seen| seen > limit) {
+            self.max_seen = None;
+            self.newest_accepted = None;
+            self.last_tick = None;
+            self.suspects.clear();
+            return true;
+        }
+        false
+    }
+
     pub fn checkpoint(&self) -> ClockCheckpoint {
         ClockCheckpoint {
             max_seen: self.max_seen,
             last_tick: self.last_tick,
+            bootstrap: self.bootstrap.clone(),
+            suspects: self.suspects.clone(),
+            newest_accepted: self.newest_accepted,
+            ahead_events: self.ahead_events,
         }
     }
 
     /// A clock continuing from a checkpoint (the settings come from `config`).
     pub fn restored(config: &EngineConfig, checkpoint: &ClockCheckpoint) -> Self {
         let mut clock = Clock::new(config);
-        clock.restore(checkpoint.max_seen, checkpoint.last_tick);
+        clock.max_seen = checkpoint.max_seen;
+        clock.last_tick = checkpoint.last_tick;
+        clock.bootstrap = checkpoint.bootstrap.clone();
+        clock.suspects = checkpoint.suspects.clone();
+        // Checkpoints from before `newest_accepted` existed: the frontier was the newest event.
+        clock.newest_accepted = checkpoint.newest_accepted.or(checkpoint.max_seen);
+        clock.ahead_events = checkpoint.ahead_events;
         clock
     }
 }
 
-/// The clock's state, serialisable for restarts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The clock's state, serialisable for restarts. Fields after `last_tick` default, so
+/// checkpoints written before them restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClockCheckpoint {
     pub max_seen: Option<EventTime>,
     pub last_tick: Option<EventTime>,
+    #[serde(default)]
+    pub bootstrap: Vec<EventTime>,
+    #[serde(default)]
+    pub suspects: Vec<EventTime>,
+    #[serde(default)]
+    pub newest_accepted: Option<EventTime>,
+    #[serde(default)]
+    pub ahead_events: u64,
 }
 
 /// Counters the server exports as metrics.
@@ -183,6 +316,8 @@ pub struct ClockCheckpoint {
 pub struct EngineStats {
     pub events: u64,
     pub late_events: u64,
+    /// Events refused as too far ahead of the event-time clock.
+    pub ahead_events: u64,
     pub tracked_accounts: usize,
     pub evicted_accounts: u64,
     pub watermark: Option<EventTime>,
@@ -234,6 +369,13 @@ impl Engine {
             self.late_events += 1;
             return admission;
         }
+        if admission == Admission::Ahead {
+            // A refused event can still close windows when it corroborated a jump.
+            if let Some(at) = tick {
+                self.run_tick(at);
+            }
+            return admission;
+        }
         self.events += 1;
         // The tick closes the windows up to the watermark before this event is applied, exactly
         // as the threaded pipeline does (the tick message is queued ahead of the event).
@@ -267,6 +409,7 @@ impl Engine {
         EngineStats {
             events: self.events,
             late_events: self.late_events,
+            ahead_events: self.clock.ahead_events(),
             tracked_accounts: self.shards.iter().map(Shard::tracked).sum(),
             evicted_accounts: self.scorer.evicted_total(),
             watermark: self.clock.watermark(),
@@ -313,6 +456,7 @@ impl Engine {
         Report {
             events: self.events,
             late_events: self.late_events,
+            ahead_events: self.clock.ahead_events(),
             accounts: self.scorer.findings().cloned().collect(),
             clusters: self.scorer.cluster_findings().cloned().collect(),
         }
@@ -336,7 +480,10 @@ mod tests {
     fn events_older_than_the_watermark_are_counted_as_late_not_applied() {
         let mut engine = Engine::new(EngineConfig::default(), 2);
         let base = 1_764_000_000_000;
-        engine.process(&event("a", base + EventTime::HOUR));
+        // The clock starts once `clock_corroboration` (3) events agree.
+        for account in ["a", "b", "c"] {
+            engine.process(&event(account, base + EventTime::HOUR));
+        }
         assert_eq!(engine.process(&event("a", base)), Admission::Late);
         assert_eq!(
             engine.process(&event("a", base + EventTime::HOUR - EventTime::MINUTE)),
@@ -345,7 +492,141 @@ mod tests {
         engine.finish();
         assert_eq!(engine.stats().late_events, 1);
         assert_eq!(engine.report().late_events, 1);
-        assert_eq!(engine.stats().events, 2);
+        assert_eq!(engine.stats().events, 4);
+    }
+
+    const BASE: i64 = 1_764_000_000_000;
+
+    fn at(ms: i64) -> EventTime {
+        EventTime::from_epoch_ms(ms).unwrap()
+    }
+
+    /// A clock fed one event a minute from `from` for `minutes`.
+    fn steady(clock: &mut Clock, from: i64, minutes: i64) {
+        for i in 0..minutes {
+            clock.admit(at(from + i * EventTime::MINUTE));
+        }
+    }
+
+    #[test]
+    fn one_far_future_event_moves_neither_the_watermark_nor_later_lateness() {
+        let mut clock = Clock::new(&EngineConfig::default());
+        steady(&mut clock, BASE, 60);
+        let before = clock.watermark();
+        let year_2199 = 7_258_118_400_000;
+        assert_eq!(clock.admit(at(year_2199)).0, Admission::Ahead);
+        assert_eq!(
+            clock.admit(at(BASE + EventTime::DAY)).0,
+            Admission::Ahead,
+            "a day ahead is refused too"
+        );
+        assert_eq!(clock.watermark(), before);
+        assert_eq!(
+            clock.admit(at(BASE + 60 * EventTime::MINUTE)).0,
+            Admission::Accepted
+        );
+        assert_eq!(clock.ahead_events(), 2);
+        assert!(clock.final_tick().unwrap() < at(BASE + 2 * EventTime::HOUR));
+    }
+
+    #[test]
+    fn a_real_gap_in_traffic_moves_the_clock_once_events_in_a_row_agree() {
+        let mut clock = Clock::new(&EngineConfig::default());
+        steady(&mut clock, BASE, 60);
+        let morning = BASE + 10 * EventTime::HOUR;
+        assert_eq!(clock.admit(at(morning)).0, Admission::Ahead);
+        assert_eq!(clock.admit(at(morning + 1_000)).0, Admission::Ahead);
+        let (admission, tick) = clock.admit(at(morning + 2_000));
+        assert_eq!(
+            admission,
+            Admission::Accepted,
+            "the third agrees: time moved on"
+        );
+        assert!(tick.is_some());
+        assert_eq!(clock.max_seen(), Some(at(morning + 2_000)));
+        assert_eq!(clock.admit(at(morning + 3_000)).0, Admission::Accepted);
+    }
+
+    #[test]
+    fn far_future_events_scattered_among_normal_traffic_never_corroborate() {
+        let mut clock = Clock::new(&EngineConfig::default());
+        for i in 0..300 {
+            let t = BASE + i * 10_000;
+            clock.admit(at(t));
+            if i % 50 == 25 {
+                assert_eq!(clock.admit(at(t + 30 * EventTime::DAY)).0, Admission::Ahead);
+            }
+        }
+        assert_eq!(clock.max_seen(), Some(at(BASE + 299 * 10_000)));
+        // Suspects in a row that disagree with each other do not move it either.
+        for days in [40, 80, 120] {
+            assert_eq!(
+                clock.admit(at(BASE + days * EventTime::DAY)).0,
+                Admission::Ahead
+            );
+        }
+        assert_eq!(clock.max_seen(), Some(at(BASE + 299 * 10_000)));
+    }
+
+    #[test]
+    fn a_wrong_first_event_does_not_pin_the_clock_and_ancient_events_are_late() {
+        let mut clock = Clock::new(&EngineConfig::default());
+        let year_2199 = 7_258_118_400_000;
+        clock.admit(at(year_2199));
+        clock.admit(at(BASE));
+        clock.admit(at(BASE + 1_000));
+        assert_eq!(
+            clock.max_seen(),
+            Some(at(BASE + 1_000)),
+            "the median of the first three"
+        );
+        assert_eq!(clock.admit(at(BASE + 2_000)).0, Admission::Accepted);
+        assert_eq!(
+            clock.admit(at(0)).0,
+            Admission::Late,
+            "1970 is never plausible"
+        );
+        let mut fresh = Clock::new(&EngineConfig::default());
+        assert_eq!(fresh.admit(at(1_000)).0, Admission::Late);
+    }
+
+    #[test]
+    fn a_restored_clock_decides_like_the_one_that_never_stopped() {
+        let config = EngineConfig::default();
+        let mut unbroken = Clock::new(&config);
+        steady(&mut unbroken, BASE, 30);
+        let far = BASE + 9 * EventTime::HOUR;
+        unbroken.admit(at(far));
+        unbroken.admit(at(far + 1));
+        let mut restored = Clock::restored(&config, &unbroken.checkpoint());
+        assert_eq!(restored.admit(at(far + 2)), unbroken.admit(at(far + 2)));
+        assert_eq!(restored.checkpoint(), unbroken.checkpoint());
+        // A checkpoint from before the robust clock: only the first two fields.
+        let old: ClockCheckpoint =
+            serde_json::from_str(&format!(r#"{{"max_seen":{BASE},"last_tick":null}}"#)).unwrap();
+        assert_eq!(
+            Clock::restored(&config, &old).final_tick(),
+            Some(at(BASE + 1))
+        );
+    }
+
+    #[test]
+    fn a_poisoned_frontier_from_an_old_checkpoint_can_be_forgotten() {
+        let config = EngineConfig::default();
+        let mut clock = Clock::restored(
+            &config,
+            &ClockCheckpoint {
+                max_seen: Some(at(7_258_118_400_000)),
+                last_tick: None,
+                bootstrap: vec![],
+                suspects: vec![],
+                newest_accepted: None,
+                ahead_events: 0,
+            },
+        );
+        assert!(clock.forget_if_after(at(BASE)));
+        steady(&mut clock, BASE, 10);
+        assert_eq!(clock.max_seen(), Some(at(BASE + 9 * EventTime::MINUTE)));
     }
 
     /// Mixed traffic over `hours`: two harvesters (diverse one-shot prompts, one of them from

@@ -180,6 +180,9 @@ impl FindingUpdate {
 pub struct Report {
     pub events: u64,
     pub late_events: u64,
+    /// Events refused as too far ahead of the event-time clock (see `Clock`).
+    #[serde(default)]
+    pub ahead_events: u64,
     pub accounts: Vec<AccountFinding>,
     pub clusters: Vec<ClusterFinding>,
 }

@@ -67,13 +67,22 @@ pub enum RejectReason {
     MissingField,
     /// A field has the wrong type or an unparsable value.
     InvalidField,
+    /// The timestamp is further ahead of the receiver's wall clock than the allowed skew.
+    FutureTimestamp,
+    /// The timestamp is older than the receiver accepts (`max_event_age`).
+    TooOld,
+    /// The timestamp is behind the detection watermark: too late to count in its window.
+    Late,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 3] = [
+    pub const ALL: [RejectReason; 6] = [
         RejectReason::MalformedJson,
         RejectReason::MissingField,
         RejectReason::InvalidField,
+        RejectReason::FutureTimestamp,
+        RejectReason::TooOld,
+        RejectReason::Late,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -81,6 +90,9 @@ impl RejectReason {
             RejectReason::MalformedJson => "malformed_json",
             RejectReason::MissingField => "missing_field",
             RejectReason::InvalidField => "invalid_field",
+            RejectReason::FutureTimestamp => "future_timestamp",
+            RejectReason::TooOld => "too_old",
+            RejectReason::Late => "late",
         }
     }
 }
@@ -175,6 +187,8 @@ pub struct DecodeOutcome {
     /// Records that are not model calls, neither accepted nor rejected.
     pub ignored: usize,
     pub events: Vec<ApiEvent>,
+    /// For each event, the index and NDJSON line of the record it came from.
+    pub origins: Vec<(usize, Option<usize>)>,
     pub rejected: Vec<Rejected>,
 }
 
@@ -183,6 +197,7 @@ pub fn decode_body(decoder: &dyn Decoder, body: &[u8]) -> Result<DecodeOutcome, 
     let records = frame(body)?;
     let mut outcome = DecodeOutcome {
         events: Vec::with_capacity(records.len()),
+        origins: Vec::with_capacity(records.len()),
         ..DecodeOutcome::default()
     };
     let mut errors = Vec::new();
@@ -199,6 +214,8 @@ pub fn decode_body(decoder: &dyn Decoder, body: &[u8]) -> Result<DecodeOutcome, 
         };
         outcome.records += tally.records;
         outcome.ignored += tally.ignored;
+        let origin = (record.index, record.line);
+        outcome.origins.resize(outcome.events.len(), origin);
         outcome
             .rejected
             .extend(errors.drain(..).map(|error| Rejected {

@@ -211,6 +211,32 @@ pub fn pipeline_config(settings: &Settings) -> PipelineConfig {
     }
 }
 
+/// A checkpoint written before the clock was robust may hold a frontier set by one far-future
+/// event; kept, it would make every real event late. Such a clock starts over.
+fn forget_poisoned_clock(
+    settings: &Settings,
+    clock: &mut distillguard_core::engine::ClockCheckpoint,
+) {
+    use distillguard_core::engine::Clock;
+    let skew_ms = i64::try_from(settings.ingest.max_future_skew_secs)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000);
+    let limit_ms = chrono::Utc::now()
+        .timestamp_millis()
+        .saturating_add(skew_ms);
+    let Ok(limit) = distillguard_core::time::EventTime::from_epoch_ms(limit_ms) else {
+        return;
+    };
+    let mut restored = Clock::restored(&settings.engine.engine_config(), clock);
+    if restored.forget_if_after(limit) {
+        tracing::warn!(
+            frontier = ?clock.max_seen,
+            "the checkpoint's event-time clock is ahead of the wall clock; starting it over"
+        );
+        *clock = restored.checkpoint();
+    }
+}
+
 /// The pipeline, resumed from the checkpoint and, with the event log on, from the events the log
 /// holds after it.
 async fn start_pipeline(
@@ -223,6 +249,10 @@ async fn start_pipeline(
         writer: Arc::clone(writer),
     });
     let config = pipeline_config(settings);
+    let restored = restored.map(|mut snapshot| {
+        forget_poisoned_clock(settings, &mut snapshot.engine.clock);
+        snapshot
+    });
     if !settings.log.enabled {
         tracing::warn!(
             "event log off: a crash loses the events accepted since the last checkpoint"

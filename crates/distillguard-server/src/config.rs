@@ -73,6 +73,11 @@ pub struct IngestSettings {
     pub dedup_capacity: usize,
     /// `Retry-After` seconds sent with 429/503.
     pub retry_after_secs: u64,
+    /// Records dated further than this ahead of the wall clock are refused (`future_timestamp`).
+    pub max_future_skew_secs: u64,
+    /// Records older than this (wall clock) are refused (`too_old`); 0 accepts any age (replays
+    /// of old logs).
+    pub max_event_age_secs: u64,
 }
 
 impl Default for IngestSettings {
@@ -83,6 +88,8 @@ impl Default for IngestSettings {
             dedup_window_secs: 600,
             dedup_capacity: 1_000_000,
             retry_after_secs: 1,
+            max_future_skew_secs: 300,
+            max_event_age_secs: 0,
         }
     }
 }
@@ -95,6 +102,11 @@ pub struct EngineSettings {
     pub shards: usize,
     pub tick_secs: u64,
     pub allowed_lateness_secs: u64,
+    /// An event further ahead of the event-time clock than this is refused (not applied) unless
+    /// `clock_corroboration` events in a row agree that time moved on.
+    pub max_clock_jump_secs: u64,
+    /// Events that must agree before the event-time clock starts or jumps ahead.
+    pub clock_corroboration: usize,
     pub idle_eviction_secs: u64,
     pub max_tracked_accounts: usize,
     pub flag_threshold: f64,
@@ -111,6 +123,8 @@ impl Default for EngineSettings {
             shards: 2,
             tick_secs: (core.tick_ms / 1000) as u64,
             allowed_lateness_secs: (core.allowed_lateness_ms / 1000) as u64,
+            max_clock_jump_secs: (core.max_clock_jump_ms / 1000) as u64,
+            clock_corroboration: core.clock_corroboration,
             idle_eviction_secs: (core.idle_eviction_ms / 1000) as u64,
             max_tracked_accounts: core.max_tracked_accounts,
             flag_threshold: core.flag_threshold,
@@ -128,6 +142,10 @@ impl EngineSettings {
         distillguard_core::engine::EngineConfig {
             tick_ms: self.tick_secs as i64 * 1000,
             allowed_lateness_ms: self.allowed_lateness_secs as i64 * 1000,
+            max_clock_jump_ms: i64::try_from(self.max_clock_jump_secs)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
+            clock_corroboration: self.clock_corroboration.max(1),
             idle_eviction_ms: self.idle_eviction_secs as i64 * 1000,
             max_tracked_accounts: self.max_tracked_accounts,
             flag_threshold: self.flag_threshold,

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub evicted_accounts: IntCounter,
     /// Events older than the watermark minus allowed lateness.
     pub late_events: IntCounter,
+    /// Events too far ahead of the event-time clock, refused until corroborated.
+    pub ahead_events: IntCounter,
     /// Detector evaluations at scoring ticks, by detector.
     pub detector_evaluations: IntCounterVec,
     /// Detector evaluations that produced a non-zero signal, by detector.
@@ -58,6 +60,10 @@ pub struct Metrics {
     pub store_write_duration: Histogram,
     /// Findings waiting to be written to the store.
     pub store_buffer_depth: IntGauge,
+    /// Finding updates the store refused for good, moved to the `dead_letter` table.
+    pub store_dead_lettered: IntCounter,
+    /// NUL characters replaced by U+FFFD in text written to the store.
+    pub store_nul_replaced: IntCounter,
     /// Review actions by target status.
     pub review_actions: IntCounterVec,
     /// HTTP requests by route template, method and status code.
@@ -304,6 +310,11 @@ impl Metrics {
             ),
             evicted_accounts,
             late_events,
+            ahead_events: counter(
+                r,
+                "distillguard_ahead_events_total",
+                "Events further ahead of the event-time clock than max_clock_jump, not applied.",
+            ),
             linked_accounts: gauge(
                 r,
                 "distillguard_linked_accounts",
@@ -346,6 +357,16 @@ impl Metrics {
                 r,
                 "distillguard_store_buffer_depth",
                 "Findings waiting to be written to the store.",
+            ),
+            store_dead_lettered: counter(
+                r,
+                "distillguard_store_dead_lettered_total",
+                "Finding updates the store refused for good, moved to the dead_letter table.",
+            ),
+            store_nul_replaced: counter(
+                r,
+                "distillguard_store_nul_replaced_total",
+                "NUL characters replaced by U+FFFD in text written to the store.",
             ),
             review_actions: counter_vec(
                 r,
@@ -428,6 +449,14 @@ impl Metrics {
                 &["map"],
             ),
             registry,
+        }
+    }
+
+    /// Brings a counter up to a cumulative total kept elsewhere (the writer's own counters).
+    pub fn catch_up(counter: &IntCounter, total: u64) {
+        let seen = counter.get();
+        if total > seen {
+            counter.inc_by(total - seen);
         }
     }
 

@@ -50,7 +50,8 @@ impl StoreError {
 
 // PostgreSQL SQLSTATE classes and codes that mean "the server is there but not serving now".
 const PG_TRANSIENT_CLASSES: [&str; 3] = ["08", "53", "57"];
-const PG_TRANSIENT_CODES: [&str; 4] = ["40001", "40P01", "55000", "55P03"];
+// 25006 (read-only transaction): a failover pointed us at a replica for a while.
+const PG_TRANSIENT_CODES: [&str; 5] = ["25006", "40001", "40P01", "55000", "55P03"];
 // SQLite primary result codes (the low byte of the extended code sqlx reports).
 const SQLITE_TRANSIENT: [i64; 6] = [
     5,  // SQLITE_BUSY

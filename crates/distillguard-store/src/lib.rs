@@ -164,6 +164,16 @@ impl Store {
         dispatch!(self, s => s.upsert_findings(updates).await)
     }
 
+    /// Keeps an update the store refused for good (table `dead_letter`), with why.
+    pub async fn dead_letter(&self, update: &FindingUpdate, error: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.dead_letter(update, error).await)
+    }
+
+    /// The most recent dead-lettered updates, newest first.
+    pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        dispatch!(self, s => s.dead_letters(limit).await)
+    }
+
     pub async fn list(
         &self,
         kind: SubjectKind,

@@ -77,7 +77,18 @@ impl fmt::Display for Subject {
     }
 }
 
+/// PostgreSQL text cannot hold NUL; refusing it on both backends keeps them answering alike.
+fn check_no_nul(what: &str, text: &str) -> Result<(), StoreError> {
+    if text.contains('\0') {
+        return Err(StoreError::InvalidInput(format!(
+            "{what} contains a NUL character"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_name(what: &str, text: &str) -> Result<(), StoreError> {
+    check_no_nul(what, text)?;
     if text.trim().is_empty() {
         return Err(StoreError::InvalidInput(format!(
             "{what} must not be empty"
@@ -92,6 +103,7 @@ pub(crate) fn check_name(what: &str, text: &str) -> Result<(), StoreError> {
 }
 
 pub(crate) fn check_text(what: &str, text: &str) -> Result<(), StoreError> {
+    check_no_nul(what, text)?;
     if text.trim().is_empty() {
         return Err(StoreError::InvalidInput(format!(
             "{what} must not be empty"
@@ -497,12 +509,39 @@ pub struct Stats {
 }
 
 /// What a batch of finding updates did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct UpsertOutcome {
     pub written: u64,
     /// Older (by `last_seen`) than what is stored: retries and reordering are harmless.
     pub stale: u64,
-    /// Refused (non-finite score, bad id); logged, never retried.
+    /// Refused (non-finite score, bad id); never retried. Their positions in the batch and
+    /// why are in `refused`, so the writer can dead-letter them.
     pub invalid: u64,
     pub reopened: u64,
+    /// Text values whose NUL characters were replaced by U+FFFD (PostgreSQL text cannot hold
+    /// NUL); each such finding also carries a `store` signal saying so.
+    pub sanitized: u64,
+    #[serde(skip)]
+    pub refused: Vec<Refused>,
+}
+
+/// One update of a batch the store refused for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Position in the batch passed to `upsert_findings`.
+    pub index: usize,
+    pub error: String,
+}
+
+/// A finding update the store refused for good, kept for operators instead of blocking the
+/// writer (table `dead_letter`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub subject_kind: String,
+    pub subject_id: String,
+    pub error: String,
+    /// The update as JSON text.
+    pub payload: String,
+    pub at: DateTime<Utc>,
 }

@@ -1,10 +1,13 @@
 //! Checking engine updates before they are written (the SQL is in `sql_write`): invalid ones
-//! are refused, prompt text is dropped unless kept, fired detectors are named, and a batch keeps
-//! one update per subject.
+//! are refused, NUL characters are replaced (noted in the evidence), prompt text is dropped
+//! unless kept, fired detectors are named, and a batch keeps one update per subject.
 
 use std::collections::BTreeSet;
 
-use distillguard_core::finding::{FindingUpdate, HourlyActivity, LinkEvidence, Severity, Signal};
+use distillguard_core::finding::{
+    AccountFinding, ClusterFinding, Evidence, FindingUpdate, HourlyActivity, LinkEvidence,
+    Measurement, Severity, Signal,
+};
 use serde_json::json;
 
 use crate::error::StoreError;
@@ -44,6 +47,8 @@ pub(crate) struct Prepared {
     pub last_seen_ms: i64,
     pub first_flagged_at_ms: Option<i64>,
     pub profile: Profile,
+    /// NUL characters replaced in this update's text.
+    pub sanitized: u64,
 }
 
 impl Prepared {
@@ -79,64 +84,175 @@ fn fired(signals: &[Signal], fired_min_score: f64) -> Vec<String> {
     names.into_iter().collect()
 }
 
-/// Checks one update and strips prompt text unless prompts are kept.
+/// What replaces a NUL character in stored text.
+pub(crate) const NUL_REPLACEMENT: char = '\u{FFFD}';
+
+/// The detector name of the signal that notes a sanitised finding.
+pub(crate) const SANITIZED_SIGNAL: &str = "store";
+
+/// Replaces NUL characters, counting them. PostgreSQL `text` and `jsonb` cannot hold NUL
+/// ("unsupported Unicode escape sequence"), and one such value used to fail the writer's whole
+/// batch forever; SQLite gets the same text so both backends store the same findings.
+#[derive(Default)]
+struct Scrub {
+    replaced: u64,
+}
+
+impl Scrub {
+    fn text(&mut self, text: &str) -> String {
+        if !text.contains('\0') {
+            return text.to_string();
+        }
+        self.replaced += text.matches('\0').count() as u64;
+        text.replace('\0', &NUL_REPLACEMENT.to_string())
+    }
+
+    fn opt(&mut self, text: &Option<String>) -> Option<String> {
+        text.as_deref().map(|t| self.text(t))
+    }
+
+    fn signals(&mut self, signals: &[Signal]) -> Vec<Signal> {
+        let mut scrubbed: Vec<Signal> = signals
+            .iter()
+            .map(|s| Signal {
+                detector: self.text(&s.detector),
+                score: s.score,
+                evidence: Evidence {
+                    summary: self.text(&s.evidence.summary),
+                    measurements: s
+                        .evidence
+                        .measurements
+                        .iter()
+                        .map(|m| Measurement {
+                            name: self.text(&m.name),
+                            window: self.opt(&m.window),
+                            ..m.clone()
+                        })
+                        .collect(),
+                },
+            })
+            .collect();
+        self.note(&mut scrubbed);
+        scrubbed
+    }
+
+    /// Says in the evidence that stored text differs from what the engine saw. Score 0, so it
+    /// never counts as a fired detector.
+    fn note(&self, signals: &mut Vec<Signal>) {
+        if self.replaced == 0 {
+            return;
+        }
+        signals.push(Signal {
+            detector: SANITIZED_SIGNAL.to_string(),
+            score: 0.0,
+            evidence: Evidence {
+                summary: format!(
+                    "{} NUL character(s) in this finding's text (ids, evidence, samples) were \
+                     replaced by U+FFFD before storing",
+                    self.replaced
+                ),
+                measurements: vec![Measurement {
+                    name: "nul_characters_replaced".to_string(),
+                    value: self.replaced as f64,
+                    threshold: None,
+                    baseline: None,
+                    window: None,
+                }],
+            },
+        });
+    }
+}
+
+/// Checks one update, replaces NUL characters and strips prompt text unless prompts are kept.
 pub(crate) fn prepare(
     update: &FindingUpdate,
     keep_prompts: bool,
     fired_min_score: f64,
 ) -> Result<Prepared, StoreError> {
     match update {
-        FindingUpdate::Account(a) => {
-            if let Some(cluster) = &a.cluster_id {
-                check_name("cluster id", cluster)?;
-            }
-            let samples = a
-                .samples
-                .iter()
-                .map(|s| StoredSample {
-                    hash: s.hash.clone(),
-                    at: s.at,
-                    text: keep_prompts.then(|| s.text.clone()),
-                })
-                .collect();
-            Ok(Prepared {
-                subject: Subject::new(SubjectKind::Account, a.account_id.clone())?,
-                score: checked_score(a.score)?,
-                severity: a.severity,
-                engine_flagged: a.flagged,
-                detectors: fired(&a.signals, fired_min_score),
-                signals: a.signals.clone(),
-                first_seen_ms: a.first_seen.epoch_ms(),
-                last_seen_ms: a.last_seen.epoch_ms(),
-                first_flagged_at_ms: a.first_flagged_at.map(|t| t.epoch_ms()),
-                profile: Profile::Account {
-                    cluster_id: a.cluster_id.clone(),
-                    events: i64::try_from(a.events).unwrap_or(i64::MAX),
-                    samples,
-                    activity: a.activity.clone(),
-                },
-            })
-        }
-        FindingUpdate::Cluster(c) => {
-            for member in &c.members {
-                check_name("member account id", member)?;
-            }
-            Ok(Prepared {
-                subject: Subject::new(SubjectKind::Cluster, c.cluster_id.clone())?,
-                score: checked_score(c.score)?,
-                severity: c.severity,
-                engine_flagged: c.flagged,
-                detectors: fired(&c.signals, fired_min_score),
-                signals: c.signals.clone(),
-                first_seen_ms: c.first_seen.epoch_ms(),
-                last_seen_ms: c.last_seen.epoch_ms(),
-                first_flagged_at_ms: c.first_flagged_at.map(|t| t.epoch_ms()),
-                profile: Profile::Cluster {
-                    links: c.links.clone(),
-                    members: c.members.iter().cloned().collect(),
-                },
-            })
-        }
+        FindingUpdate::Account(a) => prepare_account(a, keep_prompts, fired_min_score),
+        FindingUpdate::Cluster(c) => prepare_cluster(c, fired_min_score),
+    }
+}
+
+fn prepare_account(
+    a: &AccountFinding,
+    keep_prompts: bool,
+    fired_min_score: f64,
+) -> Result<Prepared, StoreError> {
+    let mut scrub = Scrub::default();
+    let account_id = scrub.text(&a.account_id);
+    let cluster_id = scrub.opt(&a.cluster_id);
+    if let Some(cluster) = &cluster_id {
+        check_name("cluster id", cluster)?;
+    }
+    let samples = a
+        .samples
+        .iter()
+        .map(|s| StoredSample {
+            hash: scrub.text(&s.hash),
+            at: s.at,
+            text: keep_prompts.then(|| scrub.text(&s.text)),
+        })
+        .collect();
+    let signals = scrub.signals(&a.signals);
+    Ok(Prepared {
+        subject: Subject::new(SubjectKind::Account, account_id)?,
+        score: checked_score(a.score)?,
+        severity: a.severity,
+        engine_flagged: a.flagged,
+        detectors: fired(&signals, fired_min_score),
+        signals,
+        first_seen_ms: a.first_seen.epoch_ms(),
+        last_seen_ms: a.last_seen.epoch_ms(),
+        first_flagged_at_ms: a.first_flagged_at.map(|t| t.epoch_ms()),
+        profile: Profile::Account {
+            cluster_id,
+            events: i64::try_from(a.events).unwrap_or(i64::MAX),
+            samples,
+            activity: a.activity.clone(),
+        },
+        sanitized: scrub.replaced,
+    })
+}
+
+fn prepare_cluster(c: &ClusterFinding, fired_min_score: f64) -> Result<Prepared, StoreError> {
+    let mut scrub = Scrub::default();
+    let cluster_id = scrub.text(&c.cluster_id);
+    let members: BTreeSet<String> = c.members.iter().map(|m| scrub.text(m)).collect();
+    for member in &members {
+        check_name("member account id", member)?;
+    }
+    let links = c
+        .links
+        .iter()
+        .map(|l| LinkEvidence {
+            kind: scrub.text(&l.kind),
+            examples: l.examples.iter().map(|e| scrub.text(e)).collect(),
+            ..l.clone()
+        })
+        .collect();
+    let signals = scrub.signals(&c.signals);
+    Ok(Prepared {
+        subject: Subject::new(SubjectKind::Cluster, cluster_id)?,
+        score: checked_score(c.score)?,
+        severity: c.severity,
+        engine_flagged: c.flagged,
+        detectors: fired(&signals, fired_min_score),
+        signals,
+        first_seen_ms: c.first_seen.epoch_ms(),
+        last_seen_ms: c.last_seen.epoch_ms(),
+        first_flagged_at_ms: c.first_flagged_at.map(|t| t.epoch_ms()),
+        profile: Profile::Cluster { links, members },
+        sanitized: scrub.replaced,
+    })
+}
+
+/// The subject a dead-lettered update was about, as given (it may be the invalid part).
+pub(crate) fn dead_letter_key(update: &FindingUpdate) -> (SubjectKind, String) {
+    match update {
+        FindingUpdate::Account(a) => (SubjectKind::Account, a.account_id.clone()),
+        FindingUpdate::Cluster(c) => (SubjectKind::Cluster, c.cluster_id.clone()),
     }
 }
 

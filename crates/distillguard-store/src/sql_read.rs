@@ -36,6 +36,16 @@ pub(crate) fn check_filter(filter: &ListFilter) -> Result<(), StoreError> {
         }
     }
     // `since` after `until` is an empty interval: it matches nothing, like any other filter.
+    for (name, value) in [
+        ("detector", &filter.detector),
+        ("assignee", &filter.assignee),
+    ] {
+        if value.as_deref().is_some_and(|v| v.contains('\0')) {
+            return Err(StoreError::InvalidInput(format!(
+                "{name} contains a NUL character"
+            )));
+        }
+    }
     Ok(())
 }
 

@@ -23,16 +23,22 @@ macro_rules! impl_write {
                 let now = self.now_ms();
                 let mut outcome = $crate::model::UpsertOutcome::default();
                 let mut prepared = Vec::with_capacity(updates.len());
-                for update in updates {
+                for (index, update) in updates.iter().enumerate() {
                     match $crate::prepare::prepare(
                         update,
                         self.options.keep_prompts,
                         self.options.fired_min_score,
                     ) {
-                        Ok(p) => prepared.push(p),
+                        Ok(p) => {
+                            outcome.sanitized += p.sanitized;
+                            prepared.push(p);
+                        }
                         Err(error) => {
-                            tracing::warn!(%error, "finding update refused");
                             outcome.invalid += 1;
+                            outcome.refused.push($crate::model::Refused {
+                                index,
+                                error: error.to_string(),
+                            });
                         }
                     }
                 }
@@ -44,6 +50,59 @@ macro_rules! impl_write {
                 }
                 tx.commit().await?;
                 Ok(outcome)
+            }
+
+            /// Keeps an update the store refused for good. The payload is JSON text, where
+            /// serde escapes every control character, so this insert cannot fail the same way.
+            pub async fn dead_letter(
+                &self,
+                update: &distillguard_core::finding::FindingUpdate,
+                error: &str,
+            ) -> Result<(), $crate::error::StoreError> {
+                let (kind, id) = $crate::prepare::dead_letter_key(update);
+                let payload = serde_json::to_string(update)
+                    .map_err(|e| $crate::error::StoreError::corrupt(e.to_string()))?;
+                let clean = |text: &str| text.replace('\0', "\\u0000");
+                sqlx::query(
+                    "INSERT INTO dead_letter (subject_kind, subject_id, error, payload, at_ms) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(kind.as_str())
+                .bind(clean(&id))
+                .bind(clean(error))
+                .bind(payload)
+                .bind(self.now_ms())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            /// The most recent dead letters, newest first.
+            pub async fn dead_letters(
+                &self,
+                limit: u32,
+            ) -> Result<Vec<$crate::model::DeadLetter>, $crate::error::StoreError> {
+                let rows: Vec<(i64, String, String, String, String, i64)> = sqlx::query_as(
+                    "SELECT dead_letter_id, subject_kind, subject_id, error, payload, at_ms \
+                     FROM dead_letter ORDER BY dead_letter_id DESC LIMIT $1",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|(id, subject_kind, subject_id, error, payload, at_ms)| {
+                        Ok($crate::model::DeadLetter {
+                            id,
+                            subject_kind,
+                            subject_id,
+                            error,
+                            payload,
+                            at: chrono::DateTime::from_timestamp_millis(at_ms).ok_or_else(
+                                || $crate::error::StoreError::corrupt("dead letter time"),
+                            )?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn stored_rows(

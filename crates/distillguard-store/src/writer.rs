@@ -7,6 +7,10 @@
 //! losing anything, and the buffer's size is bounded by the number of *distinct* subjects that
 //! changed during an outage rather than by its length. Only when more distinct subjects than
 //! `capacity` are pending is an update dropped (counted in `dropped_total`).
+//!
+//! A permanent error (one the database will give again however long we wait) is not retried: the
+//! writer writes the failed batch one update at a time, and each update that still fails goes to
+//! the dead-letter table (`dead_lettered_total`), so one bad finding never blocks the others.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::model::SubjectKind;
-use crate::Store;
+use crate::{Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
@@ -52,6 +56,10 @@ pub struct WriterStats {
     pub failures_total: u64,
     /// Updates refused because the buffer was full.
     pub dropped_total: u64,
+    /// Updates the store refused for good, moved to the dead-letter table.
+    pub dead_lettered_total: u64,
+    /// NUL characters replaced in stored text.
+    pub sanitized_total: u64,
     /// The last attempt failed: the database is down or refusing writes.
     pub degraded: bool,
     pub last_error: Option<String>,
@@ -149,6 +157,8 @@ struct Shared {
     written: AtomicU64,
     failures: AtomicU64,
     dropped: AtomicU64,
+    dead_lettered: AtomicU64,
+    sanitized: AtomicU64,
     degraded: std::sync::atomic::AtomicBool,
     last_error: Mutex<Option<String>>,
     /// Set by `shutdown`: drain until empty or until this instant.
@@ -200,6 +210,8 @@ impl FindingWriter {
             written: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            sanitized: AtomicU64::new(0),
             degraded: Default::default(),
             last_error: Mutex::new(None),
             drain_until: Mutex::new(None),
@@ -244,6 +256,8 @@ impl FindingWriter {
             written_total: self.shared.written.load(Ordering::Relaxed),
             failures_total: self.shared.failures.load(Ordering::Relaxed),
             dropped_total: self.shared.dropped.load(Ordering::Relaxed),
+            dead_lettered_total: self.shared.dead_lettered.load(Ordering::Relaxed),
+            sanitized_total: self.shared.sanitized.load(Ordering::Relaxed),
             degraded: self.shared.degraded.load(Ordering::Relaxed),
             last_error: self
                 .shared
@@ -333,7 +347,13 @@ async fn run(store: Store, shared: Arc<Shared>) {
         }
         let updates: Vec<FindingUpdate> = batch.iter().map(|(_, u)| u.clone()).collect();
         let started = Instant::now();
-        let result = store.upsert_findings(&updates).await;
+        let mut result = write_batch(&store, &shared, &updates).await;
+        if let Err(error) = &result {
+            if !error.is_transient() {
+                tracing::warn!(%error, updates = updates.len(), "a batch of findings failed for good; writing its updates one at a time");
+                result = isolate(&store, &shared, &updates).await;
+            }
+        }
         if let Some(observer) = &shared.observer {
             observer(BatchReport {
                 ok: result.is_ok(),
@@ -342,12 +362,9 @@ async fn run(store: Store, shared: Arc<Shared>) {
             });
         }
         match result {
-            Ok(_) => {
+            Ok(()) => {
                 shared.in_flight.store(u64::MAX, Ordering::Release);
                 shared.progress.notify_waiters();
-                shared
-                    .written
-                    .fetch_add(updates.len() as u64, Ordering::Relaxed);
                 if shared.degraded.swap(false, Ordering::Relaxed) {
                     tracing::info!("finding writer recovered");
                 }
@@ -380,6 +397,60 @@ async fn run(store: Store, shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// Writes one batch in one transaction, dead-lettering the updates the store refused as invalid.
+async fn write_batch(
+    store: &Store,
+    shared: &Shared,
+    updates: &[FindingUpdate],
+) -> Result<(), StoreError> {
+    let outcome = store.upsert_findings(updates).await?;
+    shared
+        .sanitized
+        .fetch_add(outcome.sanitized, Ordering::Relaxed);
+    shared
+        .written
+        .fetch_add(updates.len() as u64 - outcome.invalid, Ordering::Relaxed);
+    for refused in &outcome.refused {
+        if let Some(update) = updates.get(refused.index) {
+            dead_letter(store, shared, update, &refused.error).await?;
+        }
+    }
+    Ok(())
+}
+
+/// After a permanent batch failure: each update alone, so only the ones that fail by themselves
+/// are dead-lettered. A transient error stops the pass (the whole batch is retried later; updates
+/// already written are skipped then as stale, and a dead letter may repeat).
+async fn isolate(
+    store: &Store,
+    shared: &Shared,
+    updates: &[FindingUpdate],
+) -> Result<(), StoreError> {
+    for update in updates {
+        match write_batch(store, shared, std::slice::from_ref(update)).await {
+            Ok(()) => {}
+            Err(error) if error.is_transient() => return Err(error),
+            Err(error) => dead_letter(store, shared, update, &error.to_string()).await?,
+        }
+    }
+    Ok(())
+}
+
+async fn dead_letter(
+    store: &Store,
+    shared: &Shared,
+    update: &FindingUpdate,
+    error: &str,
+) -> Result<(), StoreError> {
+    let (kind, id) = key_of(update);
+    // The payload is escaped JSON text, so a failure here is the database's, not the update's:
+    // the batch is retried with backoff rather than anything dropped.
+    store.dead_letter(update, error).await?;
+    shared.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(subject_kind = kind.as_str(), subject_id = %id.escape_debug(), error, "finding update refused for good; moved to the dead-letter table");
+    Ok(())
 }
 
 #[cfg(test)]

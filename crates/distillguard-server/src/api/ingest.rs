@@ -35,6 +35,10 @@ pub struct IngestReply {
     pub accepted: usize,
     /// Events acknowledged but skipped as retries of a recent `request_id`.
     pub duplicates: usize,
+    /// Records refused because detection has moved past their time (also in `rejected`, reason
+    /// `late`): they were not applied. Resend such history with a larger `allowed_lateness` or
+    /// through `distillguard replay`.
+    pub late: usize,
     pub rejected_count: usize,
     /// Records that are not model calls (OTLP spans and log events without GenAI attributes).
     pub ignored: usize,
@@ -222,10 +226,11 @@ where
     } else {
         decode()
     };
-    let (bytes, outcome) = decoded.map_err(|error| match error {
+    let (bytes, mut outcome) = decoded.map_err(|error| match error {
         FrameError::TooLarge { .. } => ApiError::PayloadTooLarge(error.to_string()),
         other => ApiError::BadRequest(other.to_string()),
     })?;
+    let late = screen_times(state, &mut outcome);
     let metrics = &state.metrics;
     metrics
         .decode_duration
@@ -276,16 +281,102 @@ where
         .inc_by(receipt.duplicates as u64);
     let rejected_count = outcome.rejected.len();
     let mut rejected = outcome.rejected;
+    rejected.sort_by_key(|r| r.index);
     rejected.truncate(MAX_LISTED_REJECTIONS);
     Ok(IngestReply {
         received: outcome.records,
         accepted: receipt.accepted,
         duplicates: receipt.duplicates,
+        late,
         rejected_count,
         ignored: outcome.ignored,
         rejected,
         partial_success: None,
     })
+}
+
+/// Refuses, record by record, timestamps the engine must not see: further ahead of the wall clock
+/// than the allowed skew (a clock set to 2199 would otherwise hold the event-time clock back for
+/// good), older than `max_event_age`, or behind the detection watermark (late: they would be
+/// counted and dropped, so the sender is told now instead of getting a silent 202). Returns how
+/// many were late. The rest of the batch goes on.
+fn screen_times(state: &AppState, outcome: &mut distillguard_ingest::DecodeOutcome) -> usize {
+    use distillguard_ingest::{RecordError, RejectReason};
+    let settings = &state.settings.ingest;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let skew_ms = i64::try_from(settings.max_future_skew_secs)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000);
+    let newest = now_ms.saturating_add(skew_ms);
+    let oldest = (settings.max_event_age_secs > 0).then(|| {
+        now_ms.saturating_sub(
+            i64::try_from(settings.max_event_age_secs)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
+        )
+    });
+    // The watermark only grows; the published one is at most a second behind (whole seconds).
+    let watermark_ms = match state.metrics.detection_watermark.get() {
+        0 => None,
+        seconds => Some(seconds.saturating_mul(1000)),
+    };
+    let mut late = 0;
+    let events = std::mem::take(&mut outcome.events);
+    let mut origins = std::mem::take(&mut outcome.origins);
+    // Decoders that do not locate their events (OTLP protobuf) number them in order.
+    for position in origins.len()..events.len() {
+        origins.push((position, None));
+    }
+    for (event, (index, line)) in events.into_iter().zip(origins) {
+        let at = event.timestamp.epoch_ms();
+        let refusal = if at > newest {
+            Some((
+                RejectReason::FutureTimestamp,
+                format!(
+                    "{} is more than {} s ahead of this server's clock",
+                    event.timestamp, settings.max_future_skew_secs
+                ),
+            ))
+        } else if oldest.is_some_and(|oldest| at < oldest) {
+            Some((
+                RejectReason::TooOld,
+                format!(
+                    "{} is older than the {} s this server accepts",
+                    event.timestamp, settings.max_event_age_secs
+                ),
+            ))
+        } else if watermark_ms.is_some_and(|watermark| at < watermark) {
+            late += 1;
+            Some((
+                RejectReason::Late,
+                format!(
+                    "{} is behind the detection watermark; the event was not applied",
+                    event.timestamp
+                ),
+            ))
+        } else {
+            None
+        };
+        match refusal {
+            // Counted in `events_rejected` by reason with the decoder's refusals.
+            Some((reason, message)) => {
+                outcome.rejected.push(distillguard_ingest::Rejected {
+                    index,
+                    line,
+                    error: RecordError {
+                        reason,
+                        field: Some("timestamp".to_string()),
+                        message,
+                    },
+                });
+            }
+            None => {
+                outcome.events.push(event);
+                outcome.origins.push((index, line));
+            }
+        }
+    }
+    late
 }
 
 fn raw_len_hint(headers: &HeaderMap) -> usize {

@@ -7,6 +7,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::AppState;
+use crate::metrics::Metrics;
 
 /// Alive: the process answers HTTP.
 pub async fn healthz() -> impl IntoResponse {
@@ -65,6 +66,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             "buffered_findings": writer.buffered,
             "failed_writes": writer.failures_total,
             "dropped_findings": writer.dropped_total,
+            "dead_lettered_findings": writer.dead_lettered_total,
         },
     });
     let status = if ready {
@@ -94,10 +96,13 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         .metrics
         .queue_depth
         .set(state.pipeline.queue_depth() as i64);
-    state
-        .metrics
-        .store_buffer_depth
-        .set(state.writer.stats().buffered as i64);
+    let writer = state.writer.stats();
+    state.metrics.store_buffer_depth.set(writer.buffered as i64);
+    Metrics::catch_up(
+        &state.metrics.store_dead_lettered,
+        writer.dead_lettered_total,
+    );
+    Metrics::catch_up(&state.metrics.store_nul_replaced, writer.sanitized_total);
     (
         [(
             header::CONTENT_TYPE,

@@ -430,7 +430,7 @@ pub fn encode_snapshot(snapshot: &Snapshot, limit: usize) -> (Vec<u8>, Vec<Vec<u
     writer.finish();
     let meta = CheckpointMeta {
         format_version: FORMAT_VERSION,
-        clock: engine.clock,
+        clock: engine.clock.clone(),
         events: engine.events,
         late_events: engine.late_events,
         shard_count: engine.shards.len(),

@@ -46,6 +46,7 @@ struct CheckpointMsg {
 struct BarrierMsg {
     events: u64,
     late_events: u64,
+    ahead_events: u64,
     reply: Sender<Report>,
 }
 
@@ -214,6 +215,7 @@ impl Dispatcher {
                     self.broadcast(ShardMsg::Barrier(BarrierMsg {
                         events: self.events,
                         late_events: self.late_events,
+                        ahead_events: self.clock.ahead_events(),
                         reply,
                     }));
                 }
@@ -247,10 +249,14 @@ impl Dispatcher {
                 self.metrics.late_events.inc();
                 continue;
             }
-            self.events += 1;
             if let Some(at) = tick {
                 self.broadcast_tick(at);
             }
+            if admission == Admission::Ahead {
+                self.metrics.ahead_events.inc();
+                continue;
+            }
+            self.events += 1;
             self.buffers[shard_for(&event.account_id, shard_count)].push(event);
         }
         self.flush();
@@ -421,6 +427,7 @@ fn run_scorer(
                     let report = Report {
                         events: barrier.events,
                         late_events: barrier.late_events,
+                        ahead_events: barrier.ahead_events,
                         accounts: scorer.findings().cloned().collect(),
                         clusters: scorer.cluster_findings().cloned().collect(),
                     };

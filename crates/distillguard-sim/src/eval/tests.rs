@@ -89,6 +89,7 @@ fn precision_recall_and_fpr_count_accounts_against_their_labels() {
     let report = Report {
         events: 1_000,
         late_events: 3,
+        ahead_events: 0,
         accounts: vec![
             finding("h0", Some(60)),
             finding("h1", Some(90)),

@@ -505,6 +505,107 @@ pub async fn checkpoints_round_trip_and_are_replaced(h: Harness) {
     assert_eq!((saved.data.as_slice(), saved.watermark), (&b"v2"[..], None));
 }
 
+/// PostgreSQL text and jsonb cannot hold NUL; gateway logs can. Every text field of a finding
+/// gets one, and the finding is stored on both backends with U+FFFD in its place, noted.
+pub async fn nul_characters_in_every_text_field_are_replaced_and_noted(h: Harness) {
+    let store = h.store_with(|o| o.keep_prompts = true).await;
+    let mut account = account("acct\0nul", 0.8, 5_000);
+    account.cluster_id = Some("cl\0x".into());
+    account.samples[0].text = "prompt\0text".into();
+    account.samples[0].hash = "hash\0".into();
+    account.signals[0].detector = "volume".into();
+    account.signals[0].evidence.summary = "user agent curl\0/8".into();
+    account.signals[0].evidence.measurements[0].name = "n\0".into();
+    account.signals[0].evidence.measurements[0].window = Some("24h\0".into());
+    let mut cluster = cluster("cl\0x", 0.9, &["acct\0nul", "b\0"], 5_000);
+    if let distillguard_core::finding::FindingUpdate::Cluster(c) = &mut cluster {
+        c.links[0].kind = "user_agent\0".into();
+        c.links[0].examples = vec!["curl\0/8".into()];
+    }
+    let outcome = store
+        .upsert_findings(&[
+            distillguard_core::finding::FindingUpdate::Account(account),
+            cluster,
+        ])
+        .await
+        .unwrap();
+    assert_eq!((outcome.written, outcome.invalid), (2, 0));
+    assert_eq!(outcome.sanitized, 7 + 5);
+
+    let stored = store.get_account("acct\u{FFFD}nul").await.unwrap();
+    assert_eq!(
+        stored.samples[0].text.as_deref(),
+        Some("prompt\u{FFFD}text")
+    );
+    assert_eq!(
+        stored.signals[0].evidence.summary,
+        "user agent curl\u{FFFD}/8"
+    );
+    let note = stored
+        .signals
+        .iter()
+        .find(|s| s.detector == "store")
+        .expect("the replacement is noted in the evidence");
+    assert!(
+        note.evidence.summary.contains("NUL"),
+        "{}",
+        note.evidence.summary
+    );
+    assert_eq!(note.score, 0.0);
+    assert_eq!(
+        stored.summary.detectors,
+        vec!["volume"],
+        "the note never counts as fired"
+    );
+
+    let cluster = store.get_cluster("cl\u{FFFD}x").await.unwrap();
+    assert!(cluster.members.iter().any(|m| m.account_id == "b\u{FFFD}"));
+    assert_eq!(cluster.links[0].examples, vec!["curl\u{FFFD}/8"]);
+    assert!(cluster.signals.iter().any(|s| s.detector == "store"));
+}
+
+/// Review input with NUL is refused as invalid input, never sent to the database.
+pub async fn review_input_with_nul_is_invalid(h: Harness) {
+    h.store
+        .upsert_findings(&[acct("a", 0.8, 1_000)])
+        .await
+        .unwrap();
+    assert!(matches!(
+        Subject::account("a\0"),
+        Err(StoreError::InvalidInput(_))
+    ));
+    let subject = Subject::account("a").unwrap();
+    let analyst = Actor::parse("ana").unwrap();
+    assert!(matches!(
+        h.store.add_note(&subject, "note\0", &analyst).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        h.store
+            .add_allowlist(&subject, "why\0", None, &analyst)
+            .await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        Actor::parse("ana\0"),
+        Err(StoreError::InvalidInput(_))
+    ));
+    let filter = ListFilter {
+        detector: Some("vol\0".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        h.store
+            .list_accounts(&filter, &PageRequest::default())
+            .await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        h.store.get_account("a\0").await,
+        Err(StoreError::InvalidInput(_))
+    ));
+}
+
 /// Issue 19: a cluster's summary comes from its own members. When a split leaves the cluster
 /// without its earliest account, its `first_seen` moves later with it; an account's only ever
 /// moves earlier.

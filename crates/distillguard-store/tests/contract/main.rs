@@ -49,6 +49,8 @@ contract! {
     findings::a_cursor_is_refused_for_another_query,
     findings::stats_count_by_status_and_severity_and_show_watermarks,
     findings::checkpoints_round_trip_and_are_replaced,
+    findings::nul_characters_in_every_text_field_are_replaced_and_noted,
+    findings::review_input_with_nul_is_invalid,
     findings::a_cluster_first_seen_follows_its_current_members,
     review::triage_moves_a_finding_through_the_workflow_with_an_audit_entry_per_step,
     review::a_stale_version_is_a_conflict_and_changes_nothing,
@@ -63,4 +65,5 @@ contract! {
     writer::a_database_outage_delays_findings_but_loses_none,
     writer::shutdown_drains_the_buffer,
     writer::a_full_buffer_drops_and_counts_new_subjects,
+    writer::a_finding_the_store_refuses_for_good_is_dead_lettered_and_blocks_nothing,
 }

@@ -68,6 +68,22 @@ impl Harness {
         open(&self.backend, opts).await
     }
 
+    /// Runs raw SQL on the test database (e.g. a trigger that makes one subject fail).
+    pub async fn execute(&self, sqlite: &str, postgres: &str) {
+        match &self.backend {
+            Backend::Sqlite { dir, .. } => {
+                let url = format!("sqlite://{}", db_path(dir).display());
+                let mut conn = sqlx::SqliteConnection::connect(&url)
+                    .await
+                    .expect("connect");
+                conn.execute(sqlite).await.expect("sqlite statement");
+            }
+            Backend::Postgres { pool } => {
+                pool.execute(postgres).await.expect("postgres statement");
+            }
+        }
+    }
+
     pub fn advance(&self, ms: i64) {
         self.clock.fetch_add(ms, Ordering::SeqCst);
     }

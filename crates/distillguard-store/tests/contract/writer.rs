@@ -115,3 +115,49 @@ pub async fn a_full_buffer_drops_and_counts_new_subjects(h: Harness) {
     let report = writer.shutdown(Duration::from_secs(10)).await;
     assert_eq!((report.written_total, report.abandoned), (5, 0));
 }
+
+/// A database trigger that refuses one subject stands for any permanent, per-finding error.
+pub async fn a_finding_the_store_refuses_for_good_is_dead_lettered_and_blocks_nothing(h: Harness) {
+    h.execute(
+        "CREATE TRIGGER poison BEFORE INSERT ON finding WHEN NEW.subject_id = 'poison' \
+         BEGIN SELECT RAISE(ABORT, 'poisoned row'); END",
+        "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         IF NEW.subject_id = 'poison' THEN RAISE EXCEPTION 'poisoned row'; END IF; \
+         RETURN NEW; END $$; \
+         CREATE TRIGGER poison BEFORE INSERT ON finding FOR EACH ROW EXECUTE FUNCTION poison()",
+    )
+    .await;
+    let writer = FindingWriter::spawn(
+        h.store.clone(),
+        WriterConfig {
+            batch_size: 50,
+            initial_backoff: Duration::from_millis(20),
+            ..Default::default()
+        },
+    );
+    let mut updates: Vec<_> = (0..30)
+        .map(|i| acct(&format!("a{i}"), 0.8, 1_000))
+        .collect();
+    updates.insert(3, acct("poison", 0.9, 1_000));
+    updates.insert(10, acct("nan-score", f64::NAN, 1_000));
+    writer.submit(updates);
+    let report = writer.shutdown(Duration::from_secs(20)).await;
+    assert_eq!(report.abandoned, 0, "nothing is left blocked in the buffer");
+    let stats = writer.stats();
+    assert_eq!((stats.dead_lettered_total, stats.dropped_total), (2, 0));
+    assert_eq!(h.store.stats().await.unwrap().accounts.total, 30);
+
+    let letters = h.store.dead_letters(10).await.unwrap();
+    let mut ids: Vec<&str> = letters.iter().map(|l| l.subject_id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["nan-score", "poison"]);
+    let poison = letters.iter().find(|l| l.subject_id == "poison").unwrap();
+    assert_eq!(poison.subject_kind, "account");
+    let payload: serde_json::Value = serde_json::from_str(&poison.payload).unwrap();
+    assert_eq!(payload["account_id"], "poison", "the whole update is kept");
+    let nan = letters
+        .iter()
+        .find(|l| l.subject_id == "nan-score")
+        .unwrap();
+    assert!(nan.error.contains("score"), "{}", nan.error);
+}

@@ -31,7 +31,7 @@ pub async fn list_allowlist(
 ) -> Result<Json<ListReply<AllowlistEntry>>, ApiError> {
     caller.require(Role::Analyst)?;
     let mut include_expired = false;
-    for (key, value) in params::pairs(query.as_deref()) {
+    for (key, value) in params::checked_pairs(query.as_deref())? {
         match (key.as_str(), value.as_str()) {
             ("include_expired", "true") => include_expired = true,
             ("include_expired", "false") => include_expired = false,
@@ -84,6 +84,7 @@ pub async fn remove_allowlist(
     Path(entry): Path<String>,
 ) -> Result<Json<AllowlistEntry>, ApiError> {
     caller.require(Role::Analyst)?;
+    let entry = params::path_text("entry", entry)?;
     let id: i64 = entry
         .parse()
         .map_err(|_| ApiError::NotFound(format!("allowlist entry {entry}")))?;

@@ -27,6 +27,59 @@ pub fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
     .unwrap_or_default()
 }
 
+/// Like [`pairs`], refusing a NUL character (`%00`) anywhere with 400: no stored value can
+/// contain one (PostgreSQL text cannot hold NUL), so it is never sent to the database.
+pub fn checked_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    let pairs = pairs(raw);
+    match pairs
+        .iter()
+        .find(|(key, value)| key.contains('\0') || value.contains('\0'))
+    {
+        Some((key, _)) => Err(bad(&key.replace('\0', "%00"), NUL_REFUSED)),
+        None => Ok(pairs),
+    }
+}
+
+const NUL_REFUSED: &str = "contains a NUL character";
+
+/// A path segment (an account or cluster id): a NUL character is refused like in a query.
+pub fn path_text(name: &str, value: String) -> Result<String, ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::BadRequest(format!("path {name}: {NUL_REFUSED}")));
+    }
+    Ok(value)
+}
+
+/// The JSON path of the first string (or key) holding a NUL character, if any.
+fn nul_at(value: &serde_json::Value, path: &mut String) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().enumerate().any(|(i, item)| {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            let found = nul_at(item, path);
+            if !found {
+                path.truncate(len);
+            }
+            found
+        }),
+        Value::Object(fields) => fields.iter().any(|(key, item)| {
+            let len = path.len();
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(&key.replace('\0', "\\u0000"));
+            let found = key.contains('\0') || nul_at(item, path);
+            if !found {
+                path.truncate(len);
+            }
+            found
+        }),
+        _ => false,
+    }
+}
+
 /// Percent-decoding with `+` as space, as browsers encode forms.
 fn decode(text: &str) -> String {
     let bytes = text.as_bytes();
@@ -98,7 +151,7 @@ fn severity(text: &str) -> Option<Severity> {
 pub fn list_request(raw: Option<&str>) -> Result<(ListFilter, PageRequest), ApiError> {
     let mut filter = ListFilter::default();
     let mut page = PageRequest::default();
-    for (key, value) in pairs(raw) {
+    for (key, value) in checked_pairs(raw)? {
         match key.as_str() {
             "status" => filter
                 .status
@@ -156,14 +209,20 @@ pub fn next_link(path: &str, raw: Option<&str>, cursor: &str) -> String {
     format!("{path}?{}", parts.join("&"))
 }
 
-/// A JSON body: malformed JSON is 400, well-formed but wrong values are 422.
+/// A JSON body: malformed JSON, or a NUL character (`\u0000`) in any string, is 400; well-formed
+/// but wrong values are 422.
 pub fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|error| match error.classify() {
-        serde_json::error::Category::Data => {
-            ApiError::Unprocessable(format!("invalid body: {error}"))
-        }
-        _ => ApiError::BadRequest(format!("body is not JSON: {error}")),
-    })
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::BadRequest(format!("body is not JSON: {error}")))?;
+    let mut path = String::new();
+    if nul_at(&value, &mut path) {
+        return Err(ApiError::BadRequest(format!(
+            "body field {}: {NUL_REFUSED}",
+            if path.is_empty() { "(root)" } else { &path }
+        )));
+    }
+    serde_json::from_value(value)
+        .map_err(|error| ApiError::Unprocessable(format!("invalid body: {error}")))
 }
 
 /// Largest magnitude of a version number in a body: JSON's safe integers (2^53 - 1), which every

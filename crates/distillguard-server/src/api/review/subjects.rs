@@ -40,7 +40,7 @@ impl Kind for Clusters {
 }
 
 fn subject<K: Kind>(id: String) -> Result<Subject, ApiError> {
-    Subject::new(K::KIND, id).map_err(api_error)
+    Subject::new(K::KIND, params::path_text("id", id)?).map_err(api_error)
 }
 
 /// The audit trail records who acted; the caller's identity never includes its token.
@@ -83,7 +83,13 @@ pub async fn get_account(
     Path(id): Path<String>,
 ) -> Result<Json<AccountDetail>, ApiError> {
     caller.require(Role::Analyst)?;
-    Ok(Json(state.store.get_account(&id).await.map_err(api_error)?))
+    Ok(Json(
+        state
+            .store
+            .get_account(&params::path_text("id", id)?)
+            .await
+            .map_err(api_error)?,
+    ))
 }
 
 /// `GET /v1/clusters/{id}`.
@@ -93,7 +99,13 @@ pub async fn get_cluster(
     Path(id): Path<String>,
 ) -> Result<Json<ClusterDetail>, ApiError> {
     caller.require(Role::Analyst)?;
-    Ok(Json(state.store.get_cluster(&id).await.map_err(api_error)?))
+    Ok(Json(
+        state
+            .store
+            .get_cluster(&params::path_text("id", id)?)
+            .await
+            .map_err(api_error)?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -294,7 +306,7 @@ pub async fn audit<K: Kind>(
     caller.require(Role::Analyst)?;
     let mut after = None;
     let mut limit = DEFAULT_AUDIT_PAGE;
-    for (key, value) in params::pairs(uri.query()) {
+    for (key, value) in params::checked_pairs(uri.query())? {
         match key.as_str() {
             "after" => {
                 after = Some(value.parse::<i64>().map_err(|_| {
