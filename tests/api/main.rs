@@ -6,6 +6,7 @@ mod alert_series;
 mod auth;
 mod checkpoints;
 mod clusters;
+mod decisions;
 mod gateways;
 mod ingest;
 mod operations;

@@ -35,7 +35,7 @@ impl Application {
         let store = Store::connect_with(
             settings.database_url.as_ref().map(|url| url.expose()),
             &settings.data_dir,
-            settings.store.store_options(),
+            settings.store_options(),
         )
         .await
         .context("cannot open the store")?;
@@ -235,6 +235,9 @@ fn initialise_label_sets(metrics: &Metrics) {
     }
     for outcome in ["ok", "error"] {
         metrics.store_writes.with_label_values(&[outcome]);
+    }
+    for status in distillguard_store::ReviewStatus::ALL {
+        metrics.review_actions.with_label_values(&[status.as_str()]);
     }
     for map in crate::metrics::STATE_MAPS {
         metrics.state_evictions.with_label_values(&[map]);

@@ -1,5 +1,6 @@
 //! The HTTP API. [`router`] is the table of contents: every route the service answers.
 
+mod decisions;
 mod ingest;
 mod ops;
 pub mod review;
@@ -54,6 +55,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/logs", post(ingest::otlp))
         // Review (role `analyst`; `admin` passes too) and `/openapi.json`.
         .merge(review::routes())
+        // Decisions for gateways (role `enforcer`; `analyst` and `admin` may read them too).
+        .route("/v1/decisions", get(decisions::list))
         // Bodies are limited after decompression by the handlers themselves.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(

@@ -4,7 +4,7 @@
 //! see [`crate::auth::Caller::require`]). Handlers reach the store through [`AppState::store`].
 
 mod admin;
-mod params;
+pub(crate) mod params;
 mod subjects;
 #[cfg(test)]
 mod tests;
