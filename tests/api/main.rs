@@ -12,3 +12,4 @@ mod ingest;
 mod operations;
 mod restart;
 mod review;
+mod webhooks;

@@ -106,12 +106,21 @@ impl Application {
             },
             stopped,
         );
+        let webhooks = crate::webhooks::spawn(
+            self.state.store.clone(),
+            self.state.settings.webhooks.clone(),
+            self.state.metrics.clone(),
+            stop_checkpoints.subscribe(),
+        );
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await
             .context("HTTP server failed")?;
         let _ = stop_checkpoints.send(true);
         let _ = periodic.await;
+        if let Some(webhooks) = webhooks {
+            let _ = webhooks.await;
+        }
         tracing::info!("draining the detection pipeline");
         let state = &self.state;
         // Nothing new gets in; queued batches drain into the final checkpoint, which is committed

@@ -340,6 +340,47 @@ impl DecisionSettings {
     }
 }
 
+/// Webhooks on finding.flagged, finding.confirmed and finding.dismissed (`docs/integrations.md`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Where to send events; none: no events are recorded.
+    pub endpoints: Vec<WebhookEndpoint>,
+    /// Attempts per event and endpoint before it moves to the dead-letter table.
+    pub max_attempts: u32,
+    /// Wait after the first failure; doubled after each further one.
+    pub initial_backoff_ms: u64,
+    pub max_backoff_secs: u64,
+    /// How often the outbox is checked for due deliveries.
+    pub poll_interval_ms: u64,
+    /// Per attempt.
+    pub timeout_secs: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            endpoints: Vec::new(),
+            max_attempts: 10,
+            initial_backoff_ms: 1_000,
+            max_backoff_secs: 3_600,
+            poll_interval_ms: 1_000,
+            timeout_secs: 10,
+        }
+    }
+}
+
+/// One receiver of webhook events.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpoint {
+    /// Stable name: deliveries are tracked per name, so renaming re-targets nothing pending.
+    pub name: String,
+    pub url: String,
+    /// Shared secret for the HMAC-SHA256 signature.
+    pub secret: Secret,
+}
+
 /// The event log of accepted events in `<data_dir>/wal/` (`docs/operations.md`, "Durability").
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -406,6 +447,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub sources: SourceSettings,
     pub decisions: DecisionSettings,
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for Settings {
@@ -422,6 +464,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             sources: SourceSettings::default(),
             decisions: DecisionSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -443,6 +486,12 @@ impl Settings {
     pub fn store_options(&self) -> distillguard_store::StoreOptions {
         distillguard_store::StoreOptions {
             decisions: self.decisions.policy(),
+            webhook_endpoints: self
+                .webhooks
+                .endpoints
+                .iter()
+                .map(|e| e.name.clone())
+                .collect(),
             ..self.store.store_options()
         }
     }
@@ -489,6 +538,27 @@ impl Settings {
             ));
         }
         self.engine.linking.validate()?;
+        let mut names = std::collections::HashSet::new();
+        for endpoint in &self.webhooks.endpoints {
+            if endpoint.name.trim().is_empty() || !names.insert(endpoint.name.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "webhooks.endpoints: names must be non-empty and unique ({:?})",
+                    endpoint.name
+                )));
+            }
+            if !(endpoint.url.starts_with("http://") || endpoint.url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "webhooks.endpoints {:?}: url must be http:// or https://",
+                    endpoint.name
+                )));
+            }
+            if endpoint.secret.expose().len() < 16 {
+                return Err(ConfigError::Invalid(format!(
+                    "webhooks.endpoints {:?}: secret must be at least 16 characters",
+                    endpoint.name
+                )));
+            }
+        }
         Ok(())
     }
 
