@@ -6,6 +6,8 @@ mod alert_series;
 mod auth;
 mod checkpoints;
 mod clusters;
+mod console;
+mod console_browser;
 mod decisions;
 mod gateways;
 mod ingest;

@@ -468,7 +468,9 @@ mod tests {
                 "coverage",
                 "templating",
                 "elicitation",
-                "model_pivot"
+                "model_pivot",
+                "session_coverage",
+                "distribution_harvest"
             ]
         );
         assert!(counts
@@ -497,7 +499,7 @@ mod tests {
         assert!(bulk.score >= EngineConfig::default().flag_threshold);
         assert!(bulk.first_flagged_at.unwrap() <= bulk.first_seen.plus_ms(EventTime::HOUR));
         assert_eq!(bulk.signals[0].detector, "combined");
-        assert_eq!(bulk.signals.len(), 7);
+        assert_eq!(bulk.signals.len(), 9);
         assert!(bulk.signals.iter().all(|s| !s.evidence.summary.is_empty()));
         assert_eq!(bulk.samples.len(), 5);
         for sample in &bulk.samples {

@@ -1,7 +1,12 @@
 //! One pass over a prompt: the cheap per-event text features the detectors need.
 //!
-//! Words are runs of ASCII letters/digits or non-ASCII bytes, lowercased; punctuation and spacing
-//! are ignored, so `"Explain  X!"` and `"explain x"` share a fingerprint. Nothing here allocates.
+//! Words are runs of ASCII letters/digits, lowercased; punctuation and spacing are ignored, so
+//! `"Explain  X!"` and `"explain x"` share a fingerprint. A prompt with any non-ASCII byte takes
+//! the Unicode path instead ([`unicode_words`]): words by the Unicode word-boundary rules (UAX
+//! #29), lowercased by Unicode case rules, and in Chinese, Japanese and Korean text (no spaces
+//! between words, or particles glued to them) overlapping character bigrams as the words. The
+//! ASCII path allocates nothing; the Unicode path allocates only to lowercase for the phrase
+//! lexicon of CJK reasoning demands.
 //!
 //! - `fingerprint`: hash of the normalised word sequence (exact-repeat detection, HLL of prompts).
 //! - `prefix_key` / `suffix_key`: the prompt's skeleton ends — first 4 and last 3 words, with
@@ -353,11 +358,61 @@ const NON_TOPIC_WORDS: &[&str] = &[
     "following:",
 ];
 
-/// Single words that on their own ask for a reasoning trace.
-const REASONING_WORDS: &[&str] = &["reasoning", "rationale", "stepwise", "derivation"];
+/// Single words (eight or more letters) that on their own ask for a reasoning trace, in English,
+/// Spanish, Portuguese, French, German and Russian (the inflected forms a request uses).
+const REASONING_WORDS: &[&str] = &[
+    "reasoning",
+    "rationale",
+    "stepwise",
+    "derivation",
+    "razonamiento",
+    "raciocínio",
+    "raciocinio",
+    "raisonnement",
+    "denkprozess",
+    "gedankengang",
+    "gedankenkette",
+    "gedankengänge",
+    "rechenweg",
+    "lösungsweg",
+    "loesungsweg",
+    "рассуждения",
+    "рассуждение",
+    "рассуждений",
+    "рассуждениями",
+    "рассуждать",
+    "пошагово",
+    "поэтапно",
+];
 
-/// Word pairs that ask for a reasoning trace ("step-by-step" tokenises to step/by/step).
+/// Word pairs that ask for a reasoning trace ("step-by-step" tokenises to step/by/step), in the
+/// same languages: "paso a paso", "passo a passo", "étape par étape", "pas à pas", "Schritt für
+/// Schritt", "шаг за шагом", "chain of thought" and "show your work" in each.
 const REASONING_PAIRS: &[(&str, &str)] = &[
+    ("paso", "a"),
+    ("passo", "a"),
+    ("étape", "par"),
+    ("etape", "par"),
+    ("pas", "à"),
+    ("schritt", "für"),
+    ("schritt", "fur"),
+    ("schritt", "fuer"),
+    ("шаг", "за"),
+    ("за", "шагом"),
+    ("de", "pensamiento"),
+    ("de", "pensamento"),
+    ("de", "pensée"),
+    ("de", "pensee"),
+    ("цепочка", "мыслей"),
+    ("цепочку", "мыслей"),
+    ("ход", "мыслей"),
+    ("muestra", "tu"),
+    ("mostre", "seu"),
+    ("montre", "ton"),
+    ("montrez", "votre"),
+    ("zeige", "deinen"),
+    ("zeigen", "sie"),
+    ("покажи", "ход"),
     ("step", "by"),
     ("by", "step"),
     ("of", "thought"),
@@ -405,9 +460,122 @@ fn word_lists() -> &'static WordLists {
     })
 }
 
+/// Phrases that ask for a reasoning trace in Chinese, Japanese and Korean, matched as substrings
+/// (these scripts do not put spaces between words, and Korean glues particles to them).
+const CJK_REASONING_PHRASES: &[&str] = &[
+    // zh: step by step, one step at a time, chain of thought, reasoning/thinking process.
+    "一步一步",
+    "一步步",
+    "逐步",
+    "思维链",
+    "思路链",
+    "推理过程",
+    "思考过程",
+    "推理步骤",
+    "解题过程",
+    "展示你的推理",
+    // ja: step by step, in stages, in order, thought process, chain of thought.
+    "ステップバイステップ",
+    "段階的に",
+    "一歩ずつ",
+    "順を追って",
+    "思考過程",
+    "推論過程",
+    "思考の連鎖",
+    "推論の過程",
+    // ko: step by step, one step at a time, thought/reasoning process, chain of thought.
+    "단계별",
+    "단계적으로",
+    "차근차근",
+    "한 단계씩",
+    "사고 과정",
+    "추론 과정",
+    "생각의 사슬",
+    "사고의 사슬",
+];
+
 #[inline]
 fn is_word_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || byte >= 0x80
+    byte.is_ascii_alphanumeric()
+}
+
+/// Chinese, Japanese and Korean characters: scripts whose words the coverage counts as character
+/// bigrams.
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x3040..=0x30FF      // Hiragana, Katakana
+        | 0x3400..=0x4DBF    // CJK Extension A
+        | 0x4E00..=0x9FFF    // CJK Unified Ideographs
+        | 0xF900..=0xFAFF    // CJK Compatibility Ideographs
+        | 0x1100..=0x11FF    // Hangul Jamo
+        | 0x3130..=0x318F    // Hangul Compatibility Jamo
+        | 0xAC00..=0xD7AF    // Hangul Syllables
+        | 0x20000..=0x2FFFF) // CJK Extensions B and later
+}
+
+fn hash_chars(chars: impl Iterator<Item = char>) -> (u64, usize, bool) {
+    let mut hasher = WordHasher::new();
+    let mut letters = 0;
+    let mut digit = false;
+    let mut buf = [0u8; 4];
+    for c in chars {
+        letters += 1;
+        digit |= c.is_numeric();
+        for lower in c.to_lowercase() {
+            for byte in lower.encode_utf8(&mut buf).bytes() {
+                hasher = hasher.push(byte);
+            }
+        }
+    }
+    (hasher.finish(), letters, digit)
+}
+
+/// Feeds the words of a prompt with non-ASCII text to `on_word` as (hash, letters, has digit):
+/// UAX #29 words, and for runs of CJK characters overlapping bigrams (a lone character alone).
+/// A bigram counts as four letters, so it is a content word.
+fn unicode_words(text: &str, on_word: &mut impl FnMut(u64, usize, bool)) {
+    use unicode_segmentation::UnicodeSegmentation;
+    // The previous CJK character, where it ended, and whether it has been emitted in a bigram.
+    let mut previous: Option<(char, usize, bool)> = None;
+    let flush = |previous: &mut Option<(char, usize, bool)>,
+                 on_word: &mut dyn FnMut(u64, usize, bool)| {
+        if let Some((c, _, false)) = previous.take() {
+            let (hash, _, _) = hash_chars(std::iter::once(c));
+            on_word(hash, 4, false);
+        }
+    };
+    for (start, word) in text.unicode_word_indices() {
+        if !word.chars().all(is_cjk) {
+            flush(&mut previous, on_word);
+            let (hash, letters, digit) = hash_chars(word.chars());
+            on_word(hash, letters, digit);
+            continue;
+        }
+        for (offset, c) in word.char_indices() {
+            let at = start + offset;
+            match previous {
+                Some((p, end, _)) if end == at => {
+                    let (hash, _, _) = hash_chars([p, c].into_iter());
+                    on_word(hash, 4, false);
+                    previous = Some((c, at + c.len_utf8(), true));
+                }
+                _ => {
+                    flush(&mut previous, on_word);
+                    previous = Some((c, at + c.len_utf8(), false));
+                }
+            }
+        }
+    }
+    flush(&mut previous, on_word);
+}
+
+/// Whether non-ASCII text contains a CJK reasoning demand.
+fn cjk_reasoning(text: &str) -> bool {
+    if !text.chars().any(is_cjk) {
+        return false;
+    }
+    let lower = text.to_lowercase();
+    CJK_REASONING_PHRASES.iter().any(|p| lower.contains(p))
 }
 
 /// Extracts all prompt features in one scan.
@@ -456,20 +624,25 @@ pub fn prompt_features(text: &str) -> PromptFeatures {
         previous = Some(hash);
     };
 
-    let mut hasher = WordHasher::new();
-    let mut has_digit = false;
-    for &byte in text.as_bytes() {
-        if is_word_byte(byte) {
-            hasher = hasher.push(byte.to_ascii_lowercase());
-            has_digit |= byte.is_ascii_digit();
-        } else if hasher.len > 0 {
-            on_word(hasher.finish(), hasher.len as usize, has_digit);
-            hasher = WordHasher::new();
-            has_digit = false;
+    if text.is_ascii() {
+        let mut hasher = WordHasher::new();
+        let mut has_digit = false;
+        for &byte in text.as_bytes() {
+            if is_word_byte(byte) {
+                hasher = hasher.push(byte.to_ascii_lowercase());
+                has_digit |= byte.is_ascii_digit();
+            } else if hasher.len > 0 {
+                on_word(hasher.finish(), hasher.len as usize, has_digit);
+                hasher = WordHasher::new();
+                has_digit = false;
+            }
         }
-    }
-    if hasher.len > 0 {
-        on_word(hasher.finish(), hasher.len as usize, has_digit);
+        if hasher.len > 0 {
+            on_word(hasher.finish(), hasher.len as usize, has_digit);
+        }
+    } else {
+        unicode_words(text, &mut on_word);
+        reasoning |= cjk_reasoning(text);
     }
 
     // The last SUFFIX_WORDS words in order, whatever the ring position.
@@ -568,6 +741,70 @@ mod tests {
         assert!(prompt_features("Write out the chain of thought behind the answer").reasoning);
         assert!(!prompt_features("What is the capital of Peru?").reasoning);
         assert!(!prompt_features("Walked by the step store").reasoning);
+    }
+
+    #[test]
+    fn requests_for_reasoning_traces_are_recognised_in_eight_more_languages() {
+        let demands = [
+            "请一步一步地解释光合作用",
+            "请逐步推导这个公式，并展示你的推理过程",
+            "このグラフの意味をステップバイステップで説明してください",
+            "答えに至る思考過程を順を追って書いてください",
+            "이 문제를 단계별로 풀어 주세요",
+            "추론 과정을 차근차근 보여 주세요",
+            "Объясни шаг за шагом, как работает фотосинтез",
+            "Покажи ход рассуждений, прежде чем ответить",
+            "Explica paso a paso cómo funciona la fotosíntesis",
+            "Muestra tu razonamiento antes de responder",
+            "Expliquez étape par étape comment fonctionne la photosynthèse",
+            "Détaillez votre raisonnement avant de répondre",
+            "Erkläre Schritt für Schritt, wie Photosynthese funktioniert",
+            "Zeige deinen Lösungsweg und deinen Gedankengang",
+            "Explique passo a passo como funciona a fotossíntese",
+            "Mostre seu raciocínio e a cadeia de pensamento",
+        ];
+        for prompt in demands {
+            assert!(prompt_features(prompt).reasoning, "{prompt}");
+        }
+        let plain = [
+            "光合作用是什么？",
+            "東京でおすすめのラーメン屋はどこですか",
+            "서울에서 맛있는 식당을 추천해 주세요",
+            "Какая столица Перу?",
+            "¿Cuál es la capital de Perú?",
+            "Quelle est la capitale du Pérou ?",
+            "Was ist die Hauptstadt von Peru?",
+            "Qual é a capital do Peru?",
+        ];
+        for prompt in plain {
+            assert!(!prompt_features(prompt).reasoning, "{prompt}");
+        }
+    }
+
+    #[test]
+    fn unicode_words_are_lowercased_by_unicode_rules_and_cjk_becomes_character_bigrams() {
+        // Case and punctuation do not matter outside ASCII either.
+        let a = prompt_features("Объясни ФОТОСИНТЕЗ!");
+        let b = prompt_features("объясни фотосинтез");
+        assert_eq!(a.fingerprint, b.fingerprint);
+        assert_eq!(a.words, 2);
+        // A Chinese sentence without spaces: one bigram per adjacent pair, not one long word.
+        let zh = prompt_features("光合作用");
+        assert_eq!(zh.words, 3);
+        assert_eq!(zh.content_len, 3);
+        // Punctuation breaks a run: 光合 + 作用, two bigrams.
+        assert_eq!(prompt_features("光合，作用").words, 2);
+        // Two Chinese prompts on different subjects share no content word.
+        let other = prompt_features("法国大革命");
+        let shared = zh.content[..3]
+            .iter()
+            .filter(|w| other.content[..other.content_len as usize].contains(w))
+            .count();
+        assert_eq!(shared, 0);
+        // Accented words are whole words, counted by letters.
+        let fr = prompt_features("Écris une théorie élégante");
+        assert_eq!(fr.words, 4);
+        assert_eq!(fr.content_len, 3, "écris, théorie, élégante");
     }
 
     #[test]

@@ -70,6 +70,7 @@ impl Application {
             store,
             writer,
             checkpoints: Arc::default(),
+            console: Default::default(),
         };
         Ok(Self { listener, state })
     }

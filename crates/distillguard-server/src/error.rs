@@ -30,8 +30,8 @@ pub enum ApiError {
     /// 413: over the size limit (after decompression).
     #[error("{0}")]
     PayloadTooLarge(String),
-    /// 415
-    #[error("unsupported media type {0:?}; send application/json or application/x-ndjson")]
+    /// 415: the message names what the route accepts.
+    #[error("{0}")]
     UnsupportedMediaType(String),
     /// 422: well-formed but not allowed (e.g. an invalid status transition).
     #[error("{0}")]

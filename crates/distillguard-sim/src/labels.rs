@@ -65,6 +65,10 @@ pub const BENIGN_ARCHETYPES: &[&str] = &[
     "benchmark_runner",
     "enterprise",
     "reseller",
+    "eval_lab",
+    "power_student",
+    "coding_agent",
+    "multilingual_chat",
 ];
 
 pub const ATTACK_ARCHETYPES: &[&str] = &[
@@ -74,6 +78,9 @@ pub const ATTACK_ARCHETYPES: &[&str] = &[
     "reasoning_harvest",
     "pivot",
     "reseller_hidden",
+    "logprob_harvest",
+    "agentic_harvest",
+    "multilingual_harvest",
 ];
 
 #[cfg(test)]

@@ -11,7 +11,13 @@ use crate::actors::attack::{
     BulkHarvest, Hydra, LowAndSlow, Pivot, ReasoningHarvest, ResellerHidden,
 };
 use crate::actors::benign::{Casual, Developer, Enterprise, Reseller};
+use crate::actors::harvest::{
+    AgenticHarvest, CodingAgent, EvalLab, LogprobHarvest, MultilingualChat, MultilingualHarvest,
+    PowerStudent,
+};
+use crate::actors::pool::{PoolPlan, ProxyPoolHydra};
 use crate::actors::services::{BatchJob, BenchmarkRunner, ProductionApp};
+use crate::actors::traps::{CampusClass, CarrierPhones, SdkUser};
 use crate::actors::{Actor, Ctx};
 use crate::dist::{chance, range_u32, stream, SimRng};
 use crate::labels::Labels;
@@ -204,11 +210,117 @@ fn build_actors(scenario: &Scenario) -> Vec<Box<dyn Actor>> {
         actors.push(Box::new(Developer::new(rng(), start)));
         used += 1;
     }
+    used += proxy_pool_and_look_alikes(scenario, &mut actors, used);
+    used += harvests_and_look_alikes(scenario, remaining, &mut actors);
     while used < n {
         actors.push(Box::new(Casual::new(rng(), start, end)));
         used += 1;
     }
     actors
+}
+
+/// The proxy-pool hydra and its benign look-alikes (campus class, carrier CGNAT, popular-SDK
+/// users), on random streams of their own so that every other actor draws what it drew before
+/// they existed. Returns the accounts added.
+fn proxy_pool_and_look_alikes(
+    scenario: &Scenario,
+    actors: &mut Vec<Box<dyn Actor>>,
+    used: u32,
+) -> u32 {
+    let n = scenario.accounts;
+    let start = scenario.start.epoch_ms();
+    let end = scenario.end_ms();
+    let own = |k: u64| stream(scenario.seed, 1 << 40 | k);
+    let size = (n / 10).clamp(5, 250);
+    let plan = PoolPlan {
+        accounts: size,
+        pool: (size * 10).max(200),
+        daily: 25.0,
+        chat_share: 0.3,
+        signup_days: 35,
+    };
+    actors.push(Box::new(ProxyPoolHydra::new(
+        own(0),
+        "proxy-pool-1".into(),
+        start,
+        &plan,
+    )));
+    let mut added = size;
+    let remaining = n.saturating_sub(used + added);
+    let mut plan_rng = own(1);
+    for class in 0..(n / 1_000).max(1) {
+        let students = range_u32(&mut plan_rng, 30, 60).min(remaining / 10 + 3);
+        actors.push(Box::new(CampusClass::new(
+            own(10 + u64::from(class)),
+            start,
+            students,
+        )));
+        added += students;
+    }
+    let phones = (remaining / 12).max(3);
+    actors.push(Box::new(CarrierPhones::new(own(2), start, end, phones)));
+    added += phones;
+    for k in 0..(remaining / 20).max(1) {
+        actors.push(Box::new(SdkUser::new(own(1_000 + u64::from(k)), start)));
+        added += 1;
+    }
+    added
+}
+
+/// Issue 13's archetypes, on random streams of their own so that every earlier actor keeps its
+/// stream (and its traffic) for the same seed. Returns the accounts they hold.
+fn harvests_and_look_alikes(
+    scenario: &Scenario,
+    remaining: u32,
+    actors: &mut Vec<Box<dyn Actor>>,
+) -> u32 {
+    let (n, start) = (scenario.accounts, scenario.start.epoch_ms());
+    let mut next = 1u64 << 32;
+    let mut rng = || -> SimRng {
+        next += 1;
+        stream(scenario.seed, next)
+    };
+    let mut used = 0;
+    let logprob = (n / 700).clamp(3, 12);
+    actors.push(Box::new(LogprobHarvest::new(
+        rng(),
+        "logprob-1".into(),
+        start,
+        logprob,
+    )));
+    let agentic = (n / 500).clamp(4, 16);
+    actors.push(Box::new(AgenticHarvest::new(
+        rng(),
+        "agentic-1".into(),
+        start,
+        agentic,
+    )));
+    let multilingual = (n / 250).clamp(8, 24);
+    actors.push(Box::new(MultilingualHarvest::new(
+        rng(),
+        "multilingual-1".into(),
+        start,
+        multilingual,
+    )));
+    used += logprob + agentic + multilingual;
+    let share = |fraction: f64| ((f64::from(remaining) * fraction) as u32).max(2);
+    for _ in 0..share(0.01) {
+        actors.push(Box::new(EvalLab::new(rng(), start)));
+        used += 1;
+    }
+    for _ in 0..share(0.02) {
+        actors.push(Box::new(PowerStudent::new(rng(), start)));
+        used += 1;
+    }
+    for _ in 0..share(0.02) {
+        actors.push(Box::new(CodingAgent::new(rng(), start)));
+        used += 1;
+    }
+    for _ in 0..share(0.04) {
+        actors.push(Box::new(MultilingualChat::new(rng(), start)));
+        used += 1;
+    }
+    used
 }
 
 /// Generates the scenario and hands every event to `sink`, ordered by log position: timestamp

@@ -53,7 +53,9 @@ impl Prepared {
             "severity": self.severity,
             "flagged": self.engine_flagged,
             "detectors": self.detectors,
-            "last_seen": self.last_seen_ms,
+            // RFC 3339, like every other timestamp the API and the audit trail show.
+            "last_seen": distillguard_core::time::EventTime::from_epoch_ms(self.last_seen_ms)
+                .map_or_else(|_| self.last_seen_ms.to_string(), |t| t.to_string()),
         })
     }
 }
@@ -232,6 +234,12 @@ mod tests {
             .unwrap()
             .detectors
             .is_empty());
+    }
+
+    #[test]
+    fn the_audit_view_shows_last_seen_in_rfc_3339() {
+        let view = prepare(&account(0.8), false, 0.5).unwrap().audit_view();
+        assert_eq!(view["last_seen"], "1970-01-01T00:00:02.000Z");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! Rules that make a batch safe to retry and to replay:
 //! - an update older (by `last_seen`) than the stored finding is skipped as stale;
-//! - `first_seen` and `first_flagged_at` only move earlier;
+//! - `first_seen` and `first_flagged_at` only move earlier, except a cluster's `first_seen`,
+//!   which is its current members' earliest (a split or an idle member leaving moves it later:
+//!   a cluster never shows the first event of an account it no longer holds);
 //! - audit entries are written on edges (first flagged, reopened), never per re-score, so the
 //!   same update applied twice leaves the same state and the same trail.
 
@@ -171,7 +173,9 @@ macro_rules! impl_write {
                      severity = excluded.severity, severity_rank = excluded.severity_rank, \
                      engine_flagged = excluded.engine_flagged, detectors = excluded.detectors, \
                      evidence = excluded.evidence, \
-                     first_seen_ms = {least}(finding.first_seen_ms, excluded.first_seen_ms), \
+                     first_seen_ms = CASE WHEN finding.subject_kind = 'cluster' \
+                     THEN excluded.first_seen_ms \
+                     ELSE {least}(finding.first_seen_ms, excluded.first_seen_ms) END, \
                      last_seen_ms = excluded.last_seen_ms, \
                      first_flagged_at_ms = COALESCE({least}(finding.first_flagged_at_ms, \
                      excluded.first_flagged_at_ms), finding.first_flagged_at_ms, \
@@ -283,15 +287,14 @@ macro_rules! impl_write {
                 now: i64,
             ) -> Result<(), $crate::error::StoreError> {
                 let id = p.subject.id.as_str();
-                sqlx::query(&format!(
+                sqlx::query(
                     "INSERT INTO cluster (cluster_id, links, member_count, first_seen_ms, \
                      last_seen_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
                      ON CONFLICT (cluster_id) DO UPDATE SET links = excluded.links, \
                      member_count = excluded.member_count, \
-                     first_seen_ms = {}(cluster.first_seen_ms, excluded.first_seen_ms), \
+                     first_seen_ms = excluded.first_seen_ms, \
                      last_seen_ms = excluded.last_seen_ms, updated_at_ms = excluded.updated_at_ms",
-                    Self::LEAST
-                ))
+                )
                 .bind(id)
                 .bind(sqlx::types::Json(links))
                 .bind(members.len() as i64)

@@ -12,7 +12,7 @@
 //! Production apps, batch jobs and resellers score high here by design: automation is context for
 //! the other detectors, never enough to flag alone (see `combine`).
 
-use super::{measurement, noisy_or, ramp, Context, Detector};
+use super::{measurement, noisy_or, ramp, Context, Detector, Role};
 use crate::features::AccountSummary;
 use crate::finding::Evidence;
 use crate::time::EventTime;
@@ -72,6 +72,10 @@ fn parts(account: &AccountSummary) -> Parts {
 impl Detector for Automation {
     fn name(&self) -> &'static str {
         "automation"
+    }
+
+    fn role(&self) -> Role {
+        Role::Pressure { weight: 0.5 }
     }
 
     fn score(&self, account: &AccountSummary, _context: &Context<'_>) -> f64 {

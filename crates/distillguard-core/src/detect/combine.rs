@@ -4,17 +4,22 @@
 //! automation, templating). Every trap in the false-positive list has pressure without breadth —
 //! a production app or batch job is big, automated and templated but stays on its subject; a
 //! reseller is big but its people re-ask and follow up; a benchmark re-runs the same questions —
-//! so the combination requires both:
+//! so the combination requires both. Each detector declares its [`Role`]; the combination reads
+//! roles, never names or positions:
 //!
 //! ```text
-//! pressure = noisy_or(volume, elicitation, model_pivot, 0.5·automation, 0.5·templating)
-//! yield    = ramp(mean completion tokens, 30, 150)     (1 when completions are not reported)
-//! risk     = sqrt(coverage × pressure) × yield
+//! breadth  = max(Breadth detectors)                       (coverage, session coverage)
+//! pressure = noisy_or(weight × Pressure detectors)        (volume 1, elicitation 1, pivot 1,
+//!                                                          automation 0.5, templating 0.5)
+//! yield    = max(ramp(mean completion tokens, 30, 150),   (1 when completions are not reported)
+//!                Yield detectors)                         (distribution harvest)
+//! risk     = sqrt(breadth × pressure) × yield
 //! ```
 //!
-//! The yield factor encodes what is harvested: answers. Classification, routing and extraction
-//! pipelines and benchmark runs get a label, a letter or a short record back — broad prompts, no
-//! training text.
+//! The yield factor encodes what is harvested: answers, or the model's token distributions.
+//! Classification, routing and extraction pipelines and benchmark runs get a label, a letter or
+//! a short record back — broad prompts, no training text — unless they take the distribution
+//! over the whole vocabulary on broad inputs, which is what a logit-distillation harvest does.
 //!
 //! The geometric mean keeps the score on the detectors' own scale (both at 0.8 → 0.8) while
 //! letting a weak side pull it down (coverage 0.2, pressure 1.0 → 0.45). The engine flags at
@@ -22,7 +27,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{noisy_or, suite, Context, Detector};
+use super::{suite, Context, Detector, Role};
 use crate::features::AccountSummary;
 use crate::finding::{Evidence, Measurement, Signal};
 
@@ -41,6 +46,7 @@ pub const COMBINED: &str = "combined";
 pub struct Scores {
     pub values: Vec<f64>,
     pub risk: f64,
+    /// The strongest breadth score (named coverage in the evidence, as analysts know it).
     pub coverage: f64,
     pub pressure: f64,
     pub output_yield: f64,
@@ -53,8 +59,9 @@ const YIELD_FULL_TOKENS: f64 = 150.0;
 
 /// Distillation harvests answers: an account whose answers are a label, a letter or a short
 /// extraction (classification and extraction pipelines, benchmark runs) yields nothing to train
-/// on, however broad its prompts. Unknown completion sizes do not reduce the risk.
-fn output_yield(account: &AccountSummary) -> f64 {
+/// on, however broad its prompts. Unknown completion sizes do not reduce the risk. Yield
+/// detectors (token distributions) can raise it again in `score`.
+fn text_yield(account: &AccountSummary) -> f64 {
     if account.completion_known == 0 {
         return 1.0;
     }
@@ -94,16 +101,13 @@ impl Default for DetectorSuite {
     }
 }
 
-const VOLUME: usize = 0;
-const AUTOMATION: usize = 1;
-const COVERAGE: usize = 2;
-const TEMPLATING: usize = 3;
-const ELICITATION: usize = 4;
-const PIVOT: usize = 5;
-
 impl DetectorSuite {
     pub fn new() -> Self {
-        let detectors = suite();
+        Self::with_detectors(suite())
+    }
+
+    /// A suite of the given detectors (tests; the service always runs the built-in [`suite`]).
+    pub fn with_detectors(detectors: Vec<Box<dyn Detector>>) -> Self {
         let n = detectors.len();
         Self {
             detectors,
@@ -129,15 +133,17 @@ impl DetectorSuite {
                 self.fires[i] += 1;
             }
         }
-        let coverage = values[COVERAGE];
-        let pressure = noisy_or(&[
-            values[VOLUME],
-            values[ELICITATION],
-            values[PIVOT],
-            0.5 * values[AUTOMATION],
-            0.5 * values[TEMPLATING],
-        ]);
-        let output_yield = output_yield(account);
+        let mut coverage = 0.0f64;
+        let mut untouched = 1.0f64;
+        let mut output_yield = text_yield(account);
+        for (detector, value) in self.detectors.iter().zip(&values) {
+            match detector.role() {
+                Role::Breadth => coverage = coverage.max(*value),
+                Role::Pressure { weight } => untouched *= 1.0 - (weight * value).clamp(0.0, 1.0),
+                Role::Yield => output_yield = output_yield.max(*value),
+            }
+        }
+        let pressure = 1.0 - untouched;
         Scores {
             risk: (coverage * pressure).sqrt() * output_yield,
             output_yield,
@@ -159,7 +165,7 @@ impl DetectorSuite {
             .detectors
             .iter()
             .zip(&scores.values)
-            .filter(|(d, _)| d.name() != "coverage")
+            .filter(|(d, _)| matches!(d.role(), Role::Pressure { .. }))
             .max_by(|a, b| a.1.total_cmp(b.1))
             .map(|(d, v)| format!("{} {:.2}", d.name(), v))
             .unwrap_or_default();
@@ -191,7 +197,10 @@ impl DetectorSuite {
                         value: super::round4(scores.output_yield),
                         threshold: Some(YIELD_FULL_TOKENS),
                         baseline: None,
-                        window: Some("lifetime mean completion tokens".to_owned()),
+                        window: Some(
+                            "lifetime mean completion tokens, or a distribution harvest"
+                                .to_owned(),
+                        ),
                     },
                 ],
             },
@@ -268,7 +277,7 @@ mod tests {
         let (risk, suite) = risk_of(&events, 80);
         assert!(risk >= 0.7, "{risk}");
         let counts = suite.counts();
-        assert_eq!(counts.len(), 6);
+        assert_eq!(counts.len(), suite.names().len());
         assert!(counts.iter().all(|c| c.evaluations == 1));
         assert_eq!(
             counts
@@ -278,6 +287,68 @@ mod tests {
                 .fires,
             1
         );
+    }
+
+    /// A detector that always reports the same score in the given role.
+    struct Fixed(&'static str, Role, f64);
+
+    impl Detector for Fixed {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn role(&self) -> Role {
+            self.1
+        }
+        fn score(&self, _: &AccountSummary, _: &Context<'_>) -> f64 {
+            self.2
+        }
+        fn evidence(&self, _: &AccountSummary, _: &Context<'_>, _: f64) -> Evidence {
+            Evidence {
+                summary: String::new(),
+                measurements: Vec::new(),
+            }
+        }
+    }
+
+    #[test]
+    fn the_combination_reads_roles_not_names_or_positions() {
+        let events: Vec<_> = (0..40)
+            .map(|i| {
+                let mut e = event(i * 60_000, &diverse_prompt(i as usize));
+                e.usage.completion_tokens = Some(2);
+                e
+            })
+            .collect();
+        let account = summarise(&events);
+        let population = population(100, 100, 10_000);
+        let (models, config) = (ModelRegistry::default(), DetectorConfig::default());
+        let ctx = context(&population, &models, &config, 3_000_000);
+        let score = |detectors: Vec<Box<dyn Detector>>| {
+            DetectorSuite::with_detectors(detectors).score(&account, &ctx)
+        };
+        // Breadth takes the strongest, pressure is a weighted noisy-OR, in any order.
+        let s = score(vec![
+            Box::new(Fixed("p", Role::Pressure { weight: 0.5 }, 0.8)),
+            Box::new(Fixed("b1", Role::Breadth, 0.3)),
+            Box::new(Fixed("b2", Role::Breadth, 0.9)),
+            Box::new(Fixed("q", Role::Pressure { weight: 1.0 }, 0.5)),
+        ]);
+        assert_eq!(s.coverage, 0.9);
+        assert!(
+            (s.pressure - (1.0 - 0.6 * 0.5)).abs() < 1e-9,
+            "{}",
+            s.pressure
+        );
+        // Two-token answers yield no text; a yield detector restores what it measures.
+        assert_eq!(s.output_yield, 0.0);
+        assert_eq!(s.risk, 0.0);
+        let s = score(vec![
+            Box::new(Fixed("b", Role::Breadth, 1.0)),
+            Box::new(Fixed("p", Role::Pressure { weight: 1.0 }, 1.0)),
+            Box::new(Fixed("y", Role::Yield, 0.8)),
+        ]);
+        assert_eq!(s.output_yield, 0.8);
+        assert!((s.risk - 0.8).abs() < 1e-9);
     }
 
     #[test]

@@ -20,15 +20,15 @@
 //!
 //! Scaled by prompt-count confidence (nothing below a quarter of `min_prompts`).
 
-use super::{measurement, prompt_confidence, ramp, Context, Detector};
+use super::{measurement, prompt_confidence, ramp, Context, Detector, Role};
 use crate::features::AccountSummary;
 use crate::finding::Evidence;
 
 pub struct Coverage;
 
 /// Herdan's C of subject words at which the topic factor starts and saturates.
-const RICHNESS_LOW: f64 = 0.55;
-const RICHNESS_HIGH: f64 = 0.63;
+pub(crate) const RICHNESS_LOW: f64 = 0.55;
+pub(crate) const RICHNESS_HIGH: f64 = 0.63;
 
 struct Parts {
     confidence: f64,
@@ -63,6 +63,10 @@ fn parts(account: &AccountSummary, context: &Context<'_>) -> Parts {
 impl Detector for Coverage {
     fn name(&self) -> &'static str {
         "coverage"
+    }
+
+    fn role(&self) -> Role {
+        Role::Breadth
     }
 
     fn score(&self, account: &AccountSummary, context: &Context<'_>) -> f64 {
@@ -167,6 +171,45 @@ mod tests {
             })
             .collect();
         assert!(score(&events) < 0.05);
+    }
+
+    /// A Chinese "prompt" on a subject of its own: `k` picks characters no other `k` shares
+    /// in the same order.
+    fn chinese_prompt(k: usize) -> String {
+        const HAN: &str = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本去把性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比或但质气第向道命此变条只没结解问意建月公无系军很情者最立代想已通并提直题党";
+        let han: Vec<char> = HAN.chars().collect();
+        let mut x = (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) + 1;
+        let subject: String = (0..10)
+            .map(|_| {
+                x ^= x >> 13;
+                x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+                han[(x >> 33) as usize % han.len()]
+            })
+            .collect();
+        format!("请一步一步地解释：{subject}")
+    }
+
+    #[test]
+    fn a_chinese_harvest_on_ever_new_subjects_is_full_coverage_and_one_template_is_not() {
+        let events: Vec<_> = (0..300)
+            .map(|i| event(i * 60_000, &chinese_prompt(i as usize)))
+            .collect();
+        let s = score(&events);
+        assert!(s > 0.9, "{s}");
+        // A support app asking about the same few products in Chinese.
+        let products = ["路由器", "打印机", "笔记本电脑", "充电器"];
+        let events: Vec<_> = (0..300)
+            .map(|i| {
+                let prompt = format!(
+                    "订单{}：我的{}坏了，怎么办？",
+                    10_000 + i,
+                    products[i as usize % 4]
+                );
+                event(i * 60_000, &prompt)
+            })
+            .collect();
+        let s = score(&events);
+        assert!(s < 0.1, "{s}");
     }
 
     #[test]

@@ -4,14 +4,16 @@
 //! Components (shares over the account's requests), combined by noisy-OR:
 //! - reasoning demands in the prompt or system prompt ("step by step", "chain of thought",
 //!   "explain your reasoning", ...): 0.2 → 0, 0.6 → 0.95;
-//! - `logprobs` / `top_logprobs`: 0.3 → 0, 0.8 → 0.6 (classifiers use logprobs too);
+//! - `logprobs` / `top_logprobs`: 0.3 → 0, 0.8 → 0.6 (classifiers use logprobs too), up to 0.9
+//!   as the alternatives asked for widen from 5 to 15 per position (a distribution, not a
+//!   label's confidence: see `distribution`);
 //! - `n` > 1: 0.3 → 0, 0.8 → 0.6;
 //! - long outputs: mean completion tokens 600 → 0, 1,500 → 0.5;
 //! - `max_tokens` ≥ 4,096: 0.5 → 0, 0.9 → 0.3.
 //!
 //! Scaled by a request-count confidence (3 → 0, 12 → 1).
 
-use super::{measurement, noisy_or, ramp, Context, Detector};
+use super::{measurement, noisy_or, ramp, Context, Detector, Role};
 use crate::features::{AccountSummary, LARGE_MAX_TOKENS};
 use crate::finding::Evidence;
 
@@ -41,7 +43,7 @@ fn parts(a: &AccountSummary) -> Parts {
         large_max,
         components: [
             0.95 * ramp(reasoning, 0.2, 0.6),
-            0.6 * ramp(logprobs, 0.3, 0.8),
+            (0.6 + 0.3 * super::distribution::width_factor(a)) * ramp(logprobs, 0.3, 0.8),
             0.6 * ramp(multi, 0.3, 0.8),
             0.5 * ramp(mean_completion, 600.0, 1_500.0),
             0.3 * ramp(large_max, 0.5, 0.9),
@@ -53,6 +55,10 @@ fn parts(a: &AccountSummary) -> Parts {
 impl Detector for Elicitation {
     fn name(&self) -> &'static str {
         "elicitation"
+    }
+
+    fn role(&self) -> Role {
+        Role::Pressure { weight: 1.0 }
     }
 
     fn score(&self, account: &AccountSummary, _context: &Context<'_>) -> f64 {

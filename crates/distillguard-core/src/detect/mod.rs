@@ -9,8 +9,10 @@
 pub mod automation;
 pub mod combine;
 pub mod coverage;
+pub mod distribution;
 pub mod elicitation;
 pub mod pivot;
+pub mod sessions;
 pub mod templating;
 #[cfg(test)]
 mod traps;
@@ -121,10 +123,27 @@ pub struct Context<'a> {
     pub config: &'a DetectorConfig,
 }
 
+/// How the combination ([`combine`]) uses a detector's score. A detector declares its role, so
+/// adding one is its file plus one line in [`suite`]; nothing else names it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Role {
+    /// Breadth of what the account asks (the harvest's spread over subjects): the risk's first
+    /// factor is the strongest breadth score.
+    Breadth,
+    /// Pressure to extract at scale (volume, elicitation, automation...): joins the noisy-OR
+    /// with this weight.
+    Pressure { weight: f64 },
+    /// Something worth harvesting besides long answer text (token distributions, several
+    /// samples): the output-yield factor is the larger of the completion-size yield and the
+    /// strongest of these.
+    Yield,
+}
+
 /// One detector. Implementations are stateless: all state lives in the account summary and the
 /// population, so checkpoints only need those.
 pub trait Detector: Send + Sync {
     fn name(&self) -> &'static str;
+    fn role(&self) -> Role;
     /// Score in [0,1]; cheap, called for every changed account at every tick.
     fn score(&self, account: &AccountSummary, context: &Context<'_>) -> f64;
     /// The evidence behind `score`, for analysts.
@@ -180,7 +199,7 @@ pub(crate) fn prompt_confidence(account: &AccountSummary, config: &DetectorConfi
     )
 }
 
-/// The built-in suite, in the order signals are listed.
+/// The built-in suite, in the order signals are listed: the registration of every detector.
 pub fn suite() -> Vec<Box<dyn Detector>> {
     vec![
         Box::new(volume::Volume),
@@ -189,6 +208,8 @@ pub fn suite() -> Vec<Box<dyn Detector>> {
         Box::new(templating::Templating),
         Box::new(elicitation::Elicitation),
         Box::new(pivot::ModelPivot),
+        Box::new(sessions::SessionCoverage),
+        Box::new(distribution::DistributionHarvest),
     ]
 }
 

@@ -11,7 +11,7 @@
 //!
 //! Benign apps upgrade models too: on its own this detector never flags (see `combine`).
 
-use super::{measurement, ramp, Context, Detector};
+use super::{measurement, ramp, Context, Detector, Role};
 use crate::features::AccountSummary;
 use crate::finding::Evidence;
 use crate::time::EventTime;
@@ -61,6 +61,10 @@ fn best<'a>(account: &'a AccountSummary, context: &Context<'_>) -> Option<Pivot<
 impl Detector for ModelPivot {
     fn name(&self) -> &'static str {
         "model_pivot"
+    }
+
+    fn role(&self) -> Role {
+        Role::Pressure { weight: 1.0 }
     }
 
     fn score(&self, account: &AccountSummary, context: &Context<'_>) -> f64 {

@@ -9,7 +9,7 @@
 //! Production apps, batch jobs and benchmark runners are templated too: on its own this detector
 //! never flags (see `combine`); it strengthens the case when coverage is also wide.
 
-use super::{measurement, prompt_confidence, ramp, Context, Detector};
+use super::{measurement, prompt_confidence, ramp, Context, Detector, Role};
 use crate::features::AccountSummary;
 use crate::finding::Evidence;
 
@@ -27,6 +27,10 @@ fn factors(account: &AccountSummary, context: &Context<'_>) -> (f64, f64, f64) {
 impl Detector for Templating {
     fn name(&self) -> &'static str {
         "templating"
+    }
+
+    fn role(&self) -> Role {
+        Role::Pressure { weight: 0.5 }
     }
 
     fn score(&self, account: &AccountSummary, context: &Context<'_>) -> f64 {

@@ -248,6 +248,110 @@ fn a_logprob_and_multi_sample_harvest_is_flagged() {
     assert!(flagged(&report, "attack-logprobs"));
 }
 
+/// Logit harvest as public attacks run it: a few tokens per request with the widest
+/// `top_logprobs` the API gives, on broad single-turn inputs.
+fn logprob_harvest(account: &str, hours: i64, count: i64, offset: usize) -> Vec<ApiEvent> {
+    paced(account, 1, hours, count, |i| diverse_prompt(offset + i))
+        .into_iter()
+        .map(|mut e| {
+            e.params.logprobs = Some(true);
+            e.params.top_logprobs = Some(20);
+            e.params.max_tokens = Some(5);
+            e.params.temperature = Some(0.0);
+            e.usage.completion_tokens = Some(4);
+            e
+        })
+        .collect()
+}
+
+#[test]
+fn a_logprob_harvest_with_tiny_outputs_is_flagged_and_its_look_alikes_are_not() {
+    let report = Scenario::with_background(12)
+        .add(logprob_harvest("attack-logits", 6, 3_000, 120_000))
+        // A batch classifier reading 20 alternatives of a one-word label under one instruction.
+        .add(
+            logprob_harvest("classifier", 6, 3_000, 140_000)
+                .into_iter()
+                .map(|mut e| {
+                    let input = e.prompt.take().unwrap();
+                    e.prompt = Some(format!(
+                        "Classify the topic of this text. Reply with one word.\n\n{input}"
+                    ));
+                    e
+                }),
+        )
+        // A benchmark runner: the same 500 multiple-choice questions in the harness's format,
+        // re-run against three models. (Without the harness's fixed format its first pass would
+        // be a logprob harvest per account: see docs/detectors.md, distribution_harvest.)
+        .add(
+            logprob_harvest("bench", 6, 1_500, 0)
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut e)| {
+                    e.prompt = Some(format!(
+                        "Question: {} Answer with the letter only. A) yes B) no C) both D) neither",
+                        diverse_prompt(160_000 + i % 500)
+                    ));
+                    e
+                }),
+        )
+        .run();
+    assert!(flagged(&report, "attack-logits"));
+    assert_eq!(no_trap_flagged(&report), Vec::<String>::new());
+}
+
+/// Agent sessions: a task, then `turns` tool rounds re-sending it a few seconds apart.
+fn agent_sessions(
+    account: &str,
+    hours: i64,
+    count: usize,
+    task: impl Fn(usize) -> String,
+) -> Vec<ApiEvent> {
+    let mut events = Vec::new();
+    for s in 0..count {
+        let start = HOUR + s as i64 * hours * HOUR / count as i64;
+        let task = task(s);
+        for turn in 0..10u32 {
+            let mut e = call(account, start + i64::from(turn) * 9_000, &task);
+            e.system_prompt = Some("You are an autonomous software agent. Use the tools.".into());
+            e.messages = Some(2 + 2 * turn);
+            e.usage.completion_tokens = Some(400);
+            events.push(e);
+        }
+    }
+    events
+}
+
+#[test]
+fn agent_sessions_opening_unrelated_tasks_are_flagged_and_a_coding_agent_in_one_repository_is_not()
+{
+    let modules = [
+        "parser", "lexer", "planner", "executor", "catalog", "storage", "network", "auth",
+    ];
+    let verbs = [
+        "Fix the failing test in",
+        "Refactor",
+        "Add tracing to",
+        "Speed up",
+        "Document",
+    ];
+    let report = Scenario::with_background(30)
+        .add(agent_sessions("attack-agentic", 24, 600, |s| {
+            diverse_prompt(180_000 + s)
+        }))
+        .add(agent_sessions("coder", 24, 600, |s| {
+            format!(
+                "{} the {} module in quarkdb ({} tests)",
+                verbs[s % 5],
+                modules[(s / 5) % 8],
+                s % 7
+            )
+        }))
+        .run();
+    assert!(flagged(&report, "attack-agentic"));
+    assert_eq!(no_trap_flagged(&report), Vec::<String>::new());
+}
+
 #[test]
 fn moving_to_a_newly_released_model_within_hours_is_flagged_and_adopting_it_slowly_is_not() {
     let new_model = ModelName::parse("brand-new-model").unwrap();

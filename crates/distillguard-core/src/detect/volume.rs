@@ -7,7 +7,7 @@
 //! campaign within its first hour), requests and completion tokens in 24 hours. Completion
 //! tokens are the harvested text itself. The score rises on a log scale: at the baseline it is 1/3, at 4× it is 1.
 
-use super::{measurement, ramp, Context, Detector};
+use super::{measurement, ramp, Context, Detector, Role};
 use crate::features::AccountSummary;
 use crate::finding::Evidence;
 use crate::population::{REQUESTS_DAY, REQUESTS_HOUR, TOKENS_DAY, TOKENS_HOUR};
@@ -77,6 +77,10 @@ fn windows(account: &AccountSummary, context: &Context<'_>) -> [Window; 4] {
 impl Detector for Volume {
     fn name(&self) -> &'static str {
         "volume"
+    }
+
+    fn role(&self) -> Role {
+        Role::Pressure { weight: 1.0 }
     }
 
     fn score(&self, account: &AccountSummary, context: &Context<'_>) -> f64 {

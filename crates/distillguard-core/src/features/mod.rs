@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::EngineConfig;
 use crate::event::{AccountId, ApiEvent, ModelName};
 use crate::finding::SamplePrompt;
-use crate::sketch::{fast_hash, DistinctCounter, FrequentItems, LinearCounter};
+use crate::sketch::{fast_hash, BottomK, DistinctCounter, FrequentItems, LinearCounter};
 use crate::text::{demands_reasoning, prompt_features, FrameWords, PromptFeatures, SIGNATURE_BINS};
 use crate::time::EventTime;
 
@@ -37,8 +37,33 @@ const TEMPLATE_SHARE: f64 = 0.5;
 const TEMPLATE_MIN_PROMPTS: u64 = 10;
 /// `max_tokens` at or above this counts as a request for a long output.
 pub const LARGE_MAX_TOKENS: u32 = 4_096;
+/// Client IPs and subnets sampled per account for the linker (bottom-k over their link keys):
+/// enough to count a dozen shared addresses between two accounts of one proxy pool, bounded at
+/// 8 bytes each however many addresses the account hops over.
+pub const IP_SAMPLE: usize = 32;
+pub const SUBNET_SAMPLE: usize = 16;
 /// Characters of the user agent kept for analysts and the linker.
 const USER_AGENT_CHARS: usize = 120;
+/// Session-opening prompts remembered, to recognise a later turn that re-sends a session's task
+/// (an agent loop resends the task with each tool result). Sixteen covers as many sessions
+/// running side by side in one account.
+const RECENT_OPENERS: usize = 16;
+/// A later turn with at least this many messages is deep in its session: four or more rounds
+/// after the opener, which agent loops (a tool call per round) reach on most tasks and people's
+/// chats rarely do.
+pub const DEEP_TURN_MESSAGES: u32 = 8;
+/// Alternatives per request counted at most (`top_logprobs` or `n`; APIs allow 20 and 128).
+const MAX_ALTERNATIVES: u32 = 64;
+
+/// Where a request sits in its conversation, from its message count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// The first user turn (after an optional system prompt): it opens a session.
+    Opener,
+    /// A later turn: a follow-up, or a tool result sent back by an agent.
+    Continuation,
+    Unknown,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct RecentPrompt {
@@ -100,9 +125,33 @@ pub struct AccountState {
     multi_sample: u64,
     large_max_tokens: u64,
     temperature_zero: u64,
+    /// Requests asking for several alternatives per position (`top_logprobs` >= 2 or `n` >= 2),
+    /// and the sum of those alternatives (capped per request).
+    #[serde(default)]
+    distribution_requests: u64,
+    #[serde(default)]
+    distribution_alternatives: u64,
+    /// Fingerprints of the latest session-opening prompts (ring of `RECENT_OPENERS`).
+    #[serde(default)]
+    recent_openers: Vec<u64>,
+    #[serde(default)]
+    openers_next: u8,
+    /// Session openers that repeat a recent opener (a re-asked task).
+    #[serde(default)]
+    opener_repeats: u64,
+    /// Later turns that re-send the task of a recent session opener (an agent loop).
+    #[serde(default)]
+    task_resends: u64,
+    /// Later turns with at least `DEEP_TURN_MESSAGES` messages.
+    #[serde(default)]
+    deep_turns: u64,
     models: Vec<ModelSlot>,
     ips: FrequentItems<IpAddr, 4>,
     ip_distinct: LinearCounter<4>,
+    #[serde(default)]
+    ip_sample: BottomK<IP_SAMPLE>,
+    #[serde(default)]
+    subnet_sample: BottomK<SUBNET_SAMPLE>,
     user_agents: FrequentItems<u64, 3>,
     user_agent_distinct: LinearCounter<1>,
     user_agent: Option<Box<str>>,
@@ -158,9 +207,18 @@ impl AccountState {
             multi_sample: 0,
             large_max_tokens: 0,
             temperature_zero: 0,
+            distribution_requests: 0,
+            distribution_alternatives: 0,
+            recent_openers: Vec::new(),
+            openers_next: 0,
+            opener_repeats: 0,
+            task_resends: 0,
+            deep_turns: 0,
             models: Vec::new(),
             ips: FrequentItems::default(),
             ip_distinct: LinearCounter::default(),
+            ip_sample: BottomK::default(),
+            subnet_sample: BottomK::default(),
             user_agents: FrequentItems::default(),
             user_agent_distinct: LinearCounter::default(),
             user_agent: None,
@@ -215,13 +273,25 @@ impl AccountState {
         if params.temperature.is_some_and(|t| t == 0.0) {
             self.temperature_zero += 1;
         }
+        let alternatives = params.top_logprobs.unwrap_or(0).max(params.n.unwrap_or(1));
+        if alternatives >= 2 {
+            self.distribution_requests += 1;
+            self.distribution_alternatives += u64::from(alternatives.min(MAX_ALTERNATIVES));
+        }
 
+        let mut turn = Turn::Unknown;
         if let Some(messages) = event.messages {
             self.turns_known += 1;
             let system = u32::from(event.system_prompt.is_some());
-            if messages <= 1 + system {
+            turn = if messages <= 1 + system {
                 self.single_turn += 1;
-            }
+                Turn::Opener
+            } else {
+                if messages >= DEEP_TURN_MESSAGES {
+                    self.deep_turns += 1;
+                }
+                Turn::Continuation
+            };
         }
         if let Some(system) = &event.system_prompt {
             let hash = fast_hash(system.as_bytes());
@@ -239,13 +309,13 @@ impl AccountState {
             }
         }
         if let Some(prompt) = &event.prompt {
-            self.observe_prompt(prompt, at, config);
+            self.observe_prompt(prompt, turn, at, config);
         }
         self.observe_model(&event.model, at);
         self.observe_origin(event);
     }
 
-    fn observe_prompt(&mut self, prompt: &str, at: EventTime, config: &EngineConfig) {
+    fn observe_prompt(&mut self, prompt: &str, turn: Turn, at: EventTime, config: &EngineConfig) {
         let features = prompt_features(prompt);
         if features.words == 0 {
             return;
@@ -256,12 +326,18 @@ impl AccountState {
         }
         self.prefixes.insert(features.prefix_key);
         self.suffixes.insert(features.suffix_key);
-        for word in &features.content[..features.content_len as usize] {
-            if !self.frame.is_frame(*word) {
-                self.vocabulary.insert(*word);
+        // Subjects are what sessions open with: a later turn (a follow-up, a tool result, an
+        // agent re-sending its task) says little new about them, so only openers and requests
+        // of unknown turn feed the vocabulary (issue 13, agent sessions).
+        self.observe_turn(features.fingerprint, turn);
+        if turn != Turn::Continuation {
+            for word in &features.content[..features.content_len as usize] {
+                if !self.frame.is_frame(*word) {
+                    self.vocabulary.insert(*word);
+                }
             }
+            self.frame.observe(&features);
         }
-        self.frame.observe(&features);
         let templated = self.prompts >= TEMPLATE_MIN_PROMPTS
             && (self.prefixes.top1_share() >= TEMPLATE_SHARE
                 || self.suffixes.top1_share() >= TEMPLATE_SHARE);
@@ -270,6 +346,28 @@ impl AccountState {
         }
         self.observe_resend(&features, templated);
         self.consider_sample(prompt, features.fingerprint, at, config);
+    }
+
+    /// Tracks session openers, re-asked openers and later turns that re-send an opener's task.
+    fn observe_turn(&mut self, fingerprint: u64, turn: Turn) {
+        let known = self.recent_openers.contains(&fingerprint);
+        match turn {
+            Turn::Continuation if known => self.task_resends += 1,
+            Turn::Opener => {
+                if known {
+                    self.opener_repeats += 1;
+                } else if self.recent_openers.len() < RECENT_OPENERS {
+                    if self.recent_openers.capacity() == 0 {
+                        self.recent_openers.reserve_exact(RECENT_OPENERS);
+                    }
+                    self.recent_openers.push(fingerprint);
+                } else {
+                    self.recent_openers[self.openers_next as usize % RECENT_OPENERS] = fingerprint;
+                    self.openers_next = ((self.openers_next as usize + 1) % RECENT_OPENERS) as u8;
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Exact re-sends and edited re-sends among the last few prompts: what humans and developers
@@ -383,8 +481,12 @@ impl AccountState {
     fn observe_origin(&mut self, event: &ApiEvent) {
         if let Some(ip) = event.client_ip {
             self.ips.insert(ip);
-            self.ip_distinct
-                .insert(fast_hash(ip.to_string().as_bytes()));
+            let [address, subnet] = crate::link::ip_keys(&ip);
+            // The address's link key doubles as its hash for the distinct count (no string
+            // formatting per event).
+            self.ip_distinct.insert(address.value);
+            self.ip_sample.insert(address.value);
+            self.subnet_sample.insert(subnet.value);
         }
         if let Some(agent) = &event.user_agent {
             let hash = fast_hash(agent.as_bytes());
@@ -469,9 +571,16 @@ impl AccountState {
             multi_sample: self.multi_sample,
             large_max_tokens: self.large_max_tokens,
             temperature_zero: self.temperature_zero,
+            distribution_requests: self.distribution_requests,
+            distribution_alternatives: self.distribution_alternatives,
+            opener_repeats: self.opener_repeats,
+            task_resends: self.task_resends,
+            deep_turns: self.deep_turns,
             models,
             client_ips: self.ips.top().into_iter().map(|(ip, _)| ip).collect(),
             distinct_ips: self.ip_distinct.estimate().round() as u64,
+            ip_sample: self.ip_sample.values().to_vec(),
+            subnet_sample: self.subnet_sample.values().to_vec(),
             user_agents: self.user_agents.top().into_iter().map(|(h, _)| h).collect(),
             distinct_user_agents: self.user_agent_distinct.estimate().round() as u64,
             user_agent: self.user_agent.as_deref().map(str::to_owned),
@@ -485,7 +594,8 @@ impl AccountState {
 
     /// Heap bytes held outside the struct itself, evidence samples excluded.
     pub fn heap_bytes_without_samples(&self) -> usize {
-        let recent = self.recent.capacity() * std::mem::size_of::<RecentPrompt>();
+        let recent = self.recent.capacity() * std::mem::size_of::<RecentPrompt>()
+            + self.recent_openers.capacity() * 8;
         let models = self.models.capacity() * std::mem::size_of::<ModelSlot>()
             + self
                 .models
@@ -499,6 +609,8 @@ impl AccountState {
             + self.suffixes.heap_bytes()
             + self.system_prompts.heap_bytes()
             + self.ips.heap_bytes()
+            + self.ip_sample.heap_bytes()
+            + self.subnet_sample.heap_bytes()
             + self.user_agents.heap_bytes();
         self.distinct_prompts.heap_bytes() + recent + models + quiet + strings + frequent
     }

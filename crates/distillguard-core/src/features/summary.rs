@@ -119,10 +119,31 @@ pub struct AccountSummary {
     pub multi_sample: u64,
     pub large_max_tokens: u64,
     pub temperature_zero: u64,
+    /// Requests asking for two or more alternatives per position (`top_logprobs`, `n`), and
+    /// the alternatives they asked for in all.
+    #[serde(default)]
+    pub distribution_requests: u64,
+    #[serde(default)]
+    pub distribution_alternatives: u64,
+    /// Session openers that repeat a recent opener.
+    #[serde(default)]
+    pub opener_repeats: u64,
+    /// Later turns that re-send the task of a recent session opener (agent loops).
+    #[serde(default)]
+    pub task_resends: u64,
+    /// Later turns four or more rounds into their session.
+    #[serde(default)]
+    pub deep_turns: u64,
     pub models: Vec<ModelUse>,
     /// Most used client IPs (linker: shared IPs and /24s).
     pub client_ips: Vec<IpAddr>,
     pub distinct_ips: u64,
+    /// Bottom-k samples of the link keys of every client IP and every /24 (IPv6 /48) the account
+    /// used, ascending (linker: shared proxy-pool addresses; see `sketch::bottomk`).
+    #[serde(default)]
+    pub ip_sample: Vec<u64>,
+    #[serde(default)]
+    pub subnet_sample: Vec<u64>,
     /// Hashes of the most used user agents, and the first one seen, truncated.
     pub user_agents: Vec<u64>,
     pub distinct_user_agents: u64,
@@ -154,6 +175,21 @@ impl AccountSummary {
 
     pub fn single_turn_share(&self) -> Option<f64> {
         (self.turns_known > 0).then(|| self.share(self.single_turn, self.turns_known))
+    }
+
+    /// Mean alternatives per position asked for by the requests that asked for two or more
+    /// (`top_logprobs` or `n`); 0 when none did.
+    pub fn mean_alternatives(&self) -> f64 {
+        if self.distribution_requests == 0 {
+            0.0
+        } else {
+            self.distribution_alternatives as f64 / self.distribution_requests as f64
+        }
+    }
+
+    /// Later turns (message count above one user turn after an optional system prompt).
+    pub fn continuations(&self) -> u64 {
+        self.turns_known.saturating_sub(self.single_turn)
     }
 
     pub fn mean_completion_tokens(&self) -> f64 {

@@ -128,3 +128,39 @@ fn a_checkpointed_account_state_continues_identically() {
     let at = EventTime::from_epoch_ms(BASE + 3_000_001).unwrap();
     assert_eq!(state.summary(&id, at), restored.summary(&id, at));
 }
+
+#[test]
+fn an_account_state_checkpointed_before_the_session_and_distribution_counters_still_restores() {
+    let config = EngineConfig::default();
+    let mut state = AccountState::new(EventTime::from_epoch_ms(BASE).unwrap());
+    for i in 0..50i64 {
+        let mut e = event(i * 30_000, &diverse_prompt(i as usize));
+        e.messages = Some(if i % 5 == 0 { 1 } else { 9 });
+        e.params.top_logprobs = Some(20);
+        state.observe(&e, &config);
+    }
+    // What an older version wrote: the same state without the fields issue 13 added.
+    let mut old = serde_json::to_value(&state).unwrap();
+    let fields = old.as_object_mut().unwrap();
+    for added in [
+        "distribution_requests",
+        "distribution_alternatives",
+        "recent_openers",
+        "openers_next",
+        "opener_repeats",
+        "task_resends",
+        "deep_turns",
+    ] {
+        assert!(fields.remove(added).is_some(), "{added}");
+    }
+    let mut restored: AccountState = serde_json::from_value(old).unwrap();
+    let at = EventTime::from_epoch_ms(BASE + 3_000_000).unwrap();
+    let account = crate::event::AccountId::parse("acct").unwrap();
+    let before = state.summary(&account, at);
+    let after = restored.summary(&account, at);
+    assert_eq!(after.prompts, before.prompts);
+    assert_eq!((after.deep_turns, after.distribution_requests), (0, 0));
+    assert_eq!((before.deep_turns, before.distribution_requests), (40, 50));
+    // It goes on counting from there.
+    restored.observe(&event(3_100_000, "one more question about tides"), &config);
+}

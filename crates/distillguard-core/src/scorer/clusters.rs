@@ -131,6 +131,9 @@ impl Scorer {
             finding.first_seen = combined.first_seen;
             finding.last_seen = combined.last_seen;
             finding.members = members;
+            // Members' signals name the cluster's link kinds: when the kinds change, the cluster
+            // is written too, so the two never disagree in the store.
+            let kinds_moved = !same_kinds(&finding.links, &links);
             finding.links = links;
             if let Some(signals) = signals {
                 let keep_peak = self.config.findings_keep_peak && !membership_moved;
@@ -147,7 +150,8 @@ impl Scorer {
             let changed = old_severity != Some(finding.severity)
                 || finding.flagged != old_flagged
                 || (finding.score - old_score).abs() >= SCORE_STEP
-                || membership_moved;
+                || membership_moved
+                || kinds_moved;
             if changed {
                 updates.push(FindingUpdate::Cluster(finding.clone()));
             }
@@ -310,6 +314,15 @@ fn member_finding(
         signals,
         samples: summary.samples.to_vec(),
     }
+}
+
+fn same_kinds(a: &[crate::finding::LinkEvidence], b: &[crate::finding::LinkEvidence]) -> bool {
+    fn kinds(links: &[crate::finding::LinkEvidence]) -> Vec<&str> {
+        let mut kinds: Vec<&str> = links.iter().map(|l| l.kind.as_str()).collect();
+        kinds.sort_unstable();
+        kinds
+    }
+    kinds(a) == kinds(b)
 }
 
 fn membership_signal(cluster: &ClusterFinding) -> Signal {

@@ -25,7 +25,7 @@ const PIVOT_SYSTEM_PROMPT: &str = "You are an expert software engineering agent.
 
 /// Request times of a script that runs round the clock: Poisson arrivals at a daily rate, with
 /// hour-to-hour throughput wobble, starting no earlier than `begin`.
-fn scripted_times(rng: &mut SimRng, day_start: i64, begin: i64, daily: f64) -> Vec<i64> {
+pub(crate) fn scripted_times(rng: &mut SimRng, day_start: i64, begin: i64, daily: f64) -> Vec<i64> {
     let mut times = Vec::new();
     for hour in 0..24 {
         let hour_start = day_start + hour * HOUR;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use distillguard_core::finding::Severity;
+use distillguard_core::finding::{FindingUpdate, Severity};
 use distillguard_store::*;
 
 use crate::support::*;
@@ -484,4 +484,32 @@ pub async fn checkpoints_round_trip_and_are_replaced(h: Harness) {
         .unwrap();
     let saved = h.store.load_checkpoint("linker").await.unwrap().unwrap();
     assert_eq!((saved.data.as_slice(), saved.watermark), (&b"v2"[..], None));
+}
+
+/// Issue 19: a cluster's summary comes from its own members. When a split leaves the cluster
+/// without its earliest account, its `first_seen` moves later with it; an account's only ever
+/// moves earlier.
+pub async fn a_cluster_first_seen_follows_its_current_members(h: Harness) {
+    let mut early = cluster("c1", 0.85, &["m1", "m2", "m3"], 6_000);
+    let mut split = cluster("c1", 0.85, &["m2", "m3"], 7_000);
+    if let (FindingUpdate::Cluster(a), FindingUpdate::Cluster(b)) = (&mut early, &mut split) {
+        a.first_seen = at(1_000);
+        b.first_seen = at(3_000);
+    }
+    h.store.upsert_findings(&[early]).await.unwrap();
+    h.store.upsert_findings(&[split]).await.unwrap();
+    let c1 = h.store.get_cluster("c1").await.unwrap();
+    assert_eq!(c1.summary.first_seen, at(3_000));
+
+    h.store
+        .upsert_findings(&[acct("m9", 0.9, 5_000)])
+        .await
+        .unwrap();
+    let mut later = acct("m9", 0.9, 6_000);
+    if let FindingUpdate::Account(a) = &mut later {
+        a.first_seen = at(4_000);
+    }
+    h.store.upsert_findings(&[later]).await.unwrap();
+    let m9 = h.store.get_account("m9").await.unwrap();
+    assert!(m9.summary.first_seen < at(4_000));
 }

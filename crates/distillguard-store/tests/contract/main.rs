@@ -48,6 +48,7 @@ contract! {
     findings::a_cursor_is_refused_for_another_query,
     findings::stats_count_by_status_and_severity_and_show_watermarks,
     findings::checkpoints_round_trip_and_are_replaced,
+    findings::a_cluster_first_seen_follows_its_current_members,
     review::triage_moves_a_finding_through_the_workflow_with_an_audit_entry_per_step,
     review::a_stale_version_is_a_conflict_and_changes_nothing,
     review::an_invalid_transition_is_refused_and_changes_nothing,

@@ -3,9 +3,9 @@
 //! Reading needs the `analyst` role, writing `analyst` or `admin` (`admin` passes every check,
 //! see [`crate::auth::Caller::require`]). Handlers reach the store through [`AppState::store`].
 
-mod admin;
+pub(crate) mod admin;
 pub(crate) mod params;
-mod subjects;
+pub(crate) mod subjects;
 #[cfg(test)]
 mod tests;
 

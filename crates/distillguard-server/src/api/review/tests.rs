@@ -58,6 +58,7 @@ impl Api {
             )),
             store: store.clone(),
             checkpoints: Default::default(),
+            console: Default::default(),
         };
         Self {
             app: routes().with_state(state),
