@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 pub const INGEST_TOKEN: &str = "ingest-token-for-tests";
 pub const ANALYST_TOKEN: &str = "analyst-token-for-tests";
 pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
+pub const ENFORCER_TOKEN: &str = "enforcer-token-for-tests";
 
 /// A PostgreSQL database that exists for one test.
 pub struct PgDatabase {
@@ -132,6 +133,7 @@ pub fn test_settings() -> Settings {
             format!("ingest:{INGEST_TOKEN}"),
             format!("analyst:{ANALYST_TOKEN}"),
             format!("admin:{ADMIN_TOKEN}"),
+            format!("enforcer:{ENFORCER_TOKEN}"),
         ],
         data_dir: std::env::temp_dir().join(format!(
             "distillguard-test-{}-{}",

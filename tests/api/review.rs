@@ -12,7 +12,7 @@ use sqlx::{Connection, Executor};
 
 use crate::helpers::*;
 
-async fn get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
+pub(crate) async fn get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
     let response = app
         .client
         .get(app.url(path))
@@ -24,7 +24,12 @@ async fn get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn send(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> (u16, Value) {
     let response = app
         .client
         .request(method, app.url(path))
@@ -38,7 +43,7 @@ async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Value) -
 }
 
 /// An hour or so of the simulator's bulk harvester under the name `account`: it gets flagged.
-async fn ingest_busy_account(app: &TestApp, account: &str, start_ms: i64) {
+pub(crate) async fn ingest_busy_account(app: &TestApp, account: &str, start_ms: i64) {
     let events = harvester_events(account, start_ms, 300);
     let response = app
         .post_events(ndjson(&events), "application/x-ndjson")
@@ -51,7 +56,7 @@ async fn ingest_busy_account(app: &TestApp, account: &str, start_ms: i64) {
     );
 }
 
-async fn wait_for_account(app: &TestApp, account: &str) -> Value {
+pub(crate) async fn wait_for_account(app: &TestApp, account: &str) -> Value {
     for _ in 0..200 {
         let (status, body) = get(app, &format!("/v1/accounts/{account}"), ANALYST_TOKEN).await;
         if status == 200 {
@@ -94,6 +99,11 @@ async fn analysts_triage_what_the_pipeline_found(settings: Settings) {
         json!({"status": "confirmed", "version": version + 1, "close_reason": "benign_positive"});
     let (status, _) = send(&app, reqwest::Method::PATCH, path, bad).await;
     assert_eq!(status, 422);
+    // Only the applied change counts: the stale and the contradictory attempts do not.
+    let actions =
+        |status: &str| format!("distillguard_review_actions_total{{status=\"{status}\"}}");
+    assert_eq!(app.metric(&actions("investigating")).await, 1.0);
+    assert_eq!(app.metric(&actions("confirmed")).await, 0.0);
     let note = json!({"body": "same payment fingerprint as the March campaign"});
     let (status, _) = send(
         &app,

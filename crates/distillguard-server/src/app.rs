@@ -71,7 +71,7 @@ impl Application {
         let store = Store::connect_with(
             settings.database_url.as_ref().map(|url| url.expose()),
             &settings.data_dir,
-            settings.store.store_options(),
+            settings.store_options(),
         )
         .await
         .context("cannot open the store")?;
@@ -152,12 +152,21 @@ impl Application {
             },
             stopped,
         );
+        let webhooks = crate::webhooks::spawn(
+            self.state.store.clone(),
+            self.state.settings.webhooks.clone(),
+            self.state.metrics.clone(),
+            stop_checkpoints.subscribe(),
+        );
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await
             .context("HTTP server failed")?;
         let _ = stop_checkpoints.send(true);
         let _ = periodic.await;
+        if let Some(webhooks) = webhooks {
+            let _ = webhooks.await;
+        }
         tracing::info!("draining the detection pipeline");
         let state = &self.state;
         // Nothing new gets in; queued batches drain into the final checkpoint, which is committed
@@ -311,6 +320,9 @@ fn initialise_label_sets(metrics: &Metrics) {
     }
     for outcome in ["ok", "error"] {
         metrics.store_writes.with_label_values(&[outcome]);
+    }
+    for status in distillguard_store::ReviewStatus::ALL {
+        metrics.review_actions.with_label_values(&[status.as_str()]);
     }
     for map in crate::metrics::STATE_MAPS {
         metrics.state_evictions.with_label_values(&[map]);

@@ -1,4 +1,4 @@
-//! Bearer-token authentication with three roles.
+//! Bearer-token authentication with four roles.
 //!
 //! Only SHA-256 digests of tokens are kept in memory, and a presented token is compared against
 //! every configured digest in constant time, so neither timing nor a heap dump reveals a secret.
@@ -20,6 +20,8 @@ pub enum Role {
     Ingest,
     Analyst,
     Admin,
+    /// A gateway's bouncer: reads decisions (`GET /v1/decisions`) and nothing else.
+    Enforcer,
 }
 
 impl Role {
@@ -28,6 +30,7 @@ impl Role {
             "ingest" => Some(Role::Ingest),
             "analyst" => Some(Role::Analyst),
             "admin" => Some(Role::Admin),
+            "enforcer" => Some(Role::Enforcer),
             _ => None,
         }
     }
@@ -37,6 +40,7 @@ impl Role {
             Role::Ingest => "ingest",
             Role::Analyst => "analyst",
             Role::Admin => "admin",
+            Role::Enforcer => "enforcer",
         }
     }
 
@@ -75,7 +79,7 @@ impl TokenSpec {
             .split_once(':')
             .ok_or_else(|| "expected role:token or role:sha256:HEX".to_string())?;
         let role = Role::parse(role.trim())
-            .ok_or_else(|| format!("unknown role {role:?} (ingest, analyst or admin)"))?;
+            .ok_or_else(|| format!("unknown role {role:?} (ingest, analyst, admin or enforcer)"))?;
         let rest = rest.trim();
         if let Some(hex_digest) = rest.strip_prefix("sha256:") {
             let bytes =
@@ -239,6 +243,21 @@ mod tests {
         ));
         assert!(Role::Admin.allows(Role::Analyst));
         assert!(Role::Admin.allows(Role::Ingest));
+    }
+
+    #[test]
+    fn an_enforcer_token_passes_only_the_enforcer_check() {
+        let auth = Authenticator::new(vec![
+            TokenSpec::parse("enforcer:enforcer-token-789").unwrap()
+        ]);
+        let caller = auth
+            .authenticate(Some("Bearer enforcer-token-789"))
+            .unwrap();
+        assert!(caller.require(Role::Enforcer).is_ok());
+        for other in [Role::Ingest, Role::Analyst, Role::Admin] {
+            assert!(caller.require(other).is_err(), "enforcer passed {other}");
+        }
+        assert!(Role::Admin.allows(Role::Enforcer));
     }
 
     #[test]

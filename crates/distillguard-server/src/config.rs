@@ -307,6 +307,116 @@ impl StoreSettings {
     }
 }
 
+/// Decisions for gateways (`GET /v1/decisions`, `docs/integrations.md`, "Acting on findings").
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DecisionSettings {
+    /// What an account id is at the gateway: `account`, `api_key` or `end_user` (match how the
+    /// sources pick the account, e.g. LiteLLM `account_fields = ["end_user"]`).
+    pub scope: distillguard_store::DecisionScope,
+    /// What a confirmed finding asks the gateway to do: `block`, `throttle` or `review`.
+    pub confirmed_action: distillguard_store::DecisionAction,
+    /// Lifetime of a decision from a confirmed finding; 0 keeps it until the finding is reopened
+    /// or the subject allowlisted.
+    pub confirmed_ttl_secs: u64,
+    /// Acting on flags nobody has reviewed yet (`[decisions.flagged]`); off by default.
+    pub flagged: FlaggedDecisionSettings,
+}
+
+/// Decisions from unreviewed flags.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlaggedDecisionSettings {
+    pub enabled: bool,
+    /// Flags at or above this severity get a decision: `low`, `medium`, `high` or `critical`.
+    pub min_severity: distillguard_core::finding::Severity,
+    pub action: distillguard_store::DecisionAction,
+    /// Lifetime of each decision; a re-score of a still-flagged subject renews it. 0: no expiry.
+    pub ttl_secs: u64,
+}
+
+impl Default for DecisionSettings {
+    fn default() -> Self {
+        Self {
+            scope: distillguard_store::DecisionScope::Account,
+            confirmed_action: distillguard_store::DecisionAction::Block,
+            confirmed_ttl_secs: 0,
+            flagged: FlaggedDecisionSettings::default(),
+        }
+    }
+}
+
+impl Default for FlaggedDecisionSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            min_severity: distillguard_core::finding::Severity::High,
+            action: distillguard_store::DecisionAction::Throttle,
+            ttl_secs: 24 * 3600,
+        }
+    }
+}
+
+impl DecisionSettings {
+    pub fn policy(&self) -> distillguard_store::DecisionPolicy {
+        let ttl = |secs: u64| (secs > 0).then(|| std::time::Duration::from_secs(secs));
+        distillguard_store::DecisionPolicy {
+            scope: self.scope,
+            confirmed_action: self.confirmed_action,
+            confirmed_ttl: ttl(self.confirmed_ttl_secs),
+            flagged: self
+                .flagged
+                .enabled
+                .then(|| distillguard_store::FlaggedPolicy {
+                    min_severity: self.flagged.min_severity,
+                    action: self.flagged.action,
+                    ttl: ttl(self.flagged.ttl_secs),
+                }),
+        }
+    }
+}
+
+/// Webhooks on finding.flagged, finding.confirmed and finding.dismissed (`docs/integrations.md`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Where to send events; none: no events are recorded.
+    pub endpoints: Vec<WebhookEndpoint>,
+    /// Attempts per event and endpoint before it moves to the dead-letter table.
+    pub max_attempts: u32,
+    /// Wait after the first failure; doubled after each further one.
+    pub initial_backoff_ms: u64,
+    pub max_backoff_secs: u64,
+    /// How often the outbox is checked for due deliveries.
+    pub poll_interval_ms: u64,
+    /// Per attempt.
+    pub timeout_secs: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            endpoints: Vec::new(),
+            max_attempts: 10,
+            initial_backoff_ms: 1_000,
+            max_backoff_secs: 3_600,
+            poll_interval_ms: 1_000,
+            timeout_secs: 10,
+        }
+    }
+}
+
+/// One receiver of webhook events.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpoint {
+    /// Stable name: deliveries are tracked per name, so renaming re-targets nothing pending.
+    pub name: String,
+    pub url: String,
+    /// Shared secret for the HMAC-SHA256 signature.
+    pub secret: Secret,
+}
+
 /// The event log of accepted events in `<data_dir>/wal/` (`docs/operations.md`, "Durability").
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -372,6 +482,8 @@ pub struct Settings {
     pub store: StoreSettings,
     pub log: LogSettings,
     pub sources: SourceSettings,
+    pub decisions: DecisionSettings,
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for Settings {
@@ -387,6 +499,8 @@ impl Default for Settings {
             store: StoreSettings::default(),
             log: LogSettings::default(),
             sources: SourceSettings::default(),
+            decisions: DecisionSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -402,6 +516,20 @@ impl Settings {
             path: path.to_path_buf(),
             source,
         })
+    }
+
+    /// How the store is opened: `[store]` plus the decision policy.
+    pub fn store_options(&self) -> distillguard_store::StoreOptions {
+        distillguard_store::StoreOptions {
+            decisions: self.decisions.policy(),
+            webhook_endpoints: self
+                .webhooks
+                .endpoints
+                .iter()
+                .map(|e| e.name.clone())
+                .collect(),
+            ..self.store.store_options()
+        }
     }
 
     /// Parses the token entries (they may arrive as plaintext; only their hashes are kept).
@@ -446,6 +574,27 @@ impl Settings {
             ));
         }
         self.engine.linking.validate()?;
+        let mut names = std::collections::HashSet::new();
+        for endpoint in &self.webhooks.endpoints {
+            if endpoint.name.trim().is_empty() || !names.insert(endpoint.name.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "webhooks.endpoints: names must be non-empty and unique ({:?})",
+                    endpoint.name
+                )));
+            }
+            if !(endpoint.url.starts_with("http://") || endpoint.url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "webhooks.endpoints {:?}: url must be http:// or https://",
+                    endpoint.name
+                )));
+            }
+            if endpoint.secret.expose().len() < 16 {
+                return Err(ConfigError::Invalid(format!(
+                    "webhooks.endpoints {:?}: secret must be at least 16 characters",
+                    endpoint.name
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -513,6 +662,36 @@ mod tests {
         assert_eq!(settings.ingest.queue_capacity, 10);
         assert_eq!(settings.ingest.max_body_bytes, 16 * 1024 * 1024);
         assert_eq!(settings.engine.shards, 4);
+    }
+
+    #[test]
+    fn decisions_act_on_confirmed_findings_only_until_flags_are_turned_on() {
+        let policy = Settings::default().store_options().decisions;
+        assert_eq!(policy, distillguard_store::DecisionPolicy::default());
+        let text = r#"
+            [decisions]
+            scope = "end_user"
+            confirmed_ttl_secs = 3600
+            [decisions.flagged]
+            enabled = true
+            min_severity = "critical"
+            action = "review"
+        "#;
+        let settings: Settings = toml::from_str(text).unwrap();
+        let policy = settings.store_options().decisions;
+        assert_eq!(policy.scope, distillguard_store::DecisionScope::EndUser);
+        assert_eq!(
+            policy.confirmed_ttl,
+            Some(std::time::Duration::from_secs(3600))
+        );
+        let flagged = policy.flagged.unwrap();
+        assert_eq!(
+            flagged.min_severity,
+            distillguard_core::finding::Severity::Critical
+        );
+        assert_eq!(flagged.action, distillguard_store::DecisionAction::Review);
+        assert_eq!(flagged.ttl, Some(std::time::Duration::from_secs(86_400)));
+        assert!(toml::from_str::<Settings>("[decisions]\nscope = \"ip\"").is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod replay;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use app::Application;
 pub use config::Settings;

@@ -66,6 +66,8 @@ pub struct Metrics {
     pub store_nul_replaced: IntCounter,
     /// Review actions by target status.
     pub review_actions: IntCounterVec,
+    /// Webhook delivery attempts, by endpoint and outcome (`delivered`, `failed`, `dead_lettered`).
+    pub webhook_deliveries: IntCounterVec,
     /// HTTP requests by route template, method and status code.
     pub http_requests: IntCounterVec,
     /// HTTP request duration by route template and method.
@@ -373,6 +375,12 @@ impl Metrics {
                 "distillguard_review_actions_total",
                 "Review actions, by target status.",
                 &["status"],
+            ),
+            webhook_deliveries: counter_vec(
+                r,
+                "distillguard_webhook_deliveries_total",
+                "Webhook delivery attempts, by endpoint and outcome (delivered, failed, dead_lettered).",
+                &["endpoint", "outcome"],
             ),
             http_requests: counter_vec(
                 r,

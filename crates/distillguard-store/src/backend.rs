@@ -150,6 +150,8 @@ crate::sql_review::impl_review!(PgStore, Postgres);
 crate::sql_review::impl_review!(SqliteStore, Sqlite);
 crate::sql_decisions::impl_decisions!(PgStore, Postgres);
 crate::sql_decisions::impl_decisions!(SqliteStore, Sqlite);
+crate::sql_webhooks::impl_webhooks!(PgStore, Postgres);
+crate::sql_webhooks::impl_webhooks!(SqliteStore, Sqlite);
 
 /// Keeps `Duration` in the public options without a chrono dependency for callers.
 pub(crate) const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -19,6 +19,7 @@ mod rows;
 mod sql_decisions;
 mod sql_read;
 mod sql_review;
+mod sql_webhooks;
 mod sql_write;
 mod writer;
 
@@ -62,6 +63,8 @@ pub struct StoreOptions {
     pub sqlite_busy_timeout: Duration,
     /// Which decisions findings produce for gateways.
     pub decisions: DecisionPolicy,
+    /// Names of the webhook endpoints; each event gets one delivery per name (none: no events).
+    pub webhook_endpoints: Vec<String>,
     pub clock: WallClock,
 }
 
@@ -75,6 +78,7 @@ impl Default for StoreOptions {
             acquire_timeout: backend::DEFAULT_ACQUIRE_TIMEOUT,
             sqlite_busy_timeout: Duration::from_secs(5),
             decisions: DecisionPolicy::default(),
+            webhook_endpoints: Vec::new(),
             clock: Arc::new(Utc::now),
         }
     }
@@ -90,6 +94,7 @@ impl fmt::Debug for StoreOptions {
             .field("acquire_timeout", &self.acquire_timeout)
             .field("sqlite_busy_timeout", &self.sqlite_busy_timeout)
             .field("decisions", &self.decisions)
+            .field("webhook_endpoints", &self.webhook_endpoints)
             .finish_non_exhaustive()
     }
 }
@@ -288,6 +293,30 @@ impl Store {
         limit: u32,
     ) -> Result<DecisionChanges, StoreError> {
         dispatch!(self, s => s.decision_changes(since, limit).await)
+    }
+
+    /// Webhook deliveries due now (see `docs/integrations.md`, "Webhooks").
+    pub async fn due_webhooks(&self, limit: u32) -> Result<Vec<WebhookDelivery>, StoreError> {
+        dispatch!(self, s => s.due_webhooks(limit).await)
+    }
+
+    pub async fn webhook_delivered(&self, event_id: i64, endpoint: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.webhook_delivered(event_id, endpoint).await)
+    }
+
+    /// A failed attempt: retried at `retry_at`, or dead-lettered when it is `None`.
+    pub async fn webhook_failed(
+        &self,
+        event_id: i64,
+        endpoint: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.webhook_failed(event_id, endpoint, error, retry_at).await)
+    }
+
+    pub async fn webhook_dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        dispatch!(self, s => s.webhook_dead_letters(limit).await)
     }
 
     pub async fn stats(&self) -> Result<Stats, StoreError> {

@@ -545,3 +545,25 @@ pub struct DeadLetter {
     pub payload: String,
     pub at: DateTime<Utc>,
 }
+
+/// One pending webhook delivery: an event's exact body and the endpoint (by configured name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookDelivery {
+    pub event_id: i64,
+    pub endpoint: String,
+    pub event_type: String,
+    pub body: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+}
+
+/// A delivery that ran out of attempts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetter {
+    pub event_id: i64,
+    pub endpoint: String,
+    pub event_type: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub failed_at: DateTime<Utc>,
+}

@@ -167,6 +167,22 @@ macro_rules! impl_review {
                 self.audit(tx, subject, actor.as_str(), now, action, Some(before), Some(after))
                     .await?;
                 self.reconcile_decisions(tx, subject, now).await?;
+                if from != to && to.is_closed() {
+                    let event = if to == $crate::model::ReviewStatus::Confirmed {
+                        "finding.confirmed"
+                    } else {
+                        "finding.dismissed"
+                    };
+                    let data = serde_json::json!({
+                        "subject": subject,
+                        "status": to,
+                        "close_reason": close_reason,
+                        "score": row.score,
+                        "actor": actor.as_str(),
+                        "version": row.version + 1,
+                    });
+                    self.enqueue_webhook(tx, event, data, now).await?;
+                }
                 Ok($crate::model::ReviewState {
                     status: to,
                     assignee,

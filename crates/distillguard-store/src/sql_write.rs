@@ -334,6 +334,11 @@ macro_rules! impl_write {
                 for subject in decide {
                     self.reconcile_decisions(tx, subject, now).await?;
                 }
+                for audit in audits.iter().filter(|a| a.action == "finding.flagged") {
+                    let mut data = audit.after.clone().unwrap_or_default();
+                    data["subject"] = serde_json::json!(audit.subject);
+                    self.enqueue_webhook(tx, "finding.flagged", data, now).await?;
+                }
                 Ok(())
             }
 

@@ -1,6 +1,7 @@
 //! The HTTP API. [`router`] is the table of contents: every route the service answers.
 
 pub mod console;
+mod decisions;
 mod ingest;
 mod ops;
 pub mod review;
@@ -61,6 +62,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/traces", post(ingest::otlp_traces))
         // Review (role `analyst`; `admin` passes too) and `/openapi.json`.
         .merge(review::routes())
+        // Decisions for gateways (role `enforcer`; `analyst` and `admin` may read them too).
+        .route("/v1/decisions", get(decisions::list))
         .merge(console_routes())
         .fallback(crate::error::no_route)
         // Bodies are limited after decompression by the handlers themselves.

@@ -48,6 +48,15 @@ pub(super) fn actor(caller: &Caller) -> Result<Actor, ApiError> {
     Actor::parse(caller.actor.clone()).map_err(api_error)
 }
 
+/// Every applied review change (a reassignment too) counts under the status it leaves the finding in.
+fn count_review_action(state: &AppState, status: ReviewStatus) {
+    state
+        .metrics
+        .review_actions
+        .with_label_values(&[status.as_str()])
+        .inc();
+}
+
 #[derive(Debug, Serialize)]
 pub struct ListReply<T> {
     pub items: Vec<T>,
@@ -155,12 +164,13 @@ pub async fn review<K: Kind>(
         close_reason: body.close_reason,
         assignee: assignee_change(body.assignee)?,
     };
-    let state = state
+    let review = state
         .store
         .transition(&subject::<K>(id)?, &request, &actor(&caller)?)
         .await
         .map_err(api_error)?;
-    Ok(Json(state))
+    count_review_action(&state, review.status);
+    Ok(Json(review))
 }
 
 #[derive(Debug, Deserialize)]
@@ -238,7 +248,10 @@ pub async fn bulk_review<K: Kind>(
     let results: Vec<Value> = outcomes
         .into_iter()
         .map(|outcome| match outcome.result {
-            Ok(review) => json!({"id": outcome.id, "ok": true, "review": review}),
+            Ok(review) => {
+                count_review_action(&state, review.status);
+                json!({"id": outcome.id, "ok": true, "review": review})
+            }
             Err(error) => {
                 let (status, code) = item_error(&error);
                 json!({
