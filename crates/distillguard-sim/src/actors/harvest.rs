@@ -734,7 +734,7 @@ impl CodingAgent {
                 pick(&mut rng, &["api", "web", "platform", "service"])
             ),
             modules,
-            stack: *pick(&mut rng, STACKS),
+            stack: STACKS[rng.gen_range(0..STACKS.len())],
         };
         Self {
             resend_task: chance(&mut rng, 0.5),
