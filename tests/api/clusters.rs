@@ -11,57 +11,6 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-/// Lines per request: a few MB each, well under the body limit.
-const CHUNK_LINES: usize = 4_000;
-
-async fn get(app: &TestApp, path: &str) -> (u16, Value) {
-    let response = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(ANALYST_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// Posts the events in log order and waits until the pipeline has scored all of them.
-async fn ingest_and_drain(app: &TestApp, events: &[distillguard_core::event::ApiEvent]) {
-    for chunk in events.chunks(CHUNK_LINES) {
-        let lines: Vec<Value> = chunk
-            .iter()
-            .map(|e| serde_json::to_value(e).expect("events serialise"))
-            .collect();
-        let response = app
-            .post_events(ndjson(&lines), "application/x-ndjson")
-            .await;
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(status, 202, "{body}");
-        assert_eq!(body["accepted"], chunk.len(), "{body}");
-    }
-    let pipeline = app.pipeline.clone();
-    tokio::task::spawn_blocking(move || pipeline.finish_blocking())
-        .await
-        .unwrap()
-        .expect("the pipeline scores everything queued");
-}
-
-/// Reads `path` until `ready` holds (the store writes findings shortly after they are scored).
-async fn wait_for(app: &TestApp, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..200 {
-        let (status, body) = get(app, path).await;
-        if status == 200 && ready(&body) {
-            return body;
-        }
-        last = body;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{path} never got ready; last answer: {last}");
-}
-
 /// Hydra day → linked accounts → one flagged cluster → its members flagged with it.
 async fn a_hydra_campaign_is_served_as_one_flagged_cluster(settings: Settings) {
     // Arrange: a day of 100 accounts, ten of them one hydra campaign.
@@ -82,7 +31,7 @@ async fn a_hydra_campaign_is_served_as_one_flagged_cluster(settings: Settings) {
     .await;
 
     // Assert: the list shows the cluster as flagged, with every hydra account in it.
-    let (status, list) = get(&app, "/v1/clusters?flagged=true&limit=500").await;
+    let (status, list) = analyst_get(&app, "/v1/clusters?flagged=true&limit=500").await;
     assert_eq!(status, 200);
     let listed = list["items"]
         .as_array()
@@ -191,7 +140,7 @@ async fn with_linking_off_no_cluster_forms_and_no_account_is_linked() {
     // Assert: findings arrive (the harvesters of the day), but no cluster and no link.
     let mut accounts = Value::Null;
     for _ in 0..200 {
-        let (_, list) = get(&app, "/v1/accounts?flagged=true").await;
+        let (_, list) = analyst_get(&app, "/v1/accounts?flagged=true").await;
         if list["items"].as_array().is_some_and(|i| !i.is_empty()) {
             accounts = list;
             break;
@@ -205,10 +154,10 @@ async fn with_linking_off_no_cluster_forms_and_no_account_is_linked() {
         items.iter().all(|a| a["cluster_id"].is_null()),
         "{accounts}"
     );
-    let (status, clusters) = get(&app, "/v1/clusters").await;
+    let (status, clusters) = analyst_get(&app, "/v1/clusters").await;
     assert_eq!(status, 200);
     assert_eq!(clusters["items"], Value::Array(vec![]));
-    let (_, member) = get(&app, &format!("/v1/accounts/{}", hydra[0])).await;
+    let (_, member) = analyst_get(&app, &format!("/v1/accounts/{}", hydra[0])).await;
     assert!(member["summary"]["cluster_id"].is_null());
     assert_eq!(app.metric("distillguard_linked_accounts").await, 0.0);
     assert_eq!(

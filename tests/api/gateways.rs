@@ -103,7 +103,13 @@ async fn otlp_logs_answer_200_and_report_partial_success_per_log_record() {
     // The fixture carries one log record with an unparsable time among four.
     let (status, partial) = post(&app, "/v1/logs", fixture("otlp/logs_genai.json")).await;
     assert_eq!(status, 200);
+    // Log records are counted, not requests.
+    assert_eq!(partial["received"], 4);
     assert_eq!(partial["accepted"], 3);
+    assert_eq!(
+        partial["received"], 4,
+        "received counts log records, not export requests: {partial}"
+    );
     assert_eq!(partial["partialSuccess"]["rejectedLogRecords"], 1);
     assert_eq!(
         partial["rejected"][0]["field"],
@@ -134,6 +140,7 @@ async fn gateway_endpoints_require_the_ingest_role() {
         "/v1/ingest/kong",
         "/v1/ingest/envoy",
         "/v1/logs",
+        "/v1/traces",
     ] {
         let response = app
             .client
@@ -218,5 +225,152 @@ async fn a_litellm_batch_sent_over_http_shows_up_as_an_account_in_the_review_api
         "{account}"
     );
     assert_eq!(account["summary"]["subject"]["id"], key);
+    app.stop().await;
+}
+
+/// A protobuf trace export: one GenAI chat span per account, an HTTP span, and a chat span with no
+/// account.
+fn genai_traces(accounts: &[&str]) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+    let kv = |key: &str, value: Value| KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..KeyValue::default()
+    };
+    let text = |key: &str, value: &str| kv(key, Value::StringValue(value.to_string()));
+    let start = 1_795_871_407_000_000_000u64;
+    let chat = |i: usize, account: Option<&str>| Span {
+        name: "chat gpt-4o".to_string(),
+        start_time_unix_nano: start + i as u64 * 1_000_000_000,
+        attributes: [
+            vec![
+                text("gen_ai.operation.name", "chat"),
+                text("gen_ai.request.model", "gpt-4o"),
+                text("gen_ai.response.id", &format!("chatcmpl-{i}")),
+                kv("gen_ai.usage.input_tokens", Value::IntValue(40)),
+            ],
+            account.map(|a| text("enduser.id", a)).into_iter().collect(),
+        ]
+        .concat(),
+        ..Span::default()
+    };
+    let mut spans: Vec<Span> = accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| chat(i, Some(a)))
+        .collect();
+    spans.push(Span {
+        name: "GET /health".to_string(),
+        start_time_unix_nano: start,
+        ..Span::default()
+    });
+    spans.push(chat(99, None));
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[tokio::test]
+async fn otlp_protobuf_traces_answer_in_protobuf_and_count_spans() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+    use prost::Message;
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/v1/traces"))
+        .bearer_auth(INGEST_TOKEN)
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(gzip(&genai_traces(&["acct-a", "acct-b", "acct-c"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-protobuf");
+    let reply = ExportTraceServiceResponse::decode(response.bytes().await.unwrap()).unwrap();
+    let partial = reply.partial_success.expect("one span had no account");
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(
+        partial.error_message.contains("spans[4].attributes"),
+        "{}",
+        partial.error_message
+    );
+    assert_eq!(
+        app.metric("distillguard_events_received_total{source=\"otlp\"}")
+            .await,
+        5.0,
+        "every span is counted, the HTTP one too"
+    );
+    assert_eq!(
+        app.metric("distillguard_events_accepted_total{source=\"otlp\"}")
+            .await,
+        3.0
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn otlp_protobuf_without_rejections_answers_an_empty_response() {
+    use opentelemetry_proto::tonic::collector::logs::v1::{
+        ExportLogsServiceRequest, ExportLogsServiceResponse,
+    };
+    use prost::Message;
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/v1/logs"))
+        .bearer_auth(INGEST_TOKEN)
+        .header("content-type", "application/x-protobuf")
+        .body(ExportLogsServiceRequest::default().encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let reply = ExportLogsServiceResponse::decode(response.bytes().await.unwrap()).unwrap();
+    assert_eq!(reply.partial_success, None);
+
+    // JSON to /v1/traces answers JSON with our counts beside OTLP's.
+    let (status, json) = post(&app, "/v1/traces", br#"{"resourceSpans": []}"#.to_vec()).await;
+    assert_eq!(status, 200);
+    assert_eq!(json["received"], 0);
+
+    // A body that is not an export request is a 400; another media type a 415.
+    let bad = app
+        .client
+        .post(app.url("/v1/traces"))
+        .bearer_auth(INGEST_TOKEN)
+        .header("content-type", "application/x-protobuf")
+        .body(vec![0xff, 0xff, 0xff])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    let text = app
+        .client
+        .post(app.url("/v1/logs"))
+        .bearer_auth(INGEST_TOKEN)
+        .header("content-type", "application/x-ndjson")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text.status().as_u16(), 415);
     app.stop().await;
 }

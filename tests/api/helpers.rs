@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use distillguard_server::{Application, Settings};
 use serde_json::{json, Value};
@@ -294,4 +295,55 @@ pub fn harvester_events(account: &str, start_ms: i64, count: usize) -> Vec<Value
             json
         })
         .collect()
+}
+
+/// Lines per request: a few MB each, well under the body limit.
+const CHUNK_LINES: usize = 4_000;
+
+pub async fn analyst_get(app: &TestApp, path: &str) -> (u16, Value) {
+    let response = app
+        .client
+        .get(app.url(path))
+        .bearer_auth(ANALYST_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Posts the events in log order and waits until the pipeline has scored all of them.
+pub async fn ingest_and_drain(app: &TestApp, events: &[distillguard_core::event::ApiEvent]) {
+    for chunk in events.chunks(CHUNK_LINES) {
+        let lines: Vec<Value> = chunk
+            .iter()
+            .map(|e| serde_json::to_value(e).expect("events serialise"))
+            .collect();
+        let response = app
+            .post_events(ndjson(&lines), "application/x-ndjson")
+            .await;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["accepted"], chunk.len(), "{body}");
+    }
+    let pipeline = app.pipeline.clone();
+    tokio::task::spawn_blocking(move || pipeline.finish_blocking())
+        .await
+        .unwrap()
+        .expect("the pipeline scores everything queued");
+}
+
+/// Reads `path` until `ready` holds (the store writes findings shortly after they are scored).
+pub async fn wait_for(app: &TestApp, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        let (status, body) = analyst_get(app, path).await;
+        if status == 200 && ready(&body) {
+            return body;
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{path} never got ready; last answer: {last}");
 }

@@ -2,12 +2,18 @@
 
 mod helpers;
 
+mod activity;
 mod alert_series;
 mod auth;
 mod checkpoints;
 mod clusters;
+mod console;
+mod console_browser;
+mod errors;
 mod gateways;
 mod ingest;
+mod openapi;
 mod operations;
+mod quickstart;
 mod restart;
 mod review;

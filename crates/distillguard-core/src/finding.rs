@@ -81,6 +81,26 @@ pub struct SamplePrompt {
     pub at: EventTime,
 }
 
+/// Events per event-time hour over the 24 hours before `until` (oldest first), as of the
+/// finding's last update: the activity an analyst sees beside the evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HourlyActivity {
+    /// The end of the last hour counted (an hour boundary).
+    pub until: EventTime,
+    pub events: Vec<u32>,
+}
+
+impl HourlyActivity {
+    /// The window a summary taken at tick `at` covers: the 24 hours up to the one holding `at`.
+    pub fn ending_at(at: EventTime, events: &[u32]) -> Self {
+        let hour = (at.epoch_ms() - 1).max(0) / EventTime::HOUR;
+        Self {
+            until: at.plus_ms((hour + 1) * EventTime::HOUR - at.epoch_ms()),
+            events: events.to_vec(),
+        }
+    }
+}
+
 /// The engine's current view of one account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountFinding {
@@ -101,6 +121,9 @@ pub struct AccountFinding {
     pub signals: Vec<Signal>,
     #[serde(default)]
     pub samples: Vec<SamplePrompt>,
+    /// Requests per hour before the last update (`None` in findings written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<HourlyActivity>,
 }
 
 /// Shared evidence between the members of a cluster.

@@ -26,6 +26,9 @@ impl EventTime {
     pub const HOUR: i64 = 3_600_000;
     pub const DAY: i64 = 86_400_000;
 
+    /// The latest event time there can be (2200-01-01).
+    pub const LATEST: EventTime = EventTime(MAX_EPOCH_MS);
+
     /// Builds an event time from epoch milliseconds, refusing values outside 1970..2200.
     pub fn from_epoch_ms(ms: i64) -> Result<Self, TimeError> {
         if (0..=MAX_EPOCH_MS).contains(&ms) {

@@ -19,6 +19,12 @@ pub enum FrameError {
     TooLarge { limit: usize },
     #[error("the body is not valid gzip: {0}")]
     BadGzip(String),
+    /// A body that is one message (an OTLP export request) and does not decode as one.
+    #[error("the body is not a valid {message}: {error}")]
+    BadMessage {
+        message: &'static str,
+        error: String,
+    },
 }
 
 /// One record of a body: its position and its JSON text (or why that text is not JSON).

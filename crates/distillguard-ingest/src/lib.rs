@@ -21,7 +21,7 @@ pub use dedup::Deduplicator;
 pub use envoy::EnvoyDecoder;
 pub use frame::{decompress, frame, FrameError, RawRecord};
 pub use kong::KongDecoder;
-pub use otlp::OtlpDecoder;
+pub use otlp::{Encoding, OtlpDecoder, Signal};
 
 pub use litellm::LitellmDecoder;
 
@@ -141,18 +141,39 @@ pub trait Decoder: Send + Sync {
 
     /// Like [`Decoder::decode`], for records that carry many events (an OTLP export request):
     /// every bad event gets its own error in `errors` and the good ones still go to `out`.
-    /// The default reports the record as a whole.
-    fn decode_all(&self, json: &str, out: &mut Vec<ApiEvent>, errors: &mut Vec<RecordError>) {
+    /// Returns how many records the text held. The default reports the record as a whole.
+    fn decode_all(
+        &self,
+        json: &str,
+        out: &mut Vec<ApiEvent>,
+        errors: &mut Vec<RecordError>,
+    ) -> Tally {
         if let Err(error) = self.decode(json, out) {
             errors.push(error);
         }
+        Tally {
+            records: 1,
+            ignored: 0,
+        }
     }
+}
+
+/// What a decoded text held, for the reply's counts: an OTLP export request holds many records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Records (log records or spans for OTLP), each either an event, a rejection or ignored.
+    pub records: usize,
+    /// Records that are not model calls (an OTLP HTTP span, a per-message GenAI log event).
+    pub ignored: usize,
 }
 
 /// The events and errors of one body.
 #[derive(Debug, Default)]
 pub struct DecodeOutcome {
+    /// Records found: body records, or the log records and spans of OTLP export requests.
     pub records: usize,
+    /// Records that are not model calls, neither accepted nor rejected.
+    pub ignored: usize,
     pub events: Vec<ApiEvent>,
     pub rejected: Vec<Rejected>,
 }
@@ -161,16 +182,23 @@ pub struct DecodeOutcome {
 pub fn decode_body(decoder: &dyn Decoder, body: &[u8]) -> Result<DecodeOutcome, FrameError> {
     let records = frame(body)?;
     let mut outcome = DecodeOutcome {
-        records: records.len(),
         events: Vec::with_capacity(records.len()),
-        rejected: Vec::new(),
+        ..DecodeOutcome::default()
     };
     let mut errors = Vec::new();
     for record in &records {
-        match record.json {
+        let tally = match record.json {
             Ok(json) => decoder.decode_all(json.get(), &mut outcome.events, &mut errors),
-            Err(ref message) => errors.push(RecordError::malformed(message.clone())),
-        }
+            Err(ref message) => {
+                errors.push(RecordError::malformed(message.clone()));
+                Tally {
+                    records: 1,
+                    ignored: 0,
+                }
+            }
+        };
+        outcome.records += tally.records;
+        outcome.ignored += tally.ignored;
         outcome
             .rejected
             .extend(errors.drain(..).map(|error| Rejected {

@@ -25,6 +25,42 @@ pub struct Application {
 /// How long a checkpoint may take at shutdown before the service stops without it.
 const FINAL_CHECKPOINT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Starts over (`distillguard serve --reset`): deletes what this service keeps in its data
+/// directory (the embedded SQLite store with findings, review history and checkpoints, and the
+/// event log) and returns the paths removed. Anything else in the directory is left alone.
+/// Refused with an external database, whose data is the operator's to drop.
+pub fn reset_data_dir(settings: &Settings) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    if settings.database_url.is_some() {
+        anyhow::bail!(
+            "--reset clears the embedded SQLite store in the data directory, but database_url is \
+             set: drop and recreate that database yourself (its checkpoints hold the watermark), \
+             then start without --reset"
+        );
+    }
+    let dir = &settings.data_dir;
+    let mut removed = Vec::new();
+    let store = distillguard_store::SQLITE_FILE;
+    for name in [
+        store.to_owned(),
+        format!("{store}-wal"),
+        format!("{store}-shm"),
+    ] {
+        let path = dir.join(name);
+        if path.exists() {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
+            removed.push(path);
+        }
+    }
+    let log = dir.join(crate::eventlog::wal::DIR);
+    if log.exists() {
+        std::fs::remove_dir_all(&log)
+            .with_context(|| format!("cannot remove {}", log.display()))?;
+        removed.push(log);
+    }
+    Ok(removed)
+}
+
 impl Application {
     /// Validates settings, starts the pipeline and binds the listener (port 0 picks a free one).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
@@ -48,6 +84,15 @@ impl Application {
         // Findings emitted before the checkpoint's cut were written before it was committed, and
         // the replay of the event log emits those after it again: nothing to re-submit here.
         let restored = checkpoint::load(&store).await?;
+        if let Some(newest) = restored.as_ref().and_then(|r| r.engine.clock.max_seen) {
+            tracing::info!(
+                data_dir = %settings.data_dir.display(),
+                newest_event = %newest.to_rfc3339(),
+                late_so_far = restored.as_ref().map_or(0, |r| r.engine.late_events),
+                "resuming from a checkpoint: events older than the newest event seen minus the \
+                 allowed lateness will be counted late and not scored; `serve --reset` starts over"
+            );
+        }
         let pipeline = start_pipeline(&settings, &metrics, &writer, restored).await?;
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -70,6 +115,7 @@ impl Application {
             store,
             writer,
             checkpoints: Arc::default(),
+            console: Default::default(),
         };
         Ok(Self { listener, state })
     }
@@ -263,6 +309,15 @@ impl FindingSink for StoreSink {
     fn deliver(&mut self, updates: Vec<FindingUpdate>) {
         log_flagged(&updates);
         self.writer.submit(updates);
+    }
+
+    fn wants_activity(&self) -> bool {
+        true
+    }
+
+    /// Nothing to log: the subject's judgement did not change, only its current figures.
+    fn deliver_activity(&mut self, activity: Vec<FindingUpdate>) {
+        self.writer.submit(activity);
     }
 }
 

@@ -164,6 +164,12 @@ pub struct LinkingSettings {
     pub lockstep_min_active_hours: u32,
     /// Smallest group of linked accounts reported as a cluster.
     pub min_cluster_size: usize,
+    /// Distinct shared rare addresses (subnets) add up to at most this many times one's weight.
+    pub max_values_counted: f64,
+    /// An account hops networks (a rotating proxy) from this many distinct /24s ...
+    pub pool_min_networks: u32,
+    /// ... with a new one at least every this many requests on average.
+    pub pool_requests_per_network: f64,
 }
 
 impl Default for LinkingSettings {
@@ -180,6 +186,9 @@ impl Default for LinkingSettings {
             lockstep_similarity: core.lockstep_similarity,
             lockstep_min_active_hours: core.lockstep_min_active_hours,
             min_cluster_size: core.min_cluster_size,
+            max_values_counted: core.max_values_counted,
+            pool_min_networks: core.pool_min_networks,
+            pool_requests_per_network: core.pool_requests_per_network,
         }
     }
 }
@@ -199,6 +208,9 @@ impl LinkingSettings {
             lockstep_similarity: self.lockstep_similarity,
             lockstep_min_active_hours: self.lockstep_min_active_hours,
             min_cluster_size: self.min_cluster_size,
+            max_values_counted: self.max_values_counted,
+            pool_min_networks: self.pool_min_networks,
+            pool_requests_per_network: self.pool_requests_per_network,
             ..distillguard_core::engine::LinkConfig::default()
         }
     }
@@ -227,6 +239,12 @@ impl LinkingSettings {
         }
         if self.min_cluster_size < 2 {
             return invalid("engine.linking.min_cluster_size must be at least 2");
+        }
+        if !(self.max_values_counted.is_finite() && self.max_values_counted >= 1.0) {
+            return invalid("engine.linking.max_values_counted must be a number of at least 1");
+        }
+        if !(self.pool_requests_per_network.is_finite() && self.pool_requests_per_network >= 1.0) {
+            return invalid("engine.linking.pool_requests_per_network must be at least 1");
         }
         Ok(())
     }

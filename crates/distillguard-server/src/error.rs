@@ -30,8 +30,8 @@ pub enum ApiError {
     /// 413: over the size limit (after decompression).
     #[error("{0}")]
     PayloadTooLarge(String),
-    /// 415
-    #[error("unsupported media type {0:?}; send application/json or application/x-ndjson")]
+    /// 415: the message names what the route accepts.
+    #[error("{0}")]
     UnsupportedMediaType(String),
     /// 422: well-formed but not allowed (e.g. an invalid status transition).
     #[error("{0}")]
@@ -100,4 +100,128 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The fallback route: `404` naming what was asked for.
+pub async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!(
+        "route {method} {}; the routes are listed in /openapi.json",
+        uri.path()
+    ))
+}
+
+/// Longest request target answered normally; longer is `414` (nginx's default line buffer).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Largest total of request header names and values answered normally; larger is `431`.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Plain-text error bodies longer than this are cut (axum's rejections are one line).
+const MAX_PLAIN_ERROR_BYTES: usize = 4 * 1024;
+
+/// The stable `code` of an error status that no handler produced itself.
+fn code_for_status(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::URI_TOO_LONG => "uri_too_long",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    }
+}
+
+fn error_response(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code_for_status(status), "message": message}})),
+    )
+        .into_response()
+}
+
+/// Gives every error the JSON shape, including the ones no handler wrote: an unknown route
+/// (404), a method the route does not take (405), an extractor's rejection (a path that is not
+/// UTF-8 once percent-decoded, like `%ff`), and the request-target and header limits (414, 431),
+/// checked here below hyper's own (which answer with an empty body and are only reached past
+/// 64 KiB of target or 400 KiB or 100 fields of headers).
+pub async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let target_len = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if target_len > MAX_URI_BYTES {
+        return error_response(
+            StatusCode::URI_TOO_LONG,
+            format!(
+                "the request target is {target_len} bytes, over the limit of {MAX_URI_BYTES}; send filters in fewer or shorter parameters"
+            ),
+        );
+    }
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return error_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "the request headers total {header_bytes} bytes, over the limit of {MAX_HEADER_BYTES}"
+            ),
+        );
+    }
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_PLAIN_ERROR_BYTES)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if allowed.is_empty() {
+                format!("{path} does not take {method}; its methods are listed in /openapi.json")
+            } else {
+                format!("{path} does not take {method}; allowed: {allowed}")
+            }
+        }
+        _ if text.is_empty() => status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase(),
+        _ => text,
+    };
+    let mut converted = error_response(status, message);
+    // Keep what the client needs to act on (Allow, Retry-After, WWW-Authenticate).
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(value) = parts.headers.get(&name) {
+            converted.headers_mut().insert(name, value.clone());
+        }
+    }
+    converted
 }

@@ -10,7 +10,7 @@ use crate::dist::{chance, mix, pick, range_u32, SimRng};
 use crate::words::*;
 use crate::SimError;
 
-/// Prompts loaded from a `{"prompt": ...}` JSONL file (the format of `shared/data/*.jsonl`).
+/// Prompts loaded from a `{"prompt": ...}` JSONL file (the format of the samples in `corpora/`).
 #[derive(Debug, Clone, Default)]
 pub struct Corpus {
     prompts: Vec<String>,

@@ -15,7 +15,9 @@ use crate::actors::harvest::{
     AgenticHarvest, CodingAgent, EvalLab, LogprobHarvest, MultilingualChat, MultilingualHarvest,
     PowerStudent,
 };
+use crate::actors::pool::{PoolPlan, ProxyPoolHydra};
 use crate::actors::services::{BatchJob, BenchmarkRunner, ProductionApp};
+use crate::actors::traps::{CampusClass, CarrierPhones, SdkUser};
 use crate::actors::{Actor, Ctx};
 use crate::dist::{chance, range_u32, stream, SimRng};
 use crate::labels::Labels;
@@ -208,12 +210,61 @@ fn build_actors(scenario: &Scenario) -> Vec<Box<dyn Actor>> {
         actors.push(Box::new(Developer::new(rng(), start)));
         used += 1;
     }
+    used += proxy_pool_and_look_alikes(scenario, &mut actors, used);
     used += harvests_and_look_alikes(scenario, remaining, &mut actors);
     while used < n {
         actors.push(Box::new(Casual::new(rng(), start, end)));
         used += 1;
     }
     actors
+}
+
+/// The proxy-pool hydra and its benign look-alikes (campus class, carrier CGNAT, popular-SDK
+/// users), on random streams of their own so that every other actor draws what it drew before
+/// they existed. Returns the accounts added.
+fn proxy_pool_and_look_alikes(
+    scenario: &Scenario,
+    actors: &mut Vec<Box<dyn Actor>>,
+    used: u32,
+) -> u32 {
+    let n = scenario.accounts;
+    let start = scenario.start.epoch_ms();
+    let end = scenario.end_ms();
+    let own = |k: u64| stream(scenario.seed, 1 << 40 | k);
+    let size = (n / 10).clamp(5, 250);
+    let plan = PoolPlan {
+        accounts: size,
+        pool: (size * 10).max(200),
+        daily: 25.0,
+        chat_share: 0.3,
+        signup_days: 35,
+    };
+    actors.push(Box::new(ProxyPoolHydra::new(
+        own(0),
+        "proxy-pool-1".into(),
+        start,
+        &plan,
+    )));
+    let mut added = size;
+    let remaining = n.saturating_sub(used + added);
+    let mut plan_rng = own(1);
+    for class in 0..(n / 1_000).max(1) {
+        let students = range_u32(&mut plan_rng, 30, 60).min(remaining / 10 + 3);
+        actors.push(Box::new(CampusClass::new(
+            own(10 + u64::from(class)),
+            start,
+            students,
+        )));
+        added += students;
+    }
+    let phones = (remaining / 12).max(3);
+    actors.push(Box::new(CarrierPhones::new(own(2), start, end, phones)));
+    added += phones;
+    for k in 0..(remaining / 20).max(1) {
+        actors.push(Box::new(SdkUser::new(own(1_000 + u64::from(k)), start)));
+        added += 1;
+    }
+    added
 }
 
 /// Issue 13's archetypes, on random streams of their own so that every earlier actor keeps its

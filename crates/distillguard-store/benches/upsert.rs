@@ -33,6 +33,7 @@ fn update(id: &str, score: f64, last_seen_ms: i64) -> FindingUpdate {
         },
     };
     FindingUpdate::Account(AccountFinding {
+        activity: None,
         account_id: id.into(),
         score,
         severity: Severity::from_score(score),

@@ -148,6 +148,8 @@ crate::sql_read::impl_read!(PgStore, Postgres);
 crate::sql_read::impl_read!(SqliteStore, Sqlite);
 crate::sql_review::impl_review!(PgStore, Postgres);
 crate::sql_review::impl_review!(SqliteStore, Sqlite);
+crate::sql_decisions::impl_decisions!(PgStore, Postgres);
+crate::sql_decisions::impl_decisions!(SqliteStore, Sqlite);
 
 /// Keeps `Duration` in the public options without a chrono dependency for callers.
 pub(crate) const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);

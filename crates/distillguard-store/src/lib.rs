@@ -10,11 +10,13 @@
 
 mod backend;
 mod cursor;
+pub mod decisions;
 mod error;
 pub mod model;
 mod prepare;
 pub mod review;
 mod rows;
+mod sql_decisions;
 mod sql_read;
 mod sql_review;
 mod sql_write;
@@ -30,6 +32,10 @@ use distillguard_core::finding::FindingUpdate;
 use distillguard_core::time::EventTime;
 
 pub use backend::{PgStore, SqliteStore, SQLITE_FILE};
+pub use decisions::{
+    Decision, DecisionAction, DecisionChanges, DecisionOrigin, DecisionPolicy, DecisionScope,
+    FlaggedPolicy,
+};
 pub use error::StoreError;
 pub use model::*;
 pub use review::ReopenRule;
@@ -54,6 +60,8 @@ pub struct StoreOptions {
     pub acquire_timeout: Duration,
     /// How long SQLite waits for another writer's lock before failing.
     pub sqlite_busy_timeout: Duration,
+    /// Which decisions findings produce for gateways.
+    pub decisions: DecisionPolicy,
     pub clock: WallClock,
 }
 
@@ -66,6 +74,7 @@ impl Default for StoreOptions {
             max_connections: 10,
             acquire_timeout: backend::DEFAULT_ACQUIRE_TIMEOUT,
             sqlite_busy_timeout: Duration::from_secs(5),
+            decisions: DecisionPolicy::default(),
             clock: Arc::new(Utc::now),
         }
     }
@@ -80,6 +89,7 @@ impl fmt::Debug for StoreOptions {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("sqlite_busy_timeout", &self.sqlite_busy_timeout)
+            .field("decisions", &self.decisions)
             .finish_non_exhaustive()
     }
 }
@@ -254,6 +264,20 @@ impl Store {
         actor: &Actor,
     ) -> Result<AllowlistEntry, StoreError> {
         dispatch!(self, s => s.remove_allowlist(id, actor).await)
+    }
+
+    /// Every decision in force, and the cursor to follow changes from (`GET /v1/decisions`).
+    pub async fn current_decisions(&self) -> Result<DecisionChanges, StoreError> {
+        dispatch!(self, s => s.current_decisions().await)
+    }
+
+    /// Decisions created, deleted or expired after the cursor `since`, at most `limit`.
+    pub async fn decision_changes(
+        &self,
+        since: i64,
+        limit: u32,
+    ) -> Result<DecisionChanges, StoreError> {
+        dispatch!(self, s => s.decision_changes(since, limit).await)
     }
 
     pub async fn stats(&self) -> Result<Stats, StoreError> {

@@ -8,16 +8,16 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use distillguard_core::finding::{LinkEvidence, Severity, Signal};
+use distillguard_core::finding::{HourlyActivity, LinkEvidence, Severity, Signal};
 use distillguard_core::time::EventTime;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
 
-/// Longest accepted subject id, actor name or assignee, in bytes (matches the core's account ids).
-pub const MAX_NAME_BYTES: usize = 256;
-/// Longest accepted note, allowlist reason or checkpoint key, in bytes.
-pub const MAX_TEXT_BYTES: usize = 10_000;
+/// Longest accepted subject id, actor name or assignee, in characters (as JSON Schema counts).
+pub const MAX_NAME_CHARS: usize = 256;
+/// Longest accepted note, allowlist reason or checkpoint key, in characters.
+pub const MAX_TEXT_CHARS: usize = 10_000;
 
 /// What a finding is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -83,9 +83,9 @@ pub(crate) fn check_name(what: &str, text: &str) -> Result<(), StoreError> {
             "{what} must not be empty"
         )));
     }
-    if text.len() > MAX_NAME_BYTES {
+    if text.chars().count() > MAX_NAME_CHARS {
         return Err(StoreError::InvalidInput(format!(
-            "{what} longer than {MAX_NAME_BYTES} bytes"
+            "{what} longer than {MAX_NAME_CHARS} characters"
         )));
     }
     Ok(())
@@ -97,9 +97,9 @@ pub(crate) fn check_text(what: &str, text: &str) -> Result<(), StoreError> {
             "{what} must not be empty"
         )));
     }
-    if text.len() > MAX_TEXT_BYTES {
+    if text.chars().count() > MAX_TEXT_CHARS {
         return Err(StoreError::InvalidInput(format!(
-            "{what} longer than {MAX_TEXT_BYTES} bytes"
+            "{what} longer than {MAX_TEXT_CHARS} characters"
         )));
     }
     Ok(())
@@ -286,6 +286,8 @@ pub struct AccountDetail {
     /// Each detector's score and evidence.
     pub signals: Vec<Signal>,
     pub samples: Vec<StoredSample>,
+    /// Requests per event-time hour before the finding's last update; null for older findings.
+    pub activity: Option<HourlyActivity>,
     pub cluster: Option<FindingSummary>,
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use distillguard_core::finding::{FindingUpdate, LinkEvidence, Severity, Signal};
+use distillguard_core::finding::{FindingUpdate, HourlyActivity, LinkEvidence, Severity, Signal};
 use serde_json::json;
 
 use crate::error::StoreError;
@@ -24,6 +24,7 @@ pub(crate) enum Profile {
         cluster_id: Option<String>,
         events: i64,
         samples: Vec<StoredSample>,
+        activity: Option<HourlyActivity>,
     },
     Cluster {
         links: Vec<LinkEvidence>,
@@ -53,7 +54,9 @@ impl Prepared {
             "severity": self.severity,
             "flagged": self.engine_flagged,
             "detectors": self.detectors,
-            "last_seen": self.last_seen_ms,
+            // RFC 3339, like every other timestamp the API and the audit trail show.
+            "last_seen": distillguard_core::time::EventTime::from_epoch_ms(self.last_seen_ms)
+                .map_or_else(|_| self.last_seen_ms.to_string(), |t| t.to_string()),
         })
     }
 }
@@ -110,6 +113,7 @@ pub(crate) fn prepare(
                     cluster_id: a.cluster_id.clone(),
                     events: i64::try_from(a.events).unwrap_or(i64::MAX),
                     samples,
+                    activity: a.activity.clone(),
                 },
             })
         }
@@ -177,6 +181,7 @@ mod tests {
 
     fn account(score: f64) -> FindingUpdate {
         FindingUpdate::Account(AccountFinding {
+            activity: None,
             account_id: "acct-1".into(),
             score,
             severity: Severity::from_score(score),
@@ -232,6 +237,12 @@ mod tests {
             .unwrap()
             .detectors
             .is_empty());
+    }
+
+    #[test]
+    fn the_audit_view_shows_last_seen_in_rfc_3339() {
+        let view = prepare(&account(0.8), false, 0.5).unwrap().audit_view();
+        assert_eq!(view["last_seen"], "1970-01-01T00:00:02.000Z");
     }
 
     #[test]

@@ -35,11 +35,7 @@ pub(crate) fn check_filter(filter: &ListFilter) -> Result<(), StoreError> {
             ));
         }
     }
-    if let (Some(since), Some(until)) = (filter.since, filter.until) {
-        if since > until {
-            return Err(StoreError::InvalidInput("since is after until".into()));
-        }
-    }
+    // `since` after `until` is an empty interval: it matches nothing, like any other filter.
     Ok(())
 }
 
@@ -260,12 +256,20 @@ macro_rules! impl_read {
                     .await?
                     .ok_or_else(|| $crate::error::StoreError::NotFound(subject.to_string()))?;
                 let signals = self.evidence(&subject).await?;
-                let profile: Option<(i64, Json<Vec<$crate::model::StoredSample>>)> =
-                    sqlx::query_as("SELECT events, samples FROM account WHERE account_id = $1")
-                        .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                let (events, samples) = profile.map(|(e, s)| (e, s.0)).unwrap_or_default();
+                type Profile = (
+                    i64,
+                    Json<Vec<$crate::model::StoredSample>>,
+                    Option<Json<distillguard_core::finding::HourlyActivity>>,
+                );
+                let profile: Option<Profile> = sqlx::query_as(
+                    "SELECT events, samples, activity FROM account WHERE account_id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                let (events, samples, activity) = profile
+                    .map(|(e, s, a)| (e, s.0, a.map(|a| a.0)))
+                    .unwrap_or_default();
                 let cluster_id = match &summary.cluster_id {
                     Some(cluster) => Some(cluster.clone()),
                     None => sqlx::query_scalar(
@@ -280,7 +284,14 @@ macro_rules! impl_read {
                     Some(cluster) => self.summary(&$crate::model::Subject::cluster(cluster)?).await?,
                     None => None,
                 };
-                Ok($crate::model::AccountDetail { summary, events, signals, samples, cluster })
+                Ok($crate::model::AccountDetail {
+                    summary,
+                    events,
+                    signals,
+                    samples,
+                    activity,
+                    cluster,
+                })
             }
 
             /// One cluster: members, links, combined metrics, evidence and review state.

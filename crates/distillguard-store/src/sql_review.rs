@@ -166,6 +166,7 @@ macro_rules! impl_review {
                 );
                 self.audit(tx, subject, actor.as_str(), now, action, Some(before), Some(after))
                     .await?;
+                self.reconcile_decisions(tx, subject, now).await?;
                 Ok($crate::model::ReviewState {
                     status: to,
                     assignee,
@@ -336,6 +337,7 @@ macro_rules! impl_review {
                 let after = Some($crate::sql_review::allowlist_view(&entry));
                 self.audit(&mut tx, subject, actor.as_str(), now, "allowlist.added", before, after)
                     .await?;
+                self.reconcile_with_clusters(&mut tx, subject, now).await?;
                 tx.commit().await?;
                 Ok(entry)
             }
@@ -381,6 +383,7 @@ macro_rules! impl_review {
                 let before = Some($crate::sql_review::allowlist_view(&entry));
                 self.audit(&mut tx, &entry.subject, actor.as_str(), now, "allowlist.removed", before, None)
                     .await?;
+                self.reconcile_with_clusters(&mut tx, &entry.subject, now).await?;
                 tx.commit().await?;
                 Ok(entry)
             }

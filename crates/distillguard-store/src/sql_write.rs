@@ -2,7 +2,9 @@
 //!
 //! Rules that make a batch safe to retry and to replay:
 //! - an update older (by `last_seen`) than the stored finding is skipped as stale;
-//! - `first_seen` and `first_flagged_at` only move earlier;
+//! - `first_seen` and `first_flagged_at` only move earlier, except a cluster's `first_seen`,
+//!   which is its current members' earliest (a split or an idle member leaving moves it later:
+//!   a cluster never shows the first event of an account it no longer holds);
 //! - audit entries are written on edges (first flagged, reopened), never per re-score, so the
 //!   same update applied twice leaves the same state and the same trail.
 
@@ -108,24 +110,28 @@ macro_rules! impl_write {
                 let accounts: Vec<_> = fresh
                     .iter()
                     .filter_map(|p| match &p.profile {
-                        Profile::Account { cluster_id, events, samples } => {
-                            Some((p, cluster_id, events, samples))
-                        }
+                        Profile::Account {
+                            cluster_id,
+                            events,
+                            samples,
+                            activity,
+                        } => Some((p, cluster_id, events, samples, activity)),
                         Profile::Cluster { .. } => None,
                     })
                     .collect();
                 if !accounts.is_empty() {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO account (account_id, cluster_id, events, first_seen_ms, \
-                         last_seen_ms, samples, updated_at_ms) ",
+                         last_seen_ms, samples, activity, updated_at_ms) ",
                     );
-                    qb.push_values(&accounts, |mut row, (p, cluster_id, events, samples)| {
+                    qb.push_values(&accounts, |mut row, (p, cluster_id, events, samples, activity)| {
                         row.push_bind(p.subject.id.as_str())
                             .push_bind(cluster_id.as_deref())
                             .push_bind(**events)
                             .push_bind(p.first_seen_ms)
                             .push_bind(p.last_seen_ms)
                             .push_bind(Json(*samples))
+                            .push_bind(activity.as_ref().map(Json))
                             .push_bind(now);
                     });
                     qb.push(format!(
@@ -133,6 +139,7 @@ macro_rules! impl_write {
                          events = excluded.events, \
                          first_seen_ms = {least}(account.first_seen_ms, excluded.first_seen_ms), \
                          last_seen_ms = excluded.last_seen_ms, samples = excluded.samples, \
+                         activity = excluded.activity, \
                          updated_at_ms = excluded.updated_at_ms",
                         least = Self::LEAST
                     ));
@@ -171,7 +178,9 @@ macro_rules! impl_write {
                      severity = excluded.severity, severity_rank = excluded.severity_rank, \
                      engine_flagged = excluded.engine_flagged, detectors = excluded.detectors, \
                      evidence = excluded.evidence, \
-                     first_seen_ms = {least}(finding.first_seen_ms, excluded.first_seen_ms), \
+                     first_seen_ms = CASE WHEN finding.subject_kind = 'cluster' \
+                     THEN excluded.first_seen_ms \
+                     ELSE {least}(finding.first_seen_ms, excluded.first_seen_ms) END, \
                      last_seen_ms = excluded.last_seen_ms, \
                      first_flagged_at_ms = COALESCE({least}(finding.first_flagged_at_ms, \
                      excluded.first_flagged_at_ms), finding.first_flagged_at_ms, \
@@ -191,9 +200,19 @@ macro_rules! impl_write {
                 let mut detector_rows: Vec<(i64, &str)> = Vec::new();
                 let mut cleared: Vec<i64> = Vec::new();
                 let mut audits: Vec<PendingAudit> = Vec::new();
+                let mut decide: Vec<&$crate::model::Subject> = Vec::new();
+                let acts_on_flags = self.options.decisions.acts_on_flags();
                 for p in &fresh {
                     let Some(&finding_id) = ids.get(&key(p)) else { continue };
                     let before = existing.get(&key(p));
+                    // Decisions change only when a flag may act, or a confirmed cluster's
+                    // membership may have changed; everything else keeps the batch cheap.
+                    let was_flagged = before.is_some_and(|row| row.engine_flagged);
+                    let confirmed_cluster = p.subject.kind == SubjectKind::Cluster
+                        && before.is_some_and(|row| row.status == "confirmed");
+                    if (acts_on_flags && (p.engine_flagged || was_flagged)) || confirmed_cluster {
+                        decide.push(&p.subject);
+                    }
                     if before.is_none_or(|row| row.detectors.0 != p.detectors) {
                         if before.is_some() {
                             cleared.push(finding_id);
@@ -253,6 +272,9 @@ macro_rules! impl_write {
                     });
                     qb.build().execute(&mut **tx).await?;
                 }
+                for subject in decide {
+                    self.reconcile_decisions(tx, subject, now).await?;
+                }
                 Ok(())
             }
 
@@ -265,15 +287,14 @@ macro_rules! impl_write {
                 now: i64,
             ) -> Result<(), $crate::error::StoreError> {
                 let id = p.subject.id.as_str();
-                sqlx::query(&format!(
+                sqlx::query(
                     "INSERT INTO cluster (cluster_id, links, member_count, first_seen_ms, \
                      last_seen_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
                      ON CONFLICT (cluster_id) DO UPDATE SET links = excluded.links, \
                      member_count = excluded.member_count, \
-                     first_seen_ms = {}(cluster.first_seen_ms, excluded.first_seen_ms), \
+                     first_seen_ms = excluded.first_seen_ms, \
                      last_seen_ms = excluded.last_seen_ms, updated_at_ms = excluded.updated_at_ms",
-                    Self::LEAST
-                ))
+                )
                 .bind(id)
                 .bind(sqlx::types::Json(links))
                 .bind(members.len() as i64)

@@ -390,6 +390,7 @@ mod tests {
 
     fn update(id: &str, score: f64) -> FindingUpdate {
         FindingUpdate::Account(AccountFinding {
+            activity: None,
             account_id: id.into(),
             score,
             severity: Severity::from_score(score),

@@ -7,6 +7,7 @@ use sqlx::{Connection, Executor};
 
 fn update(id: &str) -> FindingUpdate {
     FindingUpdate::Account(AccountFinding {
+        activity: None,
         account_id: id.into(),
         score: 0.9,
         severity: Severity::Critical,

@@ -215,6 +215,30 @@ impl DetectorSuite {
         signals
     }
 
+    /// Replaces detector `name`'s signal in `signals` with its score and evidence at this tick
+    /// (one detector's evidence, not the whole set: cheap enough for every tick).
+    pub fn refresh_signal(
+        &self,
+        name: &str,
+        signals: &mut [Signal],
+        account: &AccountSummary,
+        context: &Context<'_>,
+        scores: &Scores,
+    ) {
+        let Some((detector, score)) = self
+            .detectors
+            .iter()
+            .zip(&scores.values)
+            .find(|(d, _)| d.name() == name)
+        else {
+            return;
+        };
+        if let Some(signal) = signals.iter_mut().find(|s| s.detector == name) {
+            signal.score = super::round4(*score);
+            signal.evidence = detector.evidence(account, context, *score);
+        }
+    }
+
     pub fn counts(&self) -> Vec<DetectorCount> {
         self.detectors
             .iter()

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::EngineConfig;
 use crate::event::{AccountId, ApiEvent, ModelName};
 use crate::finding::SamplePrompt;
-use crate::sketch::{fast_hash, DistinctCounter, FrequentItems, LinearCounter};
+use crate::sketch::{fast_hash, BottomK, DistinctCounter, FrequentItems, LinearCounter};
 use crate::text::{demands_reasoning, prompt_features, FrameWords, PromptFeatures, SIGNATURE_BINS};
 use crate::time::EventTime;
 
@@ -37,6 +37,11 @@ const TEMPLATE_SHARE: f64 = 0.5;
 const TEMPLATE_MIN_PROMPTS: u64 = 10;
 /// `max_tokens` at or above this counts as a request for a long output.
 pub const LARGE_MAX_TOKENS: u32 = 4_096;
+/// Client IPs and subnets sampled per account for the linker (bottom-k over their link keys):
+/// enough to count a dozen shared addresses between two accounts of one proxy pool, bounded at
+/// 8 bytes each however many addresses the account hops over.
+pub const IP_SAMPLE: usize = 32;
+pub const SUBNET_SAMPLE: usize = 16;
 /// Characters of the user agent kept for analysts and the linker.
 const USER_AGENT_CHARS: usize = 120;
 /// Session-opening prompts remembered, to recognise a later turn that re-sends a session's task
@@ -143,6 +148,10 @@ pub struct AccountState {
     models: Vec<ModelSlot>,
     ips: FrequentItems<IpAddr, 4>,
     ip_distinct: LinearCounter<4>,
+    #[serde(default)]
+    ip_sample: BottomK<IP_SAMPLE>,
+    #[serde(default)]
+    subnet_sample: BottomK<SUBNET_SAMPLE>,
     user_agents: FrequentItems<u64, 3>,
     user_agent_distinct: LinearCounter<1>,
     user_agent: Option<Box<str>>,
@@ -208,6 +217,8 @@ impl AccountState {
             models: Vec::new(),
             ips: FrequentItems::default(),
             ip_distinct: LinearCounter::default(),
+            ip_sample: BottomK::default(),
+            subnet_sample: BottomK::default(),
             user_agents: FrequentItems::default(),
             user_agent_distinct: LinearCounter::default(),
             user_agent: None,
@@ -470,8 +481,12 @@ impl AccountState {
     fn observe_origin(&mut self, event: &ApiEvent) {
         if let Some(ip) = event.client_ip {
             self.ips.insert(ip);
-            self.ip_distinct
-                .insert(fast_hash(ip.to_string().as_bytes()));
+            let [address, subnet] = crate::link::ip_keys(&ip);
+            // The address's link key doubles as its hash for the distinct count (no string
+            // formatting per event).
+            self.ip_distinct.insert(address.value);
+            self.ip_sample.insert(address.value);
+            self.subnet_sample.insert(subnet.value);
         }
         if let Some(agent) = &event.user_agent {
             let hash = fast_hash(agent.as_bytes());
@@ -564,6 +579,8 @@ impl AccountState {
             models,
             client_ips: self.ips.top().into_iter().map(|(ip, _)| ip).collect(),
             distinct_ips: self.ip_distinct.estimate().round() as u64,
+            ip_sample: self.ip_sample.values().to_vec(),
+            subnet_sample: self.subnet_sample.values().to_vec(),
             user_agents: self.user_agents.top().into_iter().map(|(h, _)| h).collect(),
             distinct_user_agents: self.user_agent_distinct.estimate().round() as u64,
             user_agent: self.user_agent.as_deref().map(str::to_owned),
@@ -592,6 +609,8 @@ impl AccountState {
             + self.suffixes.heap_bytes()
             + self.system_prompts.heap_bytes()
             + self.ips.heap_bytes()
+            + self.ip_sample.heap_bytes()
+            + self.subnet_sample.heap_bytes()
             + self.user_agents.heap_bytes();
         self.distinct_prompts.heap_bytes() + recent + models + quiet + strings + frequent
     }

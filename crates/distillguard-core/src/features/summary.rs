@@ -138,6 +138,12 @@ pub struct AccountSummary {
     /// Most used client IPs (linker: shared IPs and /24s).
     pub client_ips: Vec<IpAddr>,
     pub distinct_ips: u64,
+    /// Bottom-k samples of the link keys of every client IP and every /24 (IPv6 /48) the account
+    /// used, ascending (linker: shared proxy-pool addresses; see `sketch::bottomk`).
+    #[serde(default)]
+    pub ip_sample: Vec<u64>,
+    #[serde(default)]
+    pub subnet_sample: Vec<u64>,
     /// Hashes of the most used user agents, and the first one seen, truncated.
     pub user_agents: Vec<u64>,
     pub distinct_user_agents: u64,

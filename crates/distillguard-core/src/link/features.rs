@@ -20,10 +20,12 @@ pub enum LinkKind {
     Skeleton = 5,
     Created = 6,
     Lockstep = 7,
+    /// Two accounts that each hop over many networks met on the same rarely used address.
+    ProxyPool = 8,
 }
 
 /// Number of link kinds.
-pub(crate) const KINDS: usize = 8;
+pub(crate) const KINDS: usize = 9;
 
 impl LinkKind {
     pub const ALL: [LinkKind; KINDS] = [
@@ -35,6 +37,7 @@ impl LinkKind {
         LinkKind::Skeleton,
         LinkKind::Created,
         LinkKind::Lockstep,
+        LinkKind::ProxyPool,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +50,7 @@ impl LinkKind {
             LinkKind::Skeleton => "prompt_skeleton",
             LinkKind::Created => "created_together",
             LinkKind::Lockstep => "lockstep_activity",
+            LinkKind::ProxyPool => "proxy_pool",
         }
     }
 
@@ -60,7 +64,14 @@ impl LinkKind {
             LinkKind::Skeleton => weights.skeleton,
             LinkKind::Created => weights.created,
             LinkKind::Lockstep => weights.lockstep,
+            LinkKind::ProxyPool => weights.proxy_pool,
         }
+    }
+
+    /// Kinds of which an account holds many values (all its sampled addresses and subnets):
+    /// each distinct shared value adds to the link, not only the strongest.
+    pub(crate) fn adds_up(self) -> bool {
+        matches!(self, LinkKind::ClientIp | LinkKind::Subnet)
     }
 }
 
@@ -71,7 +82,7 @@ pub struct FeatureKey {
     pub value: u64,
 }
 
-/// Client addresses joined on per account (the most used), and prompt skeletons per end.
+/// Client addresses joined on per account by use (the most used), besides the bottom-k sample.
 const IPS_PER_ACCOUNT: usize = 2;
 
 fn ip_key(ip: &IpAddr) -> u64 {
@@ -120,7 +131,9 @@ pub(crate) fn subnet_label(ip: &IpAddr) -> String {
 
 /// The values an account joins on, sorted and without duplicates.
 pub(crate) fn extract(summary: &AccountSummary, config: &LinkConfig) -> Vec<FeatureKey> {
-    let mut keys = Vec::with_capacity(10);
+    let mut keys = Vec::with_capacity(
+        8 + summary.ip_sample.len() + summary.subnet_sample.len() + IPS_PER_ACCOUNT * 2,
+    );
     let mut push = |kind: LinkKind, value: u64| keys.push(FeatureKey { kind, value });
     if let Some(payment) = &summary.payment_fingerprint {
         push(LinkKind::Payment, fast_hash(payment.as_bytes()));
@@ -129,6 +142,13 @@ pub(crate) fn extract(summary: &AccountSummary, config: &LinkConfig) -> Vec<Feat
         let [address, subnet] = ip_keys(ip);
         push(address.kind, address.value);
         push(subnet.kind, subnet.value);
+    }
+    // Every address and subnet the account used, sampled consistently across accounts.
+    for value in &summary.ip_sample {
+        push(LinkKind::ClientIp, *value);
+    }
+    for value in &summary.subnet_sample {
+        push(LinkKind::Subnet, *value);
     }
     if let Some(agent) = summary.user_agents.first() {
         push(LinkKind::UserAgent, *agent);

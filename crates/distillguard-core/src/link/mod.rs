@@ -29,6 +29,7 @@ use crate::features::AccountSummary;
 use crate::time::EventTime;
 
 pub use clusters::{cluster_label, ClusterChange, ClusterView, Member};
+pub(crate) use features::ip_keys;
 pub use features::{FeatureKey, LinkKind};
 pub use profile::combined_summary;
 
@@ -56,6 +57,14 @@ pub struct LinkConfig {
     pub lockstep_min_active_hours: u32,
     /// Smallest connected component reported as a cluster.
     pub min_cluster_size: usize,
+    /// Distinct shared addresses (subnets) add up, to at most this many times the weight of the
+    /// rarest one: crowded values stay weak however many of them two accounts share.
+    pub max_values_counted: f64,
+    /// An account "hops" (a rotating proxy) once its requests came from at least this many
+    /// distinct /24 (IPv6 /48) networks ...
+    pub pool_min_networks: u32,
+    /// ... and from a new network at least every this many requests on average.
+    pub pool_requests_per_network: f64,
     /// Base weights per link kind (before rarity).
     pub weights: LinkWeights,
 }
@@ -72,6 +81,8 @@ pub struct LinkWeights {
     pub skeleton: f64,
     pub created: f64,
     pub lockstep: f64,
+    /// Two hopping accounts meeting on a rarely used address (times that address's rarity).
+    pub proxy_pool: f64,
 }
 
 impl Default for LinkWeights {
@@ -85,6 +96,7 @@ impl Default for LinkWeights {
             skeleton: 0.4,
             created: 0.4,
             lockstep: 0.3,
+            proxy_pool: 0.4,
         }
     }
 }
@@ -102,6 +114,9 @@ impl Default for LinkConfig {
             lockstep_similarity: 0.9,
             lockstep_min_active_hours: 12,
             min_cluster_size: 3,
+            max_values_counted: 2.0,
+            pool_min_networks: 4,
+            pool_requests_per_network: 4.0,
             weights: LinkWeights::default(),
         }
     }
@@ -125,6 +140,18 @@ impl LinkConfig {
         }
         base * ((cap / n).ln() / (cap / rare).ln()).clamp(0.0, 1.0)
     }
+
+    /// Whether an account's requests hop over networks the way a rotating proxy's do: many
+    /// distinct /24s, a new one every few requests. A person's devices keep an address for hours
+    /// (broadband leases last days; a phone behind a carrier's CGNAT changes address within a few
+    /// of the carrier's ranges).
+    pub fn hops_networks(&self, summary: &AccountSummary) -> bool {
+        let networks = crate::sketch::bottomk::estimate::<{ crate::features::SUBNET_SAMPLE }>(
+            &summary.subnet_sample,
+        );
+        networks >= f64::from(self.pool_min_networks)
+            && networks * self.pool_requests_per_network.max(1.0) >= summary.events as f64
+    }
 }
 
 /// The accounts holding one value; `None` once more than the cap have held it.
@@ -141,6 +168,39 @@ pub struct Link {
     pub weight: f32,
     /// Bit `LinkKind as u8` set for each kind that contributed.
     pub kinds: u16,
+}
+
+/// The values one account shares with another, per kind: the strongest, and the sum over
+/// distinct values.
+#[derive(Debug, Clone, Copy, Default)]
+struct Shared {
+    max: [f32; features::KINDS],
+    sum: [f32; features::KINDS],
+}
+
+impl Shared {
+    /// `rare`: the value is held by few enough accounts to count at its kind's full weight.
+    fn add(&mut self, kind: LinkKind, weight: f32, rare: bool) {
+        let k = kind as usize;
+        self.max[k] = self.max[k].max(weight);
+        if rare {
+            self.sum[k] += weight;
+        }
+    }
+
+    /// Per kind: the strongest shared value, or for kinds that add up, the sum over distinct
+    /// shared *rare* values if larger, capped at `counted` times the strongest. Crowded values
+    /// (a campus NAT, a carrier's CGNAT) never add up, however many two accounts share.
+    fn weights(&self, counted: f32) -> [f32; features::KINDS] {
+        let mut out = self.max;
+        for kind in LinkKind::ALL.into_iter().filter(|k| k.adds_up()) {
+            let k = kind as usize;
+            out[k] = self.sum[k]
+                .min(self.max[k] * counted.max(1.0))
+                .max(self.max[k]);
+        }
+        out
+    }
 }
 
 /// One account as the linker knows it.
@@ -272,10 +332,11 @@ impl Linker {
             None => self.insert(summary, at, risk),
         };
         let old = std::mem::replace(&mut self.node_mut(id).features, features.clone());
-        for key in old.iter().filter(|k| !features.contains(k)) {
+        // Both lists are sorted: membership by binary search, not a scan per key.
+        for key in old.iter().filter(|k| features.binary_search(k).is_err()) {
             self.detach(*key, id);
         }
-        for key in features.iter().filter(|k| !old.contains(k)) {
+        for key in features.iter().filter(|k| old.binary_search(k).is_err()) {
             self.attach(*key, id);
         }
         self.changed.push(id);
@@ -390,18 +451,23 @@ impl Linker {
             })
             .collect();
         held.sort_by(|a, b| b.0.total_cmp(&a.0));
+        // A hopping account may also be linked by the proxy-pool kind, at most its base weight.
+        let pool = self.config.weights.proxy_pool as f32;
+        let own_hops = pool > 0.0 && self.config.hops_networks(&node.summary);
         // Prefix filtering: a link's weight is at most the sum of the weights of the values the
-        // two accounts share, plus lockstep. An account first met in value `k` (strongest first)
-        // shares nothing stronger, so its link weighs at most the sum of values `k..` plus
-        // lockstep; once that is below the threshold (with a margin far above f32 rounding), the
-        // remaining values only add weight to accounts already met and meet no new ones. The
-        // accounts skipped are exactly ones the threshold filter below would have dropped.
+        // two accounts share, plus lockstep and the pool kind. An account first met in value `k`
+        // (strongest first) shares nothing stronger, so its link weighs at most the sum of values
+        // `k..` plus those two; once that is below the threshold (with a margin far above f32
+        // rounding), the remaining values only add weight to accounts already met and meet no new
+        // ones. The accounts skipped are exactly ones the threshold filter below would have
+        // dropped.
         let mut rest: f64 = held.iter().map(|(w, ..)| f64::from(*w)).sum::<f64>()
             + if own.is_some() {
                 f64::from(lockstep)
             } else {
                 0.0
-            };
+            }
+            + if own_hops { f64::from(pool) } else { 0.0 };
         let mut meeting = 0;
         for (weight, ..) in &held {
             if rest + 1e-4 * (1.0 + rest.abs()) < threshold {
@@ -412,7 +478,7 @@ impl Linker {
         }
         // Every (other account, kind, weight) met in those values, grouped by account in
         // account-number order (sorting one flat list costs far less than a tree insert per
-        // pair); per kind, the strongest shared value of that kind.
+        // pair).
         let mut shared: Vec<(u32, LinkKind, f32)> = Vec::with_capacity(
             held[..meeting]
                 .iter()
@@ -428,17 +494,16 @@ impl Linker {
             );
         }
         shared.sort_unstable_by_key(|(other, ..)| *other);
-        let mut candidates: Vec<(u32, [f32; features::KINDS])> = Vec::new();
+        let mut candidates: Vec<(u32, Shared)> = Vec::new();
         for (other, kind, weight) in shared {
             match candidates.last_mut() {
-                Some((last, per_kind)) if *last == other => {
-                    let slot = &mut per_kind[kind as usize];
-                    *slot = slot.max(weight);
+                Some((last, values)) if *last == other => {
+                    values.add(kind, weight, self.is_rare(kind, weight))
                 }
                 _ => {
-                    let mut per_kind = [0.0; features::KINDS];
-                    per_kind[kind as usize] = weight;
-                    candidates.push((other, per_kind));
+                    let mut values = Shared::default();
+                    values.add(kind, weight, self.is_rare(kind, weight));
+                    candidates.push((other, values));
                 }
             }
         }
@@ -446,16 +511,29 @@ impl Linker {
             for (weight, kind, members) in &held[meeting..] {
                 for other in members.iter().filter(|m| **m != id) {
                     if let Ok(i) = candidates.binary_search_by_key(other, |(o, _)| *o) {
-                        let slot = &mut candidates[i].1[*kind as usize];
-                        *slot = slot.max(*weight);
+                        candidates[i]
+                            .1
+                            .add(*kind, *weight, self.is_rare(*kind, *weight));
                     }
                 }
             }
         }
+        let ip_base = self.config.weights.client_ip as f32;
+        let counted = self.config.max_values_counted as f32;
         let mut links: Vec<Link> = candidates
             .into_iter()
-            .map(|(other, per_kind)| {
-                let mut per_kind = per_kind;
+            .map(|(other, values)| {
+                let mut per_kind = values.weights(counted);
+                // Two hoppers meeting on a rare address: not a coincidence of the open internet
+                // but a shared pool. Weighted by that address's rarity.
+                let best_ip = values.max[LinkKind::ClientIp as usize];
+                if own_hops
+                    && best_ip > 0.0
+                    && ip_base > 0.0
+                    && self.config.hops_networks(&self.node(other).summary)
+                {
+                    per_kind[LinkKind::ProxyPool as usize] = pool * (best_ip / ip_base).min(1.0);
+                }
                 if let Some(own) = &own {
                     // Lockstep is judged only where it can matter: when the link, with lockstep
                     // added, reaches the threshold. The weight with it is summed exactly as below
@@ -506,6 +584,12 @@ impl Linker {
             }
             self.touched.insert(link.other);
         }
+    }
+
+    /// Whether a shared value of `kind` with this rarity weight is rare (held by at most
+    /// `rare_up_to` accounts: its kind's full weight).
+    fn is_rare(&self, kind: LinkKind, weight: f32) -> bool {
+        f64::from(weight) >= kind.base_weight(&self.config.weights) * 0.999
     }
 
     /// An account's hourly counts of the last day aligned to `at`, if it was active in enough

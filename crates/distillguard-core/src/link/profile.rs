@@ -206,6 +206,8 @@ pub fn combined_summary(cluster: &ClusterView<'_>, at: EventTime) -> AccountSumm
         models: models.into_values().collect(),
         client_ips: Vec::new(),
         distinct_ips: sum(|s| s.distinct_ips),
+        ip_sample: Vec::new(),
+        subnet_sample: Vec::new(),
         user_agents: Vec::new(),
         distinct_user_agents: sum(|s| s.distinct_user_agents),
         user_agent: None,
@@ -263,11 +265,34 @@ fn example(
         LinkKind::Created => EventTime::from_epoch_ms(key.value as i64 * created_window_ms.max(1))
             .ok()
             .map(|t| format!("created in the window starting {t}")),
-        LinkKind::Lockstep => None,
+        LinkKind::Lockstep | LinkKind::ProxyPool => None,
     }
 }
 
 impl Linker {
+    /// "31 members share 212 sampled addresses; none of them was used by more than 9 other
+    /// accounts": how a proxy pool reads to an analyst. Addresses are counted in the members'
+    /// bottom-k samples, so the count is a lower bound on the addresses they share.
+    fn pool_example(&self, members_sharing: usize, values: &BTreeMap<FeatureKey, usize>) -> String {
+        let shared: Vec<&FeatureKey> = values
+            .iter()
+            .filter(|(k, n)| k.kind == LinkKind::ClientIp && **n >= 2)
+            .map(|(k, _)| k)
+            .collect();
+        let busiest = shared
+            .iter()
+            .filter_map(|k| self.postings.get(k))
+            .map(|p| p.holders)
+            .max()
+            .unwrap_or(0);
+        format!(
+            "{members_sharing} members hop over many networks and share {} sampled client addresses; \
+             none of those addresses was used by more than {} accounts outside the one holding it",
+            shared.len(),
+            busiest.saturating_sub(1)
+        )
+    }
+
     /// What the cluster's links rest on: per kind, how many members share a value of that kind
     /// with another member, the weight of the most shared value, and example values.
     pub fn link_evidence(&self, cluster: &ClusterView<'_>) -> Vec<LinkEvidence> {
@@ -310,6 +335,7 @@ impl Linker {
             shared.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
             let weight = match (kind, shared.first()) {
                 (LinkKind::Lockstep, _) => self.config.weights.lockstep,
+                (LinkKind::ProxyPool, _) => self.config.weights.proxy_pool,
                 (_, Some((key, _))) => self
                     .postings
                     .get(key)
@@ -321,6 +347,8 @@ impl Linker {
                     "{members_sharing} members active in the same hours of the last day (cosine ≥ {})",
                     self.config.lockstep_similarity
                 )]
+            } else if kind == LinkKind::ProxyPool {
+                vec![self.pool_example(members_sharing, &values)]
             } else {
                 shared
                     .iter()

@@ -365,3 +365,188 @@ fn rarity_weight_falls_with_holders_and_vanishes_past_the_cap() {
         0.0
     );
 }
+
+/// `members` accounts behind one rotating residential proxy pool of `pool` addresses, each in its
+/// own /24 spread over residential space: every request leaves from a pool address picked by a
+/// hash, every account has its own card, agent and creation date, and writes like a person.
+fn rotating_pool(prefix: &str, members: usize, pool: u64, per_account: usize) -> Vec<Req> {
+    use crate::sketch::mix64;
+    let address = |slot: u64| {
+        let h = mix64(slot ^ 0xa11ce);
+        ip(&format!(
+            "100.{}.{}.{}",
+            64 + (h % 64),
+            (h >> 8) % 256,
+            1 + (h >> 16) % 254
+        ))
+    };
+    let mut out = Vec::new();
+    for m in 0..members {
+        for n in 0..per_account {
+            let draw = mix64((m * 10_000 + n) as u64) % pool;
+            out.push(Req {
+                account: format!("{prefix}-{m:03}"),
+                ms: (n as i64 * 24 * EventTime::HOUR) / per_account as i64 + m as i64 * 61_000,
+                prompt: human_prompt(m, n),
+                ip: address(draw),
+                agent: if m % 2 == 0 {
+                    SDK
+                } else {
+                    "python-httpx/0.27.2"
+                },
+                payment: format!("pm_{prefix}_{m}"),
+                created_ms: -(m as i64 + 1) * 5 * EventTime::DAY,
+                system: None,
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn hopping_accounts_of_one_proxy_pool_link_through_the_few_addresses_they_share() {
+    // 60 accounts, 20 requests each over a day, a pool of 400 addresses: any two accounts share
+    // about one address, but each account meets several others on some address.
+    let (_, report) = run(
+        &rotating_pool("pool", 60, 400, 20),
+        EngineConfig::default(),
+        2,
+    );
+    let biggest = report
+        .clusters
+        .iter()
+        .max_by_key(|c| c.members.len())
+        .unwrap_or_else(|| panic!("no cluster"));
+    assert!(biggest.members.len() >= 54, "{}", biggest.members.len());
+    let pool = biggest
+        .links
+        .iter()
+        .find(|l| l.kind == "proxy_pool")
+        .unwrap_or_else(|| panic!("{:?}", biggest.links));
+    assert!(pool.members_sharing >= 54);
+    assert!(
+        pool.examples[0].contains("share") && pool.examples[0].contains("sampled client addresses"),
+        "{:?}",
+        pool.examples
+    );
+}
+
+#[test]
+fn people_who_share_one_address_with_a_proxy_pool_do_not_join_its_cluster() {
+    // Residential proxies are real households: a customer at home shares an address with the
+    // pool's accounts, and its subnet, but does not hop.
+    let mut requests = rotating_pool("pool", 40, 300, 20);
+    let shared_ip = requests[0].ip;
+    for n in 0..20 {
+        requests.push(Req {
+            account: "household".into(),
+            ms: n * EventTime::HOUR,
+            prompt: human_prompt(999, n as usize),
+            ip: shared_ip,
+            agent: "Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0",
+            payment: "pm_household".into(),
+            created_ms: -400 * EventTime::DAY,
+            system: None,
+        });
+    }
+    let (_, report) = run(&requests, EngineConfig::default(), 1);
+    assert!(report.clusters.iter().any(|c| c.members.len() >= 30));
+    assert_eq!(cluster_of(&report, "household"), None);
+}
+
+#[test]
+fn phones_behind_a_carrier_cgnat_do_not_link_however_many_addresses_they_share() {
+    // 150 phones behind a carrier's 16 public addresses in two /24s: each changes address every
+    // few requests, so any two share several addresses, every one of them crowded.
+    let mut requests = Vec::new();
+    for phone in 0..150usize {
+        for n in 0..16usize {
+            let slot = crate::sketch::mix64((phone * 100 + n / 3) as u64) % 16;
+            requests.push(Req {
+                account: format!("phone-{phone:03}"),
+                ms: (8 + (n as i64 % 14)) * EventTime::HOUR + phone as i64 * 17_000,
+                prompt: human_prompt(phone, n),
+                ip: ip(&format!("100.70.{}.{}", slot / 8, 10 + slot % 8)),
+                agent: "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X)",
+                payment: format!("pm_phone_{phone}"),
+                created_ms: -(phone as i64 + 1) * EventTime::DAY,
+                system: None,
+            });
+        }
+    }
+    let (_, report) = run(&requests, EngineConfig::default(), 2);
+    assert!(report.clusters.is_empty(), "{:?}", report.clusters.len());
+}
+
+#[test]
+fn an_account_hops_networks_when_it_uses_many_networks_at_a_few_requests_each() {
+    let config = crate::link::LinkConfig::default();
+    let mut summary =
+        crate::detect::testing::summarise(&[crate::detect::testing::event(0, "hello there")]);
+    summary.subnet_sample = (0..10u64).map(crate::sketch::mix64).collect();
+    summary.subnet_sample.sort_unstable();
+    summary.events = 30;
+    assert!(config.hops_networks(&summary));
+    summary.events = 300;
+    assert!(
+        !config.hops_networks(&summary),
+        "a person with ten networks over 300 requests"
+    );
+    summary.subnet_sample.truncate(3);
+    summary.events = 3;
+    assert!(
+        !config.hops_networks(&summary),
+        "three networks are a laptop's day"
+    );
+}
+
+#[test]
+fn written_cluster_summaries_agree_with_their_members() {
+    // Issue 19: what a store holds after applying every update in order (the latest per subject)
+    // must be consistent: members' signals name only link kinds their cluster lists, and the
+    // cluster's first and last seen come from its own members.
+    let mut requests = quiet_hydra("a", 8, 30);
+    requests.extend(rotating_pool("pool", 30, 200, 20));
+    let (updates, report) = run(&requests, EngineConfig::default(), 2);
+    let mut clusters = std::collections::BTreeMap::new();
+    let mut accounts = std::collections::BTreeMap::new();
+    for update in updates {
+        match update {
+            FindingUpdate::Cluster(c) => {
+                clusters.insert(c.cluster_id.clone(), c);
+            }
+            FindingUpdate::Account(a) => {
+                accounts.insert(a.account_id.clone(), a);
+            }
+        }
+    }
+    let mut checked = 0;
+    for account in accounts.values() {
+        let (Some(id), Some(signal)) = (
+            account.cluster_id.as_ref(),
+            account.signals.iter().find(|s| s.detector == "cluster"),
+        ) else {
+            continue;
+        };
+        let cluster = &clusters[id];
+        let listed: Vec<&str> = cluster.links.iter().map(|l| l.kind.as_str()).collect();
+        let named = signal.evidence.summary.rsplit("linked by ").next().unwrap();
+        for kind in named.split(", ") {
+            assert!(listed.contains(&kind), "{kind} not in {listed:?}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 8, "{checked}");
+    for cluster in &report.clusters {
+        let members: Vec<_> = report
+            .accounts
+            .iter()
+            .filter(|a| cluster.members.contains(&a.account_id))
+            .collect();
+        if members.len() < cluster.members.len() {
+            continue;
+        }
+        let first = members.iter().map(|a| a.first_seen).min().unwrap();
+        assert_eq!(cluster.first_seen, first);
+    }
+}

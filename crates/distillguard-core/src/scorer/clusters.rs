@@ -128,9 +128,13 @@ impl Scorer {
                 links: Vec::new(),
                 signals: Vec::new(),
             });
+            let active = finding.last_seen != combined.last_seen;
             finding.first_seen = combined.first_seen;
             finding.last_seen = combined.last_seen;
             finding.members = members;
+            // Members' signals name the cluster's link kinds: when the kinds change, the cluster
+            // is written too, so the two never disagree in the store.
+            let kinds_moved = !same_kinds(&finding.links, &links);
             finding.links = links;
             if let Some(signals) = signals {
                 let keep_peak = self.config.findings_keep_peak && !membership_moved;
@@ -147,9 +151,12 @@ impl Scorer {
             let changed = old_severity != Some(finding.severity)
                 || finding.flagged != old_flagged
                 || (finding.score - old_score).abs() >= SCORE_STEP
-                || membership_moved;
+                || membership_moved
+                || kinds_moved;
             if changed {
                 updates.push(FindingUpdate::Cluster(finding.clone()));
+            } else if active {
+                self.active_clusters.insert(id);
             }
         }
         let cluster = self.clusters.get(&id).cloned();
@@ -309,7 +316,20 @@ fn member_finding(
         events: summary.events,
         signals,
         samples: summary.samples.to_vec(),
+        activity: Some(crate::finding::HourlyActivity::ending_at(
+            context.at,
+            &summary.activity,
+        )),
     }
+}
+
+fn same_kinds(a: &[crate::finding::LinkEvidence], b: &[crate::finding::LinkEvidence]) -> bool {
+    fn kinds(links: &[crate::finding::LinkEvidence]) -> Vec<&str> {
+        let mut kinds: Vec<&str> = links.iter().map(|l| l.kind.as_str()).collect();
+        kinds.sort_unstable();
+        kinds
+    }
+    kinds(a) == kinds(b)
 }
 
 fn membership_signal(cluster: &ClusterFinding) -> Signal {

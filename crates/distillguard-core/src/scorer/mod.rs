@@ -3,7 +3,7 @@
 
 mod clusters;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +12,7 @@ use crate::detect::{Context, ModelRegistry};
 use crate::engine::EngineConfig;
 use crate::event::AccountId;
 use crate::features::AccountSummary;
-use crate::finding::{AccountFinding, ClusterFinding, FindingUpdate, Severity};
+use crate::finding::{AccountFinding, ClusterFinding, FindingUpdate, HourlyActivity, Severity};
 use crate::link::{Linker, LinkerCheckpoint};
 use crate::population::Population;
 use crate::shard::ShardReport;
@@ -20,6 +20,9 @@ use crate::time::EventTime;
 
 /// A finding's score must rise by this much (or change severity or flag) to be re-emitted.
 const SCORE_STEP: f64 = 0.05;
+/// The detector whose signal is kept current at every tick (with `events` and `last_seen`), while
+/// the score and the other signals keep the finding's worst moment.
+const CURRENT_SIGNAL: &str = "volume";
 
 /// The scorer's full state, serialisable for restarts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +60,10 @@ pub struct Scorer {
     /// accounts.
     cluster_suite: DetectorSuite,
     clusters: BTreeMap<u64, ClusterFinding>,
+    /// Subjects whose activity (`events`, `last_seen`, current volume) moved at this tick without
+    /// a material change, for [`Scorer::take_activity`]. Transient: cleared every tick.
+    active_accounts: BTreeSet<AccountId>,
+    active_clusters: BTreeSet<u64>,
 }
 
 impl Scorer {
@@ -77,6 +84,8 @@ impl Scorer {
             cluster_suite: DetectorSuite::new(),
             clusters: BTreeMap::new(),
             forgotten: Vec::new(),
+            active_accounts: BTreeSet::new(),
+            active_clusters: BTreeSet::new(),
             config,
         }
     }
@@ -104,6 +113,8 @@ impl Scorer {
 
     /// Scores everything absorbed since the last tick and returns the findings that changed.
     pub fn finish_tick(&mut self, at: EventTime) -> Vec<FindingUpdate> {
+        self.active_accounts.clear();
+        self.active_clusters.clear();
         let pending = std::mem::take(&mut self.pending);
         // Sort positions, not the (large) summaries themselves.
         let mut order: Vec<usize> = (0..pending.len()).collect();
@@ -171,6 +182,7 @@ impl Scorer {
                 events: summary.events,
                 signals: self.suite.signals(summary, context, scores),
                 samples: summary.samples.to_vec(),
+                activity: Some(HourlyActivity::ending_at(context.at, &summary.activity)),
             };
             self.findings
                 .insert(summary.account_id.clone(), finding.clone());
@@ -180,9 +192,11 @@ impl Scorer {
         // rebuilding its evidence each time would cost more than scoring.
         let (old_score, old_severity, old_flagged) =
             (finding.score, finding.severity, finding.flagged);
+        let active = finding.last_seen != summary.last_seen || finding.events != summary.events;
         finding.first_seen = summary.first_seen;
         finding.last_seen = summary.last_seen;
         finding.events = summary.events;
+        finding.activity = Some(HourlyActivity::ending_at(context.at, &summary.activity));
         // By default the finding keeps its worst moment: score, severity and evidence only ever
         // rise, so an analyst sees why it was opened even if the account has since gone quiet.
         // Evidence is rebuilt only on a material change (the same rule that emits an update):
@@ -211,7 +225,54 @@ impl Scorer {
         let changed = finding.severity != old_severity
             || finding.flagged != old_flagged
             || finding.score - old_score >= SCORE_STEP;
-        changed.then(|| finding.clone())
+        if changed {
+            return Some(finding.clone());
+        }
+        if active {
+            if !refresh {
+                self.suite.refresh_signal(
+                    CURRENT_SIGNAL,
+                    &mut finding.signals,
+                    summary,
+                    context,
+                    scores,
+                );
+            }
+            self.active_accounts.insert(summary.account_id.clone());
+        }
+        None
+    }
+
+    /// The current view of every subject whose activity moved at the last tick but that
+    /// `finish_tick` did not return (`emitted`): at most one update per subject per tick, so
+    /// that `events`, `last_seen` and the volume evidence a reviewer reads stay current without
+    /// a write per event. Empties the set either way; pass `wanted = false` when nothing reads
+    /// the findings (replay), so nothing is cloned.
+    pub fn take_activity(&mut self, emitted: &[FindingUpdate], wanted: bool) -> Vec<FindingUpdate> {
+        let accounts = std::mem::take(&mut self.active_accounts);
+        let clusters = std::mem::take(&mut self.active_clusters);
+        if !wanted {
+            return Vec::new();
+        }
+        let mut seen_accounts = BTreeSet::new();
+        let mut seen_clusters = BTreeSet::new();
+        for update in emitted {
+            match update {
+                FindingUpdate::Account(a) => seen_accounts.insert(a.account_id.as_str()),
+                FindingUpdate::Cluster(c) => seen_clusters.insert(c.cluster_id.as_str()),
+            };
+        }
+        let accounts = accounts
+            .iter()
+            .filter_map(|id| self.findings.get(id))
+            .filter(|f| !seen_accounts.contains(f.account_id.as_str()))
+            .map(|f| FindingUpdate::Account(f.clone()));
+        let clusters = clusters
+            .iter()
+            .filter_map(|id| self.clusters.get(id))
+            .filter(|c| !seen_clusters.contains(c.cluster_id.as_str()))
+            .map(|c| FindingUpdate::Cluster(c.clone()));
+        accounts.chain(clusters).collect()
     }
 
     /// Accounts whose findings were forgotten since the last call (they left detector state).

@@ -5,11 +5,13 @@
 //! replays give the same numbers everywhere.
 
 pub mod bitmap;
+pub mod bottomk;
 pub mod hash;
 pub mod hll;
 pub mod topk;
 
 pub use bitmap::LinearCounter;
+pub use bottomk::BottomK;
 pub use hash::{combine, fast_hash, mix64, stable_hash, Fnv};
 pub use hll::DistinctCounter;
 pub use topk::FrequentItems;

@@ -6,10 +6,12 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::Json;
+use distillguard_ingest::otlp;
 use distillguard_ingest::{
-    decode_body, decompress, CanonicalDecoder, Decoder, EnvoyDecoder, FrameError, KongDecoder,
-    LitellmDecoder, OtlpDecoder, Rejected,
+    decode_body, decompress, CanonicalDecoder, DecodeOutcome, Decoder, Encoding, EnvoyDecoder,
+    FrameError, KongDecoder, LitellmDecoder, OtlpDecoder, Rejected, Signal,
 };
 use serde::Serialize;
 
@@ -27,25 +29,30 @@ const INLINE_DECODE_BYTES: usize = 128 * 1024;
 /// The reply to an ingest request.
 #[derive(Debug, Serialize)]
 pub struct IngestReply {
-    /// Records found in the body.
+    /// Records found in the body (for OTLP: log records or spans).
     pub received: usize,
     /// Events queued for detection.
     pub accepted: usize,
     /// Events acknowledged but skipped as retries of a recent `request_id`.
     pub duplicates: usize,
     pub rejected_count: usize,
+    /// Records that are not model calls (OTLP spans and log events without GenAI attributes).
+    pub ignored: usize,
     /// The first rejected records, each with its index, field and reason.
     pub rejected: Vec<Rejected>,
-    /// OTLP's own partial-success report (`/v1/logs` only).
+    /// OTLP's own partial-success report (`/v1/logs` and `/v1/traces` only).
     #[serde(rename = "partialSuccess", skip_serializing_if = "Option::is_none")]
     pub partial_success: Option<PartialSuccess>,
 }
 
-/// OTLP `ExportLogsPartialSuccess`.
+/// OTLP `ExportLogsPartialSuccess` or `ExportTracePartialSuccess` in JSON.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PartialSuccess {
-    pub rejected_log_records: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected_log_records: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected_spans: Option<usize>,
     pub error_message: String,
 }
 
@@ -89,29 +96,74 @@ pub async fn gateway<D: ConfiguredSource>(
     ingest(state, caller, headers, body, decoder).await
 }
 
-/// `POST /v1/logs`: OTLP/HTTP logs, JSON encoding.
-///
-/// OTLP clients expect `200` with an `ExportLogsServiceResponse`; a partial acceptance is reported
-/// in `partialSuccess` as the specification asks, next to our own counts.
-pub async fn otlp(
+/// `POST /v1/logs`: OTLP/HTTP logs, JSON or protobuf.
+pub async fn otlp_logs(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     body: Body,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
+    otlp(state, caller, headers, body, Signal::Logs).await
+}
+
+/// `POST /v1/traces`: OTLP/HTTP traces, JSON or protobuf; GenAI spans become events.
+pub async fn otlp_traces(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    otlp(state, caller, headers, body, Signal::Traces).await
+}
+
+/// OTLP clients expect `200` with an `Export*ServiceResponse` in the request's encoding; a partial
+/// acceptance is reported in `partialSuccess` as the specification asks. JSON replies carry our own
+/// counts beside it (OTLP clients ignore unknown fields).
+async fn otlp(
+    state: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+    signal: Signal,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Ingest)?;
+    let encoding = otlp_encoding(&headers)?;
     let decoder = OtlpDecoder::configured(&state.settings.sources).clone();
-    let (_, Json(mut reply)) = ingest(state, caller, headers, body, decoder).await?;
-    if reply.rejected_count > 0 {
+    let decode = move |plain: &[u8]| decoder.decode_export(signal, encoding, plain);
+    let mut reply = ingest_with(&state, &headers, body, "otlp", decode).await?;
+    let rejected = reply.rejected_count;
+    let error_message = reply
+        .rejected
+        .first()
+        .map(|r| r.error.to_string())
+        .unwrap_or_default();
+    if encoding == Encoding::Protobuf {
+        let bytes = otlp::export_response(signal, rejected, error_message);
+        let content_type = [(header::CONTENT_TYPE, "application/x-protobuf")];
+        return Ok((StatusCode::OK, content_type, bytes).into_response());
+    }
+    if rejected > 0 {
+        let logs = signal == Signal::Logs;
         reply.partial_success = Some(PartialSuccess {
-            rejected_log_records: reply.rejected_count,
-            error_message: reply
-                .rejected
-                .first()
-                .map(|r| r.error.to_string())
-                .unwrap_or_default(),
+            rejected_log_records: logs.then_some(rejected),
+            rejected_spans: (!logs).then_some(rejected),
+            error_message,
         });
     }
-    Ok((StatusCode::OK, Json(reply)))
+    Ok((StatusCode::OK, Json(reply)).into_response())
+}
+
+/// The encoding an OTLP request declares; no `Content-Type` reads as JSON (curl's habit).
+fn otlp_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(Encoding::Json);
+    };
+    let text = value.to_str().unwrap_or_default();
+    Encoding::from_media_type(&media_type_essence(text)).ok_or_else(|| {
+        ApiError::UnsupportedMediaType(format!(
+            "unsupported media type {text:?}; OTLP/HTTP accepts application/x-protobuf or application/json"
+        ))
+    })
 }
 
 /// `POST /v1/events`: canonical events.
@@ -124,7 +176,7 @@ pub async fn canonical(
     ingest(state, caller, headers, body, CanonicalDecoder).await
 }
 
-/// The shared ingest path for every decoder.
+/// The shared ingest path for every framed decoder.
 pub async fn ingest<D: Decoder + Clone + 'static>(
     state: AppState,
     caller: Caller,
@@ -134,8 +186,25 @@ pub async fn ingest<D: Decoder + Clone + 'static>(
 ) -> Result<(StatusCode, Json<IngestReply>), ApiError> {
     caller.require(Role::Ingest)?;
     check_media_type(&headers)?;
-    let gzip = content_is_gzip(&headers)?;
     let source = decoder.source().as_str();
+    let decode = move |plain: &[u8]| decode_body(&decoder, plain);
+    let reply = ingest_with(&state, &headers, body, source, decode).await?;
+    Ok((StatusCode::ACCEPTED, Json(reply)))
+}
+
+/// Reads, decompresses and decodes a body with `decode`, then queues its events: limits, metrics
+/// and backpressure are the same for every format.
+async fn ingest_with<F>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    source: &'static str,
+    decode: F,
+) -> Result<IngestReply, ApiError>
+where
+    F: FnOnce(&[u8]) -> Result<DecodeOutcome, FrameError> + Send + 'static,
+{
+    let gzip = content_is_gzip(headers)?;
     let limit = state.settings.ingest.max_body_bytes;
     let raw = axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::PayloadTooLarge(format!("the body exceeds the limit of {limit} bytes"))
@@ -143,10 +212,10 @@ pub async fn ingest<D: Decoder + Clone + 'static>(
     let started = Instant::now();
     let decode = move || -> Result<_, FrameError> {
         let plain = decompress(&raw, gzip, limit)?;
-        let outcome = decode_body(&decoder, &plain)?;
+        let outcome = decode(&plain)?;
         Ok((plain.len(), outcome))
     };
-    let decoded = if raw_len_hint(&headers) > INLINE_DECODE_BYTES || gzip {
+    let decoded = if raw_len_hint(headers) > INLINE_DECODE_BYTES || gzip {
         tokio::task::spawn_blocking(decode)
             .await
             .map_err(|e| ApiError::Internal(e.into()))?
@@ -208,17 +277,15 @@ pub async fn ingest<D: Decoder + Clone + 'static>(
     let rejected_count = outcome.rejected.len();
     let mut rejected = outcome.rejected;
     rejected.truncate(MAX_LISTED_REJECTIONS);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(IngestReply {
-            received: outcome.records,
-            accepted: receipt.accepted,
-            duplicates: receipt.duplicates,
-            rejected_count,
-            rejected,
-            partial_success: None,
-        }),
-    ))
+    Ok(IngestReply {
+        received: outcome.records,
+        accepted: receipt.accepted,
+        duplicates: receipt.duplicates,
+        rejected_count,
+        ignored: outcome.ignored,
+        rejected,
+        partial_success: None,
+    })
 }
 
 fn raw_len_hint(headers: &HeaderMap) -> usize {
@@ -238,6 +305,9 @@ const ACCEPTED_MEDIA_TYPES: &[&str] = &[
     "application/x-jsonlines",
     "application/jsonlines",
     "text/plain",
+    // What `curl -d` sends when no type is given: treated like no type at all (the body is
+    // framed as JSON or NDJSON either way), so the first curl a user types works.
+    "application/x-www-form-urlencoded",
 ];
 
 fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -245,17 +315,22 @@ fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
         return Ok(());
     };
     let text = value.to_str().unwrap_or_default();
-    let essence = text
-        .split(';')
+    if ACCEPTED_MEDIA_TYPES.contains(&media_type_essence(text).as_str()) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "unsupported media type {text:?}; send application/json or application/x-ndjson"
+        )))
+    }
+}
+
+/// A media type without its parameters, in lower case.
+fn media_type_essence(text: &str) -> String {
+    text.split(';')
         .next()
         .unwrap_or_default()
         .trim()
-        .to_ascii_lowercase();
-    if ACCEPTED_MEDIA_TYPES.contains(&essence.as_str()) {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType(text.to_string()))
-    }
+        .to_ascii_lowercase()
 }
 
 fn content_is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
@@ -272,7 +347,7 @@ fn content_is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
         "gzip" | "x-gzip" => Ok(true),
         "" | "identity" => Ok(false),
         other => Err(ApiError::UnsupportedMediaType(format!(
-            "content-encoding {other}; send gzip or no encoding"
+            "unsupported content-encoding {other:?}; send gzip or no encoding"
         ))),
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP API. [`router`] is the table of contents: every route the service answers.
 
+pub mod console;
 mod ingest;
 mod ops;
 pub mod review;
@@ -12,8 +13,11 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
+use console::queue::{bulk, export_csv, export_json, queue};
+use console::{assets, login, subject};
 use distillguard_ingest::{EnvoyDecoder, KongDecoder, LitellmDecoder};
 use distillguard_store::{FindingWriter, Store};
+use review::subjects::{Accounts, Clusters};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::Authenticator;
@@ -34,6 +38,8 @@ pub struct AppState {
     pub writer: Arc<FindingWriter>,
     /// How checkpoints have been going, for `/readyz`.
     pub checkpoints: Arc<crate::checkpoint::CheckpointHealth>,
+    /// Logged-in browsers of the analyst console.
+    pub console: console::Sessions,
 }
 
 /// Every route of the service.
@@ -51,9 +57,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/ingest/kong", post(ingest::gateway::<KongDecoder>))
         .route("/v1/ingest/envoy", post(ingest::gateway::<EnvoyDecoder>))
-        .route("/v1/logs", post(ingest::otlp))
+        .route("/v1/logs", post(ingest::otlp_logs))
+        .route("/v1/traces", post(ingest::otlp_traces))
         // Review (role `analyst`; `admin` passes too) and `/openapi.json`.
         .merge(review::routes())
+        .merge(console_routes())
+        .fallback(crate::error::no_route)
         // Bodies are limited after decompression by the handlers themselves.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(
@@ -69,7 +78,55 @@ pub fn router(state: AppState) -> Router {
                 tracing::info_span!("http", method = %request.method(), route)
             }),
         )
+        // Outermost: every error, whoever wrote it, leaves in the JSON error shape.
+        .layer(middleware::from_fn(crate::error::json_errors))
         .with_state(state)
+}
+
+/// The analyst console (`docs/console.md`): HTML pages that call the review handlers above with
+/// the caller of a session cookie (from an analyst or admin token; the `ingest` role is refused).
+/// Every change is a POST carrying the session's CSRF token.
+fn console_routes() -> Router<AppState> {
+    Router::new()
+        .route("/ui", get(login::home))
+        .route("/ui/login", get(login::login_page).post(login::login))
+        .route("/ui/logout", post(login::logout))
+        .route("/ui/assets/{name}", get(assets::asset))
+        .route("/ui/accounts", get(queue::<Accounts>))
+        .route("/ui/accounts/bulk", post(bulk::<Accounts>))
+        .route("/ui/accounts/export.csv", get(export_csv::<Accounts>))
+        .route("/ui/accounts/export.json", get(export_json::<Accounts>))
+        .route("/ui/accounts/{id}", get(subject::show::<Accounts>))
+        .route(
+            "/ui/accounts/{id}/review",
+            post(subject::review::<Accounts>),
+        )
+        .route(
+            "/ui/accounts/{id}/notes",
+            post(subject::add_note::<Accounts>),
+        )
+        .route("/ui/clusters", get(queue::<Clusters>))
+        .route("/ui/clusters/bulk", post(bulk::<Clusters>))
+        .route("/ui/clusters/export.csv", get(export_csv::<Clusters>))
+        .route("/ui/clusters/export.json", get(export_json::<Clusters>))
+        .route("/ui/clusters/{id}", get(subject::show::<Clusters>))
+        .route(
+            "/ui/clusters/{id}/review",
+            post(subject::review::<Clusters>),
+        )
+        .route(
+            "/ui/clusters/{id}/notes",
+            post(subject::add_note::<Clusters>),
+        )
+        .route(
+            "/ui/allowlist",
+            get(login::allowlist).post(login::add_allowlist),
+        )
+        .route(
+            "/ui/allowlist/{entry}/remove",
+            post(login::remove_allowlist),
+        )
+        .layer(middleware::from_fn(console::security_headers))
 }
 
 /// Counts requests by route template (never the raw path: ids would explode the label set).

@@ -36,7 +36,17 @@ pub use logged::LogState;
 
 /// Where findings go once the scorer has produced them (the store writer, or nothing in replay).
 pub trait FindingSink: Send + 'static {
+    /// Findings that changed materially (score, severity, flag, cluster) at a tick.
     fn deliver(&mut self, updates: Vec<FindingUpdate>);
+
+    /// Whether the sink keeps findings' activity current ([`FindingSink::deliver_activity`]).
+    fn wants_activity(&self) -> bool {
+        false
+    }
+
+    /// The current view of subjects whose activity (`events`, `last_seen`, current volume)
+    /// moved at a tick without a material change: at most one per subject per tick.
+    fn deliver_activity(&mut self, _activity: Vec<FindingUpdate>) {}
 }
 
 /// A sink that drops findings; replay reads the scorer's final report instead.

@@ -144,6 +144,37 @@ struct Dispatcher {
     /// The event log position after the last batch routed: what a checkpoint now covers.
     position: Option<LogPosition>,
     metrics: Metrics,
+    late_warning: LateWarning,
+}
+
+/// Says in the log, at most once a minute, that events are being dropped as late and how to
+/// start over: a counter alone left users wondering why a day of traffic found nothing.
+#[derive(Default)]
+struct LateWarning {
+    last: Option<std::time::Instant>,
+    since_last: u64,
+}
+
+impl LateWarning {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn note(&mut self, late: u64, total: u64, watermark: Option<EventTime>) {
+        self.since_last += late;
+        if self.since_last == 0 || self.last.is_some_and(|t| t.elapsed() < Self::EVERY) {
+            return;
+        }
+        tracing::warn!(
+            late = self.since_last,
+            late_total = total,
+            watermark = %watermark.map(EventTime::to_rfc3339).unwrap_or_default(),
+            "events older than the watermark minus the allowed lateness were counted late and not \
+             scored; if you are sending history older than what this service has already seen, \
+             start over with `distillguard serve --reset` (clears the data directory) or send it \
+             to a fresh --data-dir; for out-of-order shippers raise engine.allowed_lateness_secs"
+        );
+        self.last = Some(std::time::Instant::now());
+        self.since_last = 0;
+    }
 }
 
 impl Dispatcher {
@@ -157,6 +188,7 @@ impl Dispatcher {
             late_events: 0,
             position: None,
             metrics,
+            late_warning: LateWarning::default(),
         }
     }
 
@@ -207,6 +239,7 @@ impl Dispatcher {
 
     fn route(&mut self, events: Vec<ApiEvent>) {
         let shard_count = self.shards.len();
+        let late_before = self.late_events;
         for event in events {
             let (admission, tick) = self.clock.admit(event.timestamp);
             if admission == Admission::Late {
@@ -222,6 +255,11 @@ impl Dispatcher {
         }
         self.flush();
         self.export_watermark();
+        self.late_warning.note(
+            self.late_events - late_before,
+            self.late_events,
+            self.clock.watermark(),
+        );
     }
 
     fn export_watermark(&self) {
@@ -358,6 +396,7 @@ fn run_scorer(
                     scorer.absorb(shard, report);
                 }
                 let updates = scorer.finish_tick(at);
+                let activity = scorer.take_activity(&updates, sink.wants_activity());
                 detector_counts.export(&scorer, &metrics);
                 metrics
                     .tracked_accounts
@@ -369,6 +408,9 @@ fn run_scorer(
                 if !updates.is_empty() {
                     flagged.record(&updates, &metrics);
                     sink.deliver(updates);
+                }
+                if !activity.is_empty() {
+                    sink.deliver_activity(activity);
                 }
                 caps.export(&mut scorer, &mut flagged, &metrics);
             }

@@ -20,7 +20,7 @@ pub(crate) fn created_long_ago(rng: &mut SimRng, start: i64) -> i64 {
     start - (lognormal(rng, 200.0, 0.9).clamp(2.0, 1_500.0) * DAY as f64) as i64
 }
 
-fn emit_turns(
+pub(crate) fn emit_turns(
     out: &mut Vec<ApiEvent>,
     rng: &mut SimRng,
     ctx: &Ctx,
@@ -46,7 +46,7 @@ fn emit_turns(
     }
 }
 
-fn client_params(rng: &mut SimRng) -> Params {
+pub(crate) fn client_params(rng: &mut SimRng) -> Params {
     Params {
         temperature: *pick(rng, &[None, None, Some(0.7), Some(1.0)]),
         max_tokens: *pick(rng, &[None, None, Some(4_096), Some(2_048)]),

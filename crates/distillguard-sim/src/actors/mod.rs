@@ -5,7 +5,9 @@ pub(crate) mod attack;
 pub(crate) mod benign;
 pub(crate) mod harvest;
 mod human;
+pub(crate) mod pool;
 pub(crate) mod services;
+pub(crate) mod traps;
 
 use std::net::IpAddr;
 

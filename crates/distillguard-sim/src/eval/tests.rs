@@ -12,6 +12,7 @@ fn at(minutes: i64) -> EventTime {
 
 fn finding(id: &str, flagged_at: Option<i64>) -> AccountFinding {
     AccountFinding {
+        activity: None,
         account_id: id.to_string(),
         score: if flagged_at.is_some() { 0.9 } else { 0.3 },
         severity: Severity::High,
@@ -234,6 +235,7 @@ fn percentiles_use_the_nearest_rank() {
 
 fn clustered(id: &str, minutes: i64) -> AccountFinding {
     AccountFinding {
+        activity: None,
         clustered_at: Some(at(minutes)),
         ..finding(id, Some(minutes))
     }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use distillguard_core::finding::Severity;
+use distillguard_core::finding::{FindingUpdate, Severity};
 use distillguard_store::*;
 
 use crate::support::*;
@@ -133,6 +133,25 @@ pub async fn prompts_are_kept_only_when_configured(h: Harness) {
         .unwrap();
     let sample = &keeping.get_account("kept").await.unwrap().samples[0];
     assert_eq!(sample.text.as_deref(), Some("secret prompt of kept"));
+}
+
+pub async fn hourly_activity_is_kept_with_the_account(h: Harness) {
+    let activity = distillguard_core::finding::HourlyActivity {
+        until: at(3_600_000 * 30),
+        events: (0..24).collect(),
+    };
+    let mut busy = account("busy", 0.8, 5_000);
+    busy.activity = Some(activity.clone());
+    h.store
+        .upsert_findings(&[FindingUpdate::Account(busy), acct("older", 0.8, 5_000)])
+        .await
+        .unwrap();
+
+    assert_eq!(
+        h.store.get_account("busy").await.unwrap().activity,
+        Some(activity)
+    );
+    assert_eq!(h.store.get_account("older").await.unwrap().activity, None);
 }
 
 pub async fn account_and_cluster_details_carry_their_evidence(h: Harness) {
@@ -484,4 +503,32 @@ pub async fn checkpoints_round_trip_and_are_replaced(h: Harness) {
         .unwrap();
     let saved = h.store.load_checkpoint("linker").await.unwrap().unwrap();
     assert_eq!((saved.data.as_slice(), saved.watermark), (&b"v2"[..], None));
+}
+
+/// Issue 19: a cluster's summary comes from its own members. When a split leaves the cluster
+/// without its earliest account, its `first_seen` moves later with it; an account's only ever
+/// moves earlier.
+pub async fn a_cluster_first_seen_follows_its_current_members(h: Harness) {
+    let mut early = cluster("c1", 0.85, &["m1", "m2", "m3"], 6_000);
+    let mut split = cluster("c1", 0.85, &["m2", "m3"], 7_000);
+    if let (FindingUpdate::Cluster(a), FindingUpdate::Cluster(b)) = (&mut early, &mut split) {
+        a.first_seen = at(1_000);
+        b.first_seen = at(3_000);
+    }
+    h.store.upsert_findings(&[early]).await.unwrap();
+    h.store.upsert_findings(&[split]).await.unwrap();
+    let c1 = h.store.get_cluster("c1").await.unwrap();
+    assert_eq!(c1.summary.first_seen, at(3_000));
+
+    h.store
+        .upsert_findings(&[acct("m9", 0.9, 5_000)])
+        .await
+        .unwrap();
+    let mut later = acct("m9", 0.9, 6_000);
+    if let FindingUpdate::Account(a) = &mut later {
+        a.first_seen = at(4_000);
+    }
+    h.store.upsert_findings(&[later]).await.unwrap();
+    let m9 = h.store.get_account("m9").await.unwrap();
+    assert!(m9.summary.first_seen < at(4_000));
 }

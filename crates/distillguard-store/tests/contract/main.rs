@@ -2,6 +2,7 @@
 //! PostgreSQL (a fresh database per test via `#[sqlx::test]`, which needs `DATABASE_URL`, e.g.
 //! `postgres://postgres@127.0.0.1:5432/test`; without it the PostgreSQL half fails loudly).
 
+mod decisions;
 mod findings;
 mod review;
 mod support;
@@ -29,11 +30,16 @@ macro_rules! contract {
 }
 
 contract! {
+    decisions::a_confirmed_account_is_blocked_until_it_is_reopened,
+    decisions::a_confirmed_cluster_decides_on_each_member_but_allowlisted_ones,
+    decisions::unreviewed_flags_decide_only_when_enabled_and_severe_enough,
+    decisions::dismissing_deletes_the_decision_and_the_stream_pages_in_order,
     findings::a_fresh_store_is_ready_and_empty,
     findings::applying_the_same_batch_twice_gives_the_same_state,
     findings::one_finding_per_subject_follows_the_latest_score,
     findings::an_update_older_than_the_stored_one_is_ignored,
     findings::an_invalid_update_is_refused_without_failing_the_batch,
+    findings::hourly_activity_is_kept_with_the_account,
     findings::prompts_are_kept_only_when_configured,
     findings::account_and_cluster_details_carry_their_evidence,
     findings::list_filters_narrow_the_result,
@@ -43,6 +49,7 @@ contract! {
     findings::a_cursor_is_refused_for_another_query,
     findings::stats_count_by_status_and_severity_and_show_watermarks,
     findings::checkpoints_round_trip_and_are_replaced,
+    findings::a_cluster_first_seen_follows_its_current_members,
     review::triage_moves_a_finding_through_the_workflow_with_an_audit_entry_per_step,
     review::a_stale_version_is_a_conflict_and_changes_nothing,
     review::an_invalid_transition_is_refused_and_changes_nothing,

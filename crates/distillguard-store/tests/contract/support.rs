@@ -203,6 +203,7 @@ pub fn signal(detector: &str, score: f64) -> Signal {
 /// An account finding; flagged at 0.7 like the engine's default threshold.
 pub fn account(id: &str, score: f64, last_seen_ms: i64) -> AccountFinding {
     AccountFinding {
+        activity: None,
         account_id: id.to_string(),
         score,
         severity: Severity::from_score(score),

@@ -46,6 +46,14 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         outcome.report.accounts.len(),
         flagged,
     );
+    if outcome.report.late_events > 0 {
+        eprintln!(
+            "{} events were late: more than engine.allowed_lateness_secs behind the newest event \
+             before them, so they were counted but not scored. Sort the input by timestamp, or \
+             raise allowed_lateness_secs in the config file for a shipper that reorders.",
+            outcome.report.late_events
+        );
+    }
     let json = serde_json::to_vec_pretty(&outcome.report)?;
     match &args.report {
         Some(path) => std::fs::write(path, json)

@@ -8,11 +8,24 @@ use super::settings::SettingsArgs;
 pub struct ServeArgs {
     #[command(flatten)]
     pub settings: SettingsArgs,
+    /// Start over: delete the embedded store (findings, review history, checkpoints and the
+    /// event-time watermark) and the event log in the data directory first. Refused when
+    /// database_url is set.
+    #[arg(long)]
+    pub reset: bool,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     telemetry::init(&args.settings.log, args.settings.log_format);
     let settings = args.settings.load()?;
+    if args.reset {
+        let removed = distillguard_server::app::reset_data_dir(&settings)?;
+        tracing::warn!(
+            data_dir = %settings.data_dir.display(),
+            removed = ?removed,
+            "--reset: starting over with no findings, no review history and no watermark"
+        );
+    }
     let app = Application::build(settings).await?;
     app.run_until_stopped(shutdown_signal()).await
 }

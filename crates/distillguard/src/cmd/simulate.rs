@@ -140,7 +140,21 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             c.first_event.map(|t| t.to_rfc3339()).unwrap_or_default()
         );
     }
+    eprintln!("{}", time_span_note(&scenario));
     Ok(())
+}
+
+/// Where the traffic sits in event time, and what that means for a service that has already
+/// seen later events: they would all be counted late and nothing would be found.
+fn time_span_note(scenario: &Scenario) -> String {
+    let end = EventTime::from_epoch_ms(scenario.end_ms()).unwrap_or(scenario.start);
+    format!(
+        "events span {} to {} (event time). A service that has already seen later events counts \
+         these as late and scores none of them: feed them to a fresh data directory \
+         (`distillguard serve --reset`), or pick a later --start.",
+        scenario.start.to_rfc3339(),
+        end.to_rfc3339()
+    )
 }
 
 #[derive(Debug)]
@@ -194,6 +208,21 @@ mod tests {
             serde_json::from_slice(&read("a.labels.json")).unwrap();
         assert!(labels.values().any(|l| l.is_attack()));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_closing_note_gives_the_event_time_span_and_how_to_start_over() {
+        let mut two_days = args(Path::new("."), "never", 1);
+        two_days.days = 2;
+        let note = time_span_note(&scenario(&two_days).unwrap());
+        assert!(
+            note.contains("2026-11-02T00:00:00.000Z to 2026-11-04T00:00:00.000Z"),
+            "{note}"
+        );
+        assert!(
+            note.contains("late") && note.contains("serve --reset"),
+            "{note}"
+        );
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! Reading needs the `analyst` role, writing `analyst` or `admin` (`admin` passes every check,
 //! see [`crate::auth::Caller::require`]). Handlers reach the store through [`AppState::store`].
 
-mod admin;
-mod params;
-mod subjects;
+pub(crate) mod admin;
+pub(crate) mod params;
+pub(crate) mod subjects;
 #[cfg(test)]
 mod tests;
 
@@ -79,9 +79,11 @@ pub(crate) fn api_error(error: StoreError) -> ApiError {
         error @ (StoreError::InvalidTransition { .. } | StoreError::InvalidInput(_)) => {
             ApiError::Unprocessable(error.to_string())
         }
-        StoreError::InvalidCursor => {
-            ApiError::BadRequest("the cursor does not belong to this query".into())
-        }
+        // 409, not 400: the request is well formed, but the cursor conflicts with the query (it
+        // was made for another filter or sort, or altered); the first page is always readable.
+        StoreError::InvalidCursor => ApiError::Conflict(
+            "the cursor does not belong to this query; start again from the first page".into(),
+        ),
         StoreError::Unavailable(source) => {
             tracing::warn!(error = %source, "store unavailable");
             ApiError::Unavailable {

@@ -11,7 +11,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// Decoded `key=value` pairs of a query string.
+/// Decoded `key=value` pairs of a query string. A parameter with an empty value is absent, as a
+/// form's blank field means "no filter" (`?assignee=&cursor=` lists the first page, unfiltered).
 pub fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
     raw.map(|q| {
         q.split('&')
@@ -20,6 +21,7 @@ pub fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
                 let (key, value) = part.split_once('=').unwrap_or((part, ""));
                 (decode(key), decode(value))
             })
+            .filter(|(_, value)| !value.is_empty())
             .collect()
     })
     .unwrap_or_default()
@@ -67,8 +69,15 @@ fn bad(name: &str, why: impl std::fmt::Display) -> ApiError {
     ApiError::BadRequest(format!("query parameter {name}: {why}"))
 }
 
+/// A bound on event time. Any RFC 3339 time is a valid bound: one before 1970 or after 2200 (the
+/// times events may carry) selects what the nearest possible event time would.
 fn time(name: &str, value: &str) -> Result<EventTime, ApiError> {
-    EventTime::parse_rfc3339(value).map_err(|e| bad(name, e))
+    let parsed = chrono::DateTime::parse_from_rfc3339(value)
+        .map_err(|e| bad(name, format!("not an RFC 3339 timestamp: {e}")))?;
+    let ms = parsed
+        .timestamp_millis()
+        .clamp(0, EventTime::LATEST.epoch_ms());
+    EventTime::from_epoch_ms(ms).map_err(|e| bad(name, e))
 }
 
 /// Comma-separated or repeated values.
@@ -157,6 +166,36 @@ pub fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     })
 }
 
+/// Largest magnitude of a version number in a body: JSON's safe integers (2^53 - 1), which every
+/// JSON parser reads exactly, also when written with a fraction (`7.0`).
+pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// A JSON integer within [`MAX_SAFE_INTEGER`], also written as an integral number (`7.0`), as
+/// JSON Schema counts integers.
+pub fn int64<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    use serde::de::Error;
+    use serde::Deserialize;
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let limit = MAX_SAFE_INTEGER as f64;
+    let value = match (number.as_i64(), number.as_f64()) {
+        (Some(n), _) => Some(n).filter(|n| n.abs() <= MAX_SAFE_INTEGER),
+        (None, Some(f)) if f.fract() == 0.0 && f.abs() <= limit => Some(f as i64),
+        _ => None,
+    };
+    value.ok_or_else(|| {
+        D::Error::custom(format!(
+            "expected an integer of at most {MAX_SAFE_INTEGER} in magnitude, got {number}"
+        ))
+    })
+}
+
+/// Like [`int64`], for an optional field.
+pub fn optional_int64<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    int64(deserializer).map(Some)
+}
+
 /// `"assignee": null` clears, a string sets, absence keeps.
 pub fn double_option<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
@@ -192,6 +231,41 @@ mod tests {
         assert!(list_request(Some("status=closed")).is_err());
         assert!(list_request(Some("limit=0")).is_err());
         assert!(list_request(Some("since=yesterday")).is_err());
+        let (filter, _) = list_request(Some(
+            "since=0018-01-01T00:00:00Z&until=8936-10-21T20:27:16Z",
+        ))
+        .unwrap();
+        assert_eq!(filter.since, Some(EventTime::from_epoch_ms(0).unwrap()));
+        assert_eq!(filter.until, Some(EventTime::LATEST));
+    }
+
+    #[test]
+    fn integral_numbers_are_integers() {
+        #[derive(serde::Deserialize)]
+        struct V {
+            #[serde(deserialize_with = "int64")]
+            v: i64,
+        }
+        let read = |json: &str| serde_json::from_str::<V>(json).map(|v| v.v);
+        assert_eq!(read(r#"{"v": 7}"#).unwrap(), 7);
+        assert_eq!(read(r#"{"v": -7.0}"#).unwrap(), -7);
+        assert!(read(r#"{"v": 7.5}"#).is_err());
+        assert!(read(r#"{"v": 1e19}"#).is_err());
+        assert!(read(r#"{"v": -9223372036854775809}"#).is_err());
+        assert_eq!(
+            read(r#"{"v": 9007199254740991}"#).unwrap(),
+            MAX_SAFE_INTEGER
+        );
+        assert!(read(r#"{"v": 9007199254740992}"#).is_err());
+        assert!(read(r#"{"v": "7"}"#).is_err());
+    }
+
+    #[test]
+    fn blank_parameters_are_absent() {
+        let (filter, page) =
+            list_request(Some("status=&severity=&assignee=&cursor=&limit=&flagged=")).unwrap();
+        assert_eq!(filter, ListFilter::default());
+        assert_eq!(page, PageRequest::default());
     }
 
     #[test]

@@ -101,6 +101,7 @@ pub async fn get_cluster(
 pub struct ReviewBody {
     pub status: ReviewStatus,
     /// The version the analyst last read.
+    #[serde(deserialize_with = "params::int64")]
     pub version: i64,
     #[serde(default)]
     pub close_reason: Option<CloseReason>,
@@ -108,12 +109,23 @@ pub struct ReviewBody {
     pub assignee: Option<Option<String>>,
 }
 
-fn assignee_change(assignee: Option<Option<String>>) -> AssigneeChange {
-    match assignee {
+/// A blank name unassigns like `null` does: what a cleared assignee field in a form sends. A name
+/// is checked here, before any subject is touched, so a bulk change fails whole on a bad name.
+fn assignee_change(assignee: Option<Option<String>>) -> Result<AssigneeChange, ApiError> {
+    Ok(match assignee {
         None => AssigneeChange::Keep,
         Some(None) => AssigneeChange::Clear,
-        Some(Some(name)) => AssigneeChange::Set(name),
-    }
+        Some(Some(name)) if name.trim().is_empty() => AssigneeChange::Clear,
+        Some(Some(name)) => {
+            let max = distillguard_store::MAX_NAME_CHARS;
+            if name.chars().count() > max {
+                return Err(ApiError::Unprocessable(format!(
+                    "invalid body: assignee longer than {max} characters"
+                )));
+            }
+            AssigneeChange::Set(name)
+        }
+    })
 }
 
 /// `PATCH /v1/{accounts|clusters}/{id}/review`.
@@ -129,7 +141,7 @@ pub async fn review<K: Kind>(
         to: body.status,
         expected_version: body.version,
         close_reason: body.close_reason,
-        assignee: assignee_change(body.assignee),
+        assignee: assignee_change(body.assignee)?,
     };
     let state = state
         .store
@@ -143,7 +155,7 @@ pub async fn review<K: Kind>(
 #[serde(deny_unknown_fields)]
 pub struct BulkEntry {
     pub id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "params::optional_int64")]
     pub version: Option<i64>,
 }
 
@@ -171,6 +183,17 @@ pub async fn bulk_review<K: Kind>(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Analyst)?;
     let body: BulkBody = params::body(&body)?;
+    let max = distillguard_store::MAX_BULK_ITEMS;
+    if body.ids.len() + body.items.len() == 0 {
+        return Err(ApiError::Unprocessable(
+            "invalid body: give at least one subject in ids or items".to_string(),
+        ));
+    }
+    if body.ids.len() > max || body.items.len() > max {
+        return Err(ApiError::Unprocessable(format!(
+            "invalid body: at most {max} ids and {max} items per request"
+        )));
+    }
     let items: Vec<BulkItem> = body
         .ids
         .into_iter()
@@ -187,13 +210,19 @@ pub async fn bulk_review<K: Kind>(
         to: body.status,
         expected_version: 0,
         close_reason: body.close_reason,
-        assignee: assignee_change(body.assignee),
+        assignee: assignee_change(body.assignee)?,
     };
-    let outcomes = state
-        .store
-        .bulk_transition(K::KIND, &items, &request, &actor(&caller)?)
-        .await
-        .map_err(api_error)?;
+    // The store takes at most MAX_BULK_ITEMS per call; ids and items may each hold that many.
+    let actor = actor(&caller)?;
+    let mut outcomes = Vec::with_capacity(items.len());
+    for chunk in items.chunks(max) {
+        let chunk = state
+            .store
+            .bulk_transition(K::KIND, chunk, &request, &actor)
+            .await
+            .map_err(api_error)?;
+        outcomes.extend(chunk);
+    }
     let results: Vec<Value> = outcomes
         .into_iter()
         .map(|outcome| match outcome.result {

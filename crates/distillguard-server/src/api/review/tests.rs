@@ -58,6 +58,7 @@ impl Api {
             )),
             store: store.clone(),
             checkpoints: Default::default(),
+            console: Default::default(),
         };
         Self {
             app: routes().with_state(state),
@@ -137,6 +138,7 @@ fn signal(detector: &str, score: f64) -> Signal {
 
 fn acct(id: &str, score: f64, last_seen_ms: i64) -> FindingUpdate {
     FindingUpdate::Account(AccountFinding {
+        activity: None,
         account_id: id.into(),
         score,
         severity: Severity::from_score(score),
@@ -327,7 +329,7 @@ async fn lists_filter_and_page_without_duplicates_or_gaps_while_findings_arrive(
         .await;
     assert_eq!(
         status,
-        StatusCode::BAD_REQUEST,
+        StatusCode::CONFLICT,
         "a cursor is bound to its query"
     );
 }
