@@ -315,7 +315,10 @@ impl Store {
         dispatch!(self, s => s.webhook_failed(event_id, endpoint, error, retry_at).await)
     }
 
-    pub async fn webhook_dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+    pub async fn webhook_dead_letters(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<WebhookDeadLetter>, StoreError> {
         dispatch!(self, s => s.webhook_dead_letters(limit).await)
     }
 

@@ -557,9 +557,9 @@ pub struct WebhookDelivery {
     pub attempts: u32,
 }
 
-/// A delivery that ran out of attempts.
+/// A webhook delivery that ran out of attempts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DeadLetter {
+pub struct WebhookDeadLetter {
     pub event_id: i64,
     pub endpoint: String,
     pub event_type: String,

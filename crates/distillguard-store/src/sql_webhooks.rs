@@ -156,7 +156,7 @@ macro_rules! impl_webhooks {
             pub async fn webhook_dead_letters(
                 &self,
                 limit: u32,
-            ) -> Result<Vec<$crate::model::DeadLetter>, $crate::error::StoreError> {
+            ) -> Result<Vec<$crate::model::WebhookDeadLetter>, $crate::error::StoreError> {
                 let rows: Vec<(i64, String, String, i32, Option<String>, i64)> = sqlx::query_as(
                     "SELECT d.event_id, d.endpoint, e.event_type, d.attempts, d.last_error, \
                      d.failed_at_ms FROM webhook_dead_letter d \
@@ -169,7 +169,7 @@ macro_rules! impl_webhooks {
                 Ok(rows
                     .into_iter()
                     .map(|(event_id, endpoint, event_type, attempts, last_error, at)| {
-                        $crate::model::DeadLetter {
+                        $crate::model::WebhookDeadLetter {
                             event_id,
                             endpoint,
                             event_type,
