@@ -313,12 +313,14 @@ pub async fn list_filters_narrow_the_result(h: Harness) {
         until: Some(at(1_000)),
         ..Default::default()
     };
-    assert!(matches!(
-        h.store
-            .list_accounts(&backwards, &PageRequest::default())
-            .await,
-        Err(StoreError::InvalidInput(_))
-    ));
+    // `since` after `until` is an empty interval, like any other filter that matches nothing.
+    assert!(h
+        .store
+        .list_accounts(&backwards, &PageRequest::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
 }
 
 /// Pages through `sort` while new findings (above and below the cursor) keep arriving.
