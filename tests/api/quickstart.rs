@@ -77,7 +77,15 @@ async fn an_older_day_stays_late_across_a_restart_until_serve_reset_starts_over(
         "reset removed the store and the event log"
     );
     let app = spawn_app_with(settings.clone()).await;
-    post(&app, &[event("older", T0, "older-2")]).await;
+    post(
+        &app,
+        &[
+            event("older", T0, "older-2"),
+            event("older", T0, "older-3"),
+            event("older", T0, "older-4"),
+        ],
+    )
+    .await;
     let older = watermark_after(T0);
     let (late, watermark) = late_and_watermark(&app, |_, w| w == older).await;
     assert_eq!(watermark, older, "the clock started over");

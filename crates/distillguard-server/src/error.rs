@@ -184,12 +184,14 @@ pub async fn json_errors(
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
     let status = response.status();
-    let is_json = response
+    // A handler that chose its body (JSON, the console's HTML page, an OTLP protobuf reply)
+    // keeps it; only empty or plain-text bodies (axum's and hyper's own) are rewritten.
+    let written_by_handler = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|v| !v.starts_with("text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || written_by_handler {
         return response;
     }
     let (parts, body) = response.into_parts();
