@@ -12,11 +12,6 @@
 //! - `max_tokens` ≥ 4,096: 0.5 → 0, 0.9 → 0.3.
 //!
 //! Scaled by a request-count confidence (3 → 0, 12 → 1).
-//!
-//! The reasoning-demand part also needs persistence: requests in at least 3 → 0, 6 → 1 distinct
-//! hours of the day (lifetime). A student's homework evening (20–40 step-by-step questions in one
-//! sitting) is one burst; a harvest at human pace has to come back session after session to be
-//! worth anything, and a scripted one runs at every hour.
 
 use super::{measurement, noisy_or, ramp, Context, Detector, Role};
 use crate::features::{AccountSummary, LARGE_MAX_TOKENS};
@@ -34,13 +29,6 @@ struct Parts {
     confidence: f64,
 }
 
-/// Distinct hours of the day with requests, 3 → 0, 6 → 1 (see the module comment; templating
-/// uses it too).
-pub(crate) fn persistence(a: &AccountSummary) -> f64 {
-    let hours = a.hour_of_day.iter().filter(|h| **h > 0).count();
-    ramp(hours as f64, 3.0, 6.0)
-}
-
 fn parts(a: &AccountSummary) -> Parts {
     let reasoning = a.share(a.reasoning_prompts.max(a.reasoning_system), a.events);
     let logprobs = a.share(a.logprobs, a.events);
@@ -54,7 +42,7 @@ fn parts(a: &AccountSummary) -> Parts {
         mean_completion,
         large_max,
         components: [
-            0.95 * ramp(reasoning, 0.2, 0.6) * persistence(a),
+            0.95 * ramp(reasoning, 0.2, 0.6),
             (0.6 + 0.3 * super::distribution::width_factor(a)) * ramp(logprobs, 0.3, 0.8),
             0.6 * ramp(multi, 0.3, 0.8),
             0.5 * ramp(mean_completion, 600.0, 1_500.0),
@@ -155,7 +143,7 @@ mod tests {
         let events: Vec<_> = (0..100)
             .map(|i| {
                 event(
-                    i * 600_000,
+                    i * 60_000,
                     &format!(
                         "{} Think step by step and show your work.",
                         diverse_prompt(i as usize)
@@ -170,7 +158,7 @@ mod tests {
     fn a_reasoning_system_prompt_counts_for_every_request() {
         let events: Vec<_> = (0..100)
             .map(|i| {
-                let mut e = event(i * 600_000, &diverse_prompt(i as usize));
+                let mut e = event(i * 60_000, &diverse_prompt(i as usize));
                 e.system_prompt = Some("You are an expert analyst. Support every answer with complete and transparent reasoning.".into());
                 e.messages = Some(2);
                 e
@@ -209,30 +197,6 @@ mod tests {
             .collect();
         let s = score(&events);
         assert!(s <= 0.6, "{s}");
-    }
-
-    #[test]
-    fn a_students_evening_of_step_by_step_questions_is_not_yet_persistent() {
-        // Thirty questions, three minutes apart: one evening, two hours of the day.
-        let evening: Vec<_> = (0..30)
-            .map(|i| {
-                event(
-                    i * 180_000,
-                    &format!("{} explain step by step", diverse_prompt(i as usize)),
-                )
-            })
-            .collect();
-        assert!(score(&evening) < 0.5, "{}", score(&evening));
-        // The same questions asked session after session across the day are.
-        let sessions: Vec<_> = (0..30)
-            .map(|i| {
-                event(
-                    (i / 5) * 3 * 3_600_000 + (i % 5) * 180_000,
-                    &format!("{} explain step by step", diverse_prompt(i as usize)),
-                )
-            })
-            .collect();
-        assert!(score(&sessions) > 0.9, "{}", score(&sessions));
     }
 
     #[test]

@@ -7,10 +7,7 @@
 //! (distinct ratio 0.75 → 0, 0.9 → 1) × prompt-count confidence.
 //!
 //! Production apps, batch jobs and benchmark runners are templated too: on its own this detector
-//! never flags (see `combine`); it strengthens the case when coverage is also wide. Like
-//! elicitation's reasoning demands it needs persistence (requests in 3 → 0, 6 → 1 distinct hours
-//! of the day): a person pasting the same opening into an evening's questions is one burst, not
-//! systematic generation.
+//! never flags (see `combine`); it strengthens the case when coverage is also wide.
 
 use super::{measurement, prompt_confidence, ramp, Context, Detector, Role};
 use crate::features::AccountSummary;
@@ -22,7 +19,6 @@ fn factors(account: &AccountSummary, context: &Context<'_>) -> (f64, f64, f64) {
     let share = account.skeleton_share();
     let distinct = account.distinct_ratio();
     let score = prompt_confidence(account, context.config)
-        * super::elicitation::persistence(account)
         * ramp(share, 0.5, 0.85)
         * ramp(distinct, 0.75, 0.9);
     (share, distinct, score)
@@ -75,7 +71,7 @@ mod tests {
     fn score(prompts: impl Iterator<Item = String>) -> f64 {
         let events: Vec<_> = prompts
             .enumerate()
-            .map(|(i, p)| event(i as i64 * 180_000, &p))
+            .map(|(i, p)| event(i as i64 * 10_000, &p))
             .collect();
         let account = summarise(&events);
         let population = population(100, 100, 10_000);
