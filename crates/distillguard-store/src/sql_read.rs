@@ -261,11 +261,9 @@ macro_rules! impl_read {
             ) -> Result<$crate::model::AccountDetail, $crate::error::StoreError> {
                 use sqlx::types::Json;
                 let subject = $crate::model::Subject::account(id)?;
-                let summary = self
-                    .summary(&subject)
-                    .await?
-                    .ok_or_else(|| $crate::error::StoreError::NotFound(subject.to_string()))?;
-                let signals = self.evidence(&subject).await?;
+                // The profile is read before the finding: the writer commits both in one
+                // transaction, so a reader that sees the new `events` also sees the `last_seen`
+                // and evidence written with them (never a current count beside a stale summary).
                 type Profile = (
                     i64,
                     Json<Vec<$crate::model::StoredSample>>,
@@ -277,6 +275,11 @@ macro_rules! impl_read {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
+                let summary = self
+                    .summary(&subject)
+                    .await?
+                    .ok_or_else(|| $crate::error::StoreError::NotFound(subject.to_string()))?;
+                let signals = self.evidence(&subject).await?;
                 let (events, samples, activity) = profile
                     .map(|(e, s, a)| (e, s.0, a.map(|a| a.0)))
                     .unwrap_or_default();
