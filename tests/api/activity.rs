@@ -70,6 +70,8 @@ async fn events_last_seen_and_volume_evidence_follow_the_account_after_it_is_fla
         .unwrap();
     app.post_events(ndjson(&burst), "application/x-ndjson")
         .await;
+    // The burst may be scored over several ticks (flagged part-way, its score rising after), so
+    // the check below is that the score never falls, not that it stays where it was flagged.
     let flagged = account_until(&app, "steady", |a| a["summary"]["flagged"] == true).await;
     assert_eq!(flagged["summary"]["flagged"], true, "{flagged}");
     let score = flagged["summary"]["score"].as_f64().unwrap();
@@ -98,10 +100,10 @@ async fn events_last_seen_and_volume_evidence_follow_the_account_after_it_is_fla
         rfc3339(last),
         "last_seen is the trickle's last request"
     );
-    assert_eq!(
-        current["summary"]["score"].as_f64().unwrap(),
-        score,
-        "the score keeps the finding's worst moment"
+    assert!(
+        current["summary"]["score"].as_f64().unwrap() >= score,
+        "the score keeps the finding's worst moment: {} after {score}",
+        current["summary"]["score"]
     );
     let day = requests_24h(&current).expect("volume evidence has a 24h request count");
     assert_eq!(day, 324.0, "the volume evidence counts the trickle too");
