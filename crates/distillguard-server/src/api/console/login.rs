@@ -13,7 +13,9 @@ use serde_json::json;
 use super::session::{
     self, cookie, csrf_matches, random_token, safe_next, set_cookie, LOGIN_COOKIE, SESSION_LIFETIME,
 };
-use super::{bare_page, csrf_field, message, page, status, ConsoleSession, Nav, PageError};
+use super::{
+    bare_page, csrf_field, message, page, status, ChangeForm, ConsoleSession, Nav, PageError,
+};
 use crate::api::review::admin;
 use crate::api::review::params::{encode, pairs};
 use crate::api::AppState;
@@ -134,16 +136,10 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Byte
 }
 
 /// `POST /ui/logout`: ends the session here and now.
-pub async fn logout(
-    session: ConsoleSession,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form = pairs(std::str::from_utf8(&body).ok());
-    if let Err(refused) = session.check_csrf(&headers, &form) {
-        return refused.into_response();
-    }
+pub async fn logout(State(state): State<AppState>, form: ChangeForm) -> Response {
+    let ChangeForm {
+        session, headers, ..
+    } = form;
     state.console.close(&session.id);
     let mut response = Redirect::to("/ui/login").into_response();
     response.headers_mut().append(
@@ -210,26 +206,18 @@ async fn allowlist_page(
 
 /// `POST /ui/allowlist`.
 pub async fn add_allowlist(
-    session: ConsoleSession,
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    form: ChangeForm,
 ) -> Result<Response, PageError> {
-    let form = pairs(std::str::from_utf8(&body).ok());
-    if let Err(refused) = session.check_csrf(&headers, &form) {
-        return Ok(refused.into_response());
-    }
     let mut request = json!({
-        "kind": field(&form, "kind").unwrap_or("account"),
-        "id": field(&form, "id").unwrap_or_default().trim(),
-        "reason": field(&form, "reason").unwrap_or_default().trim(),
+        "kind": form.get("kind").unwrap_or("account"),
+        "id": form.text("id").trim(),
+        "reason": form.text("reason").trim(),
     });
-    if let Some(expires) = field(&form, "expires_at")
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-    {
-        request["expires_at"] = json!(expires);
+    if let Some(expires) = form.filled("expires_at") {
+        request["expires_at"] = json!(expires.trim());
     }
+    let session = form.session;
     match admin::add_allowlist(
         session.caller(),
         State(state.clone()),
@@ -250,16 +238,11 @@ pub async fn add_allowlist(
 
 /// `POST /ui/allowlist/{entry}/remove` (a form cannot send DELETE).
 pub async fn remove_allowlist(
-    session: ConsoleSession,
     State(state): State<AppState>,
     Path(entry): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    form: ChangeForm,
 ) -> Result<Response, PageError> {
-    let form = pairs(std::str::from_utf8(&body).ok());
-    if let Err(refused) = session.check_csrf(&headers, &form) {
-        return Ok(refused.into_response());
-    }
-    let _removed = admin::remove_allowlist(session.caller(), State(state), Path(entry)).await?;
+    let caller = form.session.caller();
+    let _removed = admin::remove_allowlist(caller, State(state), Path(entry)).await?;
     Ok(Redirect::to("/ui/allowlist").into_response())
 }

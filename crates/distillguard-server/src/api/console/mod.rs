@@ -19,7 +19,7 @@ use axum::response::{Html, IntoResponse, Response};
 use maud::{html, Markup, DOCTYPE};
 
 use crate::error::ApiError;
-pub use session::{ConsoleSession, Sessions};
+pub use session::{ChangeForm, ConsoleSession, Sessions};
 
 /// An API failure shown as a page: the same status, and the message the JSON API would give.
 pub struct PageError(pub ApiError);

@@ -6,7 +6,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use distillguard_core::finding::Severity;
@@ -15,7 +15,9 @@ use distillguard_store::{CloseReason, FindingSummary, ReviewStatus, MAX_PAGE_SIZ
 use maud::{html, Markup};
 use serde_json::{json, Value};
 
-use super::{csrf_field, message, page, score, status, time, ConsoleSession, Nav, PageError};
+use super::{
+    csrf_field, message, page, score, status, time, ChangeForm, ConsoleSession, Nav, PageError,
+};
 use crate::api::review::params::{encode, pairs};
 use crate::api::review::subjects::{self, Accounts, Clusters, Kind, ListReply};
 use crate::api::AppState;
@@ -281,28 +283,14 @@ pub fn reason_select(id: &str, current: Option<CloseReason>) -> Markup {
     }
 }
 
-fn form_value<'a>(form: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    form.iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.trim().is_empty())
-}
-
 /// `POST /ui/accounts/bulk`, `POST /ui/clusters/bulk`: the selection at the versions shown.
 pub async fn bulk<K: UiKind>(
-    session: ConsoleSession,
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    form: ChangeForm,
 ) -> Result<Response, PageError> {
-    let form = pairs(std::str::from_utf8(&body).ok());
-    if let Err(refused) = session.check_csrf(&headers, &form) {
-        return Ok(refused.into_response());
-    }
     let items: Vec<Value> = form
-        .iter()
-        .filter(|(k, _)| k == "select")
-        .filter_map(|(_, v)| v.split_once(':'))
+        .all("select")
+        .filter_map(|v| v.split_once(':'))
         .map(|(version, id)| json!({"id": id, "version": version.parse::<i64>().ok()}))
         .collect();
     if items.is_empty() {
@@ -310,16 +298,17 @@ pub async fn bulk<K: UiKind>(
     }
     let mut request = json!({
         "items": items,
-        "status": form_value(&form, "status").unwrap_or("open"),
+        "status": form.filled("status").unwrap_or("open"),
     });
-    if let Some(reason) = form_value(&form, "close_reason") {
+    if let Some(reason) = form.filled("close_reason") {
         request["close_reason"] = json!(reason);
     }
-    if form_value(&form, "unassign") == Some("true") {
+    if form.filled("unassign") == Some("true") {
         request["assignee"] = Value::Null;
-    } else if let Some(assignee) = form_value(&form, "assignee") {
+    } else if let Some(assignee) = form.filled("assignee") {
         request["assignee"] = json!(assignee.trim());
     }
+    let session = form.session;
     let Json(reply) = subjects::bulk_review::<K>(
         session.caller(),
         State(state),

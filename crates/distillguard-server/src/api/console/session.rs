@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{FromRef, FromRequestParts};
+use axum::body::Bytes;
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -177,6 +178,74 @@ impl ConsoleSession {
         } else {
             Err(CsrfRefused)
         }
+    }
+}
+
+/// A console form posted by a logged-in browser whose CSRF token checked out: every change
+/// handler takes one, so none can forget the check. Without a session: to the login page; with
+/// a wrong or missing token: 403, nothing done.
+#[derive(Debug)]
+pub struct ChangeForm {
+    pub session: ConsoleSession,
+    pub headers: HeaderMap,
+    fields: Vec<(String, String)>,
+}
+
+impl ChangeForm {
+    /// The field's value, if the form carries it.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The field's value, or "" when absent.
+    pub fn text(&self, key: &str) -> &str {
+        self.get(key).unwrap_or_default()
+    }
+
+    /// The field's value unless absent or blank.
+    pub fn filled(&self, key: &str) -> Option<&str> {
+        self.get(key).filter(|v| !v.trim().is_empty())
+    }
+
+    /// Every value of a repeated field (checkboxes), in form order.
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.fields
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl<S> FromRequest<S> for ChangeForm
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let session = ConsoleSession::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let request = Request::from_parts(parts, body);
+        let headers = request.headers().clone();
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let fields = crate::api::review::params::pairs(std::str::from_utf8(&body).ok());
+        let form = Self {
+            session,
+            headers,
+            fields,
+        };
+        form.session
+            .check_csrf(&form.headers, &form.fields)
+            .map_err(IntoResponse::into_response)?;
+        Ok(form)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::Uri;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use distillguard_core::finding::{HourlyActivity, Signal};
@@ -15,8 +15,10 @@ use maud::{html, Markup};
 use serde_json::{json, Value};
 
 use super::queue::{reason_select, status_select, UiKind};
-use super::{csrf_field, message, page, score, status, time, ConsoleSession, PageError};
-use crate::api::review::params::{encode, pairs};
+use super::{
+    csrf_field, message, page, score, status, time, ChangeForm, ConsoleSession, PageError,
+};
+use crate::api::review::params::encode;
 use crate::api::review::subjects;
 use crate::api::AppState;
 use crate::error::ApiError;
@@ -398,33 +400,23 @@ fn audit_section(entries: &[AuditEntry]) -> Markup {
     }
 }
 
-fn field<'a>(form: &'a [(String, String)], key: &str) -> &'a str {
-    form.iter()
-        .find(|(k, _)| k == key)
-        .map_or("", |(_, v)| v.as_str())
-}
-
 /// `POST /ui/{accounts|clusters}/{id}/review`: the review API's PATCH, at the version shown.
 pub async fn review<K: UiKind>(
-    session: ConsoleSession,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    form: ChangeForm,
 ) -> Result<Response, PageError> {
-    let form = pairs(std::str::from_utf8(&body).ok());
-    if let Err(refused) = session.check_csrf(&headers, &form) {
-        return Ok(refused.into_response());
-    }
-    let version: i64 = field(&form, "version")
+    let session = &form.session;
+    let version: i64 = form
+        .text("version")
         .parse()
         .map_err(|_| ApiError::BadRequest("version: a number".into()))?;
-    let mut request = json!({"status": field(&form, "status"), "version": version});
-    if !field(&form, "close_reason").is_empty() {
-        request["close_reason"] = json!(field(&form, "close_reason"));
+    let mut request = json!({"status": form.text("status"), "version": version});
+    if !form.text("close_reason").is_empty() {
+        request["close_reason"] = json!(form.text("close_reason"));
     }
-    let assignee = field(&form, "assignee").trim();
-    if assignee != field(&form, "read_assignee") {
+    let assignee = form.text("assignee").trim();
+    if assignee != form.text("read_assignee") {
         request["assignee"] = if assignee.is_empty() {
             Value::Null
         } else {
@@ -446,28 +438,28 @@ pub async fn review<K: UiKind>(
     };
     // The change was not applied: re-read the subject and show why, keeping what was asked.
     let intended = Intended {
-        status: field(&form, "status").parse().ok(),
-        close_reason: serde_json::from_value(json!(field(&form, "close_reason"))).ok(),
+        status: form.text("status").parse().ok(),
+        close_reason: serde_json::from_value(json!(form.text("close_reason"))).ok(),
         assignee: Some(assignee.to_string()),
     };
-    let detail = load::<K>(&session, &state, &id).await?;
+    let detail = load::<K>(session, &state, &id).await?;
     let banner = match &error {
         ApiError::Conflict(_) => conflict_banner(&form, version, &detail.summary().review),
         other => html! { div.alert role="alert" { "Not saved: " (message(other)) } },
     };
     let code = status(error);
-    let page = render::<K>(&session, &state, &detail, Some(banner), intended).await?;
+    let page = render::<K>(session, &state, &detail, Some(banner), intended).await?;
     Ok((code, page).into_response())
 }
 
 /// What changed between the version the analyst read and the current one.
-fn conflict_banner(form: &[(String, String)], read_version: i64, now: &ReviewState) -> Markup {
+fn conflict_banner(form: &ChangeForm, read_version: i64, now: &ReviewState) -> Markup {
     let now_reason = now.close_reason.map_or("", |r| r.as_str());
     let now_assignee = now.assignee.as_deref().unwrap_or("");
     let rows = [
-        ("status", field(form, "read_status"), now.status.as_str()),
-        ("close reason", field(form, "read_close_reason"), now_reason),
-        ("assignee", field(form, "read_assignee"), now_assignee),
+        ("status", form.text("read_status"), now.status.as_str()),
+        ("close reason", form.text("read_close_reason"), now_reason),
+        ("assignee", form.text("read_assignee"), now_assignee),
     ];
     html! {
         div.alert.conflict role="alert" {
@@ -487,19 +479,13 @@ fn conflict_banner(form: &[(String, String)], read_version: i64, now: &ReviewSta
 
 /// `POST /ui/{accounts|clusters}/{id}/notes`.
 pub async fn add_note<K: UiKind>(
-    session: ConsoleSession,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    form: ChangeForm,
 ) -> Result<Response, PageError> {
-    let form = pairs(std::str::from_utf8(&body).ok());
-    if let Err(refused) = session.check_csrf(&headers, &form) {
-        return Ok(refused.into_response());
-    }
-    let request = json!({"body": field(&form, "body")});
+    let request = json!({"body": form.text("body")});
     let _created = subjects::add_note::<K>(
-        session.caller(),
+        form.session.caller(),
         State(state),
         Path(id.clone()),
         Bytes::from(request.to_string()),
