@@ -106,6 +106,26 @@ async fn text_of(browser: &Client, css: &str) -> String {
     }
 }
 
+/// Picks a status and close reason in the page's triage form and submits it.
+async fn submit_triage(browser: &Client, status: &str, reason: &str) {
+    for (css, value) in [("#triage-status", status), ("#triage-reason", reason)] {
+        browser
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .select_by_value(value)
+            .await
+            .unwrap();
+    }
+    browser
+        .find(Locator::Css("#triage button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn screenshot(browser: &Client, name: &str) {
     let Some(dir) = std::env::var_os("DG_CONSOLE_SCREENSHOTS") else {
         return;
@@ -250,27 +270,7 @@ async fn an_analyst_triages_a_hydra_campaign_in_the_browser() {
     screenshot(&browser, "cluster.png").await;
 
     // 5. Confirm the cluster with a close reason.
-    browser
-        .find(Locator::Css("#triage-status"))
-        .await
-        .unwrap()
-        .select_by_value("confirmed")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("#triage-reason"))
-        .await
-        .unwrap()
-        .select_by_value("true_positive")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("#triage button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit_triage(&browser, "confirmed", "true_positive").await;
     let started = Instant::now();
     while !text_of(&browser, "#review-status")
         .await
@@ -336,27 +336,7 @@ async fn an_analyst_triages_a_hydra_campaign_in_the_browser() {
         .await
         .unwrap();
     assert_eq!(changed.status(), 200);
-    browser
-        .find(Locator::Css("#triage-status"))
-        .await
-        .unwrap()
-        .select_by_value("dismissed")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("#triage-reason"))
-        .await
-        .unwrap()
-        .select_by_value("false_positive")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("#triage button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit_triage(&browser, "dismissed", "false_positive").await;
     let conflict = text_of(&browser, ".conflict").await;
     assert!(conflict.contains("someone changed this"), "{conflict}");
     assert!(
