@@ -4,6 +4,7 @@ pub mod console;
 mod decisions;
 mod ingest;
 mod ops;
+pub mod otlp_status;
 pub mod review;
 
 use std::sync::Arc;
@@ -83,6 +84,8 @@ pub fn router(state: AppState) -> Router {
         )
         // Outermost: every error, whoever wrote it, leaves in the JSON error shape.
         .layer(middleware::from_fn(crate::error::json_errors))
+        // Outside that: OTLP clients that sent protobuf get their errors as a protobuf Status.
+        .layer(middleware::from_fn(otlp_status::protobuf_errors))
         .with_state(state)
 }
 
