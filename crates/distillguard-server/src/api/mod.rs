@@ -1,6 +1,7 @@
 //! The HTTP API. [`router`] is the table of contents: every route the service answers.
 
 pub mod console;
+mod dead_letters;
 mod decisions;
 mod ingest;
 mod ops;
@@ -65,6 +66,9 @@ pub fn router(state: AppState) -> Router {
         .merge(review::routes())
         // Decisions for gateways (role `enforcer`; `analyst` and `admin` may read them too).
         .route("/v1/decisions", get(decisions::list))
+        // Webhook deliveries that ran out of attempts (role `admin`).
+        .route("/v1/webhooks/dead-letters", get(dead_letters::list))
+        .route("/v1/webhooks/dead-letters/retry", post(dead_letters::retry))
         .merge(console_routes())
         .fallback(crate::error::no_route)
         // Bodies are limited after decompression by the handlers themselves.
