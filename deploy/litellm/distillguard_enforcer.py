@@ -3,22 +3,27 @@
 A LiteLLM custom callback (pre-call hook). A background thread follows distillguard's decisions
 feed (GET /v1/decisions, long poll) with an `enforcer` token and keeps the decisions in force in
 memory; every call is checked against that set before it reaches the model, so enforcement adds
-no network round trip to a request.
+no network round trip to a request. Tested against the real proxy (LiteLLM 1.108.7) by
+scripts/test-clients; see docs/integrations.md.
 
 Configuration (environment of the proxy process):
   DISTILLGUARD_URL             e.g. https://distillguard.internal:8080
   DISTILLGUARD_ENFORCER_TOKEN  a token with the `enforcer` role
-  DISTILLGUARD_ACCOUNT_FIELD   what distillguard's `account` scope means here: team_id (default),
-                               org_id, user_id or api_key (match [sources.litellm] account_fields)
+  DISTILLGUARD_ACCOUNT_FIELDS  what distillguard's `account` scope is here: the first of these
+                               that a call has, comma-separated, from org_id, team_id, user_id,
+                               api_key_hash, api_key_alias, end_user. Use the same list as
+                               [sources.litellm] account_fields (default: org_id,team_id,api_key_hash,
+                               that list's default)
   DISTILLGUARD_ACTIONS         actions refused, comma-separated (default: block)
   DISTILLGUARD_FAIL_OPEN       "true" (default): while the feed is unreachable, keep the last
-                               known decisions and let everyone else through
+                               known decisions and let everyone else through; "false": refuse
+                               every call (503) until the feed answers
 
-config.yaml of the proxy (this file next to it, on the proxy's PYTHONPATH):
+config.yaml of the proxy (this file on the proxy's PYTHONPATH):
   litellm_settings:
     callbacks: distillguard_enforcer.proxy_handler_instance
 
-Only the Python standard library and LiteLLM itself are used.
+Only the Python standard library and what LiteLLM's proxy already installs are used.
 """
 
 from __future__ import annotations
@@ -31,16 +36,29 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
 
-Key = Tuple[str, str]  # (scope, value)
+# Where each of [sources.litellm] account_fields lives on the proxy's UserAPIKeyAuth. distillguard
+# reads the same values from the logged payload: `user_api_key_hash` is the auth object's
+# `api_key` (LiteLLM hashes `sk-` keys there), `end_user` is the request's `user`.
+ACCOUNT_FIELDS = {
+    "org_id": "org_id",
+    "team_id": "team_id",
+    "user_id": "user_id",
+    "api_key_hash": "api_key",
+    "api_key_alias": "key_alias",
+    "end_user": None,
+}
+
+# A cursor the server no longer accepts (altered, or from another deployment): pull afresh.
+RESTART_STATUSES = {400, 409, 410}
 
 
 class DecisionSet:
-    """Decisions in force, by (scope, value); applied from the feed's new/deleted entries."""
+    """Decisions in force, by id; applied from the feed's new/deleted entries."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -74,17 +92,20 @@ class DecisionSet:
         return None
 
 
+def _csv(name: str, default: str) -> list:
+    return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
+
+
 class DistillguardEnforcer(CustomLogger):
     def __init__(self) -> None:
         super().__init__()
         self.url = os.environ.get("DISTILLGUARD_URL", "http://127.0.0.1:8080").rstrip("/")
         self.token = os.environ.get("DISTILLGUARD_ENFORCER_TOKEN", "")
-        self.account_field = os.environ.get("DISTILLGUARD_ACCOUNT_FIELD", "team_id")
-        self.actions = {
-            a.strip()
-            for a in os.environ.get("DISTILLGUARD_ACTIONS", "block").split(",")
-            if a.strip()
-        }
+        self.account_fields = _csv("DISTILLGUARD_ACCOUNT_FIELDS", "org_id,team_id,api_key_hash")
+        unknown = [f for f in self.account_fields if f not in ACCOUNT_FIELDS]
+        if unknown:
+            raise ValueError(f"DISTILLGUARD_ACCOUNT_FIELDS: unknown field(s) {unknown}")
+        self.actions = set(_csv("DISTILLGUARD_ACTIONS", "block"))
         self.fail_open = os.environ.get("DISTILLGUARD_FAIL_OPEN", "true") != "false"
         self.decisions = DecisionSet()
         self.healthy = False
@@ -98,27 +119,46 @@ class DistillguardEnforcer(CustomLogger):
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.load(response)
 
+    def _pull(self) -> None:
+        """One request: the full set when there is no cursor, else a long poll for changes."""
+        if self.decisions.cursor is None:
+            self.decisions.apply(self._get({"startup": "true"}, 30), startup=True)
+            return
+        query = {"since": self.decisions.cursor, "stream": "true", "timeout": 25}
+        self.decisions.apply(self._get(query, 35), startup=False)
+
     def _follow(self) -> None:
         backoff = 1.0
         while True:
             try:
-                if self.decisions.cursor is None:
-                    self.decisions.apply(self._get({"startup": "true"}, 30), startup=True)
-                query = {"since": self.decisions.cursor, "stream": "true", "timeout": 25}
-                self.decisions.apply(self._get(query, 35), startup=False)
+                self._pull()
                 self.healthy = True
                 backoff = 1.0
+            except urllib.error.HTTPError as error:
+                if error.code in RESTART_STATUSES:
+                    self.decisions.cursor = None
+                self._wait(backoff)
+                backoff = min(backoff * 2, 30.0)
             except (urllib.error.URLError, OSError, ValueError, KeyError):
-                # Keep the last known decisions; try again with growing pauses.
-                self.healthy = False
-                time.sleep(backoff)
+                self._wait(backoff)
                 backoff = min(backoff * 2, 30.0)
 
-    def _subjects(self, user_api_key_dict, data: dict):
-        yield "end_user", data.get("user") or getattr(user_api_key_dict, "end_user_id", None)
-        yield "api_key", getattr(user_api_key_dict, "api_key", None)
-        account_attr = {"api_key": "api_key"}.get(self.account_field, self.account_field)
-        yield "account", getattr(user_api_key_dict, account_attr, None)
+    def _wait(self, seconds: float) -> None:
+        # Keep the last known decisions; try again with growing pauses.
+        self.healthy = False
+        time.sleep(seconds)
+
+    def _subjects(self, auth, data: dict) -> Iterator[Tuple[str, Optional[str]]]:
+        end_user = data.get("user") or getattr(auth, "end_user_id", None)
+        yield "end_user", end_user
+        yield "api_key", getattr(auth, "api_key", None)
+        for field in self.account_fields:
+            attribute = ACCOUNT_FIELDS[field]
+            value = end_user if attribute is None else getattr(auth, attribute, None)
+            if value:
+                # distillguard's account is the first field set, as its LiteLLM decoder reads it.
+                yield "account", value
+                return
 
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         if not self.healthy and not self.fail_open:

@@ -3,12 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use distillguard_server::config::Secret;
 use distillguard_server::Settings;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
-use crate::review::{get, ingest_busy_account, send, wait_for_account};
 
 async fn close(app: &TestApp, account: &str, status: &str, reason: &str) {
     let (_, body) = get(app, &format!("/v1/accounts/{account}"), ANALYST_TOKEN).await;
@@ -147,11 +145,7 @@ async fn a_bouncer_follows_confirmations_and_dismissals_on_sqlite() {
 #[tokio::test]
 async fn a_bouncer_follows_confirmations_and_dismissals_on_postgres() {
     let database = PgDatabase::create("decisions_e2e").await;
-    let settings = Settings {
-        database_url: Some(Secret::new(database.url())),
-        ..test_settings()
-    };
-    a_bouncer_follows_confirmations_and_dismissals(settings).await;
+    a_bouncer_follows_confirmations_and_dismissals(database.settings()).await;
     database.drop().await;
 }
 
@@ -206,10 +200,6 @@ async fn unreviewed_flags_decide_when_the_operator_turns_it_on_on_sqlite() {
 #[tokio::test]
 async fn unreviewed_flags_decide_when_the_operator_turns_it_on_on_postgres() {
     let database = PgDatabase::create("decisions_flags").await;
-    let settings = Settings {
-        database_url: Some(Secret::new(database.url())),
-        ..test_settings()
-    };
-    unreviewed_flags_decide_when_the_operator_turns_it_on(settings).await;
+    unreviewed_flags_decide_when_the_operator_turns_it_on(database.settings()).await;
     database.drop().await;
 }

@@ -326,6 +326,40 @@ async fn otlp_protobuf_traces_answer_in_protobuf_and_count_spans() {
     app.stop().await;
 }
 
+/// OTLP/HTTP: a protobuf request's 4xx/5xx reply is a protobuf `google.rpc.Status` with the
+/// same message our JSON errors carry; a JSON request keeps the JSON error shape.
+#[tokio::test]
+async fn otlp_protobuf_errors_answer_a_protobuf_status() {
+    use distillguard_server::api::otlp_status::RpcStatus;
+    use prost::Message;
+    let app = spawn_app().await;
+    let cases = [
+        ("/v1/logs", "not-a-token", vec![0x0a, 0x00], 401, 16),
+        ("/v1/traces", INGEST_TOKEN, vec![0xff, 0xff, 0xff], 400, 3),
+        ("/v1/logs", ANALYST_TOKEN, vec![], 403, 7),
+    ];
+    for (path, token, body, status, code) in cases {
+        let response = app
+            .client
+            .post(app.url(path))
+            .bearer_auth(token)
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{path} {token}");
+        assert_eq!(response.headers()["content-type"], "application/x-protobuf");
+        let reply = RpcStatus::decode(response.bytes().await.unwrap()).unwrap();
+        assert_eq!(reply.code, code, "{reply:?}");
+        assert!(!reply.message.is_empty(), "{reply:?}");
+    }
+    let (status, json) = post(&app, "/v1/traces", b"[".to_vec()).await;
+    assert_eq!(status, 400);
+    assert!(json["error"]["message"].is_string(), "{json}");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn otlp_protobuf_without_rejections_answers_an_empty_response() {
     use opentelemetry_proto::tonic::collector::logs::v1::{

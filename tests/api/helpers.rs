@@ -46,6 +46,14 @@ impl PgDatabase {
         format!("{base}/{}", self.name)
     }
 
+    /// [`test_settings`] on this database.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            database_url: Some(distillguard_server::config::Secret::new(self.url())),
+            ..test_settings()
+        }
+    }
+
     pub async fn drop(self) {
         let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
         admin
@@ -303,15 +311,7 @@ pub fn harvester_events(account: &str, start_ms: i64, count: usize) -> Vec<Value
 const CHUNK_LINES: usize = 4_000;
 
 pub async fn analyst_get(app: &TestApp, path: &str) -> (u16, Value) {
-    let response = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(ANALYST_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    get(app, path, ANALYST_TOKEN).await
 }
 
 /// Posts the events in log order and waits until the pipeline has scored all of them.
@@ -348,4 +348,54 @@ pub async fn wait_for(app: &TestApp, path: &str, ready: impl Fn(&Value) -> bool)
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("{path} never got ready; last answer: {last}");
+}
+
+pub async fn get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
+    let response = app
+        .client
+        .get(app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .client
+        .request(method, app.url(path))
+        .bearer_auth(ANALYST_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// An hour or so of the simulator's bulk harvester under the name `account`: it gets flagged.
+pub async fn ingest_busy_account(app: &TestApp, account: &str, start_ms: i64) {
+    let events = harvester_events(account, start_ms, 300);
+    let response = app
+        .post_events(ndjson(&events), "application/x-ndjson")
+        .await;
+    assert_eq!(
+        response.status().as_u16(),
+        202,
+        "{:?}",
+        response.text().await
+    );
+}
+
+pub async fn wait_for_account(app: &TestApp, account: &str) -> Value {
+    for _ in 0..200 {
+        let (status, body) = get(app, &format!("/v1/accounts/{account}"), ANALYST_TOKEN).await;
+        if status == 200 {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no finding for {account} reached the review API");
 }

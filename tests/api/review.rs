@@ -12,61 +12,6 @@ use sqlx::{Connection, Executor};
 
 use crate::helpers::*;
 
-pub(crate) async fn get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
-    let response = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-pub(crate) async fn send(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    body: Value,
-) -> (u16, Value) {
-    let response = app
-        .client
-        .request(method, app.url(path))
-        .bearer_auth(ANALYST_TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// An hour or so of the simulator's bulk harvester under the name `account`: it gets flagged.
-pub(crate) async fn ingest_busy_account(app: &TestApp, account: &str, start_ms: i64) {
-    let events = harvester_events(account, start_ms, 300);
-    let response = app
-        .post_events(ndjson(&events), "application/x-ndjson")
-        .await;
-    assert_eq!(
-        response.status().as_u16(),
-        202,
-        "{:?}",
-        response.text().await
-    );
-}
-
-pub(crate) async fn wait_for_account(app: &TestApp, account: &str) -> Value {
-    for _ in 0..200 {
-        let (status, body) = get(app, &format!("/v1/accounts/{account}"), ANALYST_TOKEN).await;
-        if status == 200 {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no finding for {account} reached the review API");
-}
-
 /// Ingest → finding → triage → audit, through the running service.
 async fn analysts_triage_what_the_pipeline_found(settings: Settings) {
     let app = spawn_app_with(settings).await;
@@ -158,11 +103,7 @@ async fn analysts_triage_what_the_pipeline_found_on_sqlite() {
 #[tokio::test]
 async fn analysts_triage_what_the_pipeline_found_on_postgres() {
     let database = PgDatabase::create("review_e2e").await;
-    let settings = Settings {
-        database_url: Some(Secret::new(database.url())),
-        ..test_settings()
-    };
-    analysts_triage_what_the_pipeline_found(settings).await;
+    analysts_triage_what_the_pipeline_found(database.settings()).await;
     database.drop().await;
 }
 

@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::helpers::*;
-use crate::review::{get, ingest_busy_account, send, wait_for_account};
 
 const SECRET: &str = "whsec-test-secret-0123456789";
 
@@ -197,11 +196,7 @@ async fn signed_events_survive_a_failing_receiver_on_sqlite() {
 #[tokio::test]
 async fn signed_events_survive_a_failing_receiver_on_postgres() {
     let database = PgDatabase::create("webhooks_e2e").await;
-    let settings = Settings {
-        database_url: Some(Secret::new(database.url())),
-        ..test_settings()
-    };
-    signed_events_survive_a_failing_receiver(settings).await;
+    signed_events_survive_a_failing_receiver(database.settings()).await;
     database.drop().await;
 }
 
@@ -244,5 +239,76 @@ async fn a_receiver_that_never_accepts_gets_the_event_dead_lettered() {
         .all(|(valid, _, _)| !valid));
     let (status, _) = get(&app, "/v1/stats", ANALYST_TOKEN).await;
     assert_eq!(status, 200);
+
+    // The operator finds it in the dead-letter API and sends it again: three more attempts.
+    let path = "/v1/webhooks/dead-letters";
+    assert_eq!(get(&app, path, ANALYST_TOKEN).await.0, 403, "admins only");
+    let (status, letters) = get(&app, path, ADMIN_TOKEN).await;
+    assert_eq!(status, 200, "{letters}");
+    let letter = &letters["items"][0];
+    assert_eq!(letters["items"].as_array().unwrap().len(), 1, "{letters}");
+    assert_eq!(
+        (
+            &letter["endpoint"],
+            &letter["event_type"],
+            &letter["attempts"]
+        ),
+        (&json!("soc"), &json!("finding.flagged"), &json!(3))
+    );
+    assert!(
+        letter["last_error"].as_str().unwrap().contains("401"),
+        "{letter}"
+    );
+    let retry = |body: Value| {
+        app.client
+            .post(app.url("/v1/webhooks/dead-letters/retry"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+    };
+    let event_id = letter["event_id"].clone();
+    let response = retry(json!({"event_id": event_id, "endpoint": "soc"}))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    assert_eq!(get(&app, path, ADMIN_TOKEN).await.1["items"], json!([]));
+    wait_until("three more attempts", || {
+        received.lock().unwrap().attempts.len() >= 6
+    })
+    .await;
+    for _ in 0..100 {
+        if app.metric(dead).await >= 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.metric(dead).await, 2.0, "dead-lettered again");
+    let again = retry(json!({"event_id": event_id, "endpoint": "elsewhere"}))
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 404);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn the_delivery_client_speaks_tls() {
+    // A TLS handshake against a plain listener that closes at once: the error is the
+    // connection's, not "scheme is not http" (a client built without TLS refuses https URLs).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            drop(socket);
+        }
+    });
+    let client = distillguard_server::webhooks::http_client(&WebhookSettings::default()).unwrap();
+    let error = client
+        .post(format!("https://127.0.0.1:{port}/hooks"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap_err();
+    let chain = format!("{error:?}");
+    assert!(!error.is_builder(), "{chain}");
+    assert!(!chain.contains("scheme is not http"), "{chain}");
 }

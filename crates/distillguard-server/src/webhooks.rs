@@ -54,10 +54,13 @@ pub fn spawn(
     if settings.endpoints.is_empty() {
         return None;
     }
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(settings.timeout_secs.max(1)))
-        .build()
-        .expect("a plain HTTP client builds");
+    let client = match http_client(&settings) {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(%error, "webhook delivery is off: the HTTP client cannot be built");
+            return None;
+        }
+    };
     Some(tokio::spawn(async move {
         let poll = Duration::from_millis(settings.poll_interval_ms.max(10));
         while !*stopped.borrow() {
@@ -75,6 +78,15 @@ pub fn spawn(
             }
         }
     }))
+}
+
+/// The delivery client: `http://` and `https://` (rustls, with the system's CA store, so a
+/// receiver behind an internal CA installed there is trusted).
+pub fn http_client(settings: &WebhookSettings) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(Duration::from_secs(settings.timeout_secs.max(1)))
+        .build()
 }
 
 async fn deliver(

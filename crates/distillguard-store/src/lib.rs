@@ -322,6 +322,15 @@ impl Store {
         dispatch!(self, s => s.webhook_dead_letters(limit).await)
     }
 
+    /// Back into the outbox with fresh attempts; `false` when there is no such dead letter.
+    pub async fn retry_webhook_dead_letter(
+        &self,
+        event_id: i64,
+        endpoint: &str,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.retry_webhook_dead_letter(event_id, endpoint).await)
+    }
+
     pub async fn stats(&self) -> Result<Stats, StoreError> {
         dispatch!(self, s => s.stats().await)
     }

@@ -152,6 +152,34 @@ macro_rules! impl_webhooks {
                 Ok(())
             }
 
+            /// Puts a dead-lettered delivery back in the outbox, due now with a fresh count of
+            /// attempts. `false`: there is no such dead letter.
+            pub async fn retry_webhook_dead_letter(
+                &self,
+                event_id: i64,
+                endpoint: &str,
+            ) -> Result<bool, $crate::error::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let moved = sqlx::query(
+                    "INSERT INTO webhook_delivery (event_id, endpoint, next_attempt_at_ms) \
+                     SELECT event_id, endpoint, $3 FROM webhook_dead_letter \
+                     WHERE event_id = $1 AND endpoint = $2",
+                )
+                .bind(event_id)
+                .bind(endpoint)
+                .bind(self.now_ms())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                sqlx::query("DELETE FROM webhook_dead_letter WHERE event_id = $1 AND endpoint = $2")
+                    .bind(event_id)
+                    .bind(endpoint)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(moved > 0)
+            }
+
             /// Deliveries that ran out of attempts, newest first.
             pub async fn webhook_dead_letters(
                 &self,

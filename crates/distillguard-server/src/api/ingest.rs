@@ -416,7 +416,7 @@ fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// A media type without its parameters, in lower case.
-fn media_type_essence(text: &str) -> String {
+pub(super) fn media_type_essence(text: &str) -> String {
     text.split(';')
         .next()
         .unwrap_or_default()

@@ -1,9 +1,11 @@
 //! The HTTP API. [`router`] is the table of contents: every route the service answers.
 
 pub mod console;
+mod dead_letters;
 mod decisions;
 mod ingest;
 mod ops;
+pub mod otlp_status;
 pub mod review;
 
 use std::sync::Arc;
@@ -64,6 +66,9 @@ pub fn router(state: AppState) -> Router {
         .merge(review::routes())
         // Decisions for gateways (role `enforcer`; `analyst` and `admin` may read them too).
         .route("/v1/decisions", get(decisions::list))
+        // Webhook deliveries that ran out of attempts (role `admin`).
+        .route("/v1/webhooks/dead-letters", get(dead_letters::list))
+        .route("/v1/webhooks/dead-letters/retry", post(dead_letters::retry))
         .merge(console_routes())
         .fallback(crate::error::no_route)
         // Bodies are limited after decompression by the handlers themselves.
@@ -83,6 +88,8 @@ pub fn router(state: AppState) -> Router {
         )
         // Outermost: every error, whoever wrote it, leaves in the JSON error shape.
         .layer(middleware::from_fn(crate::error::json_errors))
+        // Outside that: OTLP clients that sent protobuf get their errors as a protobuf Status.
+        .layer(middleware::from_fn(otlp_status::protobuf_errors))
         .with_state(state)
 }
 
