@@ -40,8 +40,17 @@ pub const LARGE_MAX_TOKENS: u32 = 4_096;
 /// Client IPs and subnets sampled per account for the linker (bottom-k over their link keys):
 /// enough to count a dozen shared addresses between two accounts of one proxy pool, bounded at
 /// 8 bytes each however many addresses the account hops over.
-pub const IP_SAMPLE: usize = 32;
+pub const IP_SAMPLE: usize = 24;
 pub const SUBNET_SAMPLE: usize = 16;
+/// Near-duplicate band keys sampled per account (bottom-k over the LSH band keys of its prompts,
+/// `sketch::lsh`): two accounts sending re-asks of the same items keep meeting in their samples,
+/// at 8 bytes per key however many prompts they send (issue 12, content coordination).
+pub const CONTENT_SAMPLE: usize = 12;
+/// Signature bins per LSH band (8 bins as 2 bands of 4).
+const LSH_ROWS: usize = 4;
+/// Prompts shorter than this many words are not sampled for near-duplicates: short chat
+/// ("thanks, can you shorten it?") is the same everywhere.
+pub const NEAR_DUPLICATE_MIN_WORDS: u32 = 12;
 /// Characters of the user agent kept for analysts and the linker.
 const USER_AGENT_CHARS: usize = 120;
 /// Session-opening prompts remembered, to recognise a later turn that re-sends a session's task
@@ -152,6 +161,8 @@ pub struct AccountState {
     ip_sample: BottomK<IP_SAMPLE>,
     #[serde(default)]
     subnet_sample: BottomK<SUBNET_SAMPLE>,
+    #[serde(default)]
+    content_sample: BottomK<CONTENT_SAMPLE>,
     user_agents: FrequentItems<u64, 3>,
     user_agent_distinct: LinearCounter<1>,
     user_agent: Option<Box<str>>,
@@ -219,6 +230,7 @@ impl AccountState {
             ip_distinct: LinearCounter::default(),
             ip_sample: BottomK::default(),
             subnet_sample: BottomK::default(),
+            content_sample: BottomK::default(),
             user_agents: FrequentItems::default(),
             user_agent_distinct: LinearCounter::default(),
             user_agent: None,
@@ -326,6 +338,11 @@ impl AccountState {
         }
         self.prefixes.insert(features.prefix_key);
         self.suffixes.insert(features.suffix_key);
+        if features.words >= NEAR_DUPLICATE_MIN_WORDS {
+            for key in crate::sketch::lsh::band_keys(&features.signature, LSH_ROWS) {
+                self.content_sample.insert(key);
+            }
+        }
         // Subjects are what sessions open with: a later turn (a follow-up, a tool result, an
         // agent re-sending its task) says little new about them, so only openers and requests
         // of unknown turn feed the vocabulary (issue 13, agent sessions).
@@ -581,6 +598,7 @@ impl AccountState {
             distinct_ips: self.ip_distinct.estimate().round() as u64,
             ip_sample: self.ip_sample.values().to_vec(),
             subnet_sample: self.subnet_sample.values().to_vec(),
+            content_sample: self.content_sample.values().to_vec(),
             user_agents: self.user_agents.top().into_iter().map(|(h, _)| h).collect(),
             distinct_user_agents: self.user_agent_distinct.estimate().round() as u64,
             user_agent: self.user_agent.as_deref().map(str::to_owned),
@@ -611,6 +629,7 @@ impl AccountState {
             + self.ips.heap_bytes()
             + self.ip_sample.heap_bytes()
             + self.subnet_sample.heap_bytes()
+            + self.content_sample.heap_bytes()
             + self.user_agents.heap_bytes();
         self.distinct_prompts.heap_bytes() + recent + models + quiet + strings + frequent
     }

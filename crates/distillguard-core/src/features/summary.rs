@@ -144,6 +144,10 @@ pub struct AccountSummary {
     pub ip_sample: Vec<u64>,
     #[serde(default)]
     pub subnet_sample: Vec<u64>,
+    /// Bottom-k sample of the LSH band keys of the account's prompts, ascending (linker:
+    /// near-duplicate prompts across accounts; see `sketch::lsh`).
+    #[serde(default)]
+    pub content_sample: Vec<u64>,
     /// Hashes of the most used user agents, and the first one seen, truncated.
     pub user_agents: Vec<u64>,
     pub distinct_user_agents: u64,

@@ -6,7 +6,12 @@ fn steady_state_account_stays_within_the_memory_budget() {
     let config = EngineConfig::default();
     let mut state = AccountState::new(EventTime::from_epoch_ms(BASE).unwrap());
     for i in 0..20_000i64 {
-        let mut e = event(i * 30_000, &diverse_prompt(i as usize));
+        // Long enough (12+ words) to fill the near-duplicate sample as well.
+        let prompt = format!(
+            "{} Explain how the two relate in practice for a reader.",
+            diverse_prompt(i as usize)
+        );
+        let mut e = event(i * 30_000, &prompt);
         e.system_prompt = Some(format!("You are assistant number {}", i % 3));
         e.client_ip = Some(format!("203.0.113.{}", i % 50).parse().unwrap());
         e.user_agent = Some(format!("sdk/{}", i % 4));
@@ -137,7 +142,12 @@ fn an_account_state_checkpointed_before_the_session_and_distribution_counters_st
     let config = EngineConfig::default();
     let mut state = AccountState::new(EventTime::from_epoch_ms(BASE).unwrap());
     for i in 0..50i64 {
-        let mut e = event(i * 30_000, &diverse_prompt(i as usize));
+        // Long enough (12+ words) to fill the near-duplicate sample as well.
+        let prompt = format!(
+            "{} Explain how the two relate in practice for a reader.",
+            diverse_prompt(i as usize)
+        );
+        let mut e = event(i * 30_000, &prompt);
         e.messages = Some(if i % 5 == 0 { 1 } else { 9 });
         e.params.top_logprobs = Some(20);
         state.observe(&e, &config);

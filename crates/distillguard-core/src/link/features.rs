@@ -22,10 +22,20 @@ pub enum LinkKind {
     Lockstep = 7,
     /// Two accounts that each hop over many networks met on the same rarely used address.
     ProxyPool = 8,
+    /// Near-duplicate prompts (an LSH band key of their MinHash signatures) sent by both.
+    NearDuplicate = 9,
+    /// The same instruction tail (last words, digits as one slot) closing prompts of both,
+    /// appended to varying heads.
+    SharedTail = 10,
+    /// Support only (strengthens a link that holds without it): the same prompt-length and
+    /// completion-length regime.
+    LengthRegime = 11,
+    /// Support only: active in the same hours of the day, with the same session shape.
+    Behaviour = 12,
 }
 
 /// Number of link kinds.
-pub(crate) const KINDS: usize = 9;
+pub(crate) const KINDS: usize = 13;
 
 impl LinkKind {
     pub const ALL: [LinkKind; KINDS] = [
@@ -38,6 +48,10 @@ impl LinkKind {
         LinkKind::Created,
         LinkKind::Lockstep,
         LinkKind::ProxyPool,
+        LinkKind::NearDuplicate,
+        LinkKind::SharedTail,
+        LinkKind::LengthRegime,
+        LinkKind::Behaviour,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +65,10 @@ impl LinkKind {
             LinkKind::Created => "created_together",
             LinkKind::Lockstep => "lockstep_activity",
             LinkKind::ProxyPool => "proxy_pool",
+            LinkKind::NearDuplicate => "near_duplicate_prompts",
+            LinkKind::SharedTail => "shared_instruction_tail",
+            LinkKind::LengthRegime => "length_regime",
+            LinkKind::Behaviour => "behaviour",
         }
     }
 
@@ -65,13 +83,20 @@ impl LinkKind {
             LinkKind::Created => weights.created,
             LinkKind::Lockstep => weights.lockstep,
             LinkKind::ProxyPool => weights.proxy_pool,
+            LinkKind::NearDuplicate => weights.near_duplicate,
+            LinkKind::SharedTail => weights.shared_tail,
+            LinkKind::LengthRegime => weights.length_regime,
+            LinkKind::Behaviour => weights.behaviour,
         }
     }
 
     /// Kinds of which an account holds many values (all its sampled addresses and subnets):
     /// each distinct shared value adds to the link, not only the strongest.
     pub(crate) fn adds_up(self) -> bool {
-        matches!(self, LinkKind::ClientIp | LinkKind::Subnet)
+        matches!(
+            self,
+            LinkKind::ClientIp | LinkKind::Subnet | LinkKind::NearDuplicate | LinkKind::SharedTail
+        )
     }
 }
 
@@ -132,7 +157,10 @@ pub(crate) fn subnet_label(ip: &IpAddr) -> String {
 /// The values an account joins on, sorted and without duplicates.
 pub(crate) fn extract(summary: &AccountSummary, config: &LinkConfig) -> Vec<FeatureKey> {
     let mut keys = Vec::with_capacity(
-        8 + summary.ip_sample.len() + summary.subnet_sample.len() + IPS_PER_ACCOUNT * 2,
+        12 + summary.ip_sample.len()
+            + summary.subnet_sample.len()
+            + summary.content_sample.len()
+            + IPS_PER_ACCOUNT * 2,
     );
     let mut push = |kind: LinkKind, value: u64| keys.push(FeatureKey { kind, value });
     if let Some(payment) = &summary.payment_fingerprint {
@@ -166,8 +194,23 @@ pub(crate) fn extract(summary: &AccountSummary, config: &LinkConfig) -> Vec<Feat
     if let Some(prefix) = habitual(&summary.skeleton_prefixes) {
         push(LinkKind::Skeleton, prefix);
     }
-    if let Some(suffix) = habitual(&summary.skeleton_suffixes) {
+    let habitual_suffix = habitual(&summary.skeleton_suffixes);
+    if let Some(suffix) = habitual_suffix {
         push(LinkKind::Skeleton, mix64(suffix ^ 0x5f));
+    }
+    // Instruction tails the account appends repeatedly, besides its habitual one (already a
+    // skeleton): augmentation suffixes rotate over heads drawn from a corpus.
+    for (tail, count) in &summary.skeleton_suffixes {
+        let share = f64::from(*count) / summary.prompts.max(1) as f64;
+        if Some(*tail) != habitual_suffix
+            && *count >= config.tail_min_uses
+            && share >= config.tail_min_share
+        {
+            push(LinkKind::SharedTail, mix64(*tail ^ 0x7a11));
+        }
+    }
+    for value in &summary.content_sample {
+        push(LinkKind::NearDuplicate, *value);
     }
     if let Some(created) = summary.account_created_at {
         let window = config.creation_window_ms.max(1);

@@ -65,6 +65,19 @@ pub struct LinkConfig {
     pub pool_min_networks: u32,
     /// ... and from a new network at least every this many requests on average.
     pub pool_requests_per_network: f64,
+    /// A tail (the last words of a prompt) joins once the account closed at least this many
+    /// prompts with it ...
+    pub tail_min_uses: u32,
+    /// ... and at least this share of its prompts.
+    pub tail_min_share: f64,
+    /// Support kinds are judged only between accounts with at least this many requests each.
+    pub support_min_events: u64,
+    /// Length regime: mean prompt tokens and mean completion tokens within this ratio.
+    pub length_ratio: f64,
+    /// Behaviour: cosine similarity of the two accounts' hour-of-day histograms at least this ...
+    pub behaviour_similarity: f64,
+    /// ... and single-turn shares within this distance.
+    pub behaviour_turn_distance: f64,
     /// Base weights per link kind (before rarity).
     pub weights: LinkWeights,
 }
@@ -83,6 +96,15 @@ pub struct LinkWeights {
     pub lockstep: f64,
     /// Two hopping accounts meeting on a rarely used address (times that address's rarity).
     pub proxy_pool: f64,
+    /// Near-duplicate prompts (a shared LSH band key), per distinct shared key, times its rarity.
+    pub near_duplicate: f64,
+    /// A shared instruction tail, per distinct shared tail, times its rarity.
+    pub shared_tail: f64,
+    /// Support: the same prompt/completion length regime (only on a link that holds without it).
+    pub length_regime: f64,
+    /// Support: the same hours of the day and session shape (only on a link that holds without
+    /// it).
+    pub behaviour: f64,
 }
 
 impl Default for LinkWeights {
@@ -97,6 +119,10 @@ impl Default for LinkWeights {
             created: 0.4,
             lockstep: 0.3,
             proxy_pool: 0.4,
+            near_duplicate: 0.5,
+            shared_tail: 0.3,
+            length_regime: 0.15,
+            behaviour: 0.15,
         }
     }
 }
@@ -117,6 +143,12 @@ impl Default for LinkConfig {
             max_values_counted: 2.0,
             pool_min_networks: 4,
             pool_requests_per_network: 4.0,
+            tail_min_uses: 3,
+            tail_min_share: 0.1,
+            support_min_events: 10,
+            length_ratio: 1.5,
+            behaviour_similarity: 0.8,
+            behaviour_turn_distance: 0.15,
             weights: LinkWeights::default(),
         }
     }
@@ -139,6 +171,41 @@ impl LinkConfig {
             return 0.0;
         }
         base * ((cap / n).ln() / (cap / rare).ln()).clamp(0.0, 1.0)
+    }
+
+    /// Whether two accounts prompt and are answered at the same lengths: mean prompt tokens per
+    /// request and mean completion tokens per answer within `length_ratio` of each other. One
+    /// operator's accounts draw one corpus through one pipeline (one `max_tokens`, one answer
+    /// style); alone it says little, so it only strengthens a link that holds without it.
+    pub fn same_length_regime(&self, a: &AccountSummary, b: &AccountSummary) -> bool {
+        let min = self.support_min_events.max(1);
+        let known = |s: &AccountSummary| s.events >= min && s.completion_known >= min;
+        if !known(a) || !known(b) {
+            return false;
+        }
+        let ratio = self.length_ratio.max(1.0).ln();
+        let close = |x: f64, y: f64| x > 0.0 && y > 0.0 && (x.ln() - y.ln()).abs() <= ratio;
+        close(
+            a.prompt_tokens as f64 / a.events as f64,
+            b.prompt_tokens as f64 / b.events as f64,
+        ) && close(
+            a.completion_tokens as f64 / a.completion_known as f64,
+            b.completion_tokens as f64 / b.completion_known as f64,
+        )
+    }
+
+    /// Whether two accounts keep the same hours of the day (cosine of their hour-of-day
+    /// histograms, not their last day hour by hour: no lockstep needed) and the same session
+    /// shape (single-turn share). Support only: a class in one time zone shares both.
+    pub fn same_behaviour(&self, a: &AccountSummary, b: &AccountSummary) -> bool {
+        let min = self.support_min_events.max(1);
+        if a.turns_known < min || b.turns_known < min {
+            return false;
+        }
+        let hours = |s: &AccountSummary| s.hour_of_day.map(f64::from);
+        let single = |s: &AccountSummary| s.single_turn as f64 / s.turns_known as f64;
+        profile::cosine(&hours(a), &hours(b)) >= self.behaviour_similarity
+            && (single(a) - single(b)).abs() <= self.behaviour_turn_distance
     }
 
     /// Whether an account's requests hop over networks the way a rotating proxy's do: many
@@ -547,6 +614,11 @@ impl Linker {
                         per_kind = with;
                     }
                 }
+                // Support kinds only strengthen a link that holds without them (a stronger
+                // link makes the cluster's case count for more); they never make one.
+                if f64::from(per_kind.iter().sum::<f32>()) >= threshold {
+                    self.add_support(&mut per_kind, &node.summary, &self.node(other).summary);
+                }
                 let kinds = per_kind
                     .iter()
                     .enumerate()
@@ -583,6 +655,22 @@ impl Linker {
                 None => other.links.push(reverse),
             }
             self.touched.insert(link.other);
+        }
+    }
+
+    /// Adds the support kinds two linked accounts show (`docs/detectors.md`, "Support kinds").
+    fn add_support(
+        &self,
+        per_kind: &mut [f32; features::KINDS],
+        own: &AccountSummary,
+        theirs: &AccountSummary,
+    ) {
+        let weights = &self.config.weights;
+        if weights.length_regime > 0.0 && self.config.same_length_regime(own, theirs) {
+            per_kind[LinkKind::LengthRegime as usize] = weights.length_regime as f32;
+        }
+        if weights.behaviour > 0.0 && self.config.same_behaviour(own, theirs) {
+            per_kind[LinkKind::Behaviour as usize] = weights.behaviour as f32;
         }
     }
 

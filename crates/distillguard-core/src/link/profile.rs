@@ -208,6 +208,7 @@ pub fn combined_summary(cluster: &ClusterView<'_>, at: EventTime) -> AccountSumm
         distinct_ips: sum(|s| s.distinct_ips),
         ip_sample: Vec::new(),
         subnet_sample: Vec::new(),
+        content_sample: Vec::new(),
         user_agents: Vec::new(),
         distinct_user_agents: sum(|s| s.distinct_user_agents),
         user_agent: None,
@@ -265,7 +266,13 @@ fn example(
         LinkKind::Created => EventTime::from_epoch_ms(key.value as i64 * created_window_ms.max(1))
             .ok()
             .map(|t| format!("created in the window starting {t}")),
-        LinkKind::Lockstep | LinkKind::ProxyPool => None,
+        LinkKind::NearDuplicate => {
+            Some(format!("near-duplicate prompts (band #{:016x})", key.value))
+        }
+        LinkKind::SharedTail => Some(format!("instruction tail #{:016x}", key.value)),
+        LinkKind::Lockstep | LinkKind::ProxyPool | LinkKind::LengthRegime | LinkKind::Behaviour => {
+            None
+        }
     }
 }
 
@@ -274,9 +281,37 @@ impl Linker {
     /// accounts": how a proxy pool reads to an analyst. Addresses are counted in the members'
     /// bottom-k samples, so the count is a lower bound on the addresses they share.
     fn pool_example(&self, members_sharing: usize, values: &BTreeMap<FeatureKey, usize>) -> String {
+        let (shared, busiest) = self.shared_values(LinkKind::ClientIp, values);
+        format!(
+            "{members_sharing} members hop over many networks and share {shared} sampled client addresses; \
+             none of those addresses was used by more than {busiest} accounts outside the one holding it"
+        )
+    }
+
+    /// The same for content: "12 members share 40 sampled near-duplicate prompt bands; none held
+    /// by more than 3 accounts outside the one holding it".
+    fn content_example(
+        &self,
+        kind: LinkKind,
+        members_sharing: usize,
+        values: &BTreeMap<FeatureKey, usize>,
+    ) -> String {
+        let (shared, busiest) = self.shared_values(kind, values);
+        let what = match kind {
+            LinkKind::NearDuplicate => "sampled near-duplicate prompt bands (MinHash LSH)",
+            _ => "instruction tails closing their prompts",
+        };
+        format!(
+            "{members_sharing} members share {shared} {what}; none of them was held by more than \
+             {busiest} accounts outside the one holding it"
+        )
+    }
+
+    /// Values of `kind` held by two or more members, and the most other accounts holding any.
+    fn shared_values(&self, kind: LinkKind, values: &BTreeMap<FeatureKey, usize>) -> (usize, u32) {
         let shared: Vec<&FeatureKey> = values
             .iter()
-            .filter(|(k, n)| k.kind == LinkKind::ClientIp && **n >= 2)
+            .filter(|(k, n)| k.kind == kind && **n >= 2)
             .map(|(k, _)| k)
             .collect();
         let busiest = shared
@@ -285,12 +320,7 @@ impl Linker {
             .map(|p| p.holders)
             .max()
             .unwrap_or(0);
-        format!(
-            "{members_sharing} members hop over many networks and share {} sampled client addresses; \
-             none of those addresses was used by more than {} accounts outside the one holding it",
-            shared.len(),
-            busiest.saturating_sub(1)
-        )
+        (shared.len(), busiest.saturating_sub(1))
     }
 
     /// What the cluster's links rest on: per kind, how many members share a value of that kind
@@ -336,6 +366,8 @@ impl Linker {
             let weight = match (kind, shared.first()) {
                 (LinkKind::Lockstep, _) => self.config.weights.lockstep,
                 (LinkKind::ProxyPool, _) => self.config.weights.proxy_pool,
+                (LinkKind::LengthRegime, _) => self.config.weights.length_regime,
+                (LinkKind::Behaviour, _) => self.config.weights.behaviour,
                 (_, Some((key, _))) => self
                     .postings
                     .get(key)
@@ -349,6 +381,18 @@ impl Linker {
                 )]
             } else if kind == LinkKind::ProxyPool {
                 vec![self.pool_example(members_sharing, &values)]
+            } else if matches!(kind, LinkKind::NearDuplicate | LinkKind::SharedTail) {
+                vec![self.content_example(kind, members_sharing, &values)]
+            } else if kind == LinkKind::LengthRegime {
+                vec![format!(
+                    "{members_sharing} members prompt and are answered at the same lengths (means within ×{}), on links that hold without it",
+                    self.config.length_ratio
+                )]
+            } else if kind == LinkKind::Behaviour {
+                vec![format!(
+                    "{members_sharing} members keep the same hours of the day (cosine ≥ {}) and session shape, on links that hold without it",
+                    self.config.behaviour_similarity
+                )]
             } else {
                 shared
                     .iter()

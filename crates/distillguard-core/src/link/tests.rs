@@ -550,3 +550,201 @@ fn written_cluster_summaries_agree_with_their_members() {
         assert_eq!(cluster.first_seen, first);
     }
 }
+
+/// A long task (about 20 words) built from `item`, in one of seven phrasings: what a shared
+/// corpus hands out (no phrasing is any account's habit).
+fn corpus_item(item: usize) -> String {
+    let w = |k: usize| word(item * 5 + k);
+    match item % 7 {
+        0 => format!("Write a thorough reference answer explaining how {} shapes {} and why {} matters when {} meets {}", w(0), w(1), w(2), w(3), w(4)),
+        1 => format!("Compare {} with {} for a reader who already knows {}, covering {} and the trade-offs of {}", w(0), w(1), w(2), w(3), w(4)),
+        2 => format!("List the main steps to build {} from {} using {}, noting where {} fails and how {} helps", w(0), w(1), w(2), w(3), w(4)),
+        3 => format!("Summarise the debate around {} versus {} in three paragraphs, citing {} and {} and ending on {}", w(0), w(1), w(2), w(3), w(4)),
+        4 => format!("Design a lesson plan that teaches {} through {} with exercises on {}, {} and a final test on {}", w(0), w(1), w(2), w(3), w(4)),
+        5 => format!("Translate the idea of {} into everyday terms, then relate it to {}, {}, {} and a short story about {}", w(0), w(1), w(2), w(3), w(4)),
+        _ => format!("Critique this claim in detail: {} always beats {} unless {} holds, because {} is cheaper than {}", w(0), w(1), w(2), w(3), w(4)),
+    }
+}
+
+/// `members` accounts that share one rare address (and nothing else) and send `prompt(m, n)`
+/// twelve times a day for a day.
+fn content_group(
+    prefix: &str,
+    members: usize,
+    prompt: impl Fn(usize, usize) -> String,
+) -> Vec<Req> {
+    let mut requests = proxy_group(prefix, members, 24, false);
+    for request in &mut requests {
+        let m: usize = request.account.rsplit('-').next().unwrap().parse().unwrap();
+        let n = (request.ms / EventTime::HOUR / 2) as usize;
+        request.prompt = prompt(m, n);
+        request.agent = [
+            "curl/8.5.0",
+            "python-httpx/0.27.2",
+            "Go-http-client/2.0",
+            "okhttp/4.12.0",
+            "axios/1.7.7",
+        ][m % 5];
+    }
+    requests
+}
+
+fn kinds_of(report: &Report, members: usize) -> Vec<String> {
+    let cluster = report
+        .clusters
+        .iter()
+        .find(|c| c.members.len() >= members)
+        .unwrap_or_else(|| panic!("{:?}", report.clusters));
+    cluster.links.iter().map(|l| l.kind.clone()).collect()
+}
+
+#[test]
+fn accounts_re_asking_the_same_corpus_items_link_through_near_duplicate_prompts() {
+    // Each account re-asks the shared items with an augmentation tail of its own: no prompt is
+    // sent twice, no skeleton is anybody's habit, yet the items are near-duplicates.
+    let tails = [
+        "in plain words",
+        "with one example",
+        "for a beginner",
+        "as a short list",
+        "with citations please",
+    ];
+    let requests = content_group("corpus", 5, |m, n| {
+        format!("{} {}", corpus_item(n % 8), tails[m])
+    });
+    let (_, report) = run(&requests, EngineConfig::default(), 1);
+    let kinds = kinds_of(&report, 5);
+    assert!(
+        kinds.contains(&"near_duplicate_prompts".to_owned()),
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"client_ip".to_owned()), "{kinds:?}");
+    let evidence = report.clusters[0]
+        .links
+        .iter()
+        .find(|l| l.kind == "near_duplicate_prompts")
+        .unwrap();
+    assert!(
+        evidence.examples[0].contains("near-duplicate prompt bands"),
+        "{evidence:?}"
+    );
+    // The same accounts with items of their own share no near-duplicates.
+    let (_, own) = run(
+        &content_group("own", 5, |m, n| corpus_item(m * 100 + n)),
+        EngineConfig::default(),
+        1,
+    );
+    for cluster in &own.clusters {
+        assert!(
+            cluster
+                .links
+                .iter()
+                .all(|l| l.kind != "near_duplicate_prompts"),
+            "{:?}",
+            cluster.links
+        );
+    }
+}
+
+#[test]
+fn accounts_closing_varied_heads_with_the_same_rotating_tails_link_through_them() {
+    let tails = [
+        "Respond as a numbered list.",
+        "Then critique your own answer.",
+        "Finally rate your confidence 1 to 10.",
+    ];
+    let requests = content_group("tails", 5, |m, n| {
+        format!("{} {}", corpus_item(m * 100 + n), tails[n % 3])
+    });
+    let (_, report) = run(&requests, EngineConfig::default(), 1);
+    let kinds = kinds_of(&report, 5);
+    assert!(
+        kinds.contains(&"shared_instruction_tail".to_owned()),
+        "{kinds:?}"
+    );
+}
+
+#[test]
+fn a_class_asking_the_same_homework_behind_its_campus_nat_does_not_cluster() {
+    // Eighty students, one course system prompt, sign-ups within two days, the same fifteen
+    // homework questions asked step by step from one campus address.
+    let mut requests = Vec::new();
+    let browsers = [
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5)",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
+        "Mozilla/5.0 (X11; Linux x86_64)",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X)",
+    ];
+    for student in 0..80usize {
+        for n in 0..12usize {
+            requests.push(Req {
+                account: format!("student-{student}"),
+                ms: (18 + (n % 4) as i64) * EventTime::HOUR
+                    + (n / 4) as i64 * EventTime::DAY
+                    + student as i64 * 31_000,
+                prompt: format!(
+                    "{} can you explain step by step?",
+                    corpus_item((student + n) % 15)
+                ),
+                ip: ip("192.0.0.17"),
+                agent: browsers[student % 4],
+                payment: format!("pm_student_{student}"),
+                created_ms: -30 * EventTime::DAY + student as i64 * 35 * 60_000,
+                system: Some("You are the teaching assistant for Introduction to Statistics."),
+            });
+        }
+    }
+    let (_, report) = run(&requests, EngineConfig::default(), 2);
+    // (Some students may be flagged alone by the per-account detectors; none through a cluster.)
+    assert!(
+        report.clusters.iter().all(|c| !c.flagged),
+        "{:?}",
+        report.clusters
+    );
+}
+
+#[test]
+fn support_kinds_strengthen_links_that_hold_but_never_make_one() {
+    // Same lengths and same hours as each other, but only one rare address in common: no link
+    // (the plain proxy group above); with near-duplicate items the link carries the support kinds.
+    let tails = [
+        "in plain words",
+        "with one example",
+        "for a beginner",
+        "as a short list",
+        "with citations please",
+    ];
+    let requests = content_group("support", 5, |m, n| {
+        format!("{} {}", corpus_item(n % 8), tails[m])
+    });
+    let (_, report) = run(&requests, EngineConfig::default(), 1);
+    let kinds = kinds_of(&report, 5);
+    assert!(kinds.contains(&"length_regime".to_owned()), "{kinds:?}");
+    assert!(kinds.contains(&"behaviour".to_owned()), "{kinds:?}");
+}
+
+#[test]
+fn length_regimes_compare_mean_prompt_and_completion_lengths() {
+    let config = crate::link::LinkConfig::default();
+    let mut a =
+        crate::detect::testing::summarise(&[crate::detect::testing::event(0, "hello there")]);
+    (
+        a.events,
+        a.completion_known,
+        a.prompt_tokens,
+        a.completion_tokens,
+    ) = (20, 20, 2_000, 12_000);
+    let mut b = a.clone();
+    assert!(config.same_length_regime(&a, &b));
+    b.completion_tokens = 30_000;
+    assert!(
+        !config.same_length_regime(&a, &b),
+        "answers 2.5 times as long"
+    );
+    b.completion_tokens = 12_000;
+    b.events = 5;
+    assert!(
+        !config.same_length_regime(&a, &b),
+        "too few requests to judge"
+    );
+}

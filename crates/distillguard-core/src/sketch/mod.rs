@@ -8,6 +8,7 @@ pub mod bitmap;
 pub mod bottomk;
 pub mod hash;
 pub mod hll;
+pub mod lsh;
 pub mod topk;
 
 pub use bitmap::LinearCounter;

@@ -3,8 +3,12 @@
 //! than a month), its own client, and behaves like a person (sessions in its local day, gaps,
 //! 30% ordinary chat); every request leaves from an address drawn from the reseller's pool of
 //! thousands of residential IPs. What ties the accounts together is only that they draw on the
-//! same pool: each account meets others on addresses almost nobody else uses.
+//! same pool: each account meets others on addresses almost nobody else uses, and on the same
+//! corpus: an item is now and then asked again by another account with another augmentation
+//! suffix (several samples of one item without `n > 1` in any account), and the operator's
+//! augmentation suffixes close half its harvest prompts.
 
+use std::collections::VecDeque;
 use std::net::IpAddr;
 
 use distillguard_core::event::{ApiEvent, Params};
@@ -13,6 +17,7 @@ use super::human::chat_session;
 use super::{emit, payment, Account, Actor, Call, Ctx, Human};
 use super::{MODEL_MAIN, MODEL_MINI};
 use crate::dist::{chance, lognormal, pick, range_i64, range_u32, uniform, SimRng};
+use rand::Rng;
 use crate::labels::Label;
 use crate::net;
 use crate::prompts::{PromptBook, TaskFeed};
@@ -31,6 +36,28 @@ pub(crate) struct PoolPlan {
     pub signup_days: i64,
 }
 
+/// Augmentation suffixes harvesters append to corpus items for diverse answers; a campaign uses
+/// four of them.
+const AUGMENTATIONS: &[&str] = &[
+    "Answer in a different style than usual.",
+    "Give a concise version first, then a detailed one.",
+    "Include one worked example.",
+    "Write it for a high-school student.",
+    "Use a formal academic tone throughout.",
+    "End with a short summary of the key points.",
+    "Explain it as you would to an expert.",
+    "Respond with clearly numbered steps.",
+];
+/// Augmentation suffixes one campaign rotates over.
+const CAMPAIGN_AUGMENTATIONS: usize = 4;
+/// Share of harvest prompts closed by an augmentation suffix.
+const AUGMENT_SHARE: f64 = 0.5;
+/// Share of harvest items queued to be asked again by another account (and share of harvest
+/// requests that ask a queued item, while one is queued).
+const REASK_SHARE: f64 = 0.25;
+/// Items waiting to be asked again, at most.
+const REASK_QUEUE: usize = 512;
+
 pub(crate) struct ProxyPoolHydra {
     rng: SimRng,
     campaign: String,
@@ -39,6 +66,9 @@ pub(crate) struct ProxyPoolHydra {
     feed: TaskFeed,
     chat_share: f64,
     begin: i64,
+    augmentations: Vec<&'static str>,
+    /// Items to be asked again, with the account that asked them first.
+    reasks: VecDeque<(usize, String)>,
 }
 
 impl ProxyPoolHydra {
@@ -68,6 +98,12 @@ impl ProxyPoolHydra {
             })
             .collect();
         let feed = TaskFeed::new(&mut rng);
+        let mut augmentations = AUGMENTATIONS.to_vec();
+        for i in 0..CAMPAIGN_AUGMENTATIONS {
+            let j = rng.gen_range(i..augmentations.len());
+            augmentations.swap(i, j);
+        }
+        augmentations.truncate(CAMPAIGN_AUGMENTATIONS);
         Self {
             rng,
             campaign,
@@ -76,6 +112,8 @@ impl ProxyPoolHydra {
             feed,
             chat_share: plan.chat_share,
             begin,
+            augmentations,
+            reasks: VecDeque::new(),
         }
     }
 }
@@ -95,7 +133,7 @@ impl Actor for ProxyPoolHydra {
 
     fn day(&mut self, ctx: &Ctx, out: &mut Vec<ApiEvent>) {
         let rng = &mut self.rng;
-        for (account, human) in &mut self.accounts {
+        for (index, (account, human)) in self.accounts.iter_mut().enumerate() {
             for start in human.sessions(rng, ctx) {
                 if start < self.begin {
                     continue;
@@ -114,12 +152,25 @@ impl Actor for ProxyPoolHydra {
                 }
                 let mut at = start;
                 for _ in 0..range_u32(rng, 3, 9) {
-                    let task = ctx.book.attack_task(rng, &mut self.feed);
-                    let prompt = if chance(rng, 0.4) {
+                    let queued = self.reasks.front().is_some_and(|(by, _)| *by != index);
+                    let task = if queued && chance(rng, REASK_SHARE) {
+                        self.reasks.pop_front().map(|(_, task)| task).unwrap_or_default()
+                    } else {
+                        let task = ctx.book.attack_task(rng, &mut self.feed);
+                        if self.reasks.len() < REASK_QUEUE && chance(rng, REASK_SHARE) {
+                            self.reasks.push_back((index, task.clone()));
+                        }
+                        task
+                    };
+                    let mut prompt = if chance(rng, 0.4) {
                         ctx.book.elicit(rng, &task)
                     } else {
                         task
                     };
+                    if chance(rng, AUGMENT_SHARE) {
+                        prompt.push(' ');
+                        prompt.push_str(*pick(rng, self.augmentations.as_slice()));
+                    }
                     // A rotating proxy: a fresh exit address for every request.
                     let ip = *pick(rng, &self.pool);
                     let mut call = Call::new(at, MODEL_MAIN, prompt, ip, &human.ua);
