@@ -280,6 +280,21 @@ impl Scorer {
             finding.flagged = true;
             finding.first_flagged_at = Some(summary.last_seen);
         }
+        // The one way down from a flag: the account's traffic has become a re-run of a bounded
+        // prompt set across models (an evaluation lab's second pass; see `detect::rerun`).
+        // `first_flagged_at` stays, as the record that it was flagged.
+        if finding.flagged && !flagged_now {
+            if let Some(note) = crate::detect::rerun::bounded_rerun(subject.judged, context.config)
+            {
+                finding.flagged = false;
+                finding.score = crate::detect::round4(scores.risk);
+                finding.severity = Severity::from_score(finding.score);
+                finding.signals = Self::signals(&self.suite, subject, context, scores);
+                if let Some(combined) = finding.signals.first_mut() {
+                    combined.evidence.summary = format!("{note}; {}", combined.evidence.summary);
+                }
+            }
+        }
         let changed = finding.severity != old_severity
             || finding.flagged != old_flagged
             || finding.score - old_score >= SCORE_STEP;
