@@ -8,7 +8,7 @@
 //! rest is the "other" bucket), and the end users that are heavy hitters get an account state of
 //! their own, on which the same detectors run.
 //!
-//! Bounded: the sketch is allocated only once an account has shown two end users (72 bytes), and
+//! Bounded: the sketch is allocated only once an account has shown two end users (80 bytes), and
 //! at most `HEAVY` end users get a sub-state, each as bounded as an account's.
 
 use serde::{Deserialize, Serialize};
@@ -19,9 +19,9 @@ use crate::event::{AccountId, ApiEvent};
 use crate::sketch::fast_hash;
 use crate::time::EventTime;
 
-/// End users the space-saving sketch tracks: every end user with more than a quarter of the
+/// End users the space-saving sketch tracks: every end user with more than a fifth of the
 /// account's end-user traffic is among them (the sketch's guarantee), the rest is "other".
-pub const CANDIDATES: usize = 4;
+pub const CANDIDATES: usize = 5;
 /// End users judged on their own at most (each costs an account state).
 pub const HEAVY: usize = 2;
 /// Characters of an end user's name kept for the finding.
@@ -56,10 +56,9 @@ pub struct EndUsers {
     candidates: [Candidate; CANDIDATES],
     /// A boxed slice, not a `Vec`: promotions are rare and the header is 8 bytes smaller.
     heavy: Box<[HeavyEndUser]>,
-    /// End-user events the sketch counted.
+    /// End-user events the sketch counted (the "other" bucket is these less the heavy end users'
+    /// own events).
     total: u32,
-    /// Of these, events not judged on their own (the "other" bucket).
-    other: u32,
 }
 
 /// The summary of one heavy end user at a tick, beside its account's.
@@ -85,13 +84,11 @@ impl EndUsers {
             heavy.state.observe(event, config);
             return;
         }
-        self.other = self.other.saturating_add(1);
         let candidate = self.candidates[slot];
-        if self.is_heavy_hitter(&candidate, config) {
-            self.promote(key, end_user, event.timestamp);
+        if u64::from(candidate.guaranteed()) >= config.detectors.min_prompts {
+            self.promote(&candidate, end_user, event.timestamp);
             if let Some(heavy) = self.heavy.iter_mut().find(|h| h.key == key) {
                 heavy.state.observe(event, config);
-                self.other -= 1;
             }
         }
     }
@@ -117,19 +114,21 @@ impl EndUsers {
         i
     }
 
-    /// A heavy hitter for certain: at least a `1 / CANDIDATES` share of the end-user traffic by
-    /// its guaranteed count, and enough requests for the text detectors to start speaking.
-    fn is_heavy_hitter(&self, candidate: &Candidate, config: &EngineConfig) -> bool {
-        let guaranteed = candidate.guaranteed();
-        u64::from(guaranteed) >= config.detectors.min_prompts
-            && guaranteed as usize * CANDIDATES >= self.total as usize
+    /// The sketch's count for `key` (0 once it has left the sketch).
+    fn count_of(&self, key: u32) -> u32 {
+        self.candidates
+            .iter()
+            .find(|c| c.key == key)
+            .map_or(0, |c| c.count)
     }
 
-    /// Gives `key` a state of its own, in a free slot or in the place of a heavy end user that is
-    /// no longer among the sketch's candidates.
-    fn promote(&mut self, key: u32, end_user: &str, at: EventTime) {
+    /// Gives `candidate` (a heavy hitter: at least `min_prompts` requests for certain, enough for
+    /// the text detectors to start speaking) a state of its own, in a free slot or in the place
+    /// of the lightest holder if it counts less than half the candidate's guaranteed count (the
+    /// margin keeps two end users of similar weight from trading a state back and forth).
+    fn promote(&mut self, candidate: &Candidate, end_user: &str, at: EventTime) {
         let fresh = HeavyEndUser {
-            key,
+            key: candidate.key,
             name: end_user.chars().take(NAME_CHARS).collect(),
             state: Box::new(AccountState::new(at)),
         };
@@ -139,13 +138,11 @@ impl EndUsers {
             self.heavy = heavy.into_boxed_slice();
             return;
         }
-        let candidates = &self.candidates;
-        if let Some(gone) = self
-            .heavy
-            .iter_mut()
-            .find(|h| !candidates.iter().any(|c| c.key == h.key))
-        {
-            *gone = fresh;
+        let lightest = (0..self.heavy.len()).min_by_key(|&i| self.count_of(self.heavy[i].key));
+        if let Some(i) = lightest {
+            if u64::from(self.count_of(self.heavy[i].key)) * 2 < u64::from(candidate.guaranteed()) {
+                self.heavy[i] = fresh;
+            }
         }
     }
 
@@ -163,8 +160,9 @@ impl EndUsers {
     }
 
     /// Events in the "other" bucket (end users not judged on their own).
-    pub fn other_events(&self) -> u32 {
-        self.other
+    pub fn other_events(&self) -> u64 {
+        let own: u64 = self.heavy.iter().map(|h| h.state.events).sum();
+        u64::from(self.total).saturating_sub(own)
     }
 
     pub fn heap_bytes(&self) -> usize {
@@ -243,7 +241,7 @@ mod tests {
         let mut state = state_after(&events);
         let subjects = state.end_user_subjects.as_ref().expect("several end users");
         assert!(subjects.heavy.is_empty());
-        assert_eq!(subjects.other_events(), subjects.total);
+        assert_eq!(subjects.other_events(), u64::from(subjects.total));
         assert!(state
             .end_user_summaries(&events[0].account_id, events[0].timestamp)
             .is_empty());
@@ -256,6 +254,7 @@ mod tests {
         let at = EventTime::from_epoch_ms(BASE + 3 * EventTime::HOUR).unwrap();
         let summaries = state.end_user_summaries(&events[0].account_id, at);
         let names: Vec<&str> = summaries.iter().map(|s| s.end_user.as_str()).collect();
+        // The people churn through the sketch's five slots; the harvester holds its slot.
         assert_eq!(names, ["eu-bad"]);
         // Only the harvester's own requests since it became heavy, and none of the people's.
         let own = &summaries[0].summary;
@@ -266,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn a_heavy_end_user_that_stops_gives_its_state_to_the_next_heavy_one() {
+    fn a_much_heavier_end_user_takes_the_state_of_the_lightest_holder() {
         let config = EngineConfig::default();
         let mut subjects = EndUsers::default();
         let mut t = 0;
