@@ -115,6 +115,10 @@ pub struct AccountFinding {
     /// cluster moves it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clustered_at: Option<EventTime>,
+    /// The end user of this (shared) account whose own traffic the score and signals judge, when
+    /// that end user scored above the account as a whole (a harvest hidden behind a reseller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_user: Option<String>,
     pub first_seen: EventTime,
     pub last_seen: EventTime,
     pub events: u64,

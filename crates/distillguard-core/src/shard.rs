@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::EngineConfig;
 use crate::event::{AccountId, ApiEvent};
-use crate::features::{AccountState, AccountSummary};
+use crate::features::{AccountState, AccountSummary, EndUserSummary};
 use crate::population::{
     bucket_of, PopulationDelta, METRICS, NO_BUCKET, REQUESTS_DAY, REQUESTS_HOUR, TOKENS_DAY,
     TOKENS_HOUR,
@@ -30,6 +30,8 @@ const MAP_ENTRY_BYTES: usize = 32;
 #[derive(Debug, Clone, Default)]
 pub struct ShardReport {
     pub summaries: Vec<AccountSummary>,
+    /// The heavy end users of changed shared accounts, judged beside their accounts.
+    pub end_users: Vec<EndUserSummary>,
     pub evicted: u64,
     /// The accounts evicted, so that the scorer forgets their findings too.
     pub evicted_ids: Vec<AccountId>,
@@ -93,12 +95,14 @@ impl Shard {
         let dirty = std::mem::take(&mut self.dirty);
         let mut population = PopulationDelta::default();
         let mut summaries = Vec::with_capacity(dirty.len());
+        let mut end_users = Vec::new();
         for id in &dirty {
             let Some(state) = self.accounts.get_mut(id) else {
                 continue;
             };
             state.dirty = false;
             let summary = state.summary(id, at);
+            end_users.extend(state.end_user_summaries(id, at));
             let values = [
                 summary.events_last_hour,
                 summary.events_last_24h,
@@ -116,6 +120,7 @@ impl Shard {
         let evicted_ids = self.evict(at, &mut population);
         ShardReport {
             summaries,
+            end_users,
             evicted: evicted_ids.len() as u64,
             evicted_ids,
             tracked: self.accounts.len(),

@@ -41,6 +41,7 @@ fn update(id: &str, score: f64, last_seen_ms: i64) -> FindingUpdate {
         cluster_id: None,
         first_flagged_at: None,
         clustered_at: None,
+        end_user: None,
         first_seen: EventTime::from_epoch_ms(1_000).unwrap(),
         last_seen: EventTime::from_epoch_ms(last_seen_ms).unwrap(),
         events: 1_000,

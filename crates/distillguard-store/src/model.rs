@@ -300,6 +300,9 @@ pub struct AccountDetail {
     pub samples: Vec<StoredSample>,
     /// Requests per event-time hour before the finding's last update; null for older findings.
     pub activity: Option<HourlyActivity>,
+    /// The end user of this shared account whose own traffic the signals judge (a harvest
+    /// hidden among a reseller's customers); null when they judge the account as a whole.
+    pub end_user: Option<String>,
     pub cluster: Option<FindingSummary>,
 }
 

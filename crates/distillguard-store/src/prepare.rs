@@ -28,6 +28,8 @@ pub(crate) enum Profile {
         events: i64,
         samples: Vec<StoredSample>,
         activity: Option<HourlyActivity>,
+        /// The end user the finding judges, for a shared account.
+        end_user: Option<String>,
     },
     Cluster {
         links: Vec<LinkEvidence>,
@@ -211,6 +213,7 @@ fn prepare_account(
             events: i64::try_from(a.events).unwrap_or(i64::MAX),
             samples,
             activity: a.activity.clone(),
+            end_user: scrub.opt(&a.end_user),
         },
         sanitized: scrub.replaced,
     })
@@ -305,6 +308,7 @@ mod tests {
             cluster_id: None,
             first_flagged_at: None,
             clustered_at: None,
+            end_user: None,
             first_seen: EventTime::from_epoch_ms(1_000).unwrap(),
             last_seen: EventTime::from_epoch_ms(2_000).unwrap(),
             events: 10,

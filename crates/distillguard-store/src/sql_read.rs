@@ -268,9 +268,10 @@ macro_rules! impl_read {
                     i64,
                     Json<Vec<$crate::model::StoredSample>>,
                     Option<Json<distillguard_core::finding::HourlyActivity>>,
+                    Option<String>,
                 );
                 let profile: Option<Profile> = sqlx::query_as(
-                    "SELECT events, samples, activity FROM account WHERE account_id = $1",
+                    "SELECT events, samples, activity, end_user FROM account WHERE account_id = $1",
                 )
                 .bind(id)
                 .fetch_optional(&self.pool)
@@ -280,8 +281,8 @@ macro_rules! impl_read {
                     .await?
                     .ok_or_else(|| $crate::error::StoreError::NotFound(subject.to_string()))?;
                 let signals = self.evidence(&subject).await?;
-                let (events, samples, activity) = profile
-                    .map(|(e, s, a)| (e, s.0, a.map(|a| a.0)))
+                let (events, samples, activity, end_user) = profile
+                    .map(|(e, s, a, u)| (e, s.0, a.map(|a| a.0), u))
                     .unwrap_or_default();
                 let cluster_id = match &summary.cluster_id {
                     Some(cluster) => Some(cluster.clone()),
@@ -303,6 +304,7 @@ macro_rules! impl_read {
                     signals,
                     samples,
                     activity,
+                    end_user,
                     cluster,
                 })
             }

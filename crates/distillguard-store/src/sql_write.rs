@@ -174,16 +174,17 @@ macro_rules! impl_write {
                             events,
                             samples,
                             activity,
-                        } => Some((p, cluster_id, events, samples, activity)),
+                            end_user,
+                        } => Some((p, cluster_id, events, samples, activity, end_user)),
                         Profile::Cluster { .. } => None,
                     })
                     .collect();
                 if !accounts.is_empty() {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO account (account_id, cluster_id, events, first_seen_ms, \
-                         last_seen_ms, samples, activity, updated_at_ms) ",
+                         last_seen_ms, samples, activity, end_user, updated_at_ms) ",
                     );
-                    qb.push_values(&accounts, |mut row, (p, cluster_id, events, samples, activity)| {
+                    qb.push_values(&accounts, |mut row, (p, cluster_id, events, samples, activity, end_user)| {
                         row.push_bind(p.subject.id.as_str())
                             .push_bind(cluster_id.as_deref())
                             .push_bind(**events)
@@ -191,6 +192,7 @@ macro_rules! impl_write {
                             .push_bind(p.last_seen_ms)
                             .push_bind(Json(*samples))
                             .push_bind(activity.as_ref().map(Json))
+                            .push_bind(end_user.as_deref())
                             .push_bind(now);
                     });
                     qb.push(format!(
@@ -198,7 +200,7 @@ macro_rules! impl_write {
                          events = excluded.events, \
                          first_seen_ms = {least}(account.first_seen_ms, excluded.first_seen_ms), \
                          last_seen_ms = excluded.last_seen_ms, samples = excluded.samples, \
-                         activity = excluded.activity, \
+                         activity = excluded.activity, end_user = excluded.end_user, \
                          updated_at_ms = excluded.updated_at_ms",
                         least = Self::LEAST
                     ));

@@ -469,6 +469,7 @@ mod tests {
             cluster_id: None,
             first_flagged_at: None,
             clustered_at: None,
+            end_user: None,
             first_seen: EventTime::default(),
             last_seen: EventTime::default(),
             events: 1,

@@ -15,6 +15,7 @@ fn update(id: &str) -> FindingUpdate {
         cluster_id: None,
         first_flagged_at: None,
         clustered_at: None,
+        end_user: None,
         first_seen: EventTime::from_epoch_ms(1_000).unwrap(),
         last_seen: EventTime::from_epoch_ms(2_000).unwrap(),
         events: 3,

@@ -12,6 +12,7 @@ pub mod coverage;
 pub mod distribution;
 pub mod elicitation;
 pub mod pivot;
+pub mod rerun;
 pub mod sessions;
 pub mod templating;
 #[cfg(test)]

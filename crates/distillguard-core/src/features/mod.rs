@@ -4,6 +4,7 @@
 //! `state_size` bench and `steady_state_account_stays_within_the_memory_budget` below). Nothing
 //! here grows with the number of events: every collection is a fixed array or a capped list.
 
+mod end_users;
 mod summary;
 mod windows;
 
@@ -19,6 +20,7 @@ use crate::sketch::{fast_hash, BottomK, DistinctCounter, FrequentItems, LinearCo
 use crate::text::{demands_reasoning, prompt_features, FrameWords, PromptFeatures, SIGNATURE_BINS};
 use crate::time::EventTime;
 
+pub use end_users::{EndUserSummary, EndUsers};
 pub use summary::{hex_sha256, AccountSummary, ModelUse, SharedSamples};
 pub use windows::{herdan, VocabularyCounter, MIN_VOCABULARY_WORDS};
 use windows::{GapStats, HourRing, QuietGaps, Vocabulary, HOURS};
@@ -168,6 +170,12 @@ pub struct AccountState {
     user_agent: Option<Box<str>>,
     end_users: LinearCounter<4>,
     end_user_events: u64,
+    /// Heavy end users judged on their own, once the account has shown two end users.
+    #[serde(default)]
+    end_user_subjects: Option<Box<EndUsers>>,
+    /// The last event's end user set a new bit of `end_users` (transient).
+    #[serde(skip)]
+    end_user_seen_new: bool,
     payment_fingerprint: Option<Box<str>>,
     account_created_at: Option<EventTime>,
     /// Fingerprints of the prompts in `samples`, in the same order.
@@ -236,6 +244,8 @@ impl AccountState {
             user_agent: None,
             end_users: LinearCounter::default(),
             end_user_events: 0,
+            end_user_subjects: None,
+            end_user_seen_new: false,
             payment_fingerprint: None,
             account_created_at: None,
             sample_fingerprints: Vec::new(),
@@ -325,6 +335,23 @@ impl AccountState {
         }
         self.observe_model(&event.model, at);
         self.observe_origin(event);
+        if let Some(end_user) = &event.end_user {
+            self.observe_end_user(event, end_user, config);
+        }
+    }
+
+    /// Feeds the heavy-end-user sketch, allocated when a second end user shows up (a bit of the
+    /// end-user counter set by an earlier event says nothing new; only a new one can).
+    fn observe_end_user(&mut self, event: &ApiEvent, end_user: &str, config: &EngineConfig) {
+        if self.end_user_subjects.is_none() {
+            if !self.end_user_seen_new || self.end_users.estimate() < 1.5 {
+                return;
+            }
+            self.end_user_subjects = Some(Box::default());
+        }
+        if let Some(subjects) = &mut self.end_user_subjects {
+            subjects.observe(event, end_user, config);
+        }
     }
 
     fn observe_prompt(&mut self, prompt: &str, turn: Turn, at: EventTime, config: &EngineConfig) {
@@ -515,7 +542,9 @@ impl AccountState {
         }
         if let Some(end_user) = &event.end_user {
             self.end_user_events += 1;
+            let before = self.end_users.clone();
             self.end_users.insert(fast_hash(end_user.as_bytes()));
+            self.end_user_seen_new = before != self.end_users;
         }
         if let Some(payment) = &event.payment_fingerprint {
             if self.payment_fingerprint.as_deref() != Some(payment.as_str()) {
@@ -610,6 +639,17 @@ impl AccountState {
         }
     }
 
+    /// The heavy end users' own summaries at tick `at` (empty for an account with one end user).
+    pub fn end_user_summaries(
+        &mut self,
+        account_id: &AccountId,
+        at: EventTime,
+    ) -> Vec<EndUserSummary> {
+        self.end_user_subjects
+            .as_mut()
+            .map_or_else(Vec::new, |subjects| subjects.summaries(account_id, at))
+    }
+
     /// Heap bytes held outside the struct itself, evidence samples excluded.
     pub fn heap_bytes_without_samples(&self) -> usize {
         let recent = self.recent.capacity() * std::mem::size_of::<RecentPrompt>()
@@ -621,7 +661,12 @@ impl AccountState {
                 .map(|m| m.model.as_str().len())
                 .sum::<usize>();
         let quiet = self.quiet.completed.capacity() * 2 + self.sample_fingerprints.capacity() * 8;
-        let strings = self.user_agent.as_ref().map_or(0, |s| s.len())
+        let end_users = self
+            .end_user_subjects
+            .as_ref()
+            .map_or(0, |subjects| subjects.heap_bytes());
+        let strings = end_users
+            + self.user_agent.as_ref().map_or(0, |s| s.len())
             + self.payment_fingerprint.as_ref().map_or(0, |s| s.len());
         let frequent = self.prefixes.heap_bytes()
             + self.suffixes.heap_bytes()

@@ -311,6 +311,7 @@ fn member_finding(
         cluster_id: Some(cluster.cluster_id.clone()),
         first_flagged_at: Some(cluster.last_seen),
         clustered_at: Some(cluster.last_seen),
+        end_user: None,
         first_seen: summary.first_seen,
         last_seen: summary.last_seen,
         events: summary.events,

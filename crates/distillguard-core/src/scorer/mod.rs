@@ -11,7 +11,7 @@ use crate::detect::combine::{DetectorCount, DetectorSuite, Scores, SuiteCounters
 use crate::detect::{Context, ModelRegistry};
 use crate::engine::EngineConfig;
 use crate::event::AccountId;
-use crate::features::AccountSummary;
+use crate::features::{AccountSummary, EndUserSummary};
 use crate::finding::{AccountFinding, ClusterFinding, FindingUpdate, HourlyActivity, Severity};
 use crate::link::{Linker, LinkerCheckpoint};
 use crate::population::Population;
@@ -34,6 +34,9 @@ pub struct ScorerCheckpoint {
     pub tracked_by_shard: Vec<usize>,
     pub evicted_total: u64,
     pub pending: Vec<AccountSummary>,
+    /// Heavy end users' summaries absorbed with `pending` (absent before issue 13).
+    #[serde(default)]
+    pub pending_end_users: Vec<EndUserSummary>,
     /// Absent in checkpoints written before clustering existed.
     #[serde(default)]
     pub linker: Option<LinkerCheckpoint>,
@@ -41,11 +44,19 @@ pub struct ScorerCheckpoint {
     pub clusters: Vec<ClusterFinding>,
 }
 
+/// What an account finding judges: the account, or one of its heavy end users on its own.
+struct Subject<'a> {
+    account: &'a AccountSummary,
+    judged: &'a AccountSummary,
+    end_user: Option<&'a str>,
+}
+
 /// Scores changed accounts once every shard has reported for a tick.
 #[derive(Debug)]
 pub struct Scorer {
     config: EngineConfig,
     pending: Vec<AccountSummary>,
+    pending_end_users: Vec<EndUserSummary>,
     findings: BTreeMap<AccountId, AccountFinding>,
     tracked_by_shard: Vec<usize>,
     evicted_total: u64,
@@ -56,9 +67,10 @@ pub struct Scorer {
     /// Findings dropped because their account left detector state, not yet taken by
     /// [`Scorer::take_forgotten`].
     forgotten: Vec<AccountId>,
-    /// Clusters are judged with their own suite so that the per-detector metrics keep counting
-    /// accounts.
+    /// Clusters and end users are judged with suites of their own so that the per-detector
+    /// metrics keep counting accounts.
     cluster_suite: DetectorSuite,
+    end_user_suite: DetectorSuite,
     clusters: BTreeMap<u64, ClusterFinding>,
     /// Subjects whose activity (`events`, `last_seen`, current volume) moved at this tick without
     /// a material change, for [`Scorer::take_activity`]. Transient: cleared every tick.
@@ -70,6 +82,7 @@ impl Scorer {
     pub fn new(config: EngineConfig, shard_count: usize) -> Self {
         Self {
             pending: Vec::new(),
+            pending_end_users: Vec::new(),
             findings: BTreeMap::new(),
             tracked_by_shard: vec![0; shard_count.max(1)],
             evicted_total: 0,
@@ -82,6 +95,7 @@ impl Scorer {
                 config.max_tracked_accounts,
             ),
             cluster_suite: DetectorSuite::new(),
+            end_user_suite: DetectorSuite::new(),
             clusters: BTreeMap::new(),
             forgotten: Vec::new(),
             active_accounts: BTreeSet::new(),
@@ -109,6 +123,7 @@ impl Scorer {
             self.models.observe(summary);
         }
         self.pending.extend(report.summaries);
+        self.pending_end_users.extend(report.end_users);
     }
 
     /// Scores everything absorbed since the last tick and returns the findings that changed.
@@ -116,6 +131,13 @@ impl Scorer {
         self.active_accounts.clear();
         self.active_clusters.clear();
         let pending = std::mem::take(&mut self.pending);
+        let mut end_users: BTreeMap<AccountId, Vec<EndUserSummary>> = BTreeMap::new();
+        for end_user in std::mem::take(&mut self.pending_end_users) {
+            end_users
+                .entry(end_user.summary.account_id.clone())
+                .or_default()
+                .push(end_user);
+        }
         // Sort positions, not the (large) summaries themselves.
         let mut order: Vec<usize> = (0..pending.len()).collect();
         order.sort_by(|a, b| pending[*a].account_id.cmp(&pending[*b].account_id));
@@ -135,7 +157,8 @@ impl Scorer {
         let mut pending: Vec<Option<AccountSummary>> = pending.into_iter().map(Some).collect();
         for i in order {
             let summary = pending[i].take().expect("each position is visited once");
-            let (update, risk) = self.score_account(&summary, &context);
+            let heavy = end_users.remove(&summary.account_id).unwrap_or_default();
+            let (update, risk) = self.score_account(&summary, &heavy, &context);
             if let Some(update) = update {
                 updates.push(FindingUpdate::Account(update));
             }
@@ -147,22 +170,55 @@ impl Scorer {
         updates
     }
 
-    /// The account's finding if it changed, and its risk.
+    /// The account's finding if it changed, and its risk: the higher of the account's own and
+    /// that of its riskiest heavy end user, whose traffic then stands as the account's evidence.
     fn score_account(
         &mut self,
         summary: &AccountSummary,
+        end_users: &[EndUserSummary],
         context: &Context<'_>,
     ) -> (Option<AccountFinding>, f64) {
-        let scores = self.suite.score(summary, context);
-        (self.update_account(summary, context, &scores), scores.risk)
+        let mut scores = self.suite.score(summary, context);
+        let mut subject = Subject {
+            account: summary,
+            judged: summary,
+            end_user: None,
+        };
+        for end_user in end_users {
+            let own = self.end_user_suite.score(&end_user.summary, context);
+            if own.risk > scores.risk {
+                scores = own;
+                subject.judged = &end_user.summary;
+                subject.end_user = Some(&end_user.end_user);
+            }
+        }
+        (self.update_account(&subject, context, &scores), scores.risk)
+    }
+
+    /// The signals of a finding about `subject`, naming the end user they judge.
+    fn signals(
+        suite: &DetectorSuite,
+        subject: &Subject<'_>,
+        context: &Context<'_>,
+        scores: &Scores,
+    ) -> Vec<crate::finding::Signal> {
+        let mut signals = suite.signals(subject.judged, context, scores);
+        if let (Some(end_user), Some(combined)) = (subject.end_user, signals.first_mut()) {
+            combined.evidence.summary = format!(
+                "end user {end_user} judged on its own {} of the account's {} requests: {}",
+                subject.judged.events, subject.account.events, combined.evidence.summary
+            );
+        }
+        signals
     }
 
     fn update_account(
         &mut self,
-        summary: &AccountSummary,
+        subject: &Subject<'_>,
         context: &Context<'_>,
         scores: &Scores,
     ) -> Option<AccountFinding> {
+        let summary = subject.account;
         let flagged_now = scores.risk >= self.config.flag_threshold;
         let Some(finding) = self.findings.get_mut(&summary.account_id) else {
             if scores.risk < self.config.report_min_score {
@@ -177,11 +233,12 @@ impl Scorer {
                 cluster_id: None,
                 first_flagged_at: flagged_now.then_some(summary.last_seen),
                 clustered_at: None,
+                end_user: subject.end_user.map(str::to_owned),
                 first_seen: summary.first_seen,
                 last_seen: summary.last_seen,
                 events: summary.events,
-                signals: self.suite.signals(summary, context, scores),
-                samples: summary.samples.to_vec(),
+                signals: Self::signals(&self.suite, subject, context, scores),
+                samples: subject.judged.samples.to_vec(),
                 activity: Some(HourlyActivity::ending_at(context.at, &summary.activity)),
             };
             self.findings
@@ -215,12 +272,28 @@ impl Scorer {
         if refresh {
             finding.score = crate::detect::round4(scores.risk);
             finding.severity = Severity::from_score(finding.score);
-            finding.signals = self.suite.signals(summary, context, scores);
-            finding.samples = summary.samples.to_vec();
+            finding.signals = Self::signals(&self.suite, subject, context, scores);
+            finding.samples = subject.judged.samples.to_vec();
+            finding.end_user = subject.end_user.map(str::to_owned);
         }
         if flagged_now && !finding.flagged {
             finding.flagged = true;
             finding.first_flagged_at = Some(summary.last_seen);
+        }
+        // The one way down from a flag: the account's traffic has become a re-run of a bounded
+        // prompt set across models (an evaluation lab's second pass; see `detect::rerun`).
+        // `first_flagged_at` stays, as the record that it was flagged.
+        if finding.flagged && !flagged_now {
+            if let Some(note) = crate::detect::rerun::bounded_rerun(subject.judged, context.config)
+            {
+                finding.flagged = false;
+                finding.score = crate::detect::round4(scores.risk);
+                finding.severity = Severity::from_score(finding.score);
+                finding.signals = Self::signals(&self.suite, subject, context, scores);
+                if let Some(combined) = finding.signals.first_mut() {
+                    combined.evidence.summary = format!("{note}; {}", combined.evidence.summary);
+                }
+            }
         }
         let changed = finding.severity != old_severity
             || finding.flagged != old_flagged
@@ -233,7 +306,7 @@ impl Scorer {
                 self.suite.refresh_signal(
                     CURRENT_SIGNAL,
                     &mut finding.signals,
-                    summary,
+                    subject.judged,
                     context,
                     scores,
                 );
@@ -333,6 +406,7 @@ impl Scorer {
             tracked_by_shard: self.tracked_by_shard.clone(),
             evicted_total: self.evicted_total,
             pending: self.pending.clone(),
+            pending_end_users: self.pending_end_users.clone(),
             linker: None,
             clusters: self.clusters.values().cloned().collect(),
         }
@@ -359,6 +433,7 @@ impl Scorer {
         scorer.tracked_by_shard = checkpoint.tracked_by_shard;
         scorer.evicted_total = checkpoint.evicted_total;
         scorer.pending = checkpoint.pending;
+        scorer.pending_end_users = checkpoint.pending_end_users;
         if let Some(linker) = checkpoint.linker {
             scorer.linker = Linker::restore(
                 scorer.config.linking.clone(),

@@ -20,6 +20,7 @@ fn finding(id: &str, flagged_at: Option<i64>) -> AccountFinding {
         cluster_id: None,
         first_flagged_at: flagged_at.map(at),
         clustered_at: None,
+        end_user: None,
         first_seen: at(0),
         last_seen: at(100),
         events: 10,
@@ -238,6 +239,7 @@ fn clustered(id: &str, minutes: i64) -> AccountFinding {
     AccountFinding {
         activity: None,
         clustered_at: Some(at(minutes)),
+        end_user: None,
         ..finding(id, Some(minutes))
     }
 }

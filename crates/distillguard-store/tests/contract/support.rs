@@ -227,6 +227,7 @@ pub fn account(id: &str, score: f64, last_seen_ms: i64) -> AccountFinding {
         cluster_id: None,
         first_flagged_at: (score >= 0.7).then(|| at(last_seen_ms)),
         clustered_at: None,
+        end_user: None,
         first_seen: at(1_000),
         last_seen: at(last_seen_ms),
         events: 100,

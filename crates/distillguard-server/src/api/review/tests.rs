@@ -146,6 +146,7 @@ fn acct(id: &str, score: f64, last_seen_ms: i64) -> FindingUpdate {
         cluster_id: None,
         first_flagged_at: None,
         clustered_at: None,
+        end_user: None,
         first_seen: at(1_000),
         last_seen: at(last_seen_ms),
         events: 10,
