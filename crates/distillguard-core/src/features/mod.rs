@@ -23,7 +23,7 @@ use crate::time::EventTime;
 pub use end_users::{EndUserSummary, EndUsers};
 pub use summary::{hex_sha256, AccountSummary, ModelUse, SharedSamples};
 pub use windows::{herdan, VocabularyCounter, MIN_VOCABULARY_WORDS};
-use windows::{GapStats, HourRing, QuietGaps, Vocabulary, HOURS};
+use windows::{GapStats, HourOfDay, HourRing, QuietGaps, Vocabulary};
 
 /// Prompts remembered for exact and edited re-send detection.
 const RECENT_PROMPTS: usize = 8;
@@ -107,9 +107,9 @@ pub struct AccountState {
     prompt_tokens: u64,
     completion_tokens: u64,
     reasoning_tokens: u64,
-    completion_known: u64,
+    completion_known: u32,
     hourly: HourRing,
-    hour_of_day: [u32; HOURS],
+    hour_of_day: HourOfDay,
     gaps: GapStats,
     quiet: QuietGaps,
     prompts: u64,
@@ -124,38 +124,39 @@ pub struct AccountState {
     suffixes: FrequentItems<u64, 6>,
     recent: Vec<RecentPrompt>,
     recent_next: u8,
-    exact_repeats: u64,
-    near_repeats: u64,
-    turns_known: u64,
-    single_turn: u64,
-    reasoning_prompts: u64,
-    reasoning_system: u64,
+    exact_repeats: u32,
+    near_repeats: u32,
+    turns_known: u32,
+    single_turn: u32,
+    reasoning_prompts: u32,
+    reasoning_system: u32,
     system_cache: Option<(u64, bool)>,
     system_prompts: FrequentItems<u64, 3>,
-    logprobs: u64,
-    multi_sample: u64,
-    large_max_tokens: u64,
-    temperature_zero: u64,
+    logprobs: u32,
+    multi_sample: u32,
+    large_max_tokens: u32,
+    temperature_zero: u32,
     /// Requests asking for several alternatives per position (`top_logprobs` >= 2 or `n` >= 2),
     /// and the sum of those alternatives (capped per request).
     #[serde(default)]
-    distribution_requests: u64,
+    distribution_requests: u32,
     #[serde(default)]
     distribution_alternatives: u64,
-    /// Fingerprints of the latest session-opening prompts (ring of `RECENT_OPENERS`).
-    #[serde(default)]
-    recent_openers: Vec<u64>,
+    /// Low 32 bits of the fingerprints of the latest session-opening prompts (ring of
+    /// `RECENT_OPENERS`; 32 bits keep a false match among 16 under 1 in 10^8 per opener).
+    #[serde(default, deserialize_with = "low_32_bits")]
+    recent_openers: Vec<u32>,
     #[serde(default)]
     openers_next: u8,
     /// Session openers that repeat a recent opener (a re-asked task).
     #[serde(default)]
-    opener_repeats: u64,
+    opener_repeats: u32,
     /// Later turns that re-send the task of a recent session opener (an agent loop).
     #[serde(default)]
-    task_resends: u64,
+    task_resends: u32,
     /// Later turns with at least `DEEP_TURN_MESSAGES` messages.
     #[serde(default)]
-    deep_turns: u64,
+    deep_turns: u32,
     models: Vec<ModelSlot>,
     ips: FrequentItems<IpAddr, 4>,
     ip_distinct: LinearCounter<4>,
@@ -169,7 +170,7 @@ pub struct AccountState {
     user_agent_distinct: LinearCounter<1>,
     user_agent: Option<Box<str>>,
     end_users: LinearCounter<4>,
-    end_user_events: u64,
+    end_user_events: u32,
     /// Heavy end users judged on their own, once the account has shown two end users.
     #[serde(default)]
     end_user_subjects: Option<Box<EndUsers>>,
@@ -198,7 +199,7 @@ impl AccountState {
             reasoning_tokens: 0,
             completion_known: 0,
             hourly: HourRing::default(),
-            hour_of_day: [0; HOURS],
+            hour_of_day: HourOfDay::default(),
             gaps: GapStats::default(),
             quiet: QuietGaps {
                 day: at.day_index(),
@@ -280,7 +281,7 @@ impl AccountState {
         self.completion_tokens += u64::from(completion);
         self.reasoning_tokens += u64::from(usage.reasoning_tokens.unwrap_or(0));
         self.hourly.add(at.epoch_ms() / EventTime::HOUR, completion);
-        self.hour_of_day[at.hour_of_day() as usize] += 1;
+        self.hour_of_day.add(at.hour_of_day() as usize);
 
         let params = &event.params;
         if params.logprobs == Some(true) || params.top_logprobs.is_some_and(|k| k > 0) {
@@ -394,6 +395,7 @@ impl AccountState {
 
     /// Tracks session openers, re-asked openers and later turns that re-send an opener's task.
     fn observe_turn(&mut self, fingerprint: u64, turn: Turn) {
+        let fingerprint = fingerprint as u32;
         let known = self.recent_openers.contains(&fingerprint);
         match turn {
             Turn::Continuation if known => self.task_resends += 1,
@@ -585,9 +587,9 @@ impl AccountState {
             completion_tokens_last_hour: completion_last_hour,
             prompt_tokens: self.prompt_tokens,
             reasoning_tokens: self.reasoning_tokens,
-            completion_known: self.completion_known,
+            completion_known: u64::from(self.completion_known),
             activity,
-            hour_of_day: self.hour_of_day,
+            hour_of_day: self.hour_of_day.counts(),
             quiet_gap_median_hours: self.quiet.median_hours(),
             quiet_days: self.quiet.completed.len() as u32,
             gap_cv: self.gaps.cv(),
@@ -601,27 +603,27 @@ impl AccountState {
             young_vocabulary: self.vocabulary.young(),
             skeleton_prefixes: self.prefixes.top().into_iter().take(3).collect(),
             skeleton_suffixes: self.suffixes.top().into_iter().take(3).collect(),
-            exact_repeats: self.exact_repeats,
-            near_repeats: self.near_repeats,
-            turns_known: self.turns_known,
-            single_turn: self.single_turn,
-            reasoning_prompts: self.reasoning_prompts,
-            reasoning_system: self.reasoning_system,
+            exact_repeats: u64::from(self.exact_repeats),
+            near_repeats: u64::from(self.near_repeats),
+            turns_known: u64::from(self.turns_known),
+            single_turn: u64::from(self.single_turn),
+            reasoning_prompts: u64::from(self.reasoning_prompts),
+            reasoning_system: u64::from(self.reasoning_system),
             system_prompts: self
                 .system_prompts
                 .top()
                 .into_iter()
                 .map(|(h, _)| h)
                 .collect(),
-            logprobs: self.logprobs,
-            multi_sample: self.multi_sample,
-            large_max_tokens: self.large_max_tokens,
-            temperature_zero: self.temperature_zero,
-            distribution_requests: self.distribution_requests,
+            logprobs: u64::from(self.logprobs),
+            multi_sample: u64::from(self.multi_sample),
+            large_max_tokens: u64::from(self.large_max_tokens),
+            temperature_zero: u64::from(self.temperature_zero),
+            distribution_requests: u64::from(self.distribution_requests),
             distribution_alternatives: self.distribution_alternatives,
-            opener_repeats: self.opener_repeats,
-            task_resends: self.task_resends,
-            deep_turns: self.deep_turns,
+            opener_repeats: u64::from(self.opener_repeats),
+            task_resends: u64::from(self.task_resends),
+            deep_turns: u64::from(self.deep_turns),
             models,
             client_ips: self.ips.top().into_iter().map(|(ip, _)| ip).collect(),
             distinct_ips: self.ip_distinct.estimate().round() as u64,
@@ -631,7 +633,7 @@ impl AccountState {
             user_agents: self.user_agents.top().into_iter().map(|(h, _)| h).collect(),
             distinct_user_agents: self.user_agent_distinct.estimate().round() as u64,
             user_agent: self.user_agent.as_deref().map(str::to_owned),
-            end_user_events: self.end_user_events,
+            end_user_events: u64::from(self.end_user_events),
             distinct_end_users: self.end_users.estimate().round() as u64,
             payment_fingerprint: self.payment_fingerprint.as_deref().map(str::to_owned),
             account_created_at: self.account_created_at,
@@ -653,7 +655,7 @@ impl AccountState {
     /// Heap bytes held outside the struct itself, evidence samples excluded.
     pub fn heap_bytes_without_samples(&self) -> usize {
         let recent = self.recent.capacity() * std::mem::size_of::<RecentPrompt>()
-            + self.recent_openers.capacity() * 8;
+            + self.recent_openers.capacity() * 4;
         let models = self.models.capacity() * std::mem::size_of::<ModelSlot>()
             + self
                 .models
@@ -678,6 +680,13 @@ impl AccountState {
             + self.user_agents.heap_bytes();
         self.distinct_prompts.heap_bytes() + recent + models + quiet + strings + frequent
     }
+}
+
+/// Opener fingerprints of checkpoints written when they were 64 bits wide: their low half is
+/// what `observe_turn` keeps now.
+fn low_32_bits<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<u32>, D::Error> {
+    let wide = Vec::<u64>::deserialize(deserializer)?;
+    Ok(wide.into_iter().map(|f| f as u32).collect())
 }
 
 #[cfg(test)]

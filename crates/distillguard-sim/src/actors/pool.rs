@@ -17,11 +17,11 @@ use super::human::chat_session;
 use super::{emit, payment, Account, Actor, Call, Ctx, Human};
 use super::{MODEL_MAIN, MODEL_MINI};
 use crate::dist::{chance, lognormal, pick, range_i64, range_u32, uniform, SimRng};
-use rand::Rng;
 use crate::labels::Label;
 use crate::net;
 use crate::prompts::{PromptBook, TaskFeed};
 use crate::timing::{random_zone, Diurnal, DAY, HOUR};
+use rand::Rng;
 
 /// Parameters of the archetype (`docs/simulator.md`, "Proxy-pool hydra").
 pub(crate) struct PoolPlan {
@@ -154,7 +154,10 @@ impl Actor for ProxyPoolHydra {
                 for _ in 0..range_u32(rng, 3, 9) {
                     let queued = self.reasks.front().is_some_and(|(by, _)| *by != index);
                     let task = if queued && chance(rng, REASK_SHARE) {
-                        self.reasks.pop_front().map(|(_, task)| task).unwrap_or_default()
+                        self.reasks
+                            .pop_front()
+                            .map(|(_, task)| task)
+                            .unwrap_or_default()
                     } else {
                         let task = ctx.book.attack_task(rng, &mut self.feed);
                         if self.reasks.len() < REASK_QUEUE && chance(rng, REASK_SHARE) {
@@ -169,7 +172,7 @@ impl Actor for ProxyPoolHydra {
                     };
                     if chance(rng, AUGMENT_SHARE) {
                         prompt.push(' ');
-                        prompt.push_str(*pick(rng, self.augmentations.as_slice()));
+                        prompt.push_str(pick::<&str>(rng, &self.augmentations));
                     }
                     // A rotating proxy: a fresh exit address for every request.
                     let ip = *pick(rng, &self.pool);
