@@ -52,7 +52,10 @@ mod tests {
         for p in 0..passes {
             for q in 0..questions {
                 let t = ((p * questions + q) * 2_000) as i64;
-                let mut e = event(t, &format!("{} Let's think step by step.", diverse_prompt(q)));
+                let mut e = event(
+                    t,
+                    &format!("{} Let's think step by step.", diverse_prompt(q)),
+                );
                 e.model = ModelName::parse(models[p % models.len()]).unwrap();
                 events.push(e);
             }
@@ -79,11 +82,17 @@ mod tests {
     #[test]
     fn a_lab_flagged_in_its_first_pass_is_cleared_by_its_re_run_on_another_model() {
         let first = final_finding(&passes(600, 1, &["model-a"]));
-        assert!(first.flagged, "the first pass alone is a templated reasoning harvest");
+        assert!(
+            first.flagged,
+            "the first pass alone is a templated reasoning harvest"
+        );
         let lab = final_finding(&passes(600, 2, &["model-a", "model-b"]));
         assert!(!lab.flagged, "{lab:?}");
         assert!(lab.first_flagged_at.is_some());
-        assert!(lab.signals[0].evidence.summary.starts_with("cleared as a re-run"));
+        assert!(lab.signals[0]
+            .evidence
+            .summary
+            .starts_with("cleared as a re-run"));
     }
 
     #[test]

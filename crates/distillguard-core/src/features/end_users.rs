@@ -211,11 +211,21 @@ mod tests {
         while t < hours * EventTime::HOUR {
             let person = format!("person-{}", i % 5);
             let prompt = format!("{} again", diverse_prompt(i / 40));
-            events.push(by(&person, t, &prompt, if i % 3 == 0 { 1 } else { 4 }));
+            events.push(by(
+                &person,
+                t,
+                &prompt,
+                if i.is_multiple_of(3) { 1 } else { 4 },
+            ));
             if harvester {
                 for k in 0..3 {
                     let at = t + k * 20_000;
-                    events.push(by("eu-bad", at + 7, &diverse_prompt(1_000_000 + 3 * i + k as usize), 1));
+                    events.push(by(
+                        "eu-bad",
+                        at + 7,
+                        &diverse_prompt(1_000_000 + 3 * i + k as usize),
+                        1,
+                    ));
                 }
             }
             t += 60_000;
@@ -236,7 +246,14 @@ mod tests {
     #[test]
     fn many_end_users_of_equal_weight_get_a_sketch_but_no_state_of_their_own() {
         let events: Vec<_> = (0..3_000)
-            .map(|i| by(&format!("u{}", i % 300), i * 10_000, &diverse_prompt(i as usize), 1))
+            .map(|i| {
+                by(
+                    &format!("u{}", i % 300),
+                    i * 10_000,
+                    &diverse_prompt(i as usize),
+                    1,
+                )
+            })
             .collect();
         let mut state = state_after(&events);
         let subjects = state.end_user_subjects.as_ref().expect("several end users");
@@ -297,12 +314,18 @@ mod tests {
         let finding = &report.accounts[0];
         assert!(finding.flagged, "{finding:?}");
         assert_eq!(finding.end_user.as_deref(), Some("eu-bad"));
-        assert!(finding.signals[0].evidence.summary.starts_with("end user eu-bad"));
+        assert!(finding.signals[0]
+            .evidence
+            .summary
+            .starts_with("end user eu-bad"));
     }
 
     #[test]
     fn a_shared_account_of_people_chatting_is_not_flagged_through_its_end_users() {
         let report = run(&reseller(6, false));
-        assert!(report.accounts.iter().all(|a| !a.flagged && a.end_user.is_none()));
+        assert!(report
+            .accounts
+            .iter()
+            .all(|a| !a.flagged && a.end_user.is_none()));
     }
 }
