@@ -8,7 +8,7 @@ ingested, the finding confirmed through the review API.
 
 Shows: subjects confirmed before the proxy started are refused (403) and never reach the model,
 others pass; a subject confirmed while the proxy runs is refused within seconds (the long poll);
-a dismissed one passes again.
+a dismissed one passes again; with distillguard down, the last known decisions still hold.
 
     python litellm_enforcer.py DISTILLGUARD_BINARY WORK_DIR
 """
@@ -107,7 +107,7 @@ class Distillguard:
         config = work / f"{name}.toml"
         config.write_text(f'[decisions]\nscope = "{scope}"\n')
         tokens = ",".join(f"{role}:{token}" for role, token in TOKENS.items())
-        processes.start(name, [binary, "serve", "--config", str(config), "--listen",
+        self.process = processes.start(name, [binary, "serve", "--config", str(config), "--listen",
                                f"127.0.0.1:{self.port}", "--data-dir", str(work / name),
                                "--fsync", "none", "--auth-tokens", tokens, "--log", "warn"])
 
@@ -277,6 +277,13 @@ def main():
         by_user.dismiss("u-harvest")
         wait_until("u-harvest passing again", lambda: passed(user_proxy.chat(user="u-harvest")), PICKUP_BOUND_S)
         print("  ok end user u-harvest passes again after the dismissal")
+
+        print("== distillguard down (fail open: the last known decisions hold)")
+        by_user.process.kill()  # an outage, not a shutdown (which waits for open long polls)
+        by_user.process.wait(10)
+        time.sleep(1)  # the long poll's connection drops; the enforcer keeps what it has
+        check("end user u-late still refused", user_proxy.chat(user="u-late"), refused)
+        check("end user u-benign still passes", user_proxy.chat(user="u-benign"), passed)
 
         stub_calls = call("GET", f"http://127.0.0.1:{stub_port}/calls")[1]["calls"]
         assert stub_calls == Proxy.answered, (stub_calls, Proxy.answered)

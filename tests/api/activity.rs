@@ -8,16 +8,11 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
+/// The analyst's `200` reply to `path` (this file's reads all expect one).
 async fn get(app: &TestApp, path: &str) -> Value {
-    let response = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(ANALYST_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200, "{path}");
-    response.json().await.unwrap()
+    let (status, body) = analyst_get(app, path).await;
+    assert_eq!(status, 200, "{path}");
+    body
 }
 
 fn rfc3339(epoch_ms: i64) -> String {

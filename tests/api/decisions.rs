@@ -203,3 +203,31 @@ async fn unreviewed_flags_decide_when_the_operator_turns_it_on_on_postgres() {
     unreviewed_flags_decide_when_the_operator_turns_it_on(database.settings()).await;
     database.drop().await;
 }
+
+#[tokio::test]
+async fn a_shutdown_answers_open_long_polls_instead_of_waiting_for_them() {
+    let app = spawn_app().await;
+    let (_, start) = get(&app, "/v1/decisions", ENFORCER_TOKEN).await;
+    let cursor = start["cursor"].as_str().unwrap().to_string();
+    let poll = app
+        .client
+        .get(app.url(&format!(
+            "/v1/decisions?since={cursor}&stream=true&timeout=60"
+        )))
+        .bearer_auth(ENFORCER_TOKEN)
+        .send();
+    let poll = tokio::spawn(poll);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopping = Instant::now();
+    app.stop().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(15),
+        "the drain waited {:?} for a 60 s long poll",
+        stopping.elapsed()
+    );
+    let reply = poll.await.unwrap().unwrap();
+    assert_eq!(reply.status().as_u16(), 200);
+    let page: Value = reply.json().await.unwrap();
+    assert_eq!(page["new"], json!([]));
+    assert_eq!(page["cursor"].as_str(), Some(cursor.as_str()));
+}

@@ -116,6 +116,7 @@ impl Application {
             writer,
             checkpoints: Arc::default(),
             console: Default::default(),
+            draining: Default::default(),
         };
         Ok(Self { listener, state })
     }
@@ -158,6 +159,11 @@ impl Application {
             self.state.metrics.clone(),
             stop_checkpoints.subscribe(),
         );
+        let draining = self.state.draining.clone();
+        let shutdown = async move {
+            shutdown.await;
+            draining.start();
+        };
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await

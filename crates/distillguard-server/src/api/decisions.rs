@@ -192,6 +192,7 @@ pub async fn list(
         return Ok(Json(current.into()));
     };
     let deadline = tokio::time::Instant::now() + query.wait;
+    let mut draining = state.draining.subscribe();
     loop {
         let changes = state
             .store
@@ -200,10 +201,13 @@ pub async fn list(
             .map_err(api_error)?;
         let empty = changes.new.is_empty() && changes.deleted.is_empty();
         let now = tokio::time::Instant::now();
-        if !empty || !query.stream || now >= deadline {
+        if !empty || !query.stream || now >= deadline || *draining.borrow() {
             return Ok(Json(changes.into()));
         }
-        tokio::time::sleep(POLL_EVERY.min(deadline - now)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(POLL_EVERY.min(deadline - now)) => {}
+            _ = draining.changed() => {}
+        }
     }
 }
 

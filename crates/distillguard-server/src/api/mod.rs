@@ -43,6 +43,30 @@ pub struct AppState {
     pub checkpoints: Arc<crate::checkpoint::CheckpointHealth>,
     /// Logged-in browsers of the analyst console.
     pub console: console::Sessions,
+    /// Set when graceful shutdown starts: long polls answer at once instead of holding the drain.
+    pub draining: Draining,
+}
+
+/// Whether the server has begun its graceful shutdown. Open long polls (`GET /v1/decisions?
+/// stream=true`, up to 60 s) would otherwise keep it waiting; they answer their empty page and
+/// the bouncer reconnects, to another replica or to this one after its restart.
+#[derive(Clone)]
+pub struct Draining(tokio::sync::watch::Sender<bool>);
+
+impl Default for Draining {
+    fn default() -> Self {
+        Self(tokio::sync::watch::channel(false).0)
+    }
+}
+
+impl Draining {
+    pub fn start(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.subscribe()
+    }
 }
 
 /// Every route of the service.

@@ -59,6 +59,7 @@ impl Api {
             store: store.clone(),
             checkpoints: Default::default(),
             console: Default::default(),
+            draining: Default::default(),
         };
         Self {
             app: routes().with_state(state),
