@@ -150,7 +150,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for i in 0..2_000 {
             seen.insert(partition_for(
-                &AccountId::parse(&format!("u{i}")).unwrap(),
+                &AccountId::parse(format!("u{i}")).unwrap(),
                 64,
             ));
         }
