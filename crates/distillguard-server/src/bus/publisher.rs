@@ -43,6 +43,13 @@ impl Publisher {
             .map_err(|_| BusError::Unreachable {
                 url: settings.url.clone(),
             })?;
+        // Give the first connection a moment, so a start with NATS up does not log it as down.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while client.connection_state() != async_nats::connection::State::Connected
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let mut context = jetstream::new(client.clone());
         context.set_timeout(settings.publish_timeout());
         Ok(Self {
