@@ -137,7 +137,8 @@ pub fn service_env(compose: &Value, service: &str) -> BTreeMap<String, String> {
 
 /// Metric names registered in the server's metrics module (the source of truth).
 pub fn exported_metrics() -> BTreeSet<String> {
-    let source = read(METRICS_SOURCE);
+    // The bus's series are registered from their own module (`[bus] kind = "jetstream"`).
+    let source = read(METRICS_SOURCE) + &read("crates/distillguard-server/src/bus/metrics.rs");
     let names: BTreeSet<String> = source
         .split('"')
         .skip(1)

@@ -14,6 +14,7 @@ mod decisions;
 mod errors;
 mod gateways;
 mod ingest;
+mod jetstream;
 mod openapi;
 mod operations;
 mod quickstart;

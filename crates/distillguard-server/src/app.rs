@@ -20,6 +20,8 @@ use crate::pipeline::{FindingSink, Pipeline, PipelineConfig};
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// Stops the JetStream consumer before the final checkpoint (`[bus] kind = "jetstream"`).
+    bus_stop: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 /// How long a checkpoint may take at shutdown before the service stops without it.
@@ -93,7 +95,17 @@ impl Application {
                  allowed lateness will be counted late and not scored; `serve --reset` starts over"
             );
         }
-        let pipeline = start_pipeline(&settings, &metrics, &writer, restored).await?;
+        let (pipeline, bus_stop) = if settings.bus.is_jetstream() {
+            let (pipeline, stop) =
+                crate::bus::start_pipeline(&settings, &metrics, bus_sink(&writer), restored)
+                    .await?;
+            (pipeline, Some(stop))
+        } else {
+            (
+                start_pipeline(&settings, &metrics, &writer, restored).await?,
+                None,
+            )
+        };
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -118,7 +130,11 @@ impl Application {
             console: Default::default(),
             draining: Default::default(),
         };
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            bus_stop,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -172,6 +188,9 @@ impl Application {
         let _ = periodic.await;
         if let Some(webhooks) = webhooks {
             let _ = webhooks.await;
+        }
+        if let Some(stop) = &self.bus_stop {
+            let _ = stop.send(true);
         }
         tracing::info!("draining the detection pipeline");
         let state = &self.state;
@@ -228,7 +247,7 @@ pub fn pipeline_config(settings: &Settings) -> PipelineConfig {
 
 /// A checkpoint written before the clock was robust may hold a frontier set by one far-future
 /// event; kept, it would make every real event late. Such a clock starts over.
-fn forget_poisoned_clock(
+pub(crate) fn forget_poisoned_clock(
     settings: &Settings,
     clock: &mut distillguard_core::engine::ClockCheckpoint,
 ) {
@@ -297,6 +316,13 @@ async fn start_pipeline(
         "event log ready"
     );
     Ok(pipeline)
+}
+
+/// The store sink for a pipeline fed from the bus.
+fn bus_sink(writer: &Arc<FindingWriter>) -> Box<dyn FindingSink> {
+    Box::new(StoreSink {
+        writer: Arc::clone(writer),
+    })
 }
 
 /// Zero-valued series exist from the start, so `rate()` and absent-based alerts work at once.

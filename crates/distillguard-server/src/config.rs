@@ -484,6 +484,8 @@ pub struct Settings {
     pub sources: SourceSettings,
     pub decisions: DecisionSettings,
     pub webhooks: WebhookSettings,
+    /// Where accepted events go before the detectors (`embedded` or `jetstream`).
+    pub bus: crate::bus::BusSettings,
 }
 
 impl Default for Settings {
@@ -501,6 +503,7 @@ impl Default for Settings {
             sources: SourceSettings::default(),
             decisions: DecisionSettings::default(),
             webhooks: WebhookSettings::default(),
+            bus: crate::bus::BusSettings::default(),
         }
     }
 }
@@ -574,6 +577,7 @@ impl Settings {
             ));
         }
         self.engine.linking.validate()?;
+        self.bus.validate()?;
         let mut names = std::collections::HashSet::new();
         for endpoint in &self.webhooks.endpoints {
             if endpoint.name.trim().is_empty() || !names.insert(endpoint.name.as_str()) {

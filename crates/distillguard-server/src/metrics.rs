@@ -94,6 +94,8 @@ pub struct Metrics {
     pub state_evictions: IntCounterVec,
     /// Entries held by each capped in-memory map, by `map`.
     pub state_entries: IntGaugeVec,
+    /// The JetStream bus's series (`[bus] kind = "jetstream"`).
+    pub bus: crate::bus::BusMetrics,
 }
 
 /// Values of the `map` label of `distillguard_state_evictions_total` and
@@ -456,6 +458,7 @@ impl Metrics {
                 "Entries held by each capped in-memory map, by map.",
                 &["map"],
             ),
+            bus: crate::bus::BusMetrics::register(&registry),
             registry,
         }
     }

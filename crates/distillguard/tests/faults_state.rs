@@ -521,3 +521,90 @@ async fn a_flood_of_distinct_accounts_keeps_every_map_at_its_cap_and_memory_flat
     assert!(growth < 48 << 20, "RSS grew by {} MiB", growth >> 20);
     service.stop();
 }
+
+/// `[bus] kind = "jetstream"` (issue 15) on the machine's NATS, on a stream of its own that
+/// expires by itself: the node ingests and detects (`role = "all"`), checkpointing every second.
+fn jetstream_config(label: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let stream = format!("DGFAULTS_{label}_{}_{nanos}", std::process::id());
+    format!(
+        "{FAST_CHECKPOINTS}[bus]\nkind = \"jetstream\"\nurl = \"nats://127.0.0.1:4222\"\n\
+         stream = \"{stream}\"\nsubject_prefix = \"dgfaults.{}\"\nmax_age_secs = 3600\n",
+        stream.to_ascii_lowercase()
+    )
+}
+
+/// Waits until the node has read everything in the stream: nothing pending, and no more applied
+/// over a few polls (the events posted last may still be in flight to the consumer).
+async fn wait_consumed(service: &Service) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = -1.0;
+    let mut stable = 0;
+    while stable < 3 {
+        let consumed = service
+            .metric("distillguard_bus_consumed_events_total")
+            .await;
+        let pending = service
+            .metric("distillguard_bus_consumer_pending_messages")
+            .await;
+        stable = if pending == 0.0 && consumed == last {
+            stable + 1
+        } else {
+            0
+        };
+        last = consumed;
+        assert!(Instant::now() < deadline, "the detector never caught up");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The JetStream node: two thirds of the campaign, a checkpoint, more, `kill -9`, a restart
+/// (which resumes from the checkpoint's stream sequence), the rest.
+async fn crashed_on_jetstream(dir: &Path, chunks: &[Vec<String>], config: &str) -> Outcome {
+    let backend = Backend::Sqlite;
+    let cut = chunks.len() * 2 / 3;
+    let service = Service::start(dir, &backend, config).await;
+    let mut acknowledged = post_all(&service, &chunks[..cut]).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    acknowledged += post_all(&service, &chunks[cut..cut + 3]).await;
+    service.kill();
+    let service = Service::start(dir, &backend, config).await;
+    acknowledged += post_all(&service, &chunks[cut + 3..]).await;
+    wait_consumed(&service).await;
+    service.stop();
+    Outcome {
+        findings: stored_findings(dir, &backend).await,
+        acknowledged,
+        processed: processed_events(dir, &backend).await,
+    }
+}
+
+#[tokio::test]
+async fn kill_nine_of_a_jetstream_node_loses_nothing_and_ends_with_the_embedded_findings() {
+    let root = tempfile::tempdir().unwrap();
+    let chunks = campaign(root.path());
+    let expected = unbroken(&root.path().join("embedded"), &Backend::Sqlite, &chunks).await;
+
+    let crashed = crashed_on_jetstream(
+        &root.path().join("jetstream"),
+        &chunks,
+        &jetstream_config("kill"),
+    )
+    .await;
+
+    eprintln!(
+        "kill -9 (jetstream): acknowledged {}, processed {}",
+        crashed.acknowledged, crashed.processed
+    );
+    assert!(expected.findings.iter().any(|l| l.contains(" true ")));
+    assert_eq!(crashed.acknowledged, expected.acknowledged);
+    assert_eq!(crashed.lost(), 0, "nothing acknowledged is lost");
+    assert_eq!(
+        crashed.processed, expected.processed,
+        "nothing applied twice"
+    );
+    assert_eq!(crashed.findings, expected.findings);
+}

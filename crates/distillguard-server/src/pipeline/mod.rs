@@ -136,6 +136,12 @@ enum Input {
         stage: mpsc::Sender<Staged>,
         health: Arc<LogHealth>,
     },
+    /// `[bus] kind = "jetstream"`: ingest publishes to the stream; the dispatcher takes what this
+    /// node's consumer reads back from it ([`Pipeline::feed_consumed`]).
+    Bus {
+        commands: mpsc::Sender<Command>,
+        publisher: Arc<crate::bus::Publisher>,
+    },
 }
 
 /// Handle to a running pipeline; cheap to clone.
@@ -230,6 +236,25 @@ impl Pipeline {
         Ok((pipeline, report))
     }
 
+    /// Starts from a checkpoint with ingest publishing to JetStream. Nothing reaches the
+    /// detectors until a consumer feeds them from the stream, from the sequence
+    /// `snapshot.log_position` records ([`crate::bus::consumer`]).
+    pub fn start_bus(
+        config: PipelineConfig,
+        metrics: Metrics,
+        sink: Box<dyn FindingSink>,
+        snapshot: Option<Snapshot>,
+        publisher: Arc<crate::bus::Publisher>,
+    ) -> Self {
+        let (mut pipeline, commands) = Self::launch(config, metrics, sink, snapshot);
+        let inner = Arc::get_mut(&mut pipeline.inner).expect("not shared yet");
+        inner.input = Input::Bus {
+            commands,
+            publisher,
+        };
+        pipeline
+    }
+
     fn launch(
         config: PipelineConfig,
         metrics: Metrics,
@@ -275,6 +300,36 @@ impl Pipeline {
         commands: &mpsc::Sender<Command>,
         batch: crate::eventlog::LoggedBatch,
     ) {
+        self.inner
+            .metrics
+            .log_replayed_events
+            .inc_by(batch.events.len() as u64);
+        self.feed(commands, batch.events, batch.end).await;
+    }
+
+    /// Hands events read from the stream to the dispatcher, waiting for queue space: the stream
+    /// holds them, so the consumer slows down instead of refusing. `through` is the stream
+    /// sequence of the last message read (a checkpoint after this batch resumes after it).
+    /// False once the pipeline no longer takes batches.
+    pub async fn feed_consumed(&self, events: Vec<ApiEvent>, through: LogPosition) -> bool {
+        let Input::Bus { commands, .. } = &self.inner.input else {
+            return false;
+        };
+        if !self.inner.accepting.load(Ordering::Acquire) {
+            return false;
+        }
+        self.feed(commands, events, through).await
+    }
+
+    /// Remembers the batch's ids, takes its permits (waiting) and sends it on; false if the
+    /// dispatcher is gone.
+    async fn feed(
+        &self,
+        commands: &mpsc::Sender<Command>,
+        events: Vec<ApiEvent>,
+        end: LogPosition,
+    ) -> bool {
+        let batch = crate::eventlog::LoggedBatch { end, events };
         {
             let mut dedup = self.lock_dedup();
             for event in &batch.events {
@@ -283,10 +338,6 @@ impl Pipeline {
                 }
             }
         }
-        self.inner
-            .metrics
-            .log_replayed_events
-            .inc_by(batch.events.len() as u64);
         let wanted = batch.events.len().min(self.inner.capacity) as u32;
         let permit = if wanted == 0 {
             None
@@ -298,11 +349,13 @@ impl Pipeline {
                 .await
                 .ok()
         };
-        let _ = commands.send(Command::Batch {
+        let sent = commands.send(Command::Batch {
             events: batch.events,
             _permit: permit,
             position: Some(batch.end),
         });
+        self.update_depth();
+        sent.is_ok()
     }
 
     /// Takes a whole batch or none of it, without waiting for queue space. With an event log,
@@ -359,6 +412,9 @@ impl Pipeline {
         if !self.inner.accepting.load(Ordering::Acquire) {
             return Err(Refused::new(SubmitError::ShuttingDown, events, 0));
         }
+        if let Input::Bus { publisher, .. } = &self.inner.input {
+            return self.offer_bus(publisher, events).await;
+        }
         // Encoded before the lock, so that concurrent requests encode in parallel.
         let encoded = match &self.inner.input {
             Input::Logged { .. } => match encode_events(&events) {
@@ -371,7 +427,7 @@ impl Pipeline {
                     ))
                 }
             },
-            Input::Direct(_) => None,
+            Input::Direct(_) | Input::Bus { .. } => None,
         };
         let (receipt, kept_ids, pending) = {
             // The dedup lock spans the capacity check and the hand-over to the next stage, so two
@@ -446,6 +502,48 @@ impl Pipeline {
         Err(Refused::new(error, Vec::new(), 0))
     }
 
+    /// Publishes the batch's new events and answers once JetStream holds them all. The local
+    /// deduplicator answers a quick retry on this node; the stream's duplicate window catches the
+    /// rest (a retry through another ingest node, or after a restart).
+    async fn offer_bus(
+        &self,
+        publisher: &crate::bus::Publisher,
+        events: Vec<ApiEvent>,
+    ) -> Result<Receipt, Refused> {
+        let (kept, kept_ids, duplicates) = {
+            let mut dedup = self.lock_dedup();
+            let keep = keep_mask(&dedup, &events);
+            let duplicates = keep.iter().filter(|k| !**k).count();
+            let kept = select(events, &keep);
+            let mut kept_ids = Vec::new();
+            for event in &kept {
+                if let Some(id) = &event.request_id {
+                    dedup.remember(id, event.timestamp);
+                    kept_ids.push((id.clone(), event.timestamp));
+                }
+            }
+            self.export_dedup(&mut dedup);
+            (kept, kept_ids, duplicates)
+        };
+        match publisher.publish(&kept).await {
+            Ok(published) => Ok(Receipt {
+                accepted: published.stored,
+                duplicates: duplicates + published.duplicates,
+            }),
+            Err(error) => {
+                let mut dedup = self.lock_dedup();
+                for (id, at) in &kept_ids {
+                    dedup.forget(id, *at);
+                }
+                Err(Refused::new(
+                    SubmitError::LogUnavailable(error.to_string()),
+                    Vec::new(),
+                    0,
+                ))
+            }
+        }
+    }
+
     fn export_dedup(&self, dedup: &mut Deduplicator) {
         let metrics = &self.inner.metrics;
         metrics
@@ -487,6 +585,9 @@ impl Pipeline {
             Input::Logged { stage, .. } => stage
                 .send(Staged::Pass(command))
                 .map_err(|_| SubmitError::ShuttingDown),
+            Input::Bus { commands, .. } => commands
+                .send(command)
+                .map_err(|_| SubmitError::ShuttingDown),
         }
     }
 
@@ -518,6 +619,12 @@ impl Pipeline {
     pub fn log_state(&self) -> Option<LogState> {
         match &self.inner.input {
             Input::Logged { health, .. } => Some(health.state()),
+            Input::Bus { publisher, .. } => Some(LogState {
+                failing: !publisher.is_connected(),
+                end: LogPosition::default(),
+                last_error: (!publisher.is_connected())
+                    .then(|| format!("NATS is unreachable at {}", publisher.settings().url)),
+            }),
             Input::Direct(_) => None,
         }
     }

@@ -61,6 +61,21 @@ pub struct SettingsArgs {
     /// Event log fsync policy: `always` (before every 202), `interval` or `none`.
     #[arg(long, env = "DISTILLGUARD_FSYNC")]
     pub fsync: Option<distillguard_server::eventlog::FsyncPolicy>,
+    /// Event bus: `embedded` (in-process, the default) or `jetstream` (NATS JetStream).
+    #[arg(long, env = "DISTILLGUARD_BUS", value_enum)]
+    pub bus: Option<distillguard_server::bus::BusKind>,
+    /// With the JetStream bus: `all` (ingest and detect), `ingest` or `detector`.
+    #[arg(long, env = "DISTILLGUARD_ROLE", value_enum)]
+    pub role: Option<distillguard_server::bus::NodeRole>,
+    /// NATS server URL for the JetStream bus.
+    #[arg(long, env = "DISTILLGUARD_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// JetStream stream name for the bus.
+    #[arg(long, env = "DISTILLGUARD_BUS_STREAM")]
+    pub bus_stream: Option<String>,
+    /// Partitions this node consumes: `all` or ranges like `0-31,40`.
+    #[arg(long, env = "DISTILLGUARD_BUS_PARTITIONS")]
+    pub bus_partitions: Option<String>,
     /// Log filter (tracing syntax, e.g. `info,distillguard_server=debug`).
     #[arg(long, env = "DISTILLGUARD_LOG", default_value = "info")]
     pub log: String,
@@ -121,6 +136,21 @@ impl SettingsArgs {
         }
         if let Some(fsync) = self.fsync {
             settings.log.fsync = fsync;
+        }
+        if let Some(kind) = self.bus {
+            settings.bus.kind = kind;
+        }
+        if let Some(role) = self.role {
+            settings.bus.role = role;
+        }
+        if let Some(url) = &self.nats_url {
+            settings.bus.url = url.clone();
+        }
+        if let Some(stream) = &self.bus_stream {
+            settings.bus.stream = stream.clone();
+        }
+        if let Some(partitions) = &self.bus_partitions {
+            settings.bus.partitions = partitions.clone();
         }
         settings.validate()?;
         Ok(settings)

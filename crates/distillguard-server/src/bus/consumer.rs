@@ -1,0 +1,172 @@
+//! A detector's side of the bus: read the stream from the checkpoint's sequence and apply the
+//! events of the partitions this node owns, in stream order.
+//!
+//! One ordered consumer reads every partition subject and keeps this node's. Stream order is the
+//! order JetStream acknowledged the publishes, which is the order ingest answered 202: a node that
+//! owns every partition sees exactly the input of the embedded pipeline, so its findings are the
+//! same. Progress is the stream sequence of the last message applied; it travels with each batch
+//! into the pipeline, so a checkpoint records the sequence its state covers and a restart (even
+//! after `kill -9`) resumes right after it. Each owned partition has been applied through that
+//! sequence, which is the per-partition position the checkpoint holds.
+//!
+//! (With NATS 2.10 or later, `filter_subjects` could restrict delivery to the owned partitions;
+//! 2.9, which this project's machines run, takes one filter, so a node that owns part of the
+//! partitions reads the others' messages and skips them: network, not detection, work.)
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+use futures_util::StreamExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::watermark::Watermarks;
+use super::{partition_of_subject, publisher::decode_event, BusMetrics, Publisher};
+use crate::eventlog::LogPosition;
+use crate::pipeline::Pipeline;
+
+/// Messages applied as one batch at most (fewer when fewer are ready).
+const MAX_BATCH: usize = 512;
+/// Wait before recreating a consumer that failed.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// Where a node resumes and what it consumes.
+pub struct ConsumerPlan {
+    /// The stream sequence the checkpoint covers (0: from the start of the stream).
+    pub applied_through: u64,
+    pub partitions: Vec<u32>,
+}
+
+/// Consumes until `stop` turns true or the pipeline stops taking batches.
+pub fn spawn(
+    publisher: std::sync::Arc<Publisher>,
+    pipeline: Pipeline,
+    plan: ConsumerPlan,
+    metrics: BusMetrics,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let owned: HashSet<u32> = plan.partitions.iter().copied().collect();
+        let idle = Duration::from_secs(publisher.settings().idle_partition_secs.max(1));
+        let mut state = Progress {
+            applied_through: plan.applied_through,
+            highest_seen: plan.applied_through,
+            watermarks: Watermarks::new(idle),
+        };
+        tracing::info!(
+            from_sequence = state.applied_through + 1,
+            partitions = plan.partitions.len(),
+            "consuming the event stream"
+        );
+        loop {
+            let outcome = tokio::select! {
+                outcome = consume(&publisher, &pipeline, &owned, &metrics, &mut state) => outcome,
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            };
+            match outcome {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(%error, from_sequence = state.applied_through + 1, "event stream consumer failed; recreating it");
+                    tokio::select! {
+                        () = tokio::time::sleep(RETRY) => {}
+                        _ = stop.wait_for(|stopped| *stopped) => return,
+                    }
+                }
+            }
+        }
+    })
+}
+
+struct Progress {
+    applied_through: u64,
+    /// The highest sequence ever delivered: anything at or below it delivered again after a
+    /// recreation is a redelivery (counted, and skipped if already applied).
+    highest_seen: u64,
+    watermarks: Watermarks,
+}
+
+/// Reads from `applied_through + 1` until the stream fails (Err) or the pipeline stops (Ok).
+async fn consume(
+    publisher: &Publisher,
+    pipeline: &Pipeline,
+    owned: &HashSet<u32>,
+    metrics: &BusMetrics,
+    state: &mut Progress,
+) -> Result<(), String> {
+    publisher.ensure_stream().await.map_err(|e| e.to_string())?;
+    let settings = publisher.settings();
+    let stream = publisher
+        .context()
+        .get_stream(&settings.stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    let deliver_policy = match state.applied_through {
+        0 => DeliverPolicy::All,
+        through => DeliverPolicy::ByStartSequence {
+            start_sequence: through + 1,
+        },
+    };
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: format!("{}.*", settings.subject_prefix),
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| e.to_string())?
+        .ready_chunks(MAX_BATCH);
+    while let Some(chunk) = messages.next().await {
+        let mut events = Vec::with_capacity(chunk.len());
+        let now = Instant::now();
+        for message in chunk {
+            let message = message.map_err(|e| e.to_string())?;
+            let info = message.info().map_err(|e| e.to_string())?;
+            let sequence = info.stream_sequence;
+            metrics.consumer_pending.set(info.pending as i64);
+            if sequence <= state.highest_seen {
+                metrics.redeliveries.inc();
+            }
+            state.highest_seen = state.highest_seen.max(sequence);
+            if sequence <= state.applied_through {
+                continue;
+            }
+            state.applied_through = sequence;
+            let Some(partition) = partition_of_subject(&settings.subject_prefix, &message.subject)
+            else {
+                continue;
+            };
+            if !owned.contains(&partition) {
+                continue;
+            }
+            let event = decode_event(&message.payload).map_err(|e| e.to_string())?;
+            state.watermarks.observe(partition, event.timestamp, now);
+            let label = partition.to_string();
+            metrics
+                .partition_sequence
+                .with_label_values(&[&label])
+                .set(sequence as i64);
+            metrics
+                .partition_watermark
+                .with_label_values(&[&label])
+                .set(event.timestamp.epoch_ms() / 1000);
+            events.push(event);
+        }
+        if let Some(global) = state.watermarks.global(now) {
+            metrics.global_watermark.set(global.epoch_ms() / 1000);
+        }
+        let applied = events.len() as u64;
+        if !pipeline
+            .feed_consumed(events, LogPosition(state.applied_through))
+            .await
+        {
+            return Ok(());
+        }
+        metrics.consumed_events.inc_by(applied);
+    }
+    Err("the consumer's message stream ended".into())
+}

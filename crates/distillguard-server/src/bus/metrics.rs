@@ -1,0 +1,107 @@
+//! The bus's Prometheus series (listed in `docs/operations.md` with the others).
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
+
+/// Handles to the bus's series; cheap to clone.
+#[derive(Clone)]
+pub struct BusMetrics {
+    /// Time from the first publish of a request to JetStream's last acknowledgement.
+    pub publish_duration: Histogram,
+    /// Events JetStream acknowledged as stored (not duplicates).
+    pub published_events: IntCounter,
+    /// Requests answered 503 because NATS was unreachable or did not acknowledge in time.
+    pub publish_failures: IntCounter,
+    /// Events this node applied from the stream.
+    pub consumed_events: IntCounter,
+    /// Messages delivered again after the consumer was recreated (a reconnect, a gap).
+    pub redeliveries: IntCounter,
+    /// Messages in the stream this node's consumer has not read yet.
+    pub consumer_pending: IntGauge,
+    /// Stream sequence of the last message of each partition this node applied.
+    pub partition_sequence: IntGaugeVec,
+    /// Event-time watermark of each partition this node consumes, Unix seconds.
+    pub partition_watermark: IntGaugeVec,
+    /// Minimum of the partition watermarks over partitions active in `idle_partition_secs`.
+    pub global_watermark: IntGauge,
+}
+
+impl BusMetrics {
+    pub(crate) fn register(registry: &Registry) -> Self {
+        let register = |metric: Box<dyn prometheus::core::Collector>| {
+            registry.register(metric).expect("unique metric");
+        };
+        let publish_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "distillguard_bus_publish_duration_seconds",
+                "Time to publish one ingest request's events and receive every JetStream ack.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )
+        .expect("valid metric");
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
+        let published_events = counter(
+            "distillguard_bus_published_events_total",
+            "Events JetStream acknowledged as stored.",
+        );
+        let publish_failures = counter(
+            "distillguard_bus_publish_failures_total",
+            "Ingest requests answered 503 because JetStream did not acknowledge their events.",
+        );
+        let consumed_events = counter(
+            "distillguard_bus_consumed_events_total",
+            "Events this node applied from the stream.",
+        );
+        let redeliveries = counter(
+            "distillguard_bus_redeliveries_total",
+            "Messages delivered again after the consumer was recreated.",
+        );
+        let consumer_pending = IntGauge::new(
+            "distillguard_bus_consumer_pending_messages",
+            "Messages in the stream this node's consumer has not read yet (its lag).",
+        )
+        .expect("valid metric");
+        let partition_sequence = IntGaugeVec::new(
+            Opts::new(
+                "distillguard_bus_partition_sequence",
+                "Stream sequence of the last message applied, by partition.",
+            ),
+            &["partition"],
+        )
+        .expect("valid metric");
+        let partition_watermark = IntGaugeVec::new(
+            Opts::new(
+                "distillguard_bus_partition_watermark_timestamp_seconds",
+                "Newest event time applied, by partition, Unix seconds.",
+            ),
+            &["partition"],
+        )
+        .expect("valid metric");
+        let global_watermark = IntGauge::new(
+            "distillguard_bus_global_watermark_timestamp_seconds",
+            "Minimum partition watermark over the partitions active recently, Unix seconds.",
+        )
+        .expect("valid metric");
+        register(Box::new(publish_duration.clone()));
+        register(Box::new(published_events.clone()));
+        register(Box::new(publish_failures.clone()));
+        register(Box::new(consumed_events.clone()));
+        register(Box::new(redeliveries.clone()));
+        register(Box::new(consumer_pending.clone()));
+        register(Box::new(partition_sequence.clone()));
+        register(Box::new(partition_watermark.clone()));
+        register(Box::new(global_watermark.clone()));
+        Self {
+            publish_duration,
+            published_events,
+            publish_failures,
+            consumed_events,
+            redeliveries,
+            consumer_pending,
+            partition_sequence,
+            partition_watermark,
+            global_watermark,
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! `[bus] kind = "jetstream"` against real NATS: the machine's server at 127.0.0.1:4222 (each test
+//! on a stream and subjects of its own), or, for the outage, a private `nats-server` this test
+//! starts and stops on a free port.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use distillguard_core::event::ApiEvent;
+use distillguard_core::finding::Report;
+use distillguard_server::bus::BusKind;
+use distillguard_server::Settings;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+const SHARED_NATS: &str = "nats://127.0.0.1:4222";
+
+/// A stream (and subject prefix) unique to one test, deleted at the end.
+struct TestStream {
+    name: String,
+    url: String,
+}
+
+impl TestStream {
+    fn new(label: &str, url: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        Self {
+            name: format!("DGTEST_{label}_{}_{nanos}", std::process::id()),
+            url: url.to_owned(),
+        }
+    }
+
+    fn settings(&self) -> Settings {
+        let mut settings = test_settings();
+        settings.bus.kind = BusKind::Jetstream;
+        settings.bus.url = self.url.clone();
+        settings.bus.stream = self.name.clone();
+        settings.bus.subject_prefix = format!("dgtest.{}", self.name.to_ascii_lowercase());
+        settings.bus.partition_count = 8;
+        settings.bus.publish_timeout_ms = 1_000;
+        settings
+    }
+
+    async fn delete(self) {
+        let client = async_nats::connect(self.url.as_str()).await.unwrap();
+        let _ = async_nats::jetstream::new(client)
+            .delete_stream(&self.name)
+            .await;
+    }
+}
+
+/// Posts the events in log order, 2,000 a request, and returns how many were accepted.
+async fn post_all(app: &TestApp, events: &[ApiEvent]) -> u64 {
+    let mut accepted = 0;
+    for chunk in events.chunks(2_000) {
+        let lines: Vec<Value> = chunk
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect();
+        let response = app
+            .post_events(ndjson(&lines), "application/x-ndjson")
+            .await;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 202, "{body}");
+        accepted += body["accepted"].as_u64().unwrap();
+    }
+    accepted
+}
+
+/// Waits until the node has applied `count` events from the stream.
+async fn wait_consumed(app: &TestApp, count: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let consumed = app.metric("distillguard_bus_consumed_events_total").await as u64;
+        if consumed >= count {
+            assert_eq!(consumed, count, "every event applied exactly once");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {consumed} of {count} events were applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn final_report(app: &TestApp) -> Report {
+    let pipeline = app.pipeline.clone();
+    tokio::task::spawn_blocking(move || pipeline.finish_blocking())
+        .await
+        .unwrap()
+        .expect("the pipeline scores everything it was given")
+}
+
+fn flagged_accounts(report: &Report) -> Vec<&str> {
+    let mut flagged: Vec<&str> = report
+        .accounts
+        .iter()
+        .filter(|a| a.flagged)
+        .map(|a| a.account_id.as_str())
+        .collect();
+    flagged.sort_unstable();
+    flagged
+}
+
+#[tokio::test]
+async fn a_simulated_day_through_jetstream_finds_exactly_what_the_embedded_pipeline_finds() {
+    // Arrange
+    let events = simulated_day();
+    let embedded = spawn_app().await;
+    post_all(&embedded, &events).await;
+    let expected = final_report(&embedded).await;
+    embedded.stop().await;
+    let stream = TestStream::new("equal", SHARED_NATS);
+
+    // Act
+    let app = spawn_app_with(stream.settings()).await;
+    let accepted = post_all(&app, &events).await;
+    wait_consumed(&app, accepted).await;
+    let actual = final_report(&app).await;
+    app.stop().await;
+    stream.delete().await;
+
+    // Assert: same input order, so the same findings, scores included.
+    assert_eq!(accepted, events.len() as u64);
+    assert!(
+        !flagged_accounts(&expected).is_empty(),
+        "the day has flagged accounts"
+    );
+    assert!(
+        expected.clusters.iter().any(|c| c.flagged),
+        "the day has a flagged cluster"
+    );
+    assert_eq!(flagged_accounts(&actual), flagged_accounts(&expected));
+    assert_eq!(actual.events, expected.events);
+    assert_eq!(actual.accounts, expected.accounts);
+    assert_eq!(actual.clusters, expected.clusters);
+}
+
+#[tokio::test]
+async fn a_retried_request_is_counted_once_by_the_streams_duplicate_window() {
+    // Arrange: two nodes publishing to one stream, so the local deduplicator cannot help.
+    let stream = TestStream::new("dedup", SHARED_NATS);
+    let mut settings = stream.settings();
+    settings.bus.role = distillguard_server::bus::NodeRole::Ingest;
+    let first = spawn_app_with(settings.clone()).await;
+    let second = spawn_app_with(stream.settings()).await;
+    let body = ndjson(&harvester_events("retry-acct", T0, 5));
+
+    // Act
+    let once = first
+        .post_events(body.clone(), "application/x-ndjson")
+        .await;
+    let again = second.post_events(body, "application/x-ndjson").await;
+
+    // Assert
+    assert_eq!(once.status().as_u16(), 202);
+    let again_status = again.status().as_u16();
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again_status, 202);
+    assert_eq!(again["accepted"], 0, "{again}");
+    assert_eq!(again["duplicates"], 5, "{again}");
+    wait_consumed(&second, 5).await;
+    first.stop().await;
+    second.stop().await;
+    stream.delete().await;
+}
+
+/// A private NATS server with JetStream, on a free port with its store in a temporary directory.
+struct PrivateNats {
+    child: Child,
+    port: u16,
+    store: tempfile::TempDir,
+}
+
+impl PrivateNats {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let store = tempfile::tempdir().unwrap();
+        let child = Self::spawn(port, store.path());
+        Self { child, port, store }
+    }
+
+    fn spawn(port: u16, store: &std::path::Path) -> Child {
+        let binary = ["/usr/sbin/nats-server", "nats-server"]
+            .into_iter()
+            .find(|b| Command::new(b).arg("--version").output().is_ok())
+            .expect("nats-server is installed (.ci/run installs it)");
+        let child = Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.child = Self::spawn(self.port, self.store.path());
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits until `/readyz` answers 200 (the node has connected to NATS).
+async fn wait_ready(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+        if response.status().is_success() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Posts one request until it is answered 202 (503s are retried, as a client would) and returns
+/// how many 503s it met.
+async fn post_until_accepted(app: &TestApp, events: &[Value]) -> u32 {
+    let mut refusals = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = app
+            .post_events(ndjson(events), "application/x-ndjson")
+            .await;
+        match response.status().as_u16() {
+            202 => return refusals,
+            503 => {
+                assert!(response.headers().contains_key("retry-after"));
+                refusals += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never accepted after NATS returned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn with_nats_stopped_ingest_answers_503_and_nothing_is_lost_once_it_returns() {
+    // Arrange
+    let mut nats = PrivateNats::start();
+    let stream = TestStream::new("outage", &nats.url());
+    let app = spawn_app_with(stream.settings()).await;
+    // The simulated harvester's requests (simulated once: a day takes seconds in a debug build),
+    // spread over three accounts, one minute apart, four a request.
+    let mut events = harvester_events("outage", T0, 120);
+    for (i, event) in events.iter_mut().enumerate() {
+        event["account_id"] = Value::from(format!("outage-{}", i % 3));
+        event["timestamp"] = Value::from(T0 + i as i64 * 60_000);
+    }
+    let requests: Vec<Vec<Value>> = events.chunks(4).map(<[Value]>::to_vec).collect();
+
+    wait_ready(&app).await;
+
+    // Act: a third of the traffic, NATS down for the next third, back for the rest.
+    for request in &requests[..10] {
+        assert_eq!(post_until_accepted(&app, request).await, 0);
+    }
+    nats.stop();
+    let mut refused_while_down = 0;
+    for request in &requests[10..20] {
+        let response = app
+            .post_events(ndjson(request), "application/x-ndjson")
+            .await;
+        if response.status().as_u16() == 503 {
+            refused_while_down += 1;
+        }
+    }
+    let readiness = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let ready_while_down = readiness.status().as_u16();
+    nats.restart();
+    // The client retries what was refused, then sends the rest.
+    for request in &requests[10..] {
+        post_until_accepted(&app, request).await;
+    }
+
+    // Assert
+    assert_eq!(
+        refused_while_down, 10,
+        "every request is refused while NATS is down"
+    );
+    assert_eq!(ready_while_down, 503, "not ready while NATS is down");
+    wait_consumed(&app, 30 * 4).await;
+    let report = final_report(&app).await;
+    assert_eq!(
+        report.events + report.late_events + report.ahead_events,
+        120
+    );
+    app.stop().await;
+    stream.delete().await;
+}
