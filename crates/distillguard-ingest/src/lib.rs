@@ -208,7 +208,8 @@ pub fn decode_body(decoder: &dyn Decoder, body: &[u8]) -> Result<DecodeOutcome, 
     let mut errors = Vec::new();
     let mut any_json = false;
     for record in &records {
-        let (tally, is_json) = decode_record(decoder, &record.json, &mut outcome.events, &mut errors);
+        let (tally, is_json) =
+            decode_record(decoder, &record.json, &mut outcome.events, &mut errors);
         any_json |= is_json;
         outcome.records += tally.records;
         outcome.ignored += tally.ignored;
