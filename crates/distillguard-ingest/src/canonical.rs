@@ -448,4 +448,23 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn a_malformed_line_gets_the_framing_error_and_only_malformed_lines_cannot_be_framed() {
+        let bad = "{\"timestamp\":";
+        let only_bad = format!("{bad}\n{bad}");
+        let framing_error = crate::frame(only_bad.as_bytes()).unwrap_err();
+        let body = format!(
+            "{bad}\n{}\n",
+            r#"{"timestamp":1,"account_id":"a","model":"m"}"#
+        );
+        let outcome = decode_body(&CanonicalDecoder, body.as_bytes()).unwrap();
+        let expected = serde_json::from_str::<&serde_json::value::RawValue>(bad).unwrap_err();
+        assert_eq!(outcome.rejected[0].error.message, expected.to_string());
+        assert_eq!(outcome.rejected[0].line, Some(1));
+        assert_eq!(
+            decode_body(&CanonicalDecoder, only_bad.as_bytes()).unwrap_err(),
+            framing_error
+        );
+    }
 }

@@ -4,6 +4,9 @@
 //! time) decides whether two records are one request: replay and live ingest agree.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use ahash::RandomState;
 
 use distillguard_core::time::EventTime;
 
@@ -12,8 +15,11 @@ use distillguard_core::time::EventTime;
 pub struct Deduplicator {
     window_ms: i64,
     capacity: usize,
-    seen: HashMap<String, EventTime>,
-    order: VecDeque<(EventTime, String)>,
+    /// One allocation per id, shared by the map and the queue. Hashed with aHash (SipHash was
+    /// a visible share of ingest, issue 18), seeded per process since clients choose the ids; the
+    /// map is never iterated, so the seed cannot change any output.
+    seen: HashMap<Arc<str>, EventTime, RandomState>,
+    order: VecDeque<(EventTime, Arc<str>)>,
     newest: Option<EventTime>,
     /// Ids forgotten inside their window because the capacity was reached, not yet taken.
     evicted: u64,
@@ -24,7 +30,7 @@ impl Deduplicator {
         Self {
             window_ms: window_ms.max(0),
             capacity: capacity.max(1),
-            seen: HashMap::new(),
+            seen: HashMap::default(),
             order: VecDeque::new(),
             newest: None,
             evicted: 0,
@@ -47,8 +53,18 @@ impl Deduplicator {
         // An id seen again (outside the window, or at another time) gets a fresh queue entry:
         // its old entry is now stale and is skipped when it expires, so the id itself expires
         // from its new time instead of staying in `seen` for good.
-        if self.seen.insert(request_id.to_string(), at) != Some(at) {
-            self.order.push_back((at, request_id.to_string()));
+        match self.seen.get_mut(request_id) {
+            Some(seen) if *seen == at => {}
+            Some(seen) => {
+                *seen = at;
+                let key = self.seen.get_key_value(request_id).map(|(k, _)| k.clone());
+                self.order.extend(key.map(|key| (at, key)));
+            }
+            None => {
+                let key: Arc<str> = Arc::from(request_id);
+                self.seen.insert(key.clone(), at);
+                self.order.push_back((at, key));
+            }
         }
         self.expire();
     }
@@ -66,8 +82,8 @@ impl Deduplicator {
     pub fn entries(&self) -> Vec<(String, EventTime)> {
         self.order
             .iter()
-            .filter(|(at, id)| self.seen.get(id) == Some(at))
-            .map(|(at, id)| (id.clone(), *at))
+            .filter(|(at, id)| self.seen.get(&**id) == Some(at))
+            .map(|(at, id)| (id.to_string(), *at))
             .collect()
     }
 
@@ -98,8 +114,8 @@ impl Deduplicator {
             if !too_old && self.order.len() <= self.capacity {
                 break;
             }
-            if self.seen.get(key) == Some(at) {
-                self.seen.remove(key);
+            if self.seen.get(&**key) == Some(at) {
+                self.seen.remove(&**key);
                 if !too_old {
                     self.evicted += 1;
                 }

@@ -63,34 +63,17 @@ pub fn decompress(body: &[u8], declared_gzip: bool, limit: usize) -> Result<Vec<
 
 /// Splits a body into records: a JSON array, one JSON value, or NDJSON lines.
 pub fn frame(body: &[u8]) -> Result<Vec<RawRecord<'_>>, FrameError> {
-    let trimmed = body.trim_ascii();
-    if trimmed.is_empty() {
-        return Err(FrameError::Empty);
-    }
-    if trimmed[0] == b'[' {
-        let elements: Vec<&RawValue> =
-            serde_json::from_slice(trimmed).map_err(|e| FrameError::Unframeable(e.to_string()))?;
-        return Ok(elements
-            .into_iter()
-            .enumerate()
-            .map(|(index, json)| RawRecord {
-                index,
-                line: None,
-                json: Ok(json),
-            })
-            .collect());
-    }
-    // A single (possibly pretty-printed) object. For NDJSON this fails after the first line,
-    // so the attempt costs one record's parse.
-    if let Ok(json) = serde_json::from_slice::<&RawValue>(trimmed) {
-        return Ok(vec![RawRecord {
-            index: 0,
-            line: None,
-            json: Ok(json),
-        }]);
-    }
-    let records = frame_ndjson(body);
-    if records.iter().all(|r| r.json.is_err()) {
+    let framed = frame_lazily(body)?;
+    let records: Vec<RawRecord<'_>> = framed
+        .records
+        .into_iter()
+        .map(|record| RawRecord {
+            index: record.index,
+            line: record.line,
+            json: record.json.check(),
+        })
+        .collect();
+    if framed.ndjson && records.iter().all(|r| r.json.is_err()) {
         let first_error = records
             .first()
             .and_then(|r| r.json.as_ref().err().cloned())
@@ -100,16 +83,90 @@ pub fn frame(body: &[u8]) -> Result<Vec<RawRecord<'_>>, FrameError> {
     Ok(records)
 }
 
-fn frame_ndjson(body: &[u8]) -> Vec<RawRecord<'_>> {
+/// A record's JSON text: checked while framing (arrays, a single value), or an NDJSON line left
+/// for the decoder's own parse to check, so that each line is parsed once (issue 18).
+#[derive(Debug)]
+pub enum LazyJson<'a> {
+    Checked(Result<&'a RawValue, String>),
+    Unchecked(&'a [u8]),
+}
+
+impl<'a> LazyJson<'a> {
+    /// The record as JSON text, or the framing error it would have had.
+    pub fn check(&self) -> Result<&'a RawValue, String> {
+        match self {
+            LazyJson::Checked(json) => json.clone(),
+            LazyJson::Unchecked(line) => {
+                serde_json::from_slice::<&RawValue>(line).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// One record of a body whose NDJSON lines are not yet checked as JSON.
+#[derive(Debug)]
+pub struct LazyRecord<'a> {
+    pub index: usize,
+    pub line: Option<usize>,
+    pub json: LazyJson<'a>,
+}
+
+/// A framed body. When it is NDJSON and no line turns out to be JSON, the body is unframeable
+/// ([`FrameError::Unframeable`] with the first line's error), which only checking can tell.
+#[derive(Debug)]
+pub struct LazyFrame<'a> {
+    pub records: Vec<LazyRecord<'a>>,
+    pub ndjson: bool,
+}
+
+/// Like [`frame`], leaving NDJSON lines unchecked.
+pub fn frame_lazily(body: &[u8]) -> Result<LazyFrame<'_>, FrameError> {
+    let trimmed = body.trim_ascii();
+    if trimmed.is_empty() {
+        return Err(FrameError::Empty);
+    }
+    if trimmed[0] == b'[' {
+        let elements: Vec<&RawValue> =
+            serde_json::from_slice(trimmed).map_err(|e| FrameError::Unframeable(e.to_string()))?;
+        return Ok(checked(elements));
+    }
+    // A single (possibly pretty-printed) object. For NDJSON this fails after the first line,
+    // so the attempt costs one record's parse.
+    if let Ok(json) = serde_json::from_slice::<&RawValue>(trimmed) {
+        return Ok(checked(vec![json]));
+    }
+    Ok(LazyFrame {
+        records: frame_ndjson(body),
+        ndjson: true,
+    })
+}
+
+/// Records already checked as JSON (array elements, a single value).
+fn checked(records: Vec<&RawValue>) -> LazyFrame<'_> {
+    LazyFrame {
+        records: records
+            .into_iter()
+            .enumerate()
+            .map(|(index, json)| LazyRecord {
+                index,
+                line: None,
+                json: LazyJson::Checked(Ok(json)),
+            })
+            .collect(),
+        ndjson: false,
+    }
+}
+
+fn frame_ndjson(body: &[u8]) -> Vec<LazyRecord<'_>> {
     body.split(|byte| *byte == b'\n')
         .enumerate()
         .map(|(line_index, line)| (line_index + 1, line.trim_ascii()))
         .filter(|(_, line)| !line.is_empty())
         .enumerate()
-        .map(|(index, (line, text))| RawRecord {
+        .map(|(index, (line, text))| LazyRecord {
             index,
             line: Some(line),
-            json: serde_json::from_slice::<&RawValue>(text).map_err(|e| e.to_string()),
+            json: LazyJson::Unchecked(text),
         })
         .collect()
 }

@@ -193,25 +193,24 @@ pub struct DecodeOutcome {
 }
 
 /// Frames a (decompressed) body and decodes every record, keeping the good ones.
+///
+/// NDJSON lines go to the decoder unchecked: its typed parse is the only parse of a good line.
+/// A line the decoder refuses is then checked as JSON, so a malformed line gets the same error
+/// (and a body of nothing but malformed lines the same [`FrameError`]) as [`frame`] gives.
 pub fn decode_body(decoder: &dyn Decoder, body: &[u8]) -> Result<DecodeOutcome, FrameError> {
-    let records = frame(body)?;
+    let framed = frame::frame_lazily(body)?;
+    let records = framed.records;
     let mut outcome = DecodeOutcome {
         events: Vec::with_capacity(records.len()),
         origins: Vec::with_capacity(records.len()),
         ..DecodeOutcome::default()
     };
     let mut errors = Vec::new();
+    let mut any_json = false;
     for record in &records {
-        let tally = match record.json {
-            Ok(json) => decoder.decode_all(json.get(), &mut outcome.events, &mut errors),
-            Err(ref message) => {
-                errors.push(RecordError::malformed(message.clone()));
-                Tally {
-                    records: 1,
-                    ignored: 0,
-                }
-            }
-        };
+        let (tally, is_json) =
+            decode_record(decoder, &record.json, &mut outcome.events, &mut errors);
+        any_json |= is_json;
         outcome.records += tally.records;
         outcome.ignored += tally.ignored;
         let origin = (record.index, record.line);
@@ -224,5 +223,56 @@ pub fn decode_body(decoder: &dyn Decoder, body: &[u8]) -> Result<DecodeOutcome, 
                 error,
             }));
     }
+    if framed.ndjson && !any_json {
+        let first_error = outcome
+            .rejected
+            .first()
+            .map(|r| r.error.message.clone())
+            .unwrap_or_default();
+        return Err(FrameError::Unframeable(first_error));
+    }
     Ok(outcome)
+}
+
+/// Decodes one record into `out` and `errors` (left empty by the caller); says whether the
+/// record was JSON at all.
+fn decode_record(
+    decoder: &dyn Decoder,
+    json: &frame::LazyJson<'_>,
+    out: &mut Vec<ApiEvent>,
+    errors: &mut Vec<RecordError>,
+) -> (Tally, bool) {
+    let one = Tally {
+        records: 1,
+        ignored: 0,
+    };
+    let text = match json {
+        frame::LazyJson::Unchecked(line) => match std::str::from_utf8(line) {
+            Ok(text) => {
+                let events_before = out.len();
+                let tally = decoder.decode_all(text, out, errors);
+                if errors.is_empty() {
+                    return (tally, true);
+                }
+                match json.check() {
+                    Ok(_) => return (tally, true),
+                    Err(message) => {
+                        out.truncate(events_before);
+                        errors.clear();
+                        errors.push(RecordError::malformed(message));
+                        return (one, false);
+                    }
+                }
+            }
+            Err(_) => json.check(),
+        },
+        frame::LazyJson::Checked(checked) => checked.clone(),
+    };
+    match text {
+        Ok(json) => (decoder.decode_all(json.get(), out, errors), true),
+        Err(message) => {
+            errors.push(RecordError::malformed(message));
+            (one, false)
+        }
+    }
 }

@@ -92,23 +92,31 @@ struct Batch {
 
 fn read_batches(reader: Box<dyn Read + Send>, batches: mpsc::Sender<Batch>) -> anyhow::Result<()> {
     let mut reader = BufReader::with_capacity(1 << 20, reader);
-    let reader: Box<dyn BufRead> = if reader.fill_buf()?.starts_with(&[0x1f, 0x8b]) {
+    let mut reader: Box<dyn BufRead> = if reader.fill_buf()?.starts_with(&[0x1f, 0x8b]) {
         Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(reader)))
     } else {
         Box::new(reader)
     };
-    let mut lines = reader.split(b'\n');
     let mut first_line = 1usize;
+    let mut capacity = BATCH_LINES * 300;
     loop {
-        let mut chunk = Vec::with_capacity(BATCH_LINES * 300);
+        // Lines are read straight into the chunk: no buffer per line (issue 18).
+        let mut chunk = Vec::with_capacity(capacity);
         let mut taken = 0;
-        for line in lines.by_ref().take(BATCH_LINES) {
-            let line = line.context("cannot read the input")?;
+        while taken < BATCH_LINES {
+            let read = reader
+                .read_until(b'\n', &mut chunk)
+                .context("cannot read the input")?;
+            if read == 0 {
+                break;
+            }
             // Blank lines keep their place so reported line numbers match the file.
-            chunk.extend_from_slice(&line);
-            chunk.push(b'\n');
+            if chunk.last() != Some(&b'\n') {
+                chunk.push(b'\n');
+            }
             taken += 1;
         }
+        capacity = capacity.max(chunk.len());
         if taken == 0 {
             return Ok(());
         }

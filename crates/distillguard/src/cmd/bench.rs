@@ -25,6 +25,8 @@ use flate2::Compression;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::cpu::{per_cpu_second, CpuTime};
+
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Base URL of the server; must be a loopback address.
@@ -266,6 +268,10 @@ async fn scrape(client: &reqwest::Client, url: &reqwest::Url, name: &str) -> Opt
     series(&text, name)
 }
 
+async fn server_cpu(client: &reqwest::Client, url: &reqwest::Url) -> Option<f64> {
+    scrape(client, url, "process_cpu_seconds_total").await
+}
+
 async fn late_events(client: &reqwest::Client, url: &reqwest::Url) -> Option<f64> {
     scrape(client, url, "distillguard_late_events_total").await
 }
@@ -318,6 +324,11 @@ pub struct BenchResult {
     pub server_late_events: Option<f64>,
     pub peak_rss_bytes: Option<f64>,
     pub metrics_scrapes: u64,
+    /// The server's CPU time during the run (`process_cpu_seconds_total`, user + system).
+    pub server_cpu_seconds: Option<f64>,
+    /// This client's CPU time during the run (`getrusage`).
+    pub client_cpu_seconds: f64,
+    pub events_per_server_cpu_sec: Option<f64>,
 }
 
 #[derive(Default)]
@@ -476,6 +487,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .build()?;
     let metrics_url = base.join("/metrics")?;
     let late_before = late_events(&client, &metrics_url).await;
+    let server_cpu_before = server_cpu(&client, &metrics_url).await;
     let watermark = scrape(
         &client,
         &metrics_url,
@@ -485,6 +497,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let timeline = Timeline::new(&events, args.concurrency * args.batch_size, args.time_scale)
         .after(watermark.filter(|w| *w > 0.0).map(|w| (w * 1_000.0) as i64));
     let started = Instant::now();
+    let client_cpu_before = CpuTime::now();
     let shared = Arc::new(Shared {
         events,
         timeline,
@@ -521,6 +534,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         total.latencies_us.extend(t.latencies_us);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let client_cpu_seconds = CpuTime::now().seconds_since(&client_cpu_before);
+    let server_cpu_seconds = server_cpu(&client, &metrics_url)
+        .await
+        .zip(server_cpu_before)
+        .map(|(after, before)| after - before);
     stop.store(true, Ordering::Relaxed);
     let (peak_rss_bytes, metrics_scrapes) = scraper.await?;
     let late_after = late_events(&client, &metrics_url).await;
@@ -545,6 +563,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         server_late_events: late_after.zip(late_before).map(|(a, b)| a - b),
         peak_rss_bytes,
         metrics_scrapes,
+        server_cpu_seconds,
+        client_cpu_seconds,
+        events_per_server_cpu_sec: server_cpu_seconds
+            .and_then(|cpu| per_cpu_second(total.events, cpu)),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&result)?);
@@ -570,7 +592,8 @@ fn render(r: &BenchResult) -> String {
          latency    p50 {}  p99 {}  (per batch, accepted)\n\
          backpressure {} throttled answers retried, {} batches dropped, {} errors\n\
          event time compressed {:.1}x; server counted {} late events\n\
-         server     peak RSS {} ({} scrapes of /metrics)\n",
+         server     peak RSS {} ({} scrapes of /metrics)\n\
+         cpu        server {}, client {:.2} s: {} events per server CPU-second\n",
         r.url.trim_end_matches('/'),
         r.concurrency,
         r.batch_size,
@@ -593,7 +616,12 @@ fn render(r: &BenchResult) -> String {
             "{:.1} MiB",
             b / 1_048_576.0
         )),
-        r.metrics_scrapes
+        r.metrics_scrapes,
+        r.server_cpu_seconds
+            .map_or("unknown".to_string(), |s| format!("{s:.2} s")),
+        r.client_cpu_seconds,
+        r.events_per_server_cpu_sec
+            .map_or("unknown".to_string(), |r| format!("{r:.0}")),
     )
 }
 

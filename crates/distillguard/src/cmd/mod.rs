@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod cpu;
 pub mod eval;
 pub mod replay;
 pub mod serve;

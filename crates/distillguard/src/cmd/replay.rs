@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use distillguard_server::{replay, telemetry};
 
+use super::cpu::{per_cpu_second, CpuTime};
 use super::settings::SettingsArgs;
 
 #[derive(clap::Args, Debug)]
@@ -23,8 +24,10 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     telemetry::init(&args.settings.log, args.settings.log_format);
     let settings = args.settings.load()?;
     let started = Instant::now();
+    let cpu_before = CpuTime::now();
     let outcome = replay::replay_path(&args.input, &settings).await?;
     let elapsed = started.elapsed();
+    let cpu_seconds = CpuTime::now().seconds_since(&cpu_before);
     for rejected in &outcome.rejected {
         eprintln!(
             "line {}: {} ({})",
@@ -35,10 +38,12 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     }
     let flagged = outcome.report.accounts.iter().filter(|a| a.flagged).count();
     eprintln!(
-        "replayed {} records in {:.2}s ({:.0} records/s): {} events, {} late, {} duplicates, {} rejected; {} accounts with findings, {} flagged",
+        "replayed {} records in {:.2}s ({:.0} records/s; {:.2} CPU-seconds, {} records per CPU-second): {} events, {} late, {} duplicates, {} rejected; {} accounts with findings, {} flagged",
         outcome.records,
         elapsed.as_secs_f64(),
         outcome.records as f64 / elapsed.as_secs_f64().max(1e-9),
+        cpu_seconds,
+        per_cpu_second(outcome.records, cpu_seconds).map_or("unknown".to_string(), |r| format!("{r:.0}")),
         outcome.report.events,
         outcome.report.late_events,
         outcome.duplicates,
