@@ -72,6 +72,9 @@ impl LinkKind {
         }
     }
 
+    /// Content kinds: they strengthen a link that holds without them, and never make one.
+    pub(crate) const CONTENT: [LinkKind; 2] = [LinkKind::NearDuplicate, LinkKind::SharedTail];
+
     pub(crate) fn base_weight(self, weights: &LinkWeights) -> f64 {
         match self {
             LinkKind::Payment => weights.payment,

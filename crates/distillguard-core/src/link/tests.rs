@@ -566,8 +566,8 @@ fn corpus_item(item: usize) -> String {
     }
 }
 
-/// `members` accounts that share one rare address (and nothing else) and send `prompt(m, n)`
-/// twelve times a day for a day.
+/// `members` accounts that share one rare address and one card and send `prompt(m, n)` twelve
+/// times a day for a day.
 fn content_group(
     prefix: &str,
     members: usize,
@@ -578,6 +578,8 @@ fn content_group(
         let m: usize = request.account.rsplit('-').next().unwrap().parse().unwrap();
         let n = (request.ms / EventTime::HOUR / 2) as usize;
         request.prompt = prompt(m, n);
+        // One payer: linked without any content, which then strengthens the links.
+        request.payment = format!("pm_{prefix}_operator");
         request.agent = [
             "curl/8.5.0",
             "python-httpx/0.27.2",
@@ -599,7 +601,7 @@ fn kinds_of(report: &Report, members: usize) -> Vec<String> {
 }
 
 #[test]
-fn accounts_re_asking_the_same_corpus_items_link_through_near_duplicate_prompts() {
+fn linked_accounts_re_asking_the_same_corpus_items_carry_near_duplicate_evidence() {
     // Each account re-asks the shared items with an augmentation tail of its own: no prompt is
     // sent twice, no skeleton is anybody's habit, yet the items are near-duplicates.
     let tails = [
@@ -647,7 +649,7 @@ fn accounts_re_asking_the_same_corpus_items_link_through_near_duplicate_prompts(
 }
 
 #[test]
-fn accounts_closing_varied_heads_with_the_same_rotating_tails_link_through_them() {
+fn linked_accounts_closing_varied_heads_with_the_same_rotating_tails_carry_tail_evidence() {
     let tails = [
         "Respond as a numbered list.",
         "Then critique your own answer.",
@@ -704,7 +706,7 @@ fn a_class_asking_the_same_homework_behind_its_campus_nat_does_not_cluster() {
 }
 
 #[test]
-fn support_kinds_strengthen_links_that_hold_but_never_make_one() {
+fn content_and_support_kinds_strengthen_links_that_hold_but_never_make_one() {
     // Same lengths and same hours as each other, but only one rare address in common: no link
     // (the plain proxy group above); with near-duplicate items the link carries the support kinds.
     let tails = [
@@ -721,6 +723,15 @@ fn support_kinds_strengthen_links_that_hold_but_never_make_one() {
     let kinds = kinds_of(&report, 5);
     assert!(kinds.contains(&"length_regime".to_owned()), "{kinds:?}");
     assert!(kinds.contains(&"behaviour".to_owned()), "{kinds:?}");
+    // The same near-duplicates, lengths and hours from addresses and cards of their own: no link.
+    let mut apart = requests.clone();
+    for request in &mut apart {
+        let m: u8 = request.account.rsplit('-').next().unwrap().parse().unwrap();
+        request.ip = IpAddr::from([198, 18, 10 + m, 7]);
+        request.payment = format!("pm_apart_{m}");
+    }
+    let (_, report) = run(&apart, EngineConfig::default(), 1);
+    assert!(report.clusters.is_empty(), "{:?}", report.clusters);
 }
 
 #[test]
