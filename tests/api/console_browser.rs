@@ -62,6 +62,8 @@ impl Driver {
             options["binary"] = json!("/usr/bin/chromium");
         }
         caps.insert("goog:chromeOptions".into(), options);
+        // fantoccini's TLS config asks rustls for the process default provider.
+        distillguard_server::app::install_tls_provider();
         let started = Instant::now();
         loop {
             let attempt = ClientBuilder::rustls()

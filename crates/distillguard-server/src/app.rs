@@ -63,9 +63,17 @@ pub fn reset_data_dir(settings: &Settings) -> anyhow::Result<Vec<std::path::Path
     Ok(removed)
 }
 
+/// Selects ring as the process's TLS provider (webhook deliveries, NATS over TLS). Two providers
+/// are compiled in (async-nats's TLS stack brings aws-lc-rs), and without a chosen default rustls
+/// panics the first time a library builds a config without naming one. Idempotent.
+pub fn install_tls_provider() {
+    let _already_chosen = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Application {
     /// Validates settings, starts the pipeline and binds the listener (port 0 picks a free one).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        install_tls_provider();
         settings.validate()?;
         let tokens = settings.token_specs()?;
         let metrics = Metrics::new();
