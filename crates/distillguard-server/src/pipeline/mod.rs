@@ -446,13 +446,7 @@ impl Pipeline {
             };
             let record = encoded.map(|encoded| encoded.batch(&keep));
             let kept = select(events, &keep);
-            let mut kept_ids = Vec::new();
-            for event in &kept {
-                if let Some(id) = &event.request_id {
-                    dedup.remember(id, event.timestamp);
-                    kept_ids.push((id.clone(), event.timestamp));
-                }
-            }
+            let kept_ids = remember_kept(&mut dedup, &kept);
             self.export_dedup(&mut dedup);
             let receipt = Receipt {
                 accepted: kept.len(),
@@ -515,13 +509,7 @@ impl Pipeline {
             let keep = keep_mask(&dedup, &events);
             let duplicates = keep.iter().filter(|k| !**k).count();
             let kept = select(events, &keep);
-            let mut kept_ids = Vec::new();
-            for event in &kept {
-                if let Some(id) = &event.request_id {
-                    dedup.remember(id, event.timestamp);
-                    kept_ids.push((id.clone(), event.timestamp));
-                }
-            }
+            let kept_ids = remember_kept(&mut dedup, &kept);
             self.export_dedup(&mut dedup);
             (kept, kept_ids, duplicates)
         };
@@ -801,6 +789,19 @@ fn keep_mask(dedup: &Deduplicator, events: &[ApiEvent]) -> Vec<bool> {
             }
         })
         .collect()
+}
+
+/// Remembers the kept events' request ids, returning them with their event times (what a refused
+/// publish or enqueue must forget again).
+fn remember_kept(dedup: &mut Deduplicator, kept: &[ApiEvent]) -> Vec<(String, EventTime)> {
+    let mut kept_ids = Vec::new();
+    for event in kept {
+        if let Some(id) = &event.request_id {
+            dedup.remember(id, event.timestamp);
+            kept_ids.push((id.clone(), event.timestamp));
+        }
+    }
+    kept_ids
 }
 
 fn select(events: Vec<ApiEvent>, keep: &[bool]) -> Vec<ApiEvent> {
