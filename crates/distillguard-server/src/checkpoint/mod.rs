@@ -252,6 +252,15 @@ pub struct Periodic {
 /// ingest back most of the time. At most a fifth of the time goes to checkpoints.
 const DUTY_FACTOR: u32 = 5;
 
+fn warn_failed<T>(outcome: anyhow::Result<T>) {
+    if let Err(error) = outcome {
+        tracing::warn!(
+            error = format!("{error:#}"),
+            "periodic checkpoint failed; will retry"
+        );
+    }
+}
+
 /// Saves a checkpoint every `interval` (or [`DUTY_FACTOR`] times the last one's duration, if
 /// longer) until `stop` changes.
 pub fn spawn_periodic(periodic: Periodic, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
@@ -270,15 +279,21 @@ pub fn spawn_periodic(periodic: Periodic, mut stop: watch::Receiver<bool>) -> Jo
                 &periodic.metrics,
                 &periodic.health,
             );
-            // A save waits for the store (its chunks, and the findings before its cut); stopping
-            // abandons it rather than holding up shutdown, which takes a final one of its own.
-            tokio::select! {
-                outcome = saving => {
-                    if let Err(error) = outcome {
-                        tracing::warn!(error = format!("{error:#}"), "periodic checkpoint failed; will retry");
-                    }
+            // A save under way when shutdown starts is finished, not dropped: a dropped save's
+            // statements still run on their connections, and one landing after the final
+            // checkpoint began took its generation's chunk slot ("conflict: unique", the final
+            // checkpoint lost). The pipeline still runs here, so the save completes.
+            tokio::pin!(saving);
+            let stopping = tokio::select! {
+                outcome = &mut saving => {
+                    warn_failed(outcome);
+                    false
                 }
-                _ = stop.changed() => return,
+                _ = stop.changed() => true,
+            };
+            if stopping {
+                warn_failed(saving.await);
+                return;
             }
             next = started + periodic.interval.max(started.elapsed() * DUTY_FACTOR);
         }
