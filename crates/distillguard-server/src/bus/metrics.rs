@@ -17,6 +17,8 @@ pub struct BusMetrics {
     pub redeliveries: IntCounter,
     /// Messages in the stream this node's consumer has not read yet.
     pub consumer_pending: IntGauge,
+    /// Times the consumer was recreated: it failed, or it stalled with messages left to read.
+    pub consumer_restarts: IntCounter,
     /// Stream sequence of the last message of each partition this node applied.
     pub partition_sequence: IntGaugeVec,
     /// Event-time watermark of each partition this node consumes, Unix seconds.
@@ -57,6 +59,10 @@ impl BusMetrics {
             "distillguard_bus_redeliveries_total",
             "Messages delivered again after the consumer was recreated.",
         );
+        let consumer_restarts = counter(
+            "distillguard_bus_consumer_restarts_total",
+            "Times this node recreated its stream consumer (an error, or no delivery while the stream held unread messages).",
+        );
         let consumer_pending = IntGauge::new(
             "distillguard_bus_consumer_pending_messages",
             "Messages in the stream this node's consumer has not read yet (its lag).",
@@ -89,6 +95,7 @@ impl BusMetrics {
         register(Box::new(consumed_events.clone()));
         register(Box::new(redeliveries.clone()));
         register(Box::new(consumer_pending.clone()));
+        register(Box::new(consumer_restarts.clone()));
         register(Box::new(partition_sequence.clone()));
         register(Box::new(partition_watermark.clone()));
         register(Box::new(global_watermark.clone()));
@@ -99,6 +106,7 @@ impl BusMetrics {
             consumed_events,
             redeliveries,
             consumer_pending,
+            consumer_restarts,
             partition_sequence,
             partition_watermark,
             global_watermark,
