@@ -376,7 +376,7 @@ impl DecisionSettings {
     }
 }
 
-/// Webhooks on finding.flagged, finding.confirmed and finding.dismissed (`docs/integrations.md`).
+/// Webhooks on finding.flagged, finding.unflagged, finding.confirmed and finding.dismissed (`docs/integrations.md`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookSettings {

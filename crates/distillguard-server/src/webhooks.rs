@@ -1,5 +1,5 @@
 //! Webhook delivery: a worker that drains the store's outbox (`finding.flagged`,
-//! `finding.confirmed`, `finding.dismissed`), signs each body and retries with exponential
+//! `finding.unflagged`, `finding.confirmed`, `finding.dismissed`), signs each body and retries with exponential
 //! backoff, dead-lettering deliveries that run out of attempts.
 //!
 //! The signature follows Stripe's scheme: `Distillguard-Signature: t=<unix seconds>,v1=<hex>`,

@@ -288,6 +288,16 @@ macro_rules! impl_write {
                             after: Some(p.audit_view()),
                         });
                     }
+                    // The engine withdrew its flag (a bounded re-run cleared an account, a
+                    // cluster fell apart): said once, so a receiver can stand its action down.
+                    if !p.engine_flagged && was_flagged {
+                        audits.push(PendingAudit {
+                            subject: p.subject.clone(),
+                            action: "finding.unflagged",
+                            before: None,
+                            after: Some(p.audit_view()),
+                        });
+                    }
                     if let Some(row) = before {
                         if row.status == "dismissed" {
                             if let Some(audit) = self.maybe_reopen(tx, p, row, now).await? {
@@ -336,10 +346,11 @@ macro_rules! impl_write {
                 for subject in decide {
                     self.reconcile_decisions(tx, subject, now).await?;
                 }
-                for audit in audits.iter().filter(|a| a.action == "finding.flagged") {
+                let engine_changes = ["finding.flagged", "finding.unflagged"];
+                for audit in audits.iter().filter(|a| engine_changes.contains(&a.action)) {
                     let mut data = audit.after.clone().unwrap_or_default();
                     data["subject"] = serde_json::json!(audit.subject);
-                    self.enqueue_webhook(tx, "finding.flagged", data, now).await?;
+                    self.enqueue_webhook(tx, audit.action, data, now).await?;
                 }
                 Ok(())
             }

@@ -88,6 +88,57 @@ pub async fn one_finding_per_subject_follows_the_latest_score(h: Harness) {
     assert_eq!(trail[0].actor, "system");
 }
 
+pub async fn a_flag_the_engine_withdraws_is_audited_and_sent_to_webhooks(h: Harness) {
+    let store = h
+        .store_with(|options| options.webhook_endpoints = vec!["soc".into()])
+        .await;
+    store
+        .upsert_findings(&[acct("a1", 0.95, 5_000), acct("steady", 0.95, 5_000)])
+        .await
+        .unwrap();
+    // A bounded re-run clears a1; steady is re-scored, still flagged.
+    store
+        .upsert_findings(&[acct("a1", 0.3, 9_000), acct("steady", 0.96, 9_000)])
+        .await
+        .unwrap();
+
+    let trail = |id: &'static str| {
+        let store = store.clone();
+        async move {
+            let subject = Subject::account(id).unwrap();
+            let entries = store.list_audit(&subject, None, 100).await.unwrap();
+            entries.into_iter().map(|e| e.action).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        trail("a1").await,
+        vec!["finding.flagged", "finding.unflagged"]
+    );
+    assert_eq!(trail("steady").await, vec!["finding.flagged"]);
+    let sent: Vec<(String, String)> = store
+        .due_webhooks(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| {
+            let body: serde_json::Value = serde_json::from_str(&d.body).unwrap();
+            (
+                d.event_type,
+                body["data"]["subject"]["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            ("finding.flagged".to_string(), "a1".to_string()),
+            ("finding.flagged".to_string(), "steady".to_string()),
+            ("finding.unflagged".to_string(), "a1".to_string()),
+        ]
+    );
+    assert!(!store.get_account("a1").await.unwrap().summary.flagged);
+}
+
 pub async fn an_update_older_than_the_stored_one_is_ignored(h: Harness) {
     h.store
         .upsert_findings(&[acct("a1", 0.9, 9_000)])

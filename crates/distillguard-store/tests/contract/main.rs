@@ -37,6 +37,7 @@ contract! {
     findings::a_fresh_store_is_ready_and_empty,
     findings::applying_the_same_batch_twice_gives_the_same_state,
     findings::one_finding_per_subject_follows_the_latest_score,
+    findings::a_flag_the_engine_withdraws_is_audited_and_sent_to_webhooks,
     findings::an_update_older_than_the_stored_one_is_ignored,
     findings::an_invalid_update_is_refused_without_failing_the_batch,
     findings::hourly_activity_is_kept_with_the_account,
