@@ -297,3 +297,31 @@ async fn the_queue_lists_what_the_api_lists_and_shows_its_filter_errors() {
     assert_eq!(lines.count(), listed["items"].as_array().unwrap().len());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_finding_that_judges_one_end_user_names_it_in_the_api_and_on_its_page() {
+    let app = spawn_app().await;
+    let (events, reseller, harvester) = simulated_reseller_hidden_day();
+    ingest_and_drain(&app, &events).await;
+    let finding = wait_for(&app, &format!("/v1/accounts/{reseller}"), |f| {
+        f["summary"]["flagged"] == true
+    })
+    .await;
+    let (session, _) = analyst_session(&app).await;
+
+    let page = client()
+        .get(app.url(&format!("/ui/accounts/{reseller}")))
+        .header(COOKIE, format!("dg_session={session}"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(finding["end_user"], harvester.as_str(), "{finding}");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains(&format!("end user <strong>{harvester}</strong>")),
+        "the page names the end user: {html}"
+    );
+    app.stop().await;
+}

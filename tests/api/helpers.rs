@@ -263,6 +263,22 @@ pub fn simulated_hydra_day() -> (Vec<distillguard_core::event::ApiEvent>, Vec<St
     (events, hydra)
 }
 
+/// The same simulated day, the reseller account that hides one harvesting end user among its
+/// customers, and that end user's name.
+pub fn simulated_reseller_hidden_day() -> (Vec<distillguard_core::event::ApiEvent>, String, String)
+{
+    let (events, labels) = simulated_day_with_labels();
+    let (account, label) = labels
+        .iter()
+        .find(|(_, label)| label.archetype == "reseller_hidden")
+        .expect("the scenario has a reseller hiding a harvester");
+    let end_user = label
+        .end_users
+        .first()
+        .expect("the label names the end user");
+    (events, account.clone(), end_user.clone())
+}
+
 /// One simulated day of a 100-account population (seed 11), in log order.
 pub fn simulated_day() -> Vec<distillguard_core::event::ApiEvent> {
     simulated_day_with_labels().0

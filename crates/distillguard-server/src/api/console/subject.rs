@@ -175,6 +175,12 @@ fn signals_table(signals: &[Signal]) -> Markup {
 fn account_evidence(account: &AccountDetail) -> Markup {
     html! {
         p { (account.events) " events scored." }
+        @if let Some(end_user) = &account.end_user {
+            p.end-user {
+                "Shared account: the signals below judge end user " strong { (end_user) }
+                " on its own requests, not the account's other customers."
+            }
+        }
         @if let Some(cluster) = &account.cluster {
             p.cluster-link {
                 "Member of cluster "
