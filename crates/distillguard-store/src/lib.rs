@@ -9,6 +9,7 @@
 //! See the crate README for the schema, the review workflow and the write-path rules.
 
 mod backend;
+mod changes;
 mod cursor;
 pub mod decisions;
 mod error;

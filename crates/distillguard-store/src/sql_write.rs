@@ -128,6 +128,8 @@ macro_rules! impl_write {
                 Ok(qb.build_query_as().fetch_all(&mut **tx).await?)
             }
 
+            /// One chunk in the caller's transaction: the stored rows under lock, then the
+            /// fresh updates' profiles, findings and what they change beside them.
             async fn write_chunk(
                 &self,
                 tx: &mut sqlx::Transaction<'static, $db>,
@@ -135,24 +137,10 @@ macro_rules! impl_write {
                 now: i64,
                 outcome: &mut $crate::model::UpsertOutcome,
             ) -> Result<(), $crate::error::StoreError> {
-                use sqlx::types::Json;
-                use std::collections::HashMap;
-                use $crate::model::SubjectKind;
-                use $crate::prepare::{PendingAudit, Profile};
+                use $crate::changes::{key, ENGINE_ACTIONS};
+                use $crate::prepare::Profile;
 
-                let mut existing: HashMap<(SubjectKind, String), $crate::rows::ExistingRow> =
-                    HashMap::new();
-                for kind in [SubjectKind::Account, SubjectKind::Cluster] {
-                    let ids: Vec<&str> = chunk
-                        .iter()
-                        .filter(|p| p.subject.kind == kind)
-                        .map(|p| p.subject.id.as_str())
-                        .collect();
-                    for row in self.stored_rows(tx, kind, &ids).await? {
-                        existing.insert((kind, row.subject_id.clone()), row);
-                    }
-                }
-                let key = |p: &$crate::prepare::Prepared| (p.subject.kind, p.subject.id.clone());
+                let existing = self.existing_rows(tx, chunk).await?;
                 let fresh: Vec<&$crate::prepare::Prepared> = chunk
                     .iter()
                     .filter(|p| {
@@ -165,7 +153,69 @@ macro_rules! impl_write {
                 if fresh.is_empty() {
                     return Ok(());
                 }
+                self.write_accounts(tx, &fresh, now).await?;
+                for p in &fresh {
+                    if let Profile::Cluster { links, members } = &p.profile {
+                        self.write_cluster(tx, p, links, members, now).await?;
+                    }
+                }
+                let ids = self.write_findings(tx, &fresh, now).await?;
+                outcome.written += ids.len() as u64;
 
+                let acts_on_flags = self.options.decisions.acts_on_flags();
+                let mut changes = $crate::changes::plan(&fresh, &existing, &ids, acts_on_flags);
+                for (p, row) in std::mem::take(&mut changes.dismissed) {
+                    if let Some(audit) = self.maybe_reopen(tx, p, row, now).await? {
+                        outcome.reopened += 1;
+                        changes.audits.push(audit);
+                    }
+                }
+                self.write_detector_rows(tx, &changes.cleared, &changes.detector_rows).await?;
+                self.write_audits(tx, &changes.audits, now).await?;
+                for subject in changes.decide {
+                    self.reconcile_decisions(tx, subject, now).await?;
+                }
+                for audit in changes.audits.iter().filter(|a| ENGINE_ACTIONS.contains(&a.action)) {
+                    let mut data = audit.after.clone().unwrap_or_default();
+                    data["subject"] = serde_json::json!(audit.subject);
+                    self.enqueue_webhook(tx, audit.action, data, now).await?;
+                }
+                Ok(())
+            }
+
+            /// The stored rows of the chunk's subjects, locked for the transaction.
+            async fn existing_rows(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                chunk: &[$crate::prepare::Prepared],
+            ) -> Result<
+                std::collections::HashMap<$crate::changes::Key, $crate::rows::ExistingRow>,
+                $crate::error::StoreError,
+            > {
+                use $crate::model::SubjectKind;
+                let mut existing = std::collections::HashMap::new();
+                for kind in [SubjectKind::Account, SubjectKind::Cluster] {
+                    let ids: Vec<&str> = chunk
+                        .iter()
+                        .filter(|p| p.subject.kind == kind)
+                        .map(|p| p.subject.id.as_str())
+                        .collect();
+                    for row in self.stored_rows(tx, kind, &ids).await? {
+                        existing.insert((kind, row.subject_id.clone()), row);
+                    }
+                }
+                Ok(existing)
+            }
+
+            /// The account profiles (counts, samples, activity) of the fresh account updates.
+            async fn write_accounts(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                fresh: &[&$crate::prepare::Prepared],
+                now: i64,
+            ) -> Result<(), $crate::error::StoreError> {
+                use sqlx::types::Json;
+                use $crate::prepare::Profile;
                 let accounts: Vec<_> = fresh
                     .iter()
                     .filter_map(|p| match &p.profile {
@@ -179,47 +229,56 @@ macro_rules! impl_write {
                         Profile::Cluster { .. } => None,
                     })
                     .collect();
-                if !accounts.is_empty() {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO account (account_id, cluster_id, events, first_seen_ms, \
-                         last_seen_ms, samples, activity, end_user, updated_at_ms) ",
-                    );
-                    qb.push_values(&accounts, |mut row, (p, cluster_id, events, samples, activity, end_user)| {
-                        row.push_bind(p.subject.id.as_str())
-                            .push_bind(cluster_id.as_deref())
-                            .push_bind(**events)
-                            .push_bind(p.first_seen_ms)
-                            .push_bind(p.last_seen_ms)
-                            .push_bind(Json(*samples))
-                            .push_bind(activity.as_ref().map(Json))
-                            .push_bind(end_user.as_deref())
-                            .push_bind(now);
-                    });
-                    qb.push(format!(
-                        " ON CONFLICT (account_id) DO UPDATE SET cluster_id = excluded.cluster_id, \
-                         events = excluded.events, \
-                         first_seen_ms = {least}(account.first_seen_ms, excluded.first_seen_ms), \
-                         last_seen_ms = excluded.last_seen_ms, samples = excluded.samples, \
-                         activity = excluded.activity, end_user = excluded.end_user, \
-                         updated_at_ms = excluded.updated_at_ms",
-                        least = Self::LEAST
-                    ));
-                    qb.build().execute(&mut **tx).await?;
+                if accounts.is_empty() {
+                    return Ok(());
                 }
-                for p in &fresh {
-                    if let Profile::Cluster { links, members } = &p.profile {
-                        self.write_cluster(tx, p, links, members, now).await?;
-                    }
-                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO account (account_id, cluster_id, events, first_seen_ms, \
+                     last_seen_ms, samples, activity, end_user, updated_at_ms) ",
+                );
+                qb.push_values(&accounts, |mut row, (p, cluster_id, events, samples, activity, end_user)| {
+                    row.push_bind(p.subject.id.as_str())
+                        .push_bind(cluster_id.as_deref())
+                        .push_bind(**events)
+                        .push_bind(p.first_seen_ms)
+                        .push_bind(p.last_seen_ms)
+                        .push_bind(Json(*samples))
+                        .push_bind(activity.as_ref().map(Json))
+                        .push_bind(end_user.as_deref())
+                        .push_bind(now);
+                });
+                qb.push(format!(
+                    " ON CONFLICT (account_id) DO UPDATE SET cluster_id = excluded.cluster_id, \
+                     events = excluded.events, \
+                     first_seen_ms = {least}(account.first_seen_ms, excluded.first_seen_ms), \
+                     last_seen_ms = excluded.last_seen_ms, samples = excluded.samples, \
+                     activity = excluded.activity, end_user = excluded.end_user, \
+                     updated_at_ms = excluded.updated_at_ms",
+                    least = Self::LEAST
+                ));
+                qb.build().execute(&mut **tx).await?;
+                Ok(())
+            }
 
-                // Stale rows were filtered above under lock; the WHERE clause also covers a
-                // row another writer inserted after that read.
+            /// Upserts the findings; the ids of those written (an older update than the stored
+            /// one is skipped by the WHERE clause, which also covers a row another writer
+            /// inserted after the locked read).
+            async fn write_findings(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                fresh: &[&$crate::prepare::Prepared],
+                now: i64,
+            ) -> Result<
+                std::collections::HashMap<$crate::changes::Key, i64>,
+                $crate::error::StoreError,
+            > {
+                use sqlx::types::Json;
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO finding (subject_kind, subject_id, score, severity, severity_rank, \
                      engine_flagged, detectors, evidence, first_seen_ms, last_seen_ms, \
                      first_flagged_at_ms, created_at_ms, updated_at_ms) ",
                 );
-                qb.push_values(&fresh, |mut row, p| {
+                qb.push_values(fresh, |mut row, p| {
                     row.push_bind(p.subject.kind.as_str())
                         .push_bind(p.subject.id.as_str())
                         .push_bind(p.score)
@@ -252,73 +311,31 @@ macro_rules! impl_write {
                 ));
                 let written: Vec<(i64, String, String)> =
                     qb.build_query_as().fetch_all(&mut **tx).await?;
-                outcome.written += written.len() as u64;
-                let ids: HashMap<(SubjectKind, String), i64> = written
+                written
                     .into_iter()
                     .map(|(finding_id, kind, id)| Ok(((kind.parse()?, id), finding_id)))
-                    .collect::<Result<_, $crate::error::StoreError>>()?;
+                    .collect()
+            }
 
-                let mut detector_rows: Vec<(i64, &str)> = Vec::new();
-                let mut cleared: Vec<i64> = Vec::new();
-                let mut audits: Vec<PendingAudit> = Vec::new();
-                let mut decide: Vec<&$crate::model::Subject> = Vec::new();
-                let acts_on_flags = self.options.decisions.acts_on_flags();
-                for p in &fresh {
-                    let Some(&finding_id) = ids.get(&key(p)) else { continue };
-                    let before = existing.get(&key(p));
-                    // Decisions change only when a flag may act, or a confirmed cluster's
-                    // membership may have changed; everything else keeps the batch cheap.
-                    let was_flagged = before.is_some_and(|row| row.engine_flagged);
-                    let confirmed_cluster = p.subject.kind == SubjectKind::Cluster
-                        && before.is_some_and(|row| row.status == "confirmed");
-                    if (acts_on_flags && (p.engine_flagged || was_flagged)) || confirmed_cluster {
-                        decide.push(&p.subject);
-                    }
-                    if before.is_none_or(|row| row.detectors.0 != p.detectors) {
-                        if before.is_some() {
-                            cleared.push(finding_id);
-                        }
-                        detector_rows.extend(p.detectors.iter().map(|d| (finding_id, d.as_str())));
-                    }
-                    if p.engine_flagged && before.is_none_or(|row| !row.engine_flagged) {
-                        audits.push(PendingAudit {
-                            subject: p.subject.clone(),
-                            action: "finding.flagged",
-                            before: None,
-                            after: Some(p.audit_view()),
-                        });
-                    }
-                    // The engine withdrew its flag (a bounded re-run cleared an account, a
-                    // cluster fell apart): said once, so a receiver can stand its action down.
-                    if !p.engine_flagged && was_flagged {
-                        audits.push(PendingAudit {
-                            subject: p.subject.clone(),
-                            action: "finding.unflagged",
-                            before: None,
-                            after: Some(p.audit_view()),
-                        });
-                    }
-                    if let Some(row) = before {
-                        if row.status == "dismissed" {
-                            if let Some(audit) = self.maybe_reopen(tx, p, row, now).await? {
-                                outcome.reopened += 1;
-                                audits.push(audit);
-                            }
-                        }
-                    }
-                }
+            /// Replaces the detector index rows of findings whose fired detectors changed.
+            async fn write_detector_rows(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                cleared: &[i64],
+                rows: &[(i64, &str)],
+            ) -> Result<(), $crate::error::StoreError> {
                 if !cleared.is_empty() {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "DELETE FROM finding_detector WHERE finding_id IN (",
                     );
                     let mut list = qb.separated(", ");
-                    for id in &cleared {
+                    for id in cleared {
                         list.push_bind(*id);
                     }
                     qb.push(")");
                     qb.build().execute(&mut **tx).await?;
                 }
-                for rows in detector_rows.chunks($crate::prepare::CHUNK) {
+                for rows in rows.chunks($crate::prepare::CHUNK) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO finding_detector (finding_id, detector) ",
                     );
@@ -327,6 +344,17 @@ macro_rules! impl_write {
                     });
                     qb.build().execute(&mut **tx).await?;
                 }
+                Ok(())
+            }
+
+            /// The system's audit entries of this chunk.
+            async fn write_audits(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                audits: &[$crate::prepare::PendingAudit],
+                now: i64,
+            ) -> Result<(), $crate::error::StoreError> {
+                use sqlx::types::Json;
                 for entries in audits.chunks($crate::prepare::CHUNK) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO audit_log (subject_kind, subject_id, actor, at_ms, action, \
@@ -342,15 +370,6 @@ macro_rules! impl_write {
                             .push_bind(audit.after.as_ref().map(Json));
                     });
                     qb.build().execute(&mut **tx).await?;
-                }
-                for subject in decide {
-                    self.reconcile_decisions(tx, subject, now).await?;
-                }
-                let engine_changes = ["finding.flagged", "finding.unflagged"];
-                for audit in audits.iter().filter(|a| engine_changes.contains(&a.action)) {
-                    let mut data = audit.after.clone().unwrap_or_default();
-                    data["subject"] = serde_json::json!(audit.subject);
-                    self.enqueue_webhook(tx, audit.action, data, now).await?;
                 }
                 Ok(())
             }
