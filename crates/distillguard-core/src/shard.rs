@@ -15,12 +15,7 @@ use crate::time::EventTime;
 
 /// Picks the shard an account lives on. FNV-1a: stable across runs and platforms.
 pub fn shard_for(account: &AccountId, shards: usize) -> usize {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in account.as_str().as_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash % shards.max(1) as u64) as usize
+    (crate::sketch::fnv1a(account.as_str().as_bytes()) % shards.max(1) as u64) as usize
 }
 
 /// Bytes of one map entry: the id's `String` header and the box pointer.

@@ -401,12 +401,7 @@ impl TaskFeed {
 }
 
 fn fnv(text: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.as_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
+    distillguard_core::sketch::fnv1a(text.as_bytes())
 }
 
 /// Self-instruct style tasks across capabilities: reasoning, maths, code, analysis, writing.

@@ -36,6 +36,16 @@ impl Fnv {
     }
 }
 
+/// Plain FNV-1a, without the finaliser: where the value itself is fixed by what it picks, so it
+/// must never change (an account's shard and bus partition, the simulator's prompt choice).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut state = Fnv::default();
+    for byte in bytes {
+        state.push(*byte);
+    }
+    state.0
+}
+
 /// Stable hash of a byte string (usable in `const` context for built-in word lists).
 pub const fn stable_hash(bytes: &[u8]) -> u64 {
     let mut hash = FNV_OFFSET;
@@ -95,5 +105,14 @@ mod tests {
         // Changing the hash would silently invalidate every stored checkpoint.
         assert_eq!(stable_hash(b""), mix64(FNV_OFFSET));
         assert_eq!(stable_hash(b"a"), mix64(0xaf63_dc4c_8601_ec8c));
+    }
+
+    #[test]
+    fn plain_fnv1a_is_pinned_so_shards_and_partitions_never_move() {
+        // The published FNV-1a 64 test vectors: an account's shard and bus partition hang on
+        // these values, across versions and nodes.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
     }
 }

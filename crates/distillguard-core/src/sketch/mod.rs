@@ -13,6 +13,6 @@ pub mod topk;
 
 pub use bitmap::LinearCounter;
 pub use bottomk::BottomK;
-pub use hash::{combine, fast_hash, mix64, stable_hash, Fnv};
+pub use hash::{combine, fast_hash, fnv1a, mix64, stable_hash, Fnv};
 pub use hll::DistinctCounter;
 pub use topk::FrequentItems;

@@ -44,11 +44,7 @@ pub enum BusError {
 /// The partition of an account: FNV-1a over its id, so every node and every version agrees (a
 /// seeded or platform-dependent hash would scatter an account over partitions after a restart).
 pub fn partition_for(account: &AccountId, partition_count: u32) -> u32 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in account.as_str().as_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
+    let hash = distillguard_core::sketch::fnv1a(account.as_str().as_bytes());
     (hash % u64::from(partition_count.max(1))) as u32
 }
 
