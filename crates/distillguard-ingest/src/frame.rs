@@ -84,7 +84,8 @@ pub fn frame(body: &[u8]) -> Result<Vec<RawRecord<'_>>, FrameError> {
 }
 
 /// A record's JSON text: checked while framing (arrays, a single value), or an NDJSON line left
-/// for the decoder's own parse to check, so that each line is parsed once (issue 18).
+/// for the decoder's own parse to check, so that each line is parsed once (a second parse was
+/// about a tenth of replay's time).
 #[derive(Debug)]
 pub enum LazyJson<'a> {
     Checked(Result<&'a RawValue, String>),

@@ -68,7 +68,7 @@ pub struct ModelUse {
 }
 
 /// What a shard tells the scorer about one changed account at a tick: the detector inputs, plus
-/// the per-account values the cluster linker (issue 5) joins on.
+/// the per-account values the cluster linker joins on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountSummary {
     pub account_id: AccountId,

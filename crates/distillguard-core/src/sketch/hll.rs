@@ -1,6 +1,6 @@
 //! Distinct counting of normalised prompt fingerprints: a small HyperLogLog of our own.
 //!
-//! Why not `hyperloglogplus` (the crate the issue suggested)? Its accuracy passed the tests
+//! Why not the `hyperloglogplus` crate, the obvious choice? Its accuracy passed the tests
 //! below, including merges (its issue #19, duplicate sparse codes after `merge_sparse`, needs two
 //! values colliding in a 2^25-slot index and did not show up). We replaced it for cost, measured
 //! in the `fixed_work` bench and the `state_size` allocator measurement:

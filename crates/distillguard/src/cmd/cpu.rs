@@ -1,4 +1,4 @@
-//! CPU time of this process, for throughput per CPU-second (issue 18): on a shared machine wall
+//! CPU time of this process, for throughput per CPU-second: on a shared machine wall
 //! time says more about the neighbours than about the code.
 //!
 //! Read from `/proc/self/stat` (the kernel's `utime` and `stime` for all threads, the same
