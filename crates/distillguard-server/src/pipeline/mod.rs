@@ -775,8 +775,8 @@ impl Refused {
 /// Which events of a batch are new: not remembered by the deduplicator, and the first of their
 /// request id in the batch. Decided on borrowed ids, so the check under the lock copies no event.
 fn keep_mask(dedup: &Deduplicator, events: &[ApiEvent]) -> Vec<bool> {
-    // aHash, not SipHash: this runs per event and the set is never iterated, so SipHash's
-    // resistance to chosen keys buys nothing here.
+    // aHash, not SipHash: this runs per event, and aHash's RandomState is keyed per process
+    // too, so client-chosen request ids still cannot force collisions.
     let mut seen_in_batch = std::collections::HashSet::with_capacity_and_hasher(
         events.len(),
         ahash::RandomState::new(),
