@@ -18,9 +18,10 @@
 //! - single-turn share among requests with a known message count (0.6 → 0, 0.95 → 1); unknown
 //!   message counts count as 0.8 confidence.
 //!
-//! Scaled by prompt-count confidence (nothing below a quarter of `min_prompts`).
+//! Scaled by prompt-count confidence (nothing below a quarter of `min_prompts`; in an account's
+//! first sitting, from half of `min_prompts` to twice it: see `sitting`).
 
-use super::{measurement, prompt_confidence, ramp, Context, Detector, Role};
+use super::{measurement, ramp, Context, Detector, Role};
 use crate::features::AccountSummary;
 use crate::finding::Evidence;
 
@@ -48,7 +49,7 @@ fn parts(account: &AccountSummary, context: &Context<'_>) -> Parts {
     let resend = account.resend_ratio();
     let single = account.single_turn_share();
     Parts {
-        confidence: prompt_confidence(account, context.config),
+        confidence: super::sitting::breadth_confidence(account, context.config),
         distinct,
         topics,
         resend,
@@ -95,7 +96,7 @@ impl Detector for Coverage {
                 measurement("vocabulary_richness", p.topics, Some(RICHNESS_HIGH), None, "last 20k subject words"),
                 measurement("resend_ratio", p.resend, Some(0.02), None, "last 8 prompts, rolling"),
                 measurement("single_turn_share", p.single.unwrap_or(f64::NAN).max(0.0), Some(0.95), None, "lifetime"),
-                measurement("prompts", account.prompts as f64, Some(context.config.min_prompts as f64), None, "lifetime"),
+                measurement("prompts", account.prompts as f64, Some(super::sitting::full_confidence_prompts(account, context.config) as f64), None, "lifetime"),
             ],
         }
     }
@@ -210,6 +211,35 @@ mod tests {
             .collect();
         let s = score(&events);
         assert!(s < 0.1, "{s}");
+    }
+
+    #[test]
+    fn a_first_sitting_needs_twice_the_prompts_before_the_absence_of_follow_ups_counts() {
+        // Two minutes apart: one sitting. Sixteen never-repeated single-turn prompts of five new
+        // words each are full coverage for an account with a break behind it, a third of it in
+        // a first sitting; thirty-two are full coverage either way.
+        let prompt = |i: usize| {
+            let w: Vec<String> = (0..5).map(|k| word(5 * i + k)).collect();
+            format!(
+                "How do {} and {} fit with {}, {} and {}?",
+                w[0], w[1], w[2], w[3], w[4]
+            )
+        };
+        let sitting = |n: i64| -> Vec<_> {
+            (0..n)
+                .map(|i| event(i * 120_000, &prompt(i as usize)))
+                .collect()
+        };
+        let s = score(&sitting(16));
+        assert!((0.2..0.4).contains(&s), "{s}");
+        let mut two = sitting(16);
+        for e in two.iter_mut().skip(8) {
+            e.timestamp = e.timestamp.plus_ms(2 * 3_600_000);
+        }
+        let s = score(&two);
+        assert!(s > 0.9, "{s}");
+        let s = score(&sitting(32));
+        assert!(s > 0.9, "{s}");
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //! - `max_tokens` ≥ 4,096: 0.5 → 0, 0.9 → 0.3.
 //!
 //! Scaled by a request-count confidence (3 → 0, 12 → 1).
+//!
+//! Reasoning demands are left out while the account is a person studying: its whole history one
+//! sitting of under four hours with a follow-up in it (`sitting`).
 
 use super::{measurement, noisy_or, ramp, Context, Detector, Role};
 use crate::features::{AccountSummary, LARGE_MAX_TOKENS};
@@ -21,6 +24,7 @@ pub struct Elicitation;
 
 struct Parts {
     reasoning: f64,
+    studying: bool,
     logprobs: f64,
     multi: f64,
     mean_completion: f64,
@@ -35,14 +39,20 @@ fn parts(a: &AccountSummary) -> Parts {
     let multi = a.share(a.multi_sample, a.events);
     let mean_completion = a.mean_completion_tokens();
     let large_max = a.share(a.large_max_tokens, a.events);
+    let studying = super::sitting::studying(a);
     Parts {
         reasoning,
+        studying,
         logprobs,
         multi,
         mean_completion,
         large_max,
         components: [
-            0.95 * ramp(reasoning, 0.2, 0.6),
+            if studying {
+                0.0
+            } else {
+                0.95 * ramp(reasoning, 0.2, 0.6)
+            },
             (0.6 + 0.3 * super::distribution::width_factor(a)) * ramp(logprobs, 0.3, 0.8),
             0.6 * ramp(multi, 0.3, 0.8),
             0.5 * ramp(mean_completion, 600.0, 1_500.0),
@@ -73,6 +83,14 @@ impl Detector for Elicitation {
             reasons.push(format!(
                 "{:.0}% of requests demand step-by-step or complete reasoning",
                 p.reasoning * 100.0
+            ));
+        }
+        if p.studying && ramp(p.reasoning, 0.2, 0.6) > 0.0 {
+            reasons.push(format!(
+                "{:.0}% of requests demand step-by-step reasoning, not counted: one sitting of {} minutes with {} follow-ups",
+                p.reasoning * 100.0,
+                (account.last_seen.epoch_ms() - account.first_seen.epoch_ms()) / 60_000,
+                super::sitting::follow_ups(account)
             ));
         }
         if p.components[1] > 0.0 {
@@ -197,6 +215,30 @@ mod tests {
             .collect();
         let s = score(&events);
         assert!(s <= 0.6, "{s}");
+    }
+
+    #[test]
+    fn a_students_step_by_step_evening_with_a_follow_up_does_not_count_its_demands() {
+        // Thirty questions three minutes apart, every one asking for steps, one follow-up.
+        let mut evening: Vec<_> = (0..30)
+            .map(|i| {
+                event(
+                    i * 180_000,
+                    &format!("explain step by step: {}", diverse_prompt(i as usize)),
+                )
+            })
+            .collect();
+        assert!(score(&evening) > 0.9, "{}", score(&evening));
+        evening[7].prompt = Some("i don't get step 2".into());
+        evening[7].messages = Some(3);
+        assert_eq!(score(&evening), 0.0);
+        // The same evening followed by a second sitting the next day: demands count again.
+        let mut next = evening.clone();
+        next.push(event(
+            24 * 3_600_000,
+            "explain step by step: how do tides work?",
+        ));
+        assert!(score(&next) > 0.9, "{}", score(&next));
     }
 
     #[test]

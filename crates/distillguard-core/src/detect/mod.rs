@@ -14,6 +14,7 @@ pub mod elicitation;
 pub mod pivot;
 pub mod rerun;
 pub mod sessions;
+pub(crate) mod sitting;
 pub mod templating;
 #[cfg(test)]
 mod traps;

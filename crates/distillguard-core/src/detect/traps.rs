@@ -230,6 +230,78 @@ fn a_low_and_slow_reasoning_harvest_at_human_pace_is_flagged() {
     assert_eq!(no_trap_flagged(&report), Vec::<String>::new());
 }
 
+/// An evening of 32 homework questions 150 seconds apart from 19:00, most asking for steps; the
+/// student follows up on an answer at the `follow_ups` positions and asks one question again at
+/// `re_ask`.
+fn homework_evening(account: &str, follow_ups: &[usize], re_ask: Option<usize>) -> Vec<ApiEvent> {
+    let question = |i: usize| {
+        let frame = [
+            "explain step by step: ",
+            "can you solve this step by step? ",
+            "walk me through this: ",
+            "show your work: ",
+            "",
+        ];
+        format!("{}{}", frame[i % 5], diverse_prompt(90_000 + i))
+    };
+    (0..32usize)
+        .map(|i| {
+            let mut e = call(account, 19 * HOUR + i as i64 * 150_000, &question(i));
+            if follow_ups.contains(&i) {
+                e.prompt = Some("i don't get step 2".into());
+                e.messages = Some(3);
+            } else if re_ask == Some(i) {
+                e.prompt = Some(question(i - 1));
+            }
+            e.usage.completion_tokens = Some(700);
+            e
+        })
+        .collect()
+}
+
+#[test]
+fn a_students_evening_of_step_by_step_questions_with_a_follow_up_is_not_flagged() {
+    // One follow-up in the first dozen questions and nothing else: without it the evening reads
+    // as full coverage under reasoning demands. Another student follows up three times and
+    // asks one question again. The same evening with neither is a reasoning harvest at human
+    // pace, and is flagged on about twenty prompts.
+    let report = Scenario::with_background(30)
+        .add(homework_evening("student", &[9], None))
+        .add(homework_evening("student-2", &[5, 17, 25], Some(12)))
+        .add(homework_evening("attack-evening", &[], None))
+        .run();
+    assert_eq!(no_trap_flagged(&report), Vec::<String>::new());
+    let harvest = report
+        .accounts
+        .iter()
+        .find(|a| a.account_id == "attack-evening")
+        .unwrap();
+    assert!(harvest.flagged);
+    let delay = harvest.first_flagged_at.unwrap().epoch_ms() - harvest.first_seen.epoch_ms();
+    // The 21st prompt is sent at 50 minutes; ticks are 5 minutes apart.
+    assert!(delay <= 60 * EventTime::MINUTE, "{delay} ms");
+}
+
+#[test]
+fn a_student_coming_back_the_next_evening_without_follow_ups_is_judged_as_usual() {
+    // Two evenings of questions with no follow-up or re-ask at all: from the second sitting on
+    // the ordinary judgement applies (a harvest at human pace has to come back).
+    let mut evenings = homework_evening("attack-two-evenings", &[], None);
+    evenings.truncate(12);
+    let next: Vec<_> = homework_evening("attack-two-evenings", &[], None)
+        .into_iter()
+        .skip(12)
+        .take(12)
+        .map(|mut e| {
+            e.timestamp = e.timestamp.plus_ms(24 * HOUR);
+            e
+        })
+        .collect();
+    evenings.extend(next);
+    let report = Scenario::with_background(50).add(evenings).run();
+    assert!(flagged(&report, "attack-two-evenings"));
+}
+
 #[test]
 fn a_logprob_and_multi_sample_harvest_is_flagged() {
     let report = Scenario::with_background(10)

@@ -1,0 +1,185 @@
+//! The first sitting: an account whose whole history is one stretch of requests of a person's
+//! length — no break of 30 minutes or more, and under four hours from its first request to its
+//! latest.
+//!
+//! A student's homework evening and the first hour of a reasoning harvest at human pace are the
+//! same per account by most measures: 20–40 unrelated questions, most demanding step-by-step
+//! answers, minutes apart, never a deep conversation. What tells them apart is what the person
+//! does with the answers: they follow up on one ("i don't get step 2", "why did you divide
+//! there?") or ask a question again; a harvest takes each answer and moves on. Both facts need the
+//! sitting judged on its own, so two rules apply only while the account is in its first sitting:
+//!
+//! - **a follow-up clears the reasoning demands** (`elicitation`): one later turn of a
+//!   conversation in the sitting (not an agent loop) leaves the demands for steps out of the
+//!   pressure — the person is reading the steps. Everything else still counts (volume,
+//!   automation, templating, parameters, long outputs).
+//! - **the absence of a follow-up needs more requests** (`coverage`): a person who follows up
+//!   once in six requests shows none in 20 requests about 3 % of the time, while
+//!   `min_prompts` (16) from a quarter of it lets coverage reach its flagging level at the
+//!   eleventh prompt. In a first sitting coverage's prompt-count confidence runs from half of
+//!   `min_prompts` to twice it (8 → 32 by default).
+//!
+//! From its second sitting on the account is judged as usual: a harvest at human pace has to
+//! come back, and by then a student's follow-ups and re-asks have had two evenings to show; a
+//! sitting that outlasts an evening is not one person's study session. The cost is a delay for a
+//! harvest whose first sitting looks like a person's: it is judged on about 20 prompts instead
+//! of 11.
+//!
+//! Sittings come from counters every account has: requests minus the gaps of at most 30 minutes
+//! between consecutive requests. A request logged out of order (parallel requests, a buffering
+//! gateway) is not a gap and counts as a sitting of its own, which ends the first-sitting
+//! treatment early — the ordinary judgement, never a more lenient one. A cluster's combined
+//! summary adds its members' sittings, so a cluster is never in a first sitting.
+
+use super::{prompt_confidence, ramp};
+use crate::detect::DetectorConfig;
+use crate::features::AccountSummary;
+use crate::time::EventTime;
+
+/// Longest first sitting given the benefit of the doubt: an evening of homework or study.
+pub(crate) const SITTING_MAX_MS: i64 = 4 * EventTime::HOUR;
+
+/// Sittings so far: requests not preceded by an in-order gap of at most 30 minutes.
+pub(crate) fn sittings(a: &AccountSummary) -> u64 {
+    a.events.saturating_sub(a.gaps)
+}
+
+/// The account's whole history is one sitting of a person's length.
+pub(crate) fn first_sitting(a: &AccountSummary) -> bool {
+    a.events > 0
+        && sittings(a) <= 1
+        && a.last_seen.epoch_ms() - a.first_seen.epoch_ms() <= SITTING_MAX_MS
+}
+
+/// Follow-ups: later turns of a conversation, leaving out an agent loop re-sending its task and
+/// turns four or more rounds deep. Re-sends are not counted here, though coverage counts them as
+/// a human habit: a client retrying a failed request re-sends it too, and before its template is
+/// learned a templated harvest's prompts look like edits of one another; one of them must not
+/// clear a sitting.
+pub(crate) fn follow_ups(a: &AccountSummary) -> u64 {
+    a.continuations()
+        .saturating_sub(a.deep_turns + a.task_resends)
+}
+
+/// A first sitting with a follow-up and no agent loop in it (no turn four or more
+/// rounds deep): someone reading the answers. An agent's tool rounds also come back seconds
+/// apart with short repeated outputs; its sessions go deep, a person's study questions do not.
+pub(crate) fn studying(a: &AccountSummary) -> bool {
+    first_sitting(a) && a.deep_turns == 0 && follow_ups(a) > 0
+}
+
+/// Prompt-count confidence for coverage: as [`prompt_confidence`], except in a first sitting,
+/// where the absence of follow-ups needs from half of `min_prompts` to twice it.
+pub(crate) fn breadth_confidence(a: &AccountSummary, config: &DetectorConfig) -> f64 {
+    if first_sitting(a) {
+        ramp(
+            a.prompts as f64,
+            (config.min_prompts / 2) as f64,
+            (config.min_prompts * 2) as f64,
+        )
+    } else {
+        prompt_confidence(a, config)
+    }
+}
+
+/// Prompts at which [`breadth_confidence`] is full, for the evidence.
+pub(crate) fn full_confidence_prompts(a: &AccountSummary, config: &DetectorConfig) -> u64 {
+    if first_sitting(a) {
+        config.min_prompts * 2
+    } else {
+        config.min_prompts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::testing::*;
+
+    const MINUTE: i64 = 60_000;
+
+    #[test]
+    fn an_evening_of_questions_minutes_apart_is_one_sitting_and_a_break_starts_another() {
+        let evening: Vec<_> = (0..30)
+            .map(|i| event(i * 3 * MINUTE, &diverse_prompt(i as usize)))
+            .collect();
+        let a = summarise(&evening);
+        assert_eq!(sittings(&a), 1);
+        assert!(first_sitting(&a));
+        let mut two = evening.clone();
+        two.push(event(30 * 3 * MINUTE + 45 * MINUTE, &diverse_prompt(99)));
+        let a = summarise(&two);
+        assert_eq!(sittings(&a), 2);
+        assert!(!first_sitting(&a));
+    }
+
+    #[test]
+    fn a_sitting_longer_than_an_evening_is_not_a_first_sitting() {
+        // Round the clock, a request every ten minutes: never a break, but five hours long.
+        let events: Vec<_> = (0..31)
+            .map(|i| event(i * 10 * MINUTE, &diverse_prompt(i as usize)))
+            .collect();
+        let a = summarise(&events);
+        assert_eq!(sittings(&a), 1);
+        assert!(!first_sitting(&a));
+    }
+
+    #[test]
+    fn a_request_logged_out_of_order_ends_the_first_sitting() {
+        let mut events: Vec<_> = (0..10)
+            .map(|i| event(i * 2 * MINUTE, &diverse_prompt(i as usize)))
+            .collect();
+        events.swap(4, 5);
+        assert!(!first_sitting(&summarise(&events)));
+    }
+
+    #[test]
+    fn follow_ups_count_and_re_sends_and_agent_loops_do_not() {
+        let mut events: Vec<_> = (0..12)
+            .map(|i| event(i * 2 * MINUTE, &diverse_prompt(i as usize)))
+            .collect();
+        // The same question again (or a client's retry) and a shared closing phrase.
+        events[9].prompt = events[8].prompt.clone();
+        for e in &mut events {
+            let prompt = e.prompt.take().unwrap();
+            e.prompt = Some(format!("{prompt} Think step by step and show your work."));
+        }
+        let a = summarise(&events);
+        assert_eq!(follow_ups(&a), 0);
+        assert!(first_sitting(&a) && !studying(&a));
+        // "i don't get step 2": a later turn of the conversation.
+        events[6].prompt = Some("i don't get step 2".into());
+        events[6].messages = Some(3);
+        let a = summarise(&events);
+        assert_eq!(follow_ups(&a), 1);
+        assert!(studying(&a));
+        // An agent: a task, then tool rounds deep in the loop that re-send the task.
+        let agent: Vec<_> = (0..12)
+            .map(|i| {
+                let mut e = event(i * 5_000, "Fix the failing tests in the billing module");
+                e.messages = Some(1 + 2 * i as u32 + 8 * u32::from(i > 0));
+                e
+            })
+            .collect();
+        let agent = summarise(&agent);
+        assert_eq!(follow_ups(&agent), 0);
+        assert!(first_sitting(&agent) && !studying(&agent));
+    }
+
+    #[test]
+    fn confidence_in_a_first_sitting_needs_twice_the_prompts() {
+        let config = DetectorConfig::default();
+        let events: Vec<_> = (0..16)
+            .map(|i| event(i * 3 * MINUTE, &diverse_prompt(i as usize)))
+            .collect();
+        let a = summarise(&events);
+        assert_eq!(prompt_confidence(&a, &config), 1.0);
+        assert!((breadth_confidence(&a, &config) - 1.0 / 3.0).abs() < 1e-9);
+        // The same sixteen prompts over two sittings: the usual confidence.
+        let mut later = events.clone();
+        for e in later.iter_mut().skip(8) {
+            e.timestamp = e.timestamp.plus_ms(2 * 60 * MINUTE);
+        }
+        assert_eq!(breadth_confidence(&summarise(&later), &config), 1.0);
+    }
+}
