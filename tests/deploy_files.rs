@@ -617,3 +617,164 @@ fn container_health_check_passes_on_200_and_fails_on_503_or_a_closed_port() {
         "nothing listening is unhealthy"
     );
 }
+
+/// `share:I/N` specs cover `0..N` once each, with N the number of specs.
+fn assert_shares_cover_every_partition(shares: &[String]) {
+    let mut indices = BTreeSet::new();
+    for share in shares {
+        let (index, count) = share
+            .strip_prefix("share:")
+            .and_then(|s| s.split_once('/'))
+            .unwrap_or_else(|| panic!("{share} is not share:I/N"));
+        assert_eq!(
+            count.parse::<usize>().ok(),
+            Some(shares.len()),
+            "{share}: N must be the number of detectors"
+        );
+        assert!(indices.insert(index.to_owned()), "{share} appears twice");
+    }
+    let expected: BTreeSet<String> = (0..shares.len()).map(|i| i.to_string()).collect();
+    assert_eq!(indices, expected, "shares leave partitions unowned");
+}
+
+#[test]
+fn compose_cluster_profile_runs_nats_an_ingest_node_and_detectors_splitting_the_partitions() {
+    let compose = compose();
+    let services = compose["services"].as_object().expect("services");
+    let in_profile: Vec<&String> = services
+        .iter()
+        .filter(|(_, s)| {
+            s["profiles"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p == "cluster"))
+        })
+        .map(|(name, _)| name)
+        .collect();
+    assert!(in_profile.iter().any(|n| *n == "nats"), "no nats service");
+    let mut roles = BTreeSet::new();
+    let mut shares = Vec::new();
+    for name in in_profile.into_iter().filter(|n| *n != "nats") {
+        let env = service_env(&compose, name);
+        for key in env.keys().filter(|k| k.starts_with("DISTILLGUARD_")) {
+            assert!(binary_env().contains(key), "{name}: {key} is not read");
+        }
+        assert_eq!(env["DISTILLGUARD_BUS"], "jetstream", "{name}");
+        assert_eq!(env["DISTILLGUARD_NATS_URL"], "nats://nats:4222", "{name}");
+        assert!(
+            env["DISTILLGUARD_DATABASE_URL"].contains("@postgres:5432/"),
+            "{name}: findings and checkpoints go to the shared postgres"
+        );
+        assert!(
+            compose
+                .pointer(&format!("/services/{name}/depends_on/nats"))
+                .is_some(),
+            "{name} does not wait for nats"
+        );
+        let role = env["DISTILLGUARD_ROLE"].clone();
+        if role == "detector" {
+            shares.push(env["DISTILLGUARD_BUS_PARTITIONS"].clone());
+        }
+        roles.insert(role);
+    }
+    assert_eq!(
+        roles,
+        BTreeSet::from(["detector".to_owned(), "ingest".to_owned()])
+    );
+    assert!(shares.len() >= 2, "the profile runs several detectors");
+    assert_shares_cover_every_partition(&shares);
+}
+
+#[test]
+fn the_jetstream_overlay_runs_one_detector_per_share_of_the_partitions() {
+    let dir = "deploy/kubernetes/jetstream";
+    let kustomization = yaml(&format!("{dir}/kustomization.yaml"));
+    for resource in array_at(&kustomization, "/resources") {
+        let path = format!("{dir}/{}", resource.as_str().expect("resource path"));
+        assert!(exists(&path), "kustomization lists missing {path}");
+    }
+    for patch in array_at(&kustomization, "/patches") {
+        assert!(exists(&format!("{dir}/{}", str_at(patch, "/path"))));
+    }
+    let set = yaml(&format!("{dir}/detector-statefulset.yaml"));
+    assert_eq!(str_at(&set, "/kind"), "StatefulSet");
+    let replicas = set["spec"]["replicas"].as_u64().expect("replicas") as usize;
+    let pod = &set["spec"]["template"];
+    let container = &pod["spec"]["containers"][0];
+    let mut env = BTreeMap::new();
+    for var in array_at(container, "/env") {
+        let name = str_at(var, "/name").to_owned();
+        assert!(
+            name == "POD_INDEX" || binary_env().contains(&name),
+            "the StatefulSet sets {name}, which distillguard does not read"
+        );
+        // Kubernetes expands $(VAR) only from variables listed before.
+        if let Some(value) = var["value"].as_str() {
+            if value.contains("$(POD_INDEX)") {
+                assert!(env.contains_key("POD_INDEX"), "{name} uses POD_INDEX first");
+            }
+        }
+        env.insert(name, var.clone());
+    }
+    assert_eq!(
+        str_at(&env["POD_INDEX"], "/valueFrom/fieldRef/fieldPath"),
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    );
+    assert_eq!(str_at(&env["DISTILLGUARD_ROLE"], "/value"), "detector");
+    assert_eq!(str_at(&env["DISTILLGUARD_BUS"], "/value"), "jetstream");
+    let partitions = str_at(&env["DISTILLGUARD_BUS_PARTITIONS"], "/value");
+    assert_eq!(partitions, format!("share:$(POD_INDEX)/{replicas}"));
+    let shares: Vec<String> = (0..replicas)
+        .map(|i| partitions.replace("$(POD_INDEX)", &i.to_string()))
+        .collect();
+    assert_shares_cover_every_partition(&shares);
+    let secret = yaml("deploy/kubernetes/secret.example.yaml");
+    for var in env.values() {
+        if let Some(key) = var.pointer("/valueFrom/secretKeyRef/key") {
+            let key = key.as_str().expect("key");
+            assert!(
+                secret["stringData"].get(key).is_some(),
+                "no secret key {key}"
+            );
+        }
+    }
+
+    // The detectors' own Service and labels: the ingest Service never routes to a detector.
+    let headless = yaml(&format!("{dir}/detector-service.yaml"));
+    assert_eq!(
+        str_at(&set, "/spec/serviceName"),
+        str_at(&headless, "/metadata/name")
+    );
+    let pod_labels = pod["metadata"]["labels"].as_object().expect("pod labels");
+    for (k, v) in headless["spec"]["selector"].as_object().expect("selector") {
+        assert_eq!(pod_labels.get(k), Some(v), "headless selector {k}");
+    }
+    for (k, v) in set["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("matchLabels")
+    {
+        assert_eq!(pod_labels.get(k), Some(v), "StatefulSet selector {k}");
+    }
+    let ingest_service = yaml("deploy/kubernetes/service.yaml");
+    let ingest_selector = ingest_service["spec"]["selector"]
+        .as_object()
+        .expect("selector");
+    assert!(
+        ingest_selector
+            .iter()
+            .any(|(k, v)| pod_labels.get(k) != Some(v)),
+        "the ingest Service would select detector pods"
+    );
+    let patch = yaml(&format!("{dir}/ingest-patch.yaml"));
+    let patched: Vec<(&str, &str)> = array_at(&patch, "/spec/template/spec/containers/0/env")
+        .iter()
+        .map(|v| (str_at(v, "/name"), str_at(v, "/value")))
+        .collect();
+    assert!(
+        patched.contains(&("DISTILLGUARD_ROLE", "ingest")),
+        "{patched:?}"
+    );
+    assert!(
+        patched.contains(&("DISTILLGUARD_BUS", "jetstream")),
+        "{patched:?}"
+    );
+}

@@ -321,3 +321,120 @@ async fn with_nats_stopped_ingest_answers_503_and_nothing_is_lost_once_it_return
     app.stop().await;
     stream.delete().await;
 }
+
+/// Waits until the nodes together have applied `count` events from the stream.
+async fn wait_consumed_by_all(apps: &[&TestApp], count: u64) {
+    let mut last_total = 0;
+    let mut last_progress = Instant::now();
+    loop {
+        let mut total = 0;
+        for app in apps {
+            total += app.metric("distillguard_bus_consumed_events_total").await as u64;
+        }
+        if total >= count {
+            assert_eq!(total, count, "every event applied exactly once");
+            return;
+        }
+        if total > last_total {
+            (last_total, last_progress) = (total, Instant::now());
+        }
+        assert!(
+            last_progress.elapsed() < Duration::from_secs(120),
+            "stuck at {total} of {count} events applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The events of the accounts whose partitions `settings` owns, in order.
+fn owned_events(settings: &Settings, events: &[ApiEvent]) -> Vec<ApiEvent> {
+    let owned = settings.bus.owned_partitions().unwrap();
+    events
+        .iter()
+        .filter(|e| {
+            let partition = distillguard_server::bus::partition_for(
+                &e.account_id,
+                settings.bus.partition_count,
+            );
+            owned.contains(&partition)
+        })
+        .cloned()
+        .collect()
+}
+
+/// What the embedded pipeline finds in `events`.
+async fn embedded_report(events: &[ApiEvent]) -> Report {
+    let app = spawn_app().await;
+    post_all(&app, events).await;
+    let report = final_report(&app).await;
+    app.stop().await;
+    report
+}
+
+#[tokio::test]
+async fn two_detectors_sharing_one_database_each_restore_their_own_state() {
+    // Arrange: an ingest node and two detectors splitting the partitions, on one database.
+    use distillguard_server::bus::NodeRole;
+    let events = simulated_day();
+    let db = PgDatabase::create("bus_split").await;
+    let stream = TestStream::new("split", SHARED_NATS);
+    let node = |role: NodeRole, partitions: &str| {
+        let mut settings = stream.settings();
+        settings.database_url = db.settings().database_url;
+        settings.bus.role = role;
+        settings.bus.partitions = partitions.into();
+        settings
+    };
+    let (low, high) = (
+        node(NodeRole::Detector, "0-3"),
+        node(NodeRole::Detector, "share:1/2"),
+    );
+    let front = spawn_app_with(node(NodeRole::Ingest, "all")).await;
+    let (first, second) = (
+        spawn_app_with(low.clone()).await,
+        spawn_app_with(high.clone()).await,
+    );
+
+    // Act: the day through the ingest node; both detectors stop (their final checkpoints) and
+    // start again on the same database.
+    let accepted = post_all(&front, &events).await;
+    wait_consumed_by_all(&[&first, &second], accepted).await;
+    front.stop().await;
+    first.stop().await;
+    second.stop().await;
+    let (first, second) = (
+        spawn_app_with(low.clone()).await,
+        spawn_app_with(high.clone()).await,
+    );
+    let restored = [final_report(&first).await, final_report(&second).await];
+    first.stop().await;
+    second.stop().await;
+    let store = distillguard_store::Store::connect(Some(&db.url()), std::path::Path::new("."))
+        .await
+        .unwrap();
+    let mut keys = Vec::new();
+    for settings in [&low, &high] {
+        let key = settings.bus.checkpoint_key().unwrap().unwrap();
+        keys.push((key.clone(), store.latest_checkpoint(&key).await.unwrap()));
+    }
+    let single_node = store.latest_checkpoint("engine").await.unwrap();
+    store.close().await;
+    stream.delete().await;
+    db.drop().await;
+
+    // Assert: each restored node holds exactly its share of the day, as if it had run alone.
+    assert_eq!(accepted, events.len() as u64);
+    for (settings, actual) in [&low, &high].into_iter().zip(&restored) {
+        let expected = embedded_report(&owned_events(settings, &events)).await;
+        assert!(!expected.accounts.is_empty(), "each share has findings");
+        assert_eq!(actual.events, expected.events);
+        assert_eq!(actual.accounts, expected.accounts);
+        assert_eq!(actual.clusters, expected.clusters);
+    }
+    assert_ne!(keys[0].0, keys[1].0, "each detector has its own key");
+    assert!(
+        keys.iter().all(|(_, manifest)| manifest.is_some()),
+        "{keys:?}"
+    );
+    assert!(single_node.is_none(), "the ingest node keeps no checkpoint");
+}

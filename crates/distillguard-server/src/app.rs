@@ -93,7 +93,10 @@ impl Application {
         ));
         // Findings emitted before the checkpoint's cut were written before it was committed, and
         // the replay of the event log emits those after it again: nothing to re-submit here.
-        let restored = checkpoint::load(&store).await?;
+        let restored = match settings.bus.checkpoint_key()? {
+            Some(key) => checkpoint::load_key(&store, &key).await?,
+            None => None,
+        };
         if let Some(newest) = restored.as_ref().and_then(|r| r.engine.clock.max_seen) {
             tracing::info!(
                 data_dir = %settings.data_dir.display(),
@@ -164,19 +167,25 @@ impl Application {
         tracing::info!(%address, "distillguard listening");
         let router = api::router(self.state.clone());
         let (stop_checkpoints, stopped) = tokio::sync::watch::channel(false);
-        let periodic = checkpoint::spawn_periodic(
-            checkpoint::Periodic {
-                store: self.state.store.clone(),
-                pipeline: self.state.pipeline.clone(),
-                writer: Arc::clone(&self.state.writer),
-                metrics: self.state.metrics.clone(),
-                health: Arc::clone(&self.state.checkpoints),
-                interval: std::time::Duration::from_secs(
-                    self.state.settings.store.checkpoint_interval_secs.max(1),
-                ),
-            },
-            stopped,
-        );
+        // None on an ingest-only node: it holds no detector state, and an empty checkpoint
+        // under a detector's key in a shared database would overwrite that detector's.
+        let checkpoint_key = self.state.settings.bus.checkpoint_key()?;
+        let periodic = checkpoint_key.clone().map(|key| {
+            checkpoint::spawn_periodic(
+                checkpoint::Periodic {
+                    store: self.state.store.clone(),
+                    key,
+                    pipeline: self.state.pipeline.clone(),
+                    writer: Arc::clone(&self.state.writer),
+                    metrics: self.state.metrics.clone(),
+                    health: Arc::clone(&self.state.checkpoints),
+                    interval: std::time::Duration::from_secs(
+                        self.state.settings.store.checkpoint_interval_secs.max(1),
+                    ),
+                },
+                stopped,
+            )
+        });
         let webhooks = crate::webhooks::spawn(
             self.state.store.clone(),
             self.state.settings.webhooks.clone(),
@@ -193,7 +202,9 @@ impl Application {
             .await
             .context("HTTP server failed")?;
         let _ = stop_checkpoints.send(true);
-        let _ = periodic.await;
+        if let Some(periodic) = periodic {
+            let _ = periodic.await;
+        }
         if let Some(webhooks) = webhooks {
             let _ = webhooks.await;
         }
@@ -206,23 +217,8 @@ impl Application {
         // once the findings before it are written. With the event log nothing is lost if this
         // times out (the next start replays), without it the events since the last one are.
         state.pipeline.stop_accepting();
-        let last = tokio::time::timeout(
-            FINAL_CHECKPOINT_TIMEOUT,
-            checkpoint::save_observed(
-                &state.store,
-                &state.pipeline,
-                &state.writer,
-                &state.metrics,
-                &state.checkpoints,
-            ),
-        )
-        .await;
-        match last {
-            Ok(Ok(bytes)) => tracing::info!(bytes, "final checkpoint saved"),
-            Ok(Err(error)) => {
-                tracing::error!(error = format!("{error:#}"), "final checkpoint not saved")
-            }
-            Err(_) => tracing::error!("final checkpoint not saved in time"),
+        if let Some(key) = &checkpoint_key {
+            final_checkpoint(state, key).await;
         }
         let pipeline = state.pipeline.clone();
         tokio::task::spawn_blocking(move || pipeline.shutdown_blocking())
@@ -239,6 +235,29 @@ impl Application {
         self.state.store.close().await;
         tracing::info!(findings_written = report.written_total, "stopped");
         Ok(())
+    }
+}
+
+/// The checkpoint at shutdown, behind every queued batch; logged, never fatal.
+async fn final_checkpoint(state: &AppState, key: &str) {
+    let last = tokio::time::timeout(
+        FINAL_CHECKPOINT_TIMEOUT,
+        checkpoint::save_observed(
+            &state.store,
+            key,
+            &state.pipeline,
+            &state.writer,
+            &state.metrics,
+            &state.checkpoints,
+        ),
+    )
+    .await;
+    match last {
+        Ok(Ok(bytes)) => tracing::info!(bytes, key, "final checkpoint saved"),
+        Ok(Err(error)) => {
+            tracing::error!(error = format!("{error:#}"), "final checkpoint not saved")
+        }
+        Err(_) => tracing::error!("final checkpoint not saved in time"),
     }
 }
 

@@ -60,7 +60,8 @@ pub struct BusSettings {
     /// Partitions, fixed when the stream is created (recorded in its description and checked
     /// against this at start): changing it would move accounts between partitions.
     pub partition_count: u32,
-    /// Partitions this node consumes: `all`, or ranges and numbers like `0-31,40`.
+    /// Partitions this node consumes: `all`, ranges and numbers like `0-31,40`, or `share:I/N`,
+    /// the I-th (from 0) of N equal shares (what a StatefulSet's pod index gives).
     pub partitions: String,
     /// JetStream's duplicate window: a retry with the same message id within it is dropped.
     pub duplicate_window_secs: u64,
@@ -108,6 +109,31 @@ impl BusSettings {
         parse_partitions(&self.partitions, self.partition_count).map_err(ConfigError::Invalid)
     }
 
+    /// The store key of this node's checkpoint, or None when it keeps none (an ingest-only node
+    /// has no detector state). A node that owns every partition keeps the single-node key
+    /// `engine`, so an existing checkpoint still loads; one that owns part of them keys it by its
+    /// partition set: several detectors sharing one database each restore their own state, and a
+    /// node given other partitions starts afresh rather than from state of accounts it no longer
+    /// owns (`docs/operations.md`, "Rebalancing").
+    pub fn checkpoint_key(&self) -> Result<Option<String>, ConfigError> {
+        const ENGINE: &str = "engine";
+        if !self.is_jetstream() {
+            return Ok(Some(ENGINE.to_owned()));
+        }
+        if !self.role.consumes() {
+            return Ok(None);
+        }
+        let owned = self.owned_partitions()?;
+        if owned.len() == self.partition_count as usize {
+            return Ok(Some(ENGINE.to_owned()));
+        }
+        Ok(Some(format!(
+            "{ENGINE}:partitions={}/{}",
+            ranges(&owned),
+            self.partition_count
+        )))
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.partition_count == 0 || self.partition_count > 4096 {
             return Err(ConfigError::Invalid(
@@ -137,13 +163,56 @@ impl BusSettings {
     }
 }
 
+/// `0-3,7`: sorted partitions as ranges, the canonical form of a partition set.
+fn ranges(sorted: &[u32]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let first = sorted[i];
+        let mut last = first;
+        while i + 1 < sorted.len() && sorted[i + 1] == last + 1 {
+            i += 1;
+            last = sorted[i];
+        }
+        parts.push(if first == last {
+            first.to_string()
+        } else {
+            format!("{first}-{last}")
+        });
+        i += 1;
+    }
+    parts.join(",")
+}
+
+/// `share:I/N`: the I-th of N contiguous shares of `0..count`, as even as integer division
+/// allows, so N pods numbered 0..N cover every partition once.
+fn parse_share(spec: &str, count: u32) -> Option<Vec<u32>> {
+    let (index, shares) = spec.split_once('/')?;
+    let (index, shares) = (
+        index.trim().parse::<u32>().ok()?,
+        shares.trim().parse::<u32>().ok()?,
+    );
+    if shares == 0 || shares > count || index >= shares {
+        return None;
+    }
+    let bound = |i: u32| (u64::from(i) * u64::from(count) / u64::from(shares)) as u32;
+    Some((bound(index)..bound(index + 1)).collect())
+}
+
 fn parse_partitions(text: &str, count: u32) -> Result<Vec<u32>, String> {
     let text = text.trim();
     if text.eq_ignore_ascii_case("all") {
         return Ok((0..count).collect());
     }
-    let invalid =
-        || format!("bus.partitions {text:?}: use `all` or ranges below {count} like `0-31,40`");
+    let invalid = || {
+        format!(
+            "bus.partitions {text:?}: use `all`, ranges below {count} like `0-31,40`, or \
+             `share:I/N` with I < N <= {count}"
+        )
+    };
+    if let Some(share) = text.strip_prefix("share:") {
+        return parse_share(share, count).ok_or_else(invalid);
+    }
     let mut owned = std::collections::BTreeSet::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (first, last) = match part.split_once('-') {
@@ -176,6 +245,48 @@ mod tests {
         assert!(parse_partitions("8", 8).is_err());
         assert!(parse_partitions("", 8).is_err());
         assert!(parse_partitions("x", 8).is_err());
+    }
+
+    #[test]
+    fn shares_cover_every_partition_once() {
+        let mut covered = Vec::new();
+        for index in 0..3 {
+            covered.extend(parse_partitions(&format!("share:{index}/3"), 64).unwrap());
+        }
+        assert_eq!(covered, (0..64).collect::<Vec<_>>());
+        assert_eq!(
+            parse_partitions("share:1/2", 64).unwrap(),
+            (32..64).collect::<Vec<_>>()
+        );
+        assert!(parse_partitions("share:2/2", 64).is_err());
+        assert!(parse_partitions("share:0/0", 64).is_err());
+        assert!(parse_partitions("share:0/9", 8).is_err());
+    }
+
+    #[test]
+    fn a_detector_owning_part_of_the_partitions_keys_its_checkpoint_by_them() {
+        let mut settings = BusSettings {
+            kind: BusKind::Jetstream,
+            role: NodeRole::Detector,
+            partition_count: 8,
+            partitions: "4,0-2".into(),
+            ..BusSettings::default()
+        };
+        assert_eq!(
+            settings.checkpoint_key().unwrap().as_deref(),
+            Some("engine:partitions=0-2,4/8")
+        );
+        settings.partitions = "all".into();
+        assert_eq!(
+            settings.checkpoint_key().unwrap().as_deref(),
+            Some("engine")
+        );
+        settings.role = NodeRole::Ingest;
+        assert_eq!(settings.checkpoint_key().unwrap(), None);
+        assert_eq!(
+            BusSettings::default().checkpoint_key().unwrap().as_deref(),
+            Some("engine")
+        );
     }
 
     #[test]

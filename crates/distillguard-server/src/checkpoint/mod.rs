@@ -75,17 +75,25 @@ impl CheckpointHealth {
     }
 }
 
-/// Loads the last checkpoint: the newest committed generation, or a single JSON checkpoint
-/// written by an older version. One that cannot be read is logged and skipped rather than
-/// keeping the service from starting.
+/// Loads the last checkpoint under [`ENGINE_KEY`] (a single node's).
 pub async fn load(store: &Store) -> anyhow::Result<Option<Snapshot>> {
+    load_key(store, ENGINE_KEY).await
+}
+
+/// Loads the last checkpoint under `key`: the newest committed generation, or (for
+/// [`ENGINE_KEY`]) a single JSON checkpoint written by an older version. One that cannot be read
+/// is logged and skipped rather than keeping the service from starting.
+pub async fn load_key(store: &Store, key: &str) -> anyhow::Result<Option<Snapshot>> {
     let started = Instant::now();
     let Some(manifest) = store
-        .latest_checkpoint(ENGINE_KEY)
+        .latest_checkpoint(key)
         .await
         .context("cannot read the detector checkpoint")?
     else {
-        return legacy::load(store).await;
+        if key == ENGINE_KEY {
+            return legacy::load(store).await;
+        }
+        return Ok(None);
     };
     match read_generation(store, &manifest).await {
         Ok(snapshot) => {
@@ -96,6 +104,7 @@ pub async fn load(store: &Store) -> anyhow::Result<Option<Snapshot>> {
                 bytes = manifest.total_bytes,
                 chunks = manifest.chunk_count,
                 log_position = ?manifest.log_position,
+                key,
                 seconds = started.elapsed().as_secs_f64(),
                 "resuming detection from checkpoint"
             );
@@ -115,7 +124,7 @@ async fn read_generation(store: &Store, manifest: &CheckpointManifest) -> anyhow
     let mut reader = Reader::new(format::decode_meta(&manifest.meta)?);
     for seq in 0..manifest.chunk_count {
         let chunk = store
-            .checkpoint_chunk(ENGINE_KEY, manifest.generation, seq)
+            .checkpoint_chunk(&manifest.key, manifest.generation, seq)
             .await?
             .with_context(|| format!("chunk {seq} of {} is missing", manifest.chunk_count))?;
         // Decoded on a blocking thread: a chunk of accounts takes milliseconds to decode.
@@ -126,16 +135,26 @@ async fn read_generation(store: &Store, manifest: &CheckpointManifest) -> anyhow
     Ok(reader.finish()?)
 }
 
-/// Takes a checkpoint through the pipeline and writes it to the store, chunk by chunk. Returns
-/// the bytes written. The event log before the checkpoint's position is deleted once it is
-/// committed.
+/// [`save_key`] under [`ENGINE_KEY`] (a single node's checkpoint).
 pub async fn save(
     store: &Store,
     pipeline: &Pipeline,
     writer: &FindingWriter,
 ) -> anyhow::Result<u64> {
+    save_key(store, ENGINE_KEY, pipeline, writer).await
+}
+
+/// Takes a checkpoint through the pipeline and writes it to the store under `key`, chunk by
+/// chunk. Returns the bytes written. The event log before the checkpoint's position is deleted
+/// once it is committed.
+pub async fn save_key(
+    store: &Store,
+    key: &str,
+    pipeline: &Pipeline,
+    writer: &FindingWriter,
+) -> anyhow::Result<u64> {
     let generation = store
-        .begin_checkpoint(ENGINE_KEY)
+        .begin_checkpoint(key)
         .await
         .context("cannot start a checkpoint")?;
     let (parts, mut received) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
@@ -155,7 +174,7 @@ pub async fn save(
                 }
                 bytes += chunk.len() as u64;
                 if let Err(error) = store
-                    .put_checkpoint_chunk(ENGINE_KEY, generation, seq, &chunk)
+                    .put_checkpoint_chunk(key, generation, seq, &chunk)
                     .await
                 {
                     failure =
@@ -177,7 +196,7 @@ pub async fn save(
         (None, Some(meta)) => {
             writer.flushed().await;
             let manifest = CheckpointManifest {
-                key: ENGINE_KEY.to_owned(),
+                key: key.to_owned(),
                 generation,
                 format_version: format::FORMAT_VERSION,
                 chunk_count: seq,
@@ -203,7 +222,7 @@ pub async fn save(
             Ok(bytes)
         }
         Err(error) => {
-            if let Err(cleanup) = store.abandon_checkpoint(ENGINE_KEY, generation).await {
+            if let Err(cleanup) = store.abandon_checkpoint(key, generation).await {
                 tracing::debug!(%cleanup, "could not delete the chunks of a failed checkpoint");
             }
             Err(error)
@@ -211,16 +230,17 @@ pub async fn save(
     }
 }
 
-/// [`save`], timed and recorded in metrics and in the health `/readyz` reports.
+/// [`save_key`], timed and recorded in metrics and in the health `/readyz` reports.
 pub async fn save_observed(
     store: &Store,
+    key: &str,
     pipeline: &Pipeline,
     writer: &FindingWriter,
     metrics: &Metrics,
     health: &CheckpointHealth,
 ) -> anyhow::Result<u64> {
     let started = Instant::now();
-    let outcome = save(store, pipeline, writer).await;
+    let outcome = save_key(store, key, pipeline, writer).await;
     metrics
         .checkpoint_duration
         .observe(started.elapsed().as_secs_f64());
@@ -240,6 +260,8 @@ pub async fn save_observed(
 /// What the periodic task needs.
 pub struct Periodic {
     pub store: Store,
+    /// The checkpoint's key ([`crate::bus::BusSettings::checkpoint_key`]).
+    pub key: String,
     pub pipeline: Pipeline,
     pub writer: Arc<FindingWriter>,
     pub metrics: Metrics,
@@ -274,6 +296,7 @@ pub fn spawn_periodic(periodic: Periodic, mut stop: watch::Receiver<bool>) -> Jo
             let started = tokio::time::Instant::now();
             let saving = save_observed(
                 &periodic.store,
+                &periodic.key,
                 &periodic.pipeline,
                 &periodic.writer,
                 &periodic.metrics,
