@@ -8,7 +8,7 @@ use rand::Rng;
 
 use super::benign::Reseller;
 use super::human::Net;
-use super::{emit, payment, Account, Actor, Call, Ctx, Human};
+use super::{campaign_members, emit, payment, Account, Actor, Call, Ctx, Human};
 use super::{MODEL_MAIN, MODEL_NEW, MODEL_REASONING};
 use crate::dist::{chance, hex, lognormal, pick, poisson, range_i64, range_u32, uniform, SimRng};
 use crate::labels::Label;
@@ -113,15 +113,8 @@ impl BulkHarvest {
 
 impl Actor for BulkHarvest {
     fn members(&self) -> Vec<(String, Label)> {
-        self.accounts
-            .iter()
-            .map(|(a, ..)| {
-                (
-                    a.id.to_string(),
-                    Label::attack("bulk_harvest", &self.campaign),
-                )
-            })
-            .collect()
+        let accounts = self.accounts.iter().map(|(a, ..)| a);
+        campaign_members(accounts, "bulk_harvest", &self.campaign)
     }
 
     fn day(&mut self, ctx: &Ctx, out: &mut Vec<ApiEvent>) {
@@ -214,15 +207,8 @@ impl Hydra {
 
 impl Actor for Hydra {
     fn members(&self) -> Vec<(String, Label)> {
-        self.accounts
-            .iter()
-            .map(|(a, ..)| {
-                (
-                    a.id.to_string(),
-                    Label::attack("hydra_cluster", &self.campaign),
-                )
-            })
-            .collect()
+        let accounts = self.accounts.iter().map(|(a, ..)| a);
+        campaign_members(accounts, "hydra_cluster", &self.campaign)
     }
 
     fn day(&mut self, ctx: &Ctx, out: &mut Vec<ApiEvent>) {
@@ -290,15 +276,8 @@ impl LowAndSlow {
 
 impl Actor for LowAndSlow {
     fn members(&self) -> Vec<(String, Label)> {
-        self.members
-            .iter()
-            .map(|(a, ..)| {
-                (
-                    a.id.to_string(),
-                    Label::attack("low_and_slow", &self.campaign),
-                )
-            })
-            .collect()
+        let accounts = self.members.iter().map(|(a, ..)| a);
+        campaign_members(accounts, "low_and_slow", &self.campaign)
     }
 
     fn day(&mut self, ctx: &Ctx, out: &mut Vec<ApiEvent>) {
@@ -368,15 +347,8 @@ impl ReasoningHarvest {
 
 impl Actor for ReasoningHarvest {
     fn members(&self) -> Vec<(String, Label)> {
-        self.accounts
-            .iter()
-            .map(|(a, ..)| {
-                (
-                    a.id.to_string(),
-                    Label::attack("reasoning_harvest", &self.campaign),
-                )
-            })
-            .collect()
+        let accounts = self.accounts.iter().map(|(a, ..)| a);
+        campaign_members(accounts, "reasoning_harvest", &self.campaign)
     }
 
     fn day(&mut self, ctx: &Ctx, out: &mut Vec<ApiEvent>) {
@@ -464,10 +436,8 @@ impl Pivot {
 
 impl Actor for Pivot {
     fn members(&self) -> Vec<(String, Label)> {
-        self.accounts
-            .iter()
-            .map(|(a, ..)| (a.id.to_string(), Label::attack("pivot", &self.campaign)))
-            .collect()
+        let accounts = self.accounts.iter().map(|(a, ..)| a);
+        campaign_members(accounts, "pivot", &self.campaign)
     }
 
     fn day(&mut self, ctx: &Ctx, out: &mut Vec<ApiEvent>) {

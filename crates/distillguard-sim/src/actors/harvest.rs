@@ -16,7 +16,7 @@ use rand::Rng;
 use super::attack::scripted_times;
 use super::benign::created_long_ago;
 use super::human::AGENT_SYSTEM_PROMPT;
-use super::{emit, payment, Account, Actor, Call, Ctx, Human};
+use super::{campaign_members, emit, payment, Account, Actor, Call, Ctx, Human};
 use super::{MODEL_MAIN, MODEL_MINI, MODEL_NEW, MODEL_REASONING};
 use crate::dist::{chance, exp_gap, lognormal, pick, range_i64, range_u32, uniform, SimRng};
 use crate::labels::Label;
@@ -89,13 +89,8 @@ impl LogprobHarvest {
 
 impl Actor for LogprobHarvest {
     fn members(&self) -> Vec<(String, Label)> {
-        self.accounts
-            .iter()
-            .map(|(a, ..)| {
-                let label = Label::attack("logprob_harvest", &self.campaign);
-                (a.id.to_string(), label)
-            })
-            .collect()
+        let accounts = self.accounts.iter().map(|(a, ..)| a);
+        campaign_members(accounts, "logprob_harvest", &self.campaign)
     }
 
     fn day(&mut self, ctx: &Ctx, out: &mut Vec<ApiEvent>) {
@@ -146,13 +141,8 @@ impl AgenticHarvest {
 
 impl Actor for AgenticHarvest {
     fn members(&self) -> Vec<(String, Label)> {
-        self.accounts
-            .iter()
-            .map(|(a, ..)| {
-                let label = Label::attack("agentic_harvest", &self.campaign);
-                (a.id.to_string(), label)
-            })
-            .collect()
+        let accounts = self.accounts.iter().map(|(a, ..)| a);
+        campaign_members(accounts, "agentic_harvest", &self.campaign)
     }
 
     fn day(&mut self, ctx: &Ctx, out: &mut Vec<ApiEvent>) {
@@ -348,13 +338,8 @@ impl MultilingualHarvest {
 
 impl Actor for MultilingualHarvest {
     fn members(&self) -> Vec<(String, Label)> {
-        self.accounts
-            .iter()
-            .map(|(a, ..)| {
-                let label = Label::attack("multilingual_harvest", &self.campaign);
-                (a.id.to_string(), label)
-            })
-            .collect()
+        let accounts = self.accounts.iter().map(|(a, ..)| a);
+        campaign_members(accounts, "multilingual_harvest", &self.campaign)
     }
 
     fn day(&mut self, ctx: &Ctx, out: &mut Vec<ApiEvent>) {

@@ -71,6 +71,18 @@ impl Account {
     }
 }
 
+/// The accounts of one campaign, each under the campaign's attack label.
+pub(crate) fn campaign_members<'a>(
+    accounts: impl IntoIterator<Item = &'a Account>,
+    archetype: &str,
+    campaign: &str,
+) -> Vec<(String, Label)> {
+    accounts
+        .into_iter()
+        .map(|a| (a.id.to_string(), Label::attack(archetype, campaign)))
+        .collect()
+}
+
 pub(crate) fn payment(rng: &mut SimRng) -> String {
     format!("pm_{}", hex(rng, 16))
 }
