@@ -80,6 +80,42 @@ pub struct CampaignRow {
     /// Share of them answered before the flag on their sender could reach a gateway.
     #[serde(default)]
     pub leaked: Option<f64>,
+    /// Per account, from its own first request: when it was detected (alone or through its
+    /// cluster), and when it joined the flagged cluster it ends in (see [`OwnTimes`]).
+    #[serde(default)]
+    pub own_detect: OwnTimes,
+    #[serde(default)]
+    pub own_cluster: OwnTimes,
+}
+
+/// Window of the issue-12 goal, measured per account from its own first request.
+pub const OWN_WINDOW_MS: i64 = 12 * 3_600_000;
+
+/// Times measured per account from the account's own first request (an account that has sent
+/// nothing cannot be caught, so a campaign whose accounts start over days is judged account by
+/// account): median and p90 (nearest rank) over the accounts that got there, and the share of
+/// all the campaign's accounts that got there within [`OWN_WINDOW_MS`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OwnTimes {
+    pub accounts: u64,
+    pub reached: u64,
+    pub median_ms: Option<i64>,
+    pub p90_ms: Option<i64>,
+    pub within_window: Option<f64>,
+}
+
+impl OwnTimes {
+    fn from(accounts: u64, mut times: Vec<i64>) -> Self {
+        times.sort_unstable();
+        let within = times.iter().filter(|t| **t <= OWN_WINDOW_MS).count() as u64;
+        Self {
+            accounts,
+            reached: times.len() as u64,
+            median_ms: percentile(&times, 50.0),
+            p90_ms: percentile(&times, 90.0),
+            within_window: (accounts > 0).then(|| ratio(within, accounts)),
+        }
+    }
 }
 
 /// Share of a campaign's accounts its cluster must hold for the campaign to count as found as
@@ -207,6 +243,13 @@ pub fn evaluate(
     let leaks = leaks(labels, &detected, traffic, delay);
     let (overall, archetypes, mut campaigns) = account_tables(labels, &detected, &starts, &leaks);
     let clusters = cluster_stats(report, labels, &mut campaigns);
+    own_times(
+        report,
+        labels,
+        &detected,
+        &traffic.first_events,
+        &mut campaigns,
+    );
     Evaluation {
         events: report.events,
         late_events: report.late_events,
@@ -383,6 +426,48 @@ fn new_campaign_row(campaign: &str, archetype: &str, start: Option<EventTime>) -
         time_to_cluster_ms: None,
         requests: 0,
         leaked: None,
+        own_detect: OwnTimes::default(),
+        own_cluster: OwnTimes::default(),
+    }
+}
+
+/// Per campaign, the per-account times from each account's own first request: to its detection
+/// (its flag, alone or through its cluster, as `leaked` counts it), and to its joining the
+/// flagged cluster it is in at the end (its `clustered_at`, which a merge resets to the merge
+/// time, so that column is an upper bound).
+fn own_times(
+    report: &Report,
+    labels: &Labels,
+    detected: &HashMap<&str, Option<EventTime>>,
+    first_events: &HashMap<String, EventTime>,
+    campaigns: &mut [CampaignRow],
+) {
+    let clustered_at: HashMap<&str, EventTime> = report
+        .accounts
+        .iter()
+        .filter_map(|a| Some((a.account_id.as_str(), a.clustered_at?)))
+        .collect();
+    // Per campaign: (accounts that sent a request, detection times, cluster times).
+    let mut per: HashMap<&str, (u64, Vec<i64>, Vec<i64>)> = HashMap::new();
+    for (id, label) in labels {
+        let (Some(campaign), Some(first)) = (&label.campaign, first_events.get(id)) else {
+            continue;
+        };
+        let entry = per.entry(campaign.as_str()).or_default();
+        entry.0 += 1;
+        let since = |t: EventTime| (t.epoch_ms() - first.epoch_ms()).max(0);
+        if let Some(Some(at)) = detected.get(id.as_str()) {
+            entry.1.push(since(*at));
+        }
+        if let Some(at) = clustered_at.get(id.as_str()) {
+            entry.2.push(since(*at));
+        }
+    }
+    for row in campaigns {
+        if let Some((accounts, detect, cluster)) = per.remove(row.campaign.as_str()) {
+            row.own_detect = OwnTimes::from(accounts, detect);
+            row.own_cluster = OwnTimes::from(accounts, cluster);
+        }
     }
 }
 
@@ -734,6 +819,7 @@ pub fn render(evaluation: &Evaluation) -> String {
             opt_duration(c.time_to_cluster_ms)
         ));
     }
+    out.push_str(&own_times_table(&evaluation.campaigns));
     let k = &evaluation.clusters;
     out.push_str(&format!(
         "\nclusters: {} ({} flagged), flagged purity {}, flagged with benign majority {}, benign accounts in flagged attack clusters {}\n",
@@ -747,6 +833,32 @@ pub fn render(evaluation: &Evaluation) -> String {
         out.push_str(&format!(
             "warning: {} flagged accounts are not in the labels\n",
             evaluation.unlabelled_accounts
+        ));
+    }
+    out
+}
+
+/// Per-account times from each account's own first request, for campaigns with a cluster.
+fn own_times_table(campaigns: &[CampaignRow]) -> String {
+    let shown: Vec<&CampaignRow> = campaigns.iter().filter(|c| c.clusters > 0).collect();
+    if shown.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\nper account, from its own first request:\n\n| campaign | accounts | detected median | p90 | within 12 h | in its flagged cluster median | p90 | within 12 h |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for c in shown {
+        let (d, k) = (&c.own_detect, &c.own_cluster);
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            c.campaign,
+            d.accounts,
+            opt_duration(d.median_ms),
+            opt_duration(d.p90_ms),
+            opt_ratio(d.within_window),
+            opt_duration(k.median_ms),
+            opt_duration(k.p90_ms),
+            opt_ratio(k.within_window)
         ));
     }
     out

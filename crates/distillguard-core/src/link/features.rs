@@ -93,6 +93,12 @@ impl LinkKind {
         }
     }
 
+    /// Network addresses and subnets: their distinct values add up only between accounts that
+    /// hop networks.
+    pub(crate) fn is_address(self) -> bool {
+        matches!(self, LinkKind::ClientIp | LinkKind::Subnet)
+    }
+
     /// Kinds of which an account holds many values (all its sampled addresses and subnets):
     /// each distinct shared value adds to the link, not only the strongest.
     pub(crate) fn adds_up(self) -> bool {

@@ -258,9 +258,16 @@ impl Shared {
     /// Per kind: the strongest shared value, or for kinds that add up, the sum over distinct
     /// shared *rare* values if larger, capped at `counted` times the strongest. Crowded values
     /// (a campus NAT, a carrier's CGNAT) never add up, however many two accounts share.
-    fn weights(&self, counted: f32) -> [f32; features::KINDS] {
+    /// Addresses and subnets add up only when `both_hop`: two accounts that keep their
+    /// addresses for hours and still meet on two of them met on the exits of one commercial VPN
+    /// (a VPN hands each session one of a few hundred exits it shares among its users), which
+    /// says nothing about who stands behind them.
+    fn weights(&self, counted: f32, both_hop: bool) -> [f32; features::KINDS] {
         let mut out = self.max;
-        for kind in LinkKind::ALL.into_iter().filter(|k| k.adds_up()) {
+        for kind in LinkKind::ALL
+            .into_iter()
+            .filter(|k| k.adds_up() && (both_hop || !k.is_address()))
+        {
             let k = kind as usize;
             out[k] = self.sum[k]
                 .min(self.max[k] * counted.max(1.0))
@@ -520,7 +527,8 @@ impl Linker {
         held.sort_by(|a, b| b.0.total_cmp(&a.0));
         // A hopping account may also be linked by the proxy-pool kind, at most its base weight.
         let pool = self.config.weights.proxy_pool as f32;
-        let own_hops = pool > 0.0 && self.config.hops_networks(&node.summary);
+        let hops = self.config.hops_networks(&node.summary);
+        let own_hops = pool > 0.0 && hops;
         // Prefix filtering: a link's weight is at most the sum of the weights of the values the
         // two accounts share, plus lockstep and the pool kind. An account first met in value `k`
         // (strongest first) shares nothing stronger, so its link weighs at most the sum of values
@@ -590,15 +598,12 @@ impl Linker {
         let mut links: Vec<Link> = candidates
             .into_iter()
             .map(|(other, values)| {
-                let mut per_kind = values.weights(counted);
+                let both_hop = hops && self.config.hops_networks(&self.node(other).summary);
+                let mut per_kind = values.weights(counted, both_hop);
                 // Two hoppers meeting on a rare address: not a coincidence of the open internet
                 // but a shared pool. Weighted by that address's rarity.
                 let best_ip = values.max[LinkKind::ClientIp as usize];
-                if own_hops
-                    && best_ip > 0.0
-                    && ip_base > 0.0
-                    && self.config.hops_networks(&self.node(other).summary)
-                {
+                if own_hops && both_hop && best_ip > 0.0 && ip_base > 0.0 {
                     per_kind[LinkKind::ProxyPool as usize] = pool * (best_ip / ip_base).min(1.0);
                 }
                 if let Some(own) = &own {

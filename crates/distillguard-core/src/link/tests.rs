@@ -455,6 +455,42 @@ fn people_who_share_one_address_with_a_proxy_pool_do_not_join_its_cluster() {
 }
 
 #[test]
+fn a_vpn_user_meeting_a_hydra_on_two_of_its_exits_does_not_join_its_cluster() {
+    // A hydra of nine accounts (three cards) rotating over commercial VPN exits (.10, .12 and .14
+    // in `quiet_hydra`'s schedule), each held by at most ten accounts: rare. A developer on the same VPN gets one of two of those exits per
+    // session and keeps it (no hopping): two rare shared addresses of one kind, and their /24, is
+    // all it shares with the hydra. Seed 3 of the 3-day scenario put such a developer in a flagged
+    // hydra cluster when distinct addresses added up between accounts that do not hop.
+    let mut requests = quiet_hydra("hydra", 9, 30);
+    for n in 0..24i64 {
+        requests.push(Req {
+            account: "vpn-developer".into(),
+            ms: n * 75 * EventTime::MINUTE,
+            prompt: human_prompt(777, n as usize),
+            ip: ip(if n % 8 < 4 {
+                "198.51.100.10"
+            } else {
+                "198.51.100.12"
+            }),
+            agent: "Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0",
+            payment: "pm_developer".into(),
+            created_ms: -300 * EventTime::DAY,
+            system: None,
+        });
+    }
+    let (_, report) = run(&requests, EngineConfig::default(), 1);
+    let hydra = cluster_of(&report, "hydra-00").unwrap_or_else(|| panic!("{:?}", report.clusters));
+    let members = &report
+        .clusters
+        .iter()
+        .find(|c| c.cluster_id == hydra)
+        .unwrap()
+        .members;
+    assert_eq!(members.len(), 9, "{members:?}");
+    assert_eq!(cluster_of(&report, "vpn-developer"), None);
+}
+
+#[test]
 fn phones_behind_a_carrier_cgnat_do_not_link_however_many_addresses_they_share() {
     // 150 phones behind a carrier's 16 public addresses in two /24s: each changes address every
     // few requests, so any two share several addresses, every one of them crowded.

@@ -11,6 +11,9 @@
 //! ```
 //!
 //! so a cluster held together only by links at the threshold needs a clearer combined case.
+//! Members flagged on their own also count: once several of them are (at least three and 5 %
+//! of the members), the cluster takes the lowest own risk among that many riskiest members
+//! ([`corroboration`]): the actor has been caught through several of its accounts.
 //! Members of a flagged cluster are flagged too, carry its id, and get a finding if they had none.
 
 use std::collections::BTreeMap;
@@ -27,6 +30,10 @@ use crate::link::{cluster_label, combined_summary, ClusterChange, ClusterView};
 
 /// Share of the combined risk a cluster keeps when its links are only just at the threshold.
 const LINK_FLOOR: f64 = 0.7;
+/// Members flagged on their own, at least, before their flags stand for the whole cluster ...
+const CORROBORATING_MEMBERS: usize = 3;
+/// ... and at least this share of its members.
+const CORROBORATING_SHARE: f64 = 0.05;
 /// A cluster finding's score must move this much (or its severity, flag or members change) to be
 /// re-emitted.
 const SCORE_STEP: f64 = 0.05;
@@ -47,6 +54,24 @@ fn link_strength(view: &ClusterView<'_>, threshold: f64) -> f64 {
         .map(|m| (m.best_link / (2.0 * threshold)).min(1.0))
         .sum::<f64>()
         / view.members.len() as f64
+}
+
+/// The risk a cluster's members flagged on their own lend it. The members are linked as one
+/// actor; a person flagged by mistake is rare and such mistakes are independent between unrelated
+/// people, so once several members (at least [`CORROBORATING_MEMBERS`] and
+/// [`CORROBORATING_SHARE`] of them) are flagged each on its own evidence, the actor has been
+/// caught several times over, and its other accounts are that actor too, however person-like
+/// each looks alone. The value is the lowest own risk among that many riskiest members, or 0
+/// while fewer are flagged.
+fn corroboration(mut risks: Vec<f64>, flag_threshold: f64) -> f64 {
+    let needed =
+        CORROBORATING_MEMBERS.max((CORROBORATING_SHARE * risks.len() as f64).ceil() as usize);
+    risks.sort_by(|a, b| b.total_cmp(a));
+    risks
+        .get(needed - 1)
+        .copied()
+        .filter(|risk| *risk >= flag_threshold)
+        .unwrap_or(0.0)
 }
 
 impl Scorer {
@@ -74,7 +99,12 @@ impl Scorer {
         let combined = combined_summary(&view, context.at);
         let scores = self.cluster_suite.score(&combined, context);
         let strength = link_strength(&view, self.linker.config().link_threshold);
-        let risk = round4(scores.risk * (LINK_FLOOR + (1.0 - LINK_FLOOR) * strength));
+        let combined_risk = scores.risk * (LINK_FLOOR + (1.0 - LINK_FLOOR) * strength);
+        let corroborated = corroboration(
+            view.members.iter().map(|m| m.risk).collect(),
+            self.config.flag_threshold,
+        );
+        let risk = round4(combined_risk.max(corroborated));
         let flagged_now = risk >= self.config.flag_threshold;
         let members: Vec<String> = view.members.iter().map(|m| m.account.to_string()).collect();
         let reported = self.clusters.contains_key(&id) || risk >= self.config.report_min_score;
@@ -112,6 +142,7 @@ impl Scorer {
                     strength,
                     &combined,
                     self.config.flag_threshold,
+                    corroborated > combined_risk,
                 )];
                 all.extend(self.cluster_suite.signals(&combined, context, &scores));
                 signals = Some(all);
@@ -363,7 +394,13 @@ fn links_signal(
     strength: f64,
     combined: &crate::features::AccountSummary,
     flag_threshold: f64,
+    corroborated: bool,
 ) -> Signal {
+    let alone = view
+        .members
+        .iter()
+        .filter(|m| m.risk >= flag_threshold)
+        .count();
     let shared: Vec<String> = links
         .iter()
         .map(|l| format!("{} ({} members)", l.kind, l.members_sharing))
@@ -380,23 +417,45 @@ fn links_signal(
         score: round4(strength),
         evidence: Evidence {
             summary: format!(
-                "{} accounts judged as one actor ({} requests in the last 24 h together), linked by {}; link strength {:.2}",
+                "{} accounts judged as one actor ({} requests in the last 24 h together), linked by {}; link strength {:.2}{}",
                 view.members.len(),
                 combined.events_last_24h,
                 if shared.is_empty() { "nothing".to_owned() } else { shared.join(", ") },
-                strength
+                strength,
+                if corroborated {
+                    format!("; {alone} members flagged on their own, so the actor is flagged through them")
+                } else {
+                    String::new()
+                }
             ),
             measurements: vec![
                 member("members", view.members.len() as f64, None),
                 member("link_strength", round4(strength), None),
                 member("events", combined.events as f64, Some("lifetime")),
                 member("events_last_24h", combined.events_last_24h as f64, Some("24h")),
-                member(
-                    "members_flagged_alone",
-                    view.members.iter().filter(|m| m.risk >= flag_threshold).count() as f64,
-                    None,
-                ),
+                member("members_flagged_alone", alone as f64, None),
             ],
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::corroboration;
+
+    #[test]
+    fn members_flagged_on_their_own_flag_their_cluster_only_when_several_and_enough_of_them() {
+        // Two of ten members flagged alone: two mistakes can meet in one group; nothing lent.
+        let two = [0.9, 0.8, 0.2, 0.1, 0.1, 0.1, 0.0, 0.0, 0.0, 0.0];
+        assert_eq!(corroboration(two.to_vec(), 0.7), 0.0);
+        // Three of ten: the cluster takes the third riskiest member's risk.
+        let three = [0.9, 0.8, 0.75, 0.1, 0.1, 0.1, 0.0, 0.0, 0.0, 0.0];
+        assert_eq!(corroboration(three.to_vec(), 0.7), 0.75);
+        // In a cluster of 200, three are not 5 %: ten are needed.
+        let mut big = vec![0.1; 200];
+        big[..3].fill(0.9);
+        assert_eq!(corroboration(big.clone(), 0.7), 0.0);
+        big[..10].fill(0.9);
+        assert_eq!(corroboration(big, 0.7), 0.9);
     }
 }

@@ -387,3 +387,38 @@ fn a_flag_acts_at_the_end_of_its_tick_plus_the_allowed_lateness() {
     // An event on a tick boundary belongs to the tick that starts there.
     assert_eq!(DELAY.acts_from(at(45)), T0 + 55 * MIN);
 }
+
+#[test]
+fn per_account_times_run_from_each_accounts_own_first_request() {
+    // h0 starts at 0 and is flagged alone at 60; h1 starts 20 h later and joins the flagged
+    // cluster 2 h after its own first request; h2 starts late and is caught 13 h after it;
+    // h3 is never caught.
+    let mut joined = finding("h1", Some(20 * 60 + 120));
+    joined.clustered_at = Some(at(20 * 60 + 120));
+    let mut late = finding("h2", Some(30 * 60 + 13 * 60));
+    late.clustered_at = Some(at(30 * 60 + 13 * 60));
+    let report = Report {
+        accounts: vec![finding("h0", Some(60)), joined, late],
+        clusters: vec![cluster("cl-1", &["h1", "h2", "x0"], Some(20 * 60))],
+        ..Report::default()
+    };
+    let mut firsts = first_events();
+    for (id, minutes) in [("h0", 0), ("h1", 20 * 60), ("h2", 30 * 60), ("h3", 40 * 60)] {
+        firsts.insert(id.into(), at(minutes));
+    }
+    let e = evaluate(&report, &labels(), &traffic(firsts), DELAY);
+    let hydra = e
+        .campaigns
+        .iter()
+        .find(|c| c.campaign == "hydra-1")
+        .unwrap();
+    let d = &hydra.own_detect;
+    assert_eq!((d.accounts, d.reached), (4, 3));
+    assert_eq!(d.median_ms, Some(120 * MIN));
+    assert_eq!(d.p90_ms, Some(13 * 60 * MIN));
+    assert!((d.within_window.unwrap() - 0.5).abs() < 1e-9);
+    let k = &hydra.own_cluster;
+    assert_eq!((k.accounts, k.reached), (4, 2));
+    assert!((k.within_window.unwrap() - 0.25).abs() < 1e-9);
+    assert!(render(&e).contains("from its own first request"));
+}
