@@ -352,10 +352,8 @@ const NON_TOPIC_WORDS: &[&str] = &[
     "good",
     "different",
     "difference",
-    "between",
     "important",
     "main",
-    "following:",
 ];
 
 /// Single words (eight or more letters) that on their own ask for a reasoning trace, in English,
@@ -673,6 +671,27 @@ pub fn demands_reasoning(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_lexicon_entry_is_one_word_and_listed_once() {
+        // An entry with punctuation can never match (words are split on it), and a duplicate
+        // reads as if it weighed twice.
+        let pairs = REASONING_PAIRS.iter().flat_map(|(a, b)| [*a, *b]);
+        for word in NON_TOPIC_WORDS.iter().chain(REASONING_WORDS).copied().chain(pairs) {
+            assert!(word.chars().all(char::is_alphanumeric), "{word:?} is not one word");
+            assert_eq!(word, word.to_lowercase(), "{word:?} is not lowercase");
+        }
+        for list in [NON_TOPIC_WORDS, REASONING_WORDS] {
+            let mut seen = std::collections::HashSet::new();
+            for word in list {
+                assert!(seen.insert(word), "{word:?} is listed twice");
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for pair in REASONING_PAIRS {
+            assert!(seen.insert(pair), "{pair:?} is listed twice");
+        }
+    }
 
     #[test]
     fn spacing_case_and_punctuation_do_not_change_the_fingerprint() {

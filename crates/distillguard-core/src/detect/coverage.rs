@@ -93,7 +93,7 @@ impl Detector for Coverage {
             ),
             measurements: vec![
                 measurement("distinct_prompt_ratio", p.distinct, Some(0.93), None, "lifetime"),
-                measurement("vocabulary_richness", p.topics, Some(RICHNESS_HIGH), None, "last 20k subject words"),
+                measurement("vocabulary_richness", p.topics, Some(RICHNESS_HIGH), None, "latest window of up to 4,000 subject words"),
                 measurement("resend_ratio", p.resend, Some(0.02), None, "last 8 prompts, rolling"),
                 measurement("single_turn_share", p.single.unwrap_or(f64::NAN).max(0.0), Some(0.95), None, "lifetime"),
                 measurement("prompts", account.prompts as f64, Some(super::sitting::full_confidence_prompts(account, context.config) as f64), None, "lifetime"),
