@@ -677,8 +677,16 @@ mod tests {
         // An entry with punctuation can never match (words are split on it), and a duplicate
         // reads as if it weighed twice.
         let pairs = REASONING_PAIRS.iter().flat_map(|(a, b)| [*a, *b]);
-        for word in NON_TOPIC_WORDS.iter().chain(REASONING_WORDS).copied().chain(pairs) {
-            assert!(word.chars().all(char::is_alphanumeric), "{word:?} is not one word");
+        for word in NON_TOPIC_WORDS
+            .iter()
+            .chain(REASONING_WORDS)
+            .copied()
+            .chain(pairs)
+        {
+            assert!(
+                word.chars().all(char::is_alphanumeric),
+                "{word:?} is not one word"
+            );
             assert_eq!(word, word.to_lowercase(), "{word:?} is not lowercase");
         }
         for list in [NON_TOPIC_WORDS, REASONING_WORDS] {

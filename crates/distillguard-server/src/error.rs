@@ -69,16 +69,26 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// Status, stable code and the message a client may read: an internal error is logged here,
+    /// once, and the client only learns that something went wrong. Whole responses and the items
+    /// of a bulk reply both go through this.
+    pub fn client_parts(&self) -> (StatusCode, &'static str, String) {
         let (status, code) = self.status_and_code();
-        let message = match &self {
+        let message = match self {
             ApiError::Internal(error) => {
                 tracing::error!(error.cause_chain = ?error, "request failed");
                 "internal error".to_string()
             }
             other => other.to_string(),
         };
+        (status, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.client_parts();
         let mut response = (
             status,
             Json(json!({"error": {"code": code, "message": message}})),

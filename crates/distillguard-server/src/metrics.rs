@@ -334,7 +334,7 @@ impl Metrics {
             detector_fires: counter_vec(
                 r,
                 "distillguard_detector_fires_total",
-                "Detector evaluations that produced a non-zero signal.",
+                "Detector evaluations whose score reached 0.5 (the fire threshold).",
                 &["detector"],
             ),
             open_findings,

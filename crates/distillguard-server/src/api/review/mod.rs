@@ -9,7 +9,6 @@ pub(crate) mod subjects;
 #[cfg(test)]
 mod tests;
 
-use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use axum::Router;
 use distillguard_store::StoreError;
@@ -91,20 +90,5 @@ pub(crate) fn api_error(error: StoreError) -> ApiError {
             }
         }
         other => ApiError::Internal(other.into()),
-    }
-}
-
-/// Status and stable code for one item of a bulk reply (same codes as [`ApiError`]).
-pub(crate) fn item_error(error: &StoreError) -> (StatusCode, &'static str) {
-    match error {
-        StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-        StoreError::VersionConflict { .. } | StoreError::Conflict(_) => {
-            (StatusCode::CONFLICT, "conflict")
-        }
-        StoreError::InvalidTransition { .. } | StoreError::InvalidInput(_) => {
-            (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable")
-        }
-        StoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }

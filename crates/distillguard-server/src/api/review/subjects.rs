@@ -14,8 +14,8 @@ use distillguard_store::{
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::api_error;
 use super::params::{self, double_option};
-use super::{api_error, item_error};
 use crate::api::AppState;
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
@@ -253,12 +253,12 @@ pub async fn bulk_review<K: Kind>(
                 json!({"id": outcome.id, "ok": true, "review": review})
             }
             Err(error) => {
-                let (status, code) = item_error(&error);
+                let (status, code, message) = api_error(error).client_parts();
                 json!({
                     "id": outcome.id,
                     "ok": false,
                     "status": status.as_u16(),
-                    "error": {"code": code, "message": error.to_string()},
+                    "error": {"code": code, "message": message},
                 })
             }
         })

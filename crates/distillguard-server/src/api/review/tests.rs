@@ -526,6 +526,15 @@ async fn bulk_review_reports_each_id(api: Api) {
         (Some(false), Some(404))
     );
     assert_eq!(results[2]["status"], 409);
+    // An item's error reads as the same error of a single review would (one mapping).
+    assert_eq!(results[2]["error"]["code"], "conflict");
+    assert!(
+        results[2]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the finding changed since you read it")),
+        "{}",
+        results[2]
+    );
     let (status, _) = api
         .send(
             Method::POST,
