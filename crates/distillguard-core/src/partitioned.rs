@@ -16,9 +16,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Scorer, ShardReport, Tick};
-use crate::event::AccountId;
-use crate::finding::FindingUpdate;
+use crate::engine::{DetectorNode, EngineConfig, Scorer, ShardReport, Tick};
+use crate::event::{AccountId, ApiEvent};
+use crate::finding::{FindingUpdate, Report};
 use crate::time::EventTime;
 
 /// The version of [`TickReport`] this build writes. A reader takes any version whose fields it
@@ -204,12 +204,128 @@ pub fn score_tick(scorer: &mut Scorer, tick: CompleteTick) -> Vec<FindingUpdate>
     scorer.finish_tick(tick.at)
 }
 
+/// How a [`SplitEngine`]'s detectors are scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitScoring {
+    /// One scorer absorbs every detector's reports of a tick (the linker role).
+    Together,
+    /// Each detector scores its own reports, as detector nodes without a linker do.
+    PerDetector,
+}
+
+/// Several detectors reading one stream, each owning a set of partitions, and their scoring, in
+/// one thread: what `replay --detectors` and the tests measure. Every detector sees every
+/// event's timestamp (one clock) and applies only its own partitions' events.
+#[derive(Debug)]
+pub struct SplitEngine {
+    partition_count: u32,
+    detectors: Vec<(Vec<u32>, DetectorNode)>,
+    assembler: TickAssembler,
+    /// One scorer ([`SplitScoring::Together`]) or one per detector.
+    scorers: Vec<Scorer>,
+    updates: Vec<FindingUpdate>,
+}
+
+impl SplitEngine {
+    /// Detectors owning `sets` (which must cover `0..partition_count` without overlap when
+    /// scored together), each with `shards` shards.
+    pub fn new(
+        config: &EngineConfig,
+        sets: Vec<Vec<u32>>,
+        partition_count: u32,
+        shards: usize,
+        scoring: SplitScoring,
+    ) -> Self {
+        let scorers = match scoring {
+            SplitScoring::Together => 1,
+            SplitScoring::PerDetector => sets.len(),
+        };
+        Self {
+            partition_count,
+            detectors: sets
+                .into_iter()
+                .map(|set| (set, DetectorNode::new(config, shards)))
+                .collect(),
+            assembler: TickAssembler::new(partition_count),
+            scorers: (0..scorers)
+                .map(|_| Scorer::new(config.clone(), shards))
+                .collect(),
+            updates: Vec::new(),
+        }
+    }
+
+    pub fn process(&mut self, event: &ApiEvent) -> Result<(), AssembleError> {
+        let owner = partition_for(&event.account_id, self.partition_count);
+        for index in 0..self.detectors.len() {
+            let (set, detector) = &mut self.detectors[index];
+            let tick = if set.contains(&owner) {
+                detector.process(event).1
+            } else {
+                detector.advance(event.timestamp)
+            };
+            self.hand_on(index, tick)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the input: every detector's last tick is scored.
+    pub fn finish(&mut self) -> Result<(), AssembleError> {
+        for index in 0..self.detectors.len() {
+            let tick = self.detectors[index].1.finish();
+            self.hand_on(index, tick)?;
+        }
+        Ok(())
+    }
+
+    fn hand_on(&mut self, index: usize, tick: Option<Tick>) -> Result<(), AssembleError> {
+        let Some(tick) = tick else { return Ok(()) };
+        if self.scorers.len() > 1 {
+            let scorer = &mut self.scorers[index];
+            for (slot, report) in tick.reports.into_iter().enumerate() {
+                scorer.absorb(slot, report);
+            }
+            self.updates.extend(scorer.finish_tick(tick.at));
+            return Ok(());
+        }
+        let set = &self.detectors[index].0;
+        let report = TickReport::new(set, self.partition_count, tick);
+        if let Assembled::Complete(tick) = self.assembler.add(report)? {
+            self.updates.extend(score_tick(&mut self.scorers[0], tick));
+        }
+        Ok(())
+    }
+
+    pub fn take_updates(&mut self) -> Vec<FindingUpdate> {
+        std::mem::take(&mut self.updates)
+    }
+
+    /// The findings of every scorer (accounts by id); counts summed over the detectors.
+    pub fn report(&self) -> Report {
+        let mut accounts: Vec<_> = self
+            .scorers
+            .iter()
+            .flat_map(|s| s.findings().cloned())
+            .collect();
+        accounts.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+        let detectors = || self.detectors.iter().map(|(_, d)| d);
+        Report {
+            events: detectors().map(DetectorNode::events).sum(),
+            late_events: detectors().map(DetectorNode::late_events).sum(),
+            ahead_events: detectors().map(DetectorNode::ahead_events).sum(),
+            accounts,
+            clusters: self
+                .scorers
+                .iter()
+                .flat_map(|s| s.cluster_findings().cloned())
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::engine::{DetectorNode, Engine, EngineConfig};
-    use crate::event::ApiEvent;
-    use crate::finding::Report;
+    use crate::engine::Engine;
 
     /// The events through one engine of `shards` shards.
     pub(crate) fn one_node(
@@ -228,50 +344,29 @@ pub(crate) mod tests {
         (updates, engine.report())
     }
 
-    /// The events through one detector per partition set (each seeing every timestamp), their
-    /// reports serialised as they would cross the network, and one scorer.
+    /// The events through one detector per partition set (each seeing every timestamp),
+    /// scored by one scorer.
     pub(crate) fn split(
         events: &[ApiEvent],
         config: &EngineConfig,
         sets: &[Vec<u32>],
         partition_count: u32,
     ) -> (Vec<FindingUpdate>, Report) {
-        let mut detectors: Vec<DetectorNode> =
-            sets.iter().map(|_| DetectorNode::new(config, 2)).collect();
-        let mut assembler = TickAssembler::new(partition_count);
-        let mut scorer = Scorer::new(config.clone(), 1);
+        let mut engine = SplitEngine::new(
+            config,
+            sets.to_vec(),
+            partition_count,
+            2,
+            SplitScoring::Together,
+        );
         let mut updates = Vec::new();
-        let mut hand_on = |set: &[u32], tick: Option<Tick>, updates: &mut Vec<FindingUpdate>| {
-            let Some(tick) = tick else { return };
-            let wire = serde_json::to_vec(&TickReport::new(set, partition_count, tick)).unwrap();
-            let report: TickReport = serde_json::from_slice(&wire).unwrap();
-            if let Assembled::Complete(tick) = assembler.add(report).unwrap() {
-                updates.extend(score_tick(&mut scorer, tick));
-            }
-        };
         for e in events {
-            let owner = partition_for(&e.account_id, partition_count);
-            for (detector, set) in detectors.iter_mut().zip(sets) {
-                let tick = if set.contains(&owner) {
-                    detector.process(e).1
-                } else {
-                    detector.advance(e.timestamp)
-                };
-                hand_on(set, tick, &mut updates);
-            }
+            engine.process(e).unwrap();
+            updates.extend(engine.take_updates());
         }
-        for (detector, set) in detectors.iter_mut().zip(sets) {
-            let tick = detector.finish();
-            hand_on(set, tick, &mut updates);
-        }
-        let report = Report {
-            events: detectors.iter().map(DetectorNode::events).sum(),
-            late_events: detectors.iter().map(DetectorNode::late_events).sum(),
-            ahead_events: detectors.iter().map(DetectorNode::ahead_events).sum(),
-            accounts: scorer.findings().cloned().collect(),
-            clusters: scorer.cluster_findings().cloned().collect(),
-        };
-        (updates, report)
+        engine.finish().unwrap();
+        updates.extend(engine.take_updates());
+        (updates, engine.report())
     }
 
     #[test]
@@ -289,6 +384,51 @@ pub(crate) mod tests {
             assert_eq!(updates, one_updates, "{sets:?}");
             assert_eq!(report, one_report, "{sets:?}");
         }
+    }
+
+    #[test]
+    fn a_tick_report_reads_back_equal_from_the_wire() {
+        let events = crate::engine::tests::mixed_traffic(2);
+        let mut detector = DetectorNode::new(&EngineConfig::default(), 2);
+        let tick = events
+            .iter()
+            .find_map(|e| {
+                detector
+                    .process(e)
+                    .1
+                    .filter(|t| !t.reports[0].summaries.is_empty())
+            })
+            .expect("a tick with changed accounts");
+        let report = TickReport::new(&[1, 0], 2, tick);
+        assert_eq!(report.partitions, [0, 1]);
+        // MessagePack with named fields, as the server writes it: floats read back bit-equal
+        // (serde_json's default float parsing does not, which would move scores).
+        let mut wire = Vec::new();
+        report
+            .serialize(&mut rmp_serde::Serializer::new(&mut wire).with_struct_map())
+            .unwrap();
+        assert_eq!(rmp_serde::from_slice::<TickReport>(&wire).unwrap(), report);
+    }
+
+    #[test]
+    fn detectors_without_a_linker_judge_the_same_events_each_against_its_own_population() {
+        let events = crate::engine::tests::mixed_traffic(10);
+        let config = EngineConfig::default();
+        let sets = vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7]];
+        let mut alone = SplitEngine::new(&config, sets, 8, 2, SplitScoring::PerDetector);
+        for e in &events {
+            alone.process(e).unwrap();
+        }
+        alone.finish().unwrap();
+        let (_, one_report) = one_node(&events, &config, 2);
+        let report = alone.report();
+        assert_eq!(report.events, one_report.events);
+        let flagged = |r: &Report| -> Vec<String> {
+            let flagged = r.accounts.iter().filter(|a| a.flagged);
+            flagged.map(|a| a.account_id.clone()).collect()
+        };
+        assert_eq!(flagged(&report), ["harvest-bulk", "harvest-late"]);
+        assert_eq!(flagged(&report), flagged(&one_report));
     }
 
     fn report(partitions: &[u32], at: i64) -> TickReport {
