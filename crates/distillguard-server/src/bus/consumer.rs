@@ -247,7 +247,7 @@ fn take_message(
         .partition_watermark
         .with_label_values(&[&label])
         .set(event.timestamp.epoch_ms() / 1000);
-    Ok(Some((sequence, Some(Consumed::Owned(event)))))
+    Ok(Some((sequence, Some(Consumed::Owned(Box::new(event))))))
 }
 
 /// After `STALL_CHECK` without a delivery: fine if the stream holds nothing newer than what was

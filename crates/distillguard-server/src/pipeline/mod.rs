@@ -141,7 +141,8 @@ pub(crate) enum Command {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Consumed {
     /// An event of a partition this node owns: admitted by the clock and applied to its shard.
-    Owned(ApiEvent),
+    /// Boxed: a batch is mostly the others' timestamps when a node owns few partitions.
+    Owned(Box<ApiEvent>),
     /// The timestamp of an event another detector owns: admitted by the clock only, so that
     /// every detector ticks at the same stream positions as one node reading everything.
     Elsewhere(EventTime),
@@ -340,13 +341,10 @@ impl Pipeline {
         {
             let mut dedup = self.lock_dedup();
             for item in &items {
-                if let Consumed::Owned(ApiEvent {
-                    request_id: Some(id),
-                    timestamp,
-                    ..
-                }) = item
-                {
-                    dedup.remember(id, *timestamp);
+                if let Consumed::Owned(event) = item {
+                    if let Some(id) = &event.request_id {
+                        dedup.remember(id, event.timestamp);
+                    }
                 }
             }
         }

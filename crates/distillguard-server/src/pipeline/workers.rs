@@ -262,7 +262,7 @@ impl Dispatcher {
         let late_before = self.late_events;
         for item in items {
             match item {
-                super::Consumed::Owned(event) => self.route_one(event),
+                super::Consumed::Owned(event) => self.route_one(*event),
                 super::Consumed::Elsewhere(timestamp) => {
                     if let Some(at) = self.clock.advance(timestamp) {
                         self.broadcast_tick(at);
