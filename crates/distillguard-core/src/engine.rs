@@ -8,6 +8,8 @@
 //! - [`Scorer`] receives every shard's report for a tick and, once all have arrived, scores the
 //!   changed accounts against the whole population. It sorts its input by account id, so the
 //!   number of shards does not change the outcome.
+//! - [`DetectorNode`] is clock and shards without the scorer: what a detector node that owns
+//!   part of the partitions runs (`crate::partitioned` scores several of them together).
 //! - [`Engine`] is the single-threaded composition used by `replay`, `eval` and the tests.
 //!
 //! Every piece checkpoints to a serde value ([`ClockCheckpoint`], [`ShardCheckpoint`],
