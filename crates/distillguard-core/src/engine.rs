@@ -8,6 +8,8 @@
 //! - [`Scorer`] receives every shard's report for a tick and, once all have arrived, scores the
 //!   changed accounts against the whole population. It sorts its input by account id, so the
 //!   number of shards does not change the outcome.
+//! - [`DetectorNode`] is clock and shards without the scorer: what a detector node that owns
+//!   part of the partitions runs (`crate::partitioned` scores several of them together).
 //! - [`Engine`] is the single-threaded composition used by `replay`, `eval` and the tests.
 //!
 //! Every piece checkpoints to a serde value ([`ClockCheckpoint`], [`ShardCheckpoint`],
@@ -191,6 +193,17 @@ impl Clock {
         (Admission::Accepted, self.due_tick())
     }
 
+    /// Admits the timestamp of an event another detector owns and returns the tick it closes:
+    /// the same decision as [`Clock::admit`], so detectors that each own part of a stream and
+    /// see all of its timestamps tick at the same positions as one node. Counted nowhere (the
+    /// owner counts the event as ahead or late).
+    pub fn advance(&mut self, timestamp: EventTime) -> Option<EventTime> {
+        let ahead = self.ahead_events;
+        let (_, tick) = self.admit(timestamp);
+        self.ahead_events = ahead;
+        tick
+    }
+
     fn accept(&mut self, timestamp: EventTime) {
         // Suspects must come in a row: an accepted event in between shows time did not jump.
         self.suspects.clear();
@@ -337,68 +350,144 @@ pub struct EngineCheckpoint {
     pub late_events: u64,
 }
 
-/// Single-threaded composition of clock, shards and scorer, used by replay and tests.
+/// The reports of every shard of one detector at one tick, in shard order.
+#[derive(Debug, Clone)]
+pub struct Tick {
+    pub at: EventTime,
+    pub reports: Vec<ShardReport>,
+}
+
+/// Clock and shards without the scorer: what a detector node runs. It admits every event of the
+/// stream to its clock, so it ticks exactly where one node reading the whole stream ticks, but
+/// keeps state only for the events it is given to own ([`DetectorNode::process`]); the others only
+/// move its clock ([`DetectorNode::advance`]). Its ticks are then the owned share of one node's.
 #[derive(Debug)]
-pub struct Engine {
+pub struct DetectorNode {
     clock: Clock,
     shards: Vec<Shard>,
-    scorer: Scorer,
-    updates: Vec<FindingUpdate>,
     events: u64,
     late_events: u64,
 }
 
-impl Engine {
-    pub fn new(config: EngineConfig, shard_count: usize) -> Self {
+impl DetectorNode {
+    pub fn new(config: &EngineConfig, shard_count: usize) -> Self {
         let shard_count = shard_count.max(1);
         Self {
-            clock: Clock::new(&config),
+            clock: Clock::new(config),
             shards: (0..shard_count)
                 .map(|_| Shard::new(config.clone(), shard_count))
                 .collect(),
-            scorer: Scorer::new(config, shard_count),
-            updates: Vec::new(),
             events: 0,
             late_events: 0,
         }
     }
 
-    pub fn process(&mut self, event: &ApiEvent) -> Admission {
-        let (admission, tick) = self.clock.admit(event.timestamp);
+    /// Admits an owned event; a tick it closes is taken before the event is applied, exactly as
+    /// the threaded pipeline does (the tick message is queued ahead of the event).
+    pub fn process(&mut self, event: &ApiEvent) -> (Admission, Option<Tick>) {
+        let (admission, at) = self.clock.admit(event.timestamp);
         if admission == Admission::Late {
             self.late_events += 1;
-            return admission;
+            return (admission, None);
         }
-        if admission == Admission::Ahead {
-            // A refused event can still close windows when it corroborated a jump.
-            if let Some(at) = tick {
-                self.run_tick(at);
-            }
-            return admission;
+        // A refused event can still close windows when it corroborated a jump.
+        let tick = at.map(|at| self.tick(at));
+        if admission == Admission::Accepted {
+            self.events += 1;
+            let shard = shard_for(&event.account_id, self.shards.len());
+            self.shards[shard].observe(event);
         }
-        self.events += 1;
-        // The tick closes the windows up to the watermark before this event is applied, exactly
-        // as the threaded pipeline does (the tick message is queued ahead of the event).
-        if let Some(at) = tick {
-            self.run_tick(at);
+        (admission, tick)
+    }
+
+    /// Moves the clock with the timestamp of an event another detector owns: decided as
+    /// [`Clock::admit`] would, counted nowhere.
+    pub fn advance(&mut self, timestamp: EventTime) -> Option<Tick> {
+        let at = self.clock.advance(timestamp)?;
+        Some(self.tick(at))
+    }
+
+    /// Closes the input: reports everything still pending.
+    pub fn finish(&mut self) -> Option<Tick> {
+        let at = self.clock.final_tick()?;
+        Some(self.tick(at))
+    }
+
+    fn tick(&mut self, at: EventTime) -> Tick {
+        Tick {
+            at,
+            reports: self.shards.iter_mut().map(|shard| shard.tick(at)).collect(),
         }
-        let shard = shard_for(&event.account_id, self.shards.len());
-        self.shards[shard].observe(event);
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Owned events applied.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Owned events refused as late.
+    pub fn late_events(&self) -> u64 {
+        self.late_events
+    }
+
+    /// Owned events refused as too far ahead.
+    pub fn ahead_events(&self) -> u64 {
+        self.clock.ahead_events()
+    }
+}
+
+/// Single-threaded composition of clock, shards and scorer, used by replay and tests.
+#[derive(Debug)]
+pub struct Engine {
+    detector: DetectorNode,
+    scorer: Scorer,
+    updates: Vec<FindingUpdate>,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig, shard_count: usize) -> Self {
+        let detector = DetectorNode::new(&config, shard_count);
+        Self {
+            scorer: Scorer::new(config, detector.shard_count()),
+            detector,
+            updates: Vec::new(),
+        }
+    }
+
+    pub fn process(&mut self, event: &ApiEvent) -> Admission {
+        let (admission, tick) = self.detector.process(event);
+        if let Some(tick) = tick {
+            self.score(tick);
+        }
         admission
+    }
+
+    /// An event of the stream that another detector owns: it moves this engine's clock (and so
+    /// its ticks) as it would on one node, and nothing else. An engine fed its owned events with
+    /// [`Engine::process`] and the rest with this judges its accounts exactly as a detector node
+    /// that owns their partitions does.
+    pub fn process_elsewhere(&mut self, timestamp: EventTime) {
+        if let Some(tick) = self.detector.advance(timestamp) {
+            self.score(tick);
+        }
     }
 
     /// Closes the input: scores everything still pending.
     pub fn finish(&mut self) {
-        if let Some(at) = self.clock.final_tick() {
-            self.run_tick(at);
+        if let Some(tick) = self.detector.finish() {
+            self.score(tick);
         }
     }
 
-    fn run_tick(&mut self, at: EventTime) {
-        for (index, shard) in self.shards.iter_mut().enumerate() {
-            self.scorer.absorb(index, shard.tick(at));
+    fn score(&mut self, tick: Tick) {
+        for (index, report) in tick.reports.into_iter().enumerate() {
+            self.scorer.absorb(index, report);
         }
-        self.updates.extend(self.scorer.finish_tick(at));
+        self.updates.extend(self.scorer.finish_tick(tick.at));
     }
 
     pub fn take_updates(&mut self) -> Vec<FindingUpdate> {
@@ -407,12 +496,12 @@ impl Engine {
 
     pub fn stats(&self) -> EngineStats {
         EngineStats {
-            events: self.events,
-            late_events: self.late_events,
-            ahead_events: self.clock.ahead_events(),
-            tracked_accounts: self.shards.iter().map(Shard::tracked).sum(),
+            events: self.detector.events,
+            late_events: self.detector.late_events,
+            ahead_events: self.detector.clock.ahead_events(),
+            tracked_accounts: self.detector.shards.iter().map(Shard::tracked).sum(),
             evicted_accounts: self.scorer.evicted_total(),
-            watermark: self.clock.watermark(),
+            watermark: self.detector.clock.watermark(),
             linked_accounts: self.scorer.linked_accounts(),
             findings: self.scorer.finding_count(),
         }
@@ -427,11 +516,11 @@ impl Engine {
     /// part of it: take them first.
     pub fn checkpoint(&self) -> EngineCheckpoint {
         EngineCheckpoint {
-            clock: self.clock.checkpoint(),
-            shards: self.shards.iter().map(Shard::checkpoint).collect(),
+            clock: self.detector.clock.checkpoint(),
+            shards: self.detector.shards.iter().map(Shard::checkpoint).collect(),
             scorer: self.scorer.checkpoint(),
-            events: self.events,
-            late_events: self.late_events,
+            events: self.detector.events,
+            late_events: self.detector.late_events,
         }
     }
 
@@ -443,20 +532,22 @@ impl Engine {
             .map(|s| Shard::restore(config.clone(), s))
             .collect();
         Self {
-            clock: Clock::restored(&config, &checkpoint.clock),
+            detector: DetectorNode {
+                clock: Clock::restored(&config, &checkpoint.clock),
+                shards,
+                events: checkpoint.events,
+                late_events: checkpoint.late_events,
+            },
             scorer: Scorer::restore(config, checkpoint.scorer),
-            shards,
             updates: Vec::new(),
-            events: checkpoint.events,
-            late_events: checkpoint.late_events,
         }
     }
 
     pub fn report(&self) -> Report {
         Report {
-            events: self.events,
-            late_events: self.late_events,
-            ahead_events: self.clock.ahead_events(),
+            events: self.detector.events,
+            late_events: self.detector.late_events,
+            ahead_events: self.detector.clock.ahead_events(),
             accounts: self.scorer.findings().cloned().collect(),
             clusters: self.scorer.cluster_findings().cloned().collect(),
         }
@@ -464,7 +555,7 @@ impl Engine {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::event::{AccountId, ModelName};
 

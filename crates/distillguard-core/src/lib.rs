@@ -8,6 +8,7 @@
 //! - [`finding`]: what the engine tells the outside world (scores, severities, evidence).
 //! - [`engine`]: event-time clock, account shards and the population-level scorer.
 //! - [`link`]: links between accounts and the clusters they form.
+//! - [`partitioned`]: detectors owning part of the partitions, scored together by one scorer.
 //! - [`features`]: per-account state updated per event, and the summary scored at ticks.
 //! - [`detect`]: the detector suite and how its scores combine (`docs/detectors.md`).
 //! - [`sketch`], [`text`], [`population`]: the bounded building blocks.
@@ -18,6 +19,7 @@ pub mod event;
 pub mod features;
 pub mod finding;
 pub mod link;
+pub mod partitioned;
 pub mod population;
 pub mod scorer;
 pub mod shard;

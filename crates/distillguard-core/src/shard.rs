@@ -21,8 +21,10 @@ pub fn shard_for(account: &AccountId, shards: usize) -> usize {
 /// Bytes of one map entry: the id's `String` header and the box pointer.
 const MAP_ENTRY_BYTES: usize = 32;
 
-/// A shard's answer to a tick.
-#[derive(Debug, Clone, Default)]
+/// A shard's answer to a tick. Serialisable because a detector node hands it to the node that
+/// scores (`partitioned`); every field defaults, so a report from an older version still reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ShardReport {
     pub summaries: Vec<AccountSummary>,
     /// The heavy end users of changed shared accounts, judged beside their accounts.

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use distillguard_core::finding::Report;
-use distillguard_ingest::{decode_body, CanonicalDecoder, Rejected};
+use distillguard_core::partitioned::{SplitEngine, SplitScoring};
+use distillguard_ingest::{decode_body, CanonicalDecoder, Deduplicator, Rejected};
 use tokio::sync::mpsc;
 
 use crate::config::Settings;
@@ -19,7 +20,7 @@ const BATCH_LINES: usize = 4_096;
 const KEPT_REJECTIONS: usize = 100;
 
 /// What a replay produced.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ReplayOutcome {
     pub report: Report,
     pub records: u64,
@@ -51,23 +52,9 @@ pub async fn replay_reader(
     );
     let (batches, mut incoming) = mpsc::channel(4);
     let reading = tokio::task::spawn_blocking(move || read_batches(reader, batches));
-    let mut outcome = ReplayOutcome {
-        report: Report::default(),
-        records: 0,
-        duplicates: 0,
-        rejected_count: 0,
-        rejected: Vec::new(),
-    };
+    let mut outcome = ReplayOutcome::default();
     while let Some(batch) = incoming.recv().await {
-        let Batch {
-            events,
-            records,
-            rejected,
-        } = batch;
-        outcome.records += records as u64;
-        outcome.rejected_count += rejected.len() as u64;
-        let room = KEPT_REJECTIONS.saturating_sub(outcome.rejected.len());
-        outcome.rejected.extend(rejected.into_iter().take(room));
+        let events = outcome.note(batch);
         let receipt = pipeline
             .submit(events)
             .await
@@ -82,6 +69,87 @@ pub async fn replay_reader(
         .context("the pipeline stopped before producing a report")?;
     tokio::task::spawn_blocking(move || pipeline.shutdown_blocking()).await?;
     Ok(outcome)
+}
+
+impl ReplayOutcome {
+    /// Counts a batch's records and keeps its first rejections; returns its events.
+    fn note(&mut self, batch: Batch) -> Vec<distillguard_core::event::ApiEvent> {
+        self.records += batch.records as u64;
+        self.rejected_count += batch.rejected.len() as u64;
+        let room = KEPT_REJECTIONS.saturating_sub(self.rejected.len());
+        self.rejected.extend(batch.rejected.into_iter().take(room));
+        batch.events
+    }
+}
+
+/// `replay --detectors N`: the input as N detector nodes owning `share:I/N` of the partitions
+/// would apply it (each sees every event's timestamp and applies its own partitions' events),
+/// scored by one linker or, without it, each detector on its own. Single-threaded, through the
+/// core's [`SplitEngine`], which composes the same clock, shards and scorer as the pipeline.
+#[derive(Debug, Clone, Copy)]
+pub struct SplitPlan {
+    pub detectors: u32,
+    pub linker: bool,
+}
+
+/// Replays a file as [`SplitPlan`] says.
+pub async fn replay_split_path(
+    path: &Path,
+    settings: &Settings,
+    plan: SplitPlan,
+) -> anyhow::Result<ReplayOutcome> {
+    let reader: Box<dyn Read + Send> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(File::open(path).with_context(|| format!("cannot open {}", path.display()))?)
+    };
+    let mut engine = split_engine(settings, plan)?;
+    let config = crate::app::pipeline_config(settings);
+    let mut dedup = Deduplicator::new(config.dedup_window_ms, config.dedup_capacity);
+    let (batches, mut incoming) = mpsc::channel(4);
+    let reading = tokio::task::spawn_blocking(move || read_batches(reader, batches));
+    let mut outcome = ReplayOutcome::default();
+    while let Some(batch) = incoming.recv().await {
+        for event in outcome.note(batch) {
+            // As the pipeline's deduplicator: a request id seen within the window counts once.
+            if let Some(id) = &event.request_id {
+                if dedup.is_duplicate(id, event.timestamp) {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                dedup.remember(id, event.timestamp);
+            }
+            engine.process(&event)?;
+            engine.take_updates();
+        }
+    }
+    reading.await.context("the reader thread panicked")??;
+    engine.finish()?;
+    outcome.report = engine.report();
+    Ok(outcome)
+}
+
+fn split_engine(settings: &Settings, plan: SplitPlan) -> anyhow::Result<SplitEngine> {
+    let detectors = plan.detectors.max(1);
+    let mut sets = Vec::new();
+    for index in 0..detectors {
+        let mut bus = settings.bus.clone();
+        bus.partitions = format!("share:{index}/{detectors}");
+        sets.push(bus.owned_partitions()?);
+    }
+    let config = crate::app::pipeline_config(settings);
+    let scoring = if plan.linker {
+        SplitScoring::Together
+    } else {
+        SplitScoring::PerDetector
+    };
+    Ok(SplitEngine::new(
+        &config.engine,
+        sets,
+        settings.bus.partition_count,
+        config.shards,
+        scoring,
+    ))
 }
 
 struct Batch {

@@ -795,3 +795,27 @@ fn length_regimes_compare_mean_prompt_and_completion_lengths() {
         "too few requests to judge"
     );
 }
+
+#[test]
+fn a_hydra_spread_over_partitions_is_one_cluster_when_detectors_report_to_one_scorer() {
+    use crate::partitioned::{partition_for, tests::one_node, tests::split};
+    let mut requests = quiet_hydra("h", 24, 20);
+    requests.extend(proxy_group("t", 4, 20, true));
+    let mut events: Vec<ApiEvent> = requests.iter().map(Req::event).collect();
+    events.sort_by_key(|e| e.timestamp);
+    let config = EngineConfig::default();
+    let (one_updates, one_report) = one_node(&events, &config, 1);
+    let sets = [vec![0, 1, 2], vec![3, 4, 5], vec![6, 7]];
+    let owners: std::collections::BTreeSet<usize> = events
+        .iter()
+        .map(|e| partition_for(&e.account_id, 8))
+        .map(|p| sets.iter().position(|set| set.contains(&p)).unwrap())
+        .collect();
+    assert_eq!(owners.len(), 3, "the hydra lives on every detector");
+
+    let (updates, report) = split(&events, &config, &sets, 8);
+
+    assert!(one_report.clusters.iter().any(|c| c.flagged));
+    assert_eq!(updates, one_updates);
+    assert_eq!(report, one_report);
+}

@@ -115,9 +115,11 @@ impl Scorer {
                 self.forgotten.push(id);
             }
         }
-        if let Some(slot) = self.tracked_by_shard.get_mut(shard) {
-            *slot = report.tracked;
+        // A scorer fed by several detectors numbers their shards one after the other.
+        if shard >= self.tracked_by_shard.len() {
+            self.tracked_by_shard.resize(shard + 1, 0);
         }
+        self.tracked_by_shard[shard] = report.tracked;
         self.population.apply(&report.population);
         for summary in &report.summaries {
             self.models.observe(summary);

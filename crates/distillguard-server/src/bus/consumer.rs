@@ -9,24 +9,26 @@
 //! after `kill -9`) resumes right after it. Each owned partition has been applied through that
 //! sequence, which is the per-partition position the checkpoint holds.
 //!
-//! (With NATS 2.10 or later, `filter_subjects` could restrict delivery to the owned partitions;
-//! 2.9, which this project's machines run, takes one filter, so a node that owns part of the
-//! partitions reads the others' messages and skips them: network, not detection, work.)
+//! A node that owns part of the partitions still admits the timestamp of every other message to
+//! its clock (read from the `Distillguard-Event-Time` header, or the event when a message has
+//! none), so every detector ticks at the same stream positions as one node that owns everything:
+//! its findings about its accounts are then one node's, but for population and clusters, which
+//! only a scorer that sees every detector's reports gets right (`distillguard_core::partitioned`).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::pull::{OrderedConfig, OrderedError};
 use async_nats::jetstream::consumer::DeliverPolicy;
-use distillguard_core::event::ApiEvent;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::publisher::{decode_event, header_event_time};
 use super::watermark::Watermarks;
-use super::{partition_of_subject, publisher::decode_event, BusMetrics, Publisher};
+use super::{partition_of_subject, BusMetrics, Publisher};
 use crate::eventlog::LogPosition;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Consumed, Pipeline};
 
 /// Messages applied as one batch at most (fewer when fewer are ready).
 const MAX_BATCH: usize = 512;
@@ -142,9 +144,13 @@ async fn consume(
         // What was read before a broken message is applied, so the recreated consumer starts
         // right after it and nothing is skipped or applied twice.
         if taken.through > state.applied_through {
-            let applied = taken.events.len() as u64;
+            let applied = taken
+                .items
+                .iter()
+                .filter(|item| matches!(item, Consumed::Owned(_)))
+                .count() as u64;
             if !pipeline
-                .feed_consumed(taken.events, LogPosition(taken.through))
+                .feed_consumed(taken.items, LogPosition(taken.through))
                 .await
             {
                 return Ok(());
@@ -158,9 +164,10 @@ async fn consume(
     }
 }
 
-/// One chunk's owned events, the last sequence read, and the error that cut it short, if any.
+/// One chunk's owned events and others' timestamps, the last sequence read, and the error that
+/// cut it short, if any.
 struct Taken {
-    events: Vec<ApiEvent>,
+    items: Vec<Consumed>,
     through: u64,
     failure: Option<String>,
 }
@@ -174,15 +181,15 @@ fn take_chunk(
 ) -> Taken {
     let now = Instant::now();
     let mut taken = Taken {
-        events: Vec::with_capacity(chunk.len()),
+        items: Vec::with_capacity(chunk.len()),
         through: state.applied_through,
         failure: None,
     };
     for message in chunk {
         match take_message(message, subject_prefix, owned, metrics, state, now) {
-            Ok(Some((sequence, event))) => {
+            Ok(Some((sequence, item))) => {
                 taken.through = sequence;
-                taken.events.extend(event);
+                taken.items.extend(item);
             }
             Ok(None) => {}
             Err(error) => {
@@ -194,8 +201,8 @@ fn take_chunk(
     taken
 }
 
-/// A message's stream sequence and its event when this node owns its partition; None for a
-/// redelivery of something already applied.
+/// A message's stream sequence and what this node applies of it: the event when it owns its
+/// partition, else its timestamp; None for a redelivery of something already applied.
 fn take_message(
     message: Result<async_nats::jetstream::Message, OrderedError>,
     subject_prefix: &str,
@@ -203,7 +210,7 @@ fn take_message(
     metrics: &BusMetrics,
     state: &mut Progress,
     now: Instant,
-) -> Result<Option<(u64, Option<ApiEvent>)>, String> {
+) -> Result<Option<(u64, Option<Consumed>)>, String> {
     let message = message.map_err(|e| e.to_string())?;
     let info = message.info().map_err(|e| e.to_string())?;
     let sequence = info.stream_sequence;
@@ -219,7 +226,15 @@ fn take_message(
         return Ok(Some((sequence, None)));
     };
     if !owned.contains(&partition) {
-        return Ok(Some((sequence, None)));
+        let timestamp = match header_event_time(message.headers.as_ref()) {
+            Some(timestamp) => timestamp,
+            None => {
+                decode_event(&message.payload)
+                    .map_err(|e| e.to_string())?
+                    .timestamp
+            }
+        };
+        return Ok(Some((sequence, Some(Consumed::Elsewhere(timestamp)))));
     }
     let event = decode_event(&message.payload).map_err(|e| e.to_string())?;
     state.watermarks.observe(partition, event.timestamp, now);
@@ -232,7 +247,7 @@ fn take_message(
         .partition_watermark
         .with_label_values(&[&label])
         .set(event.timestamp.epoch_ms() / 1000);
-    Ok(Some((sequence, Some(event))))
+    Ok(Some((sequence, Some(Consumed::Owned(Box::new(event))))))
 }
 
 /// After `STALL_CHECK` without a delivery: fine if the stream holds nothing newer than what was

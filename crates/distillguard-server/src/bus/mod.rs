@@ -44,8 +44,7 @@ pub enum BusError {
 /// The partition of an account: FNV-1a over its id, so every node and every version agrees (a
 /// seeded or platform-dependent hash would scatter an account over partitions after a restart).
 pub fn partition_for(account: &AccountId, partition_count: u32) -> u32 {
-    let hash = distillguard_core::sketch::fnv1a(account.as_str().as_bytes());
-    (hash % u64::from(partition_count.max(1))) as u32
+    distillguard_core::partitioned::partition_for(account, partition_count)
 }
 
 /// `<prefix>.<partition>`.

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, context::Publish, stream};
 use distillguard_core::event::ApiEvent;
+use distillguard_core::time::EventTime;
 use futures_util::future::join_all;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -121,7 +122,10 @@ impl Publisher {
         for event in events {
             let (payload, id) = encode_event(event)?;
             let partition = partition_for(&event.account_id, self.settings.partition_count);
-            let message = Publish::build().payload(payload.into()).message_id(id);
+            let message = Publish::build()
+                .payload(payload.into())
+                .message_id(id)
+                .header(EVENT_TIME_HEADER, event.timestamp.epoch_ms().to_string());
             let ack = self
                 .context
                 .send_publish(subject(prefix, partition), message)
@@ -143,6 +147,17 @@ impl Publisher {
         }
         Ok(receipt)
     }
+}
+
+/// The header carrying each event's timestamp (Unix ms), so that a detector reads the time of
+/// events it does not own without decoding them: every detector's clock then sees every event.
+pub const EVENT_TIME_HEADER: &str = "Distillguard-Event-Time";
+
+/// The event time a message's header gives, if it has a readable one (messages published before
+/// the header existed have none: the reader decodes the event instead).
+pub fn header_event_time(headers: Option<&async_nats::HeaderMap>) -> Option<EventTime> {
+    let value = headers?.get(EVENT_TIME_HEADER)?;
+    EventTime::from_epoch_ms(value.as_str().parse().ok()?).ok()
 }
 
 /// One event as MessagePack with named fields (the event log's encoding), and its message id:
@@ -212,7 +227,6 @@ async fn ensure_stream(
 mod tests {
     use super::*;
     use distillguard_core::event::{AccountId, ModelName};
-    use distillguard_core::time::EventTime;
 
     fn event(request_id: Option<&str>) -> ApiEvent {
         let mut event = ApiEvent::new(
@@ -231,6 +245,20 @@ mod tests {
         let (bytes, id) = encode_event(&original).unwrap();
         assert_eq!(id, "r:req-1");
         assert_eq!(decode_event(&bytes).unwrap(), original);
+    }
+
+    #[test]
+    fn an_event_time_header_reads_back_and_a_missing_or_bad_one_is_none() {
+        let mut headers = async_nats::HeaderMap::new();
+        assert_eq!(header_event_time(None), None);
+        assert_eq!(header_event_time(Some(&headers)), None);
+        headers.insert(EVENT_TIME_HEADER, "soon");
+        assert_eq!(header_event_time(Some(&headers)), None);
+        headers.insert(EVENT_TIME_HEADER, "1764000000000");
+        assert_eq!(
+            header_event_time(Some(&headers)),
+            Some(EventTime::from_epoch_ms(1_764_000_000_000).unwrap())
+        );
     }
 
     #[test]

@@ -122,11 +122,30 @@ pub(crate) enum Command {
         /// The event log position after this batch (None without a log).
         position: Option<LogPosition>,
     },
+    /// What a detector's consumer read from the stream, in stream order: owned events and the
+    /// timestamps of the others' (they move the clock only).
+    Consumed {
+        items: Vec<Consumed>,
+        _permit: Option<OwnedSemaphorePermit>,
+        /// The stream sequence of the last message read.
+        position: LogPosition,
+    },
     /// Close the input, score everything, answer with the report.
     Finish(mpsc::Sender<Report>),
     /// Stream a snapshot of the whole engine after everything queued so far.
     Checkpoint(CheckpointRequest),
     Stop,
+}
+
+/// One message of the event stream as a detector applies it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Consumed {
+    /// An event of a partition this node owns: admitted by the clock and applied to its shard.
+    /// Boxed: a batch is mostly the others' timestamps when a node owns few partitions.
+    Owned(Box<ApiEvent>),
+    /// The timestamp of an event another detector owns: admitted by the clock only, so that
+    /// every detector ticks at the same stream positions as one node reading everything.
+    Elsewhere(EventTime),
 }
 
 /// Where batches enter: straight to the dispatcher, or through the event log first.
@@ -307,18 +326,50 @@ impl Pipeline {
         self.feed(commands, batch.events, batch.end).await;
     }
 
-    /// Hands events read from the stream to the dispatcher, waiting for queue space: the stream
-    /// holds them, so the consumer slows down instead of refusing. `through` is the stream
-    /// sequence of the last message read (a checkpoint after this batch resumes after it).
+    /// Hands what the consumer read from the stream to the dispatcher, waiting for queue space:
+    /// the stream holds it, so the consumer slows down instead of refusing. `through` is the
+    /// stream sequence of the last message read (a checkpoint after this batch resumes after
+    /// it). Each item takes a permit, owned or not, so the queue stays bounded in messages.
     /// False once the pipeline no longer takes batches.
-    pub async fn feed_consumed(&self, events: Vec<ApiEvent>, through: LogPosition) -> bool {
+    pub async fn feed_consumed(&self, items: Vec<Consumed>, through: LogPosition) -> bool {
         let Input::Bus { commands, .. } = &self.inner.input else {
             return false;
         };
         if !self.inner.accepting.load(Ordering::Acquire) {
             return false;
         }
-        self.feed(commands, events, through).await
+        {
+            let mut dedup = self.lock_dedup();
+            for item in &items {
+                if let Consumed::Owned(event) = item {
+                    if let Some(id) = &event.request_id {
+                        dedup.remember(id, event.timestamp);
+                    }
+                }
+            }
+        }
+        let _permit = self.wait_permits(items.len()).await;
+        let sent = commands.send(Command::Consumed {
+            items,
+            _permit,
+            position: through,
+        });
+        self.update_depth();
+        sent.is_ok()
+    }
+
+    /// Waits for `wanted` permits (at most the whole queue); None for none or once closed.
+    async fn wait_permits(&self, wanted: usize) -> Option<OwnedSemaphorePermit> {
+        let wanted = wanted.min(self.inner.capacity) as u32;
+        if wanted == 0 {
+            return None;
+        }
+        self.inner
+            .permits
+            .clone()
+            .acquire_many_owned(wanted)
+            .await
+            .ok()
     }
 
     /// Remembers the batch's ids, takes its permits (waiting) and sends it on; false if the
@@ -338,17 +389,7 @@ impl Pipeline {
                 }
             }
         }
-        let wanted = batch.events.len().min(self.inner.capacity) as u32;
-        let permit = if wanted == 0 {
-            None
-        } else {
-            self.inner
-                .permits
-                .clone()
-                .acquire_many_owned(wanted)
-                .await
-                .ok()
-        };
+        let permit = self.wait_permits(batch.events.len()).await;
         let sent = commands.send(Command::Batch {
             events: batch.events,
             _permit: permit,

@@ -208,6 +208,14 @@ impl Dispatcher {
                     }
                     // `_permit` drops here: the batch has left the queue.
                 }
+                Command::Consumed {
+                    items,
+                    _permit,
+                    position,
+                } => {
+                    self.route_consumed(items);
+                    self.position = Some(position);
+                }
                 Command::Finish(reply) => {
                     if let Some(at) = self.clock.final_tick() {
                         self.broadcast_tick(at);
@@ -240,25 +248,50 @@ impl Dispatcher {
     }
 
     fn route(&mut self, events: Vec<ApiEvent>) {
-        let shard_count = self.shards.len();
         let late_before = self.late_events;
         for event in events {
-            let (admission, tick) = self.clock.admit(event.timestamp);
-            if admission == Admission::Late {
-                self.late_events += 1;
-                self.metrics.late_events.inc();
-                continue;
-            }
-            if let Some(at) = tick {
-                self.broadcast_tick(at);
-            }
-            if admission == Admission::Ahead {
-                self.metrics.ahead_events.inc();
-                continue;
-            }
-            self.events += 1;
-            self.buffers[shard_for(&event.account_id, shard_count)].push(event);
+            self.route_one(event);
         }
+        self.close_batch(late_before);
+    }
+
+    /// A batch read from the event stream: owned events are routed as [`Dispatcher::route`]
+    /// does; the others' timestamps only move the clock (and so close ticks where one node that
+    /// owns everything would).
+    fn route_consumed(&mut self, items: Vec<super::Consumed>) {
+        let late_before = self.late_events;
+        for item in items {
+            match item {
+                super::Consumed::Owned(event) => self.route_one(*event),
+                super::Consumed::Elsewhere(timestamp) => {
+                    if let Some(at) = self.clock.advance(timestamp) {
+                        self.broadcast_tick(at);
+                    }
+                }
+            }
+        }
+        self.close_batch(late_before);
+    }
+
+    fn route_one(&mut self, event: ApiEvent) {
+        let (admission, tick) = self.clock.admit(event.timestamp);
+        if admission == Admission::Late {
+            self.late_events += 1;
+            self.metrics.late_events.inc();
+            return;
+        }
+        if let Some(at) = tick {
+            self.broadcast_tick(at);
+        }
+        if admission == Admission::Ahead {
+            self.metrics.ahead_events.inc();
+            return;
+        }
+        self.events += 1;
+        self.buffers[shard_for(&event.account_id, self.shards.len())].push(event);
+    }
+
+    fn close_batch(&mut self, late_before: u64) {
         self.flush();
         self.export_watermark();
         self.late_warning.note(

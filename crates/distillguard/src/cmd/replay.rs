@@ -16,6 +16,14 @@ pub struct ReplayArgs {
     /// Where to write the JSON report (`docs/report-format.md`); standard output when absent.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Splits the input by partition (`bus.partition_count`) over this many detectors, each
+    /// seeing every event's timestamp and applying its share's events, scored by one linker:
+    /// what detector nodes `share:I/N` and the linker role find (single-threaded).
+    #[arg(long)]
+    pub detectors: Option<u32>,
+    /// With --detectors: each detector scores its own share, as detectors without a linker do.
+    #[arg(long, requires = "detectors")]
+    pub no_linker: bool,
     #[command(flatten)]
     pub settings: SettingsArgs,
 }
@@ -25,7 +33,16 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let settings = args.settings.load()?;
     let started = Instant::now();
     let cpu_before = CpuTime::now();
-    let outcome = replay::replay_path(&args.input, &settings).await?;
+    let outcome = match args.detectors {
+        Some(detectors) => {
+            let plan = replay::SplitPlan {
+                detectors,
+                linker: !args.no_linker,
+            };
+            replay::replay_split_path(&args.input, &settings, plan).await?
+        }
+        None => replay::replay_path(&args.input, &settings).await?,
+    };
     let elapsed = started.elapsed();
     let cpu_seconds = CpuTime::now().seconds_since(&cpu_before);
     for rejected in &outcome.rejected {
