@@ -38,6 +38,8 @@ pub const HEAVY: usize = 2;
 const COOLDOWN_MS: i64 = EventTime::DAY;
 /// Cleared end users remembered at once: as many as the sketch can hold as heavy hitters.
 const CLEARED: usize = CANDIDATES;
+/// A holder quiet this long has ended its sitting (the break that ends a person's session).
+const SESSION_GAP_MS: i64 = 30 * EventTime::MINUTE;
 /// Characters of an end user's name kept for the finding.
 const NAME_CHARS: usize = 64;
 
@@ -139,7 +141,7 @@ impl EndUsers {
         if u64::from(candidate.guaranteed()) >= config.detectors.min_prompts
             && !self.cooling(key, event.timestamp)
         {
-            self.promote(&candidate, end_user, event.timestamp);
+            self.promote(&candidate, end_user, event.timestamp, config);
             if let Some(heavy) = self.heavy.iter_mut().find(|h| h.key == key) {
                 heavy.state.observe(event, config);
             }
@@ -176,22 +178,26 @@ impl EndUsers {
     }
 
     /// Gives `candidate` (a heavy hitter: at least `min_prompts` requests for certain, enough for
-    /// the text detectors to start speaking) a state of its own, in a free slot or in the place
-    /// of the lightest holder if it counts less than half the candidate's guaranteed count (the
-    /// margin keeps two end users of similar weight from trading a state back and forth).
-    fn promote(&mut self, candidate: &Candidate, end_user: &str, at: EventTime) {
+    /// the text detectors to start speaking) a state of its own: a free one, else the state of a
+    /// holder that stopped before it could be judged (see [`Self::yielding`]), else the lightest
+    /// holder's if it counts less than half the candidate's guaranteed count (the margin keeps
+    /// two end users of similar weight from trading a state back and forth).
+    fn promote(
+        &mut self,
+        candidate: &Candidate,
+        end_user: &str,
+        at: EventTime,
+        config: &EngineConfig,
+    ) {
         let replaced = if self.heavy.len() < HEAVY {
             None
         } else {
-            let lightest = (0..self.heavy.len())
-                .min_by_key(|&i| self.count_of(self.heavy[i].key))
-                .filter(|&i| {
-                    u64::from(self.count_of(self.heavy[i].key)) * 2
-                        < u64::from(candidate.guaranteed())
-                });
             // Checked before a state is built: a heavy candidate waiting for one asks at each of
             // its requests.
-            let Some(i) = lightest else {
+            let Some(i) = self
+                .yielding(at, config)
+                .or_else(|| self.lighter_than_half(candidate))
+            else {
                 return;
             };
             Some(i)
@@ -210,6 +216,30 @@ impl EndUsers {
             }
         }
         self.promotions = self.promotions.saturating_add(1);
+    }
+
+    /// The holder quiet the longest among those quiet for a sitting's break (`SESSION_GAP_MS`)
+    /// with fewer requests than it takes to judge one (twice `min_prompts`, the breadth
+    /// detectors' full confidence even in a first sitting): a person whose session ended before
+    /// its habits could show would otherwise keep the state for hours while a heavy candidate
+    /// sends. A holder judged on enough requests and not cleared keeps its state however quiet.
+    fn yielding(&self, at: EventTime, config: &EngineConfig) -> Option<usize> {
+        let quiet_since = at.plus_ms(-SESSION_GAP_MS);
+        (0..self.heavy.len())
+            .filter(|&i| {
+                let state = &self.heavy[i].state;
+                state.last_seen() <= quiet_since && state.events < 2 * config.detectors.min_prompts
+            })
+            .min_by_key(|&i| self.heavy[i].state.last_seen())
+    }
+
+    /// The lightest holder, if its sketch count is under half the candidate's guaranteed count.
+    fn lighter_than_half(&self, candidate: &Candidate) -> Option<usize> {
+        (0..self.heavy.len())
+            .min_by_key(|&i| self.count_of(self.heavy[i].key))
+            .filter(|&i| {
+                u64::from(self.count_of(self.heavy[i].key)) * 2 < u64::from(candidate.guaranteed())
+            })
     }
 
     /// The end user was cleared less than `COOLDOWN_MS` before `at`.

@@ -317,3 +317,38 @@ fn a_sketch_written_five_candidates_wide_reads_back_with_its_counts() {
     let again: EndUsers = serde_json::from_str(&serde_json::to_string(&read).unwrap()).unwrap();
     assert_eq!(again.candidates, read.candidates);
 }
+
+#[test]
+fn a_holder_quiet_before_it_could_be_judged_yields_its_state_but_a_judged_broad_one_does_not() {
+    let config = EngineConfig::default();
+    let mut subjects = EndUsers::default();
+    let send = |subjects: &mut EndUsers, name: &str, i: usize, at: i64| {
+        subjects.observe(&by(name, at, &diverse_prompt(i), 1), name, &config);
+    };
+    let holders =
+        |s: &EndUsers| -> Vec<String> { s.heavy.iter().map(|h| h.name.to_string()).collect() };
+    // "broad" sends 40 one-shot questions, "brief" 20: both get states, then stop.
+    let mut t = 0;
+    for i in 0..40 {
+        send(&mut subjects, "broad", i, t);
+        if i < 20 {
+            send(&mut subjects, "brief", 100 + i, t + 1);
+        }
+        t += 10_000;
+    }
+    assert_eq!(holders(&subjects), ["broad", "brief"]);
+    // "late" becomes a heavy hitter at once, but both holders have just sent ...
+    for i in 0..20 {
+        send(&mut subjects, "late", 200 + i, t);
+        t += 10_000;
+    }
+    assert!(!holders(&subjects).contains(&"late".to_owned()));
+    let at = EventTime::from_epoch_ms(BASE + t).unwrap();
+    subjects.summaries(&AccountId::parse("acct").unwrap(), at, &config);
+    assert_eq!(holders(&subjects), ["broad", "brief"]);
+    // ... and half an hour later "brief", quiet and never judged, gives its state up; "broad",
+    // quiet too but judged on 40 requests and not cleared, keeps its own.
+    t += SESSION_GAP_MS;
+    send(&mut subjects, "late", 300, t);
+    assert_eq!(holders(&subjects), ["broad", "late"]);
+}
