@@ -12,7 +12,8 @@
 //! often before a harvester starts. An end user whose own requests show a habit of people
 //! ([`crate::detect::breadth_cleared`]: it re-asks, follows up or stays on a subject, on enough
 //! requests to judge) hands its state on to the next heavy candidate and is not judged again for
-//! `COOLDOWN_MS` of event time; one that does not look like a person keeps its state. So the
+//! `COOLDOWN_MS` of event time; one that does not look like a person keeps its state, and one
+//! that went quiet before it could be judged yields it to a candidate that is sending. So the
 //! states rotate through the heavy hitters until they rest on the end users that stay broad.
 //!
 //! Bounded: the sketch is allocated only once an account has shown two end users, at most
