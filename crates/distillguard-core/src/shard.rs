@@ -99,7 +99,7 @@ impl Shard {
             };
             state.dirty = false;
             let summary = state.summary(id, at);
-            end_users.extend(state.end_user_summaries(id, at));
+            end_users.extend(state.end_user_summaries(id, at, &self.config));
             let values = [
                 summary.events_last_hour,
                 summary.events_last_24h,

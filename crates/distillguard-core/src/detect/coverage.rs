@@ -21,7 +21,7 @@
 //! Scaled by prompt-count confidence (nothing below a quarter of `min_prompts`; in an account's
 //! first sitting, from half of `min_prompts` to twice it: see `sitting`).
 
-use super::{measurement, ramp, Context, Detector, Role};
+use super::{measurement, ramp, Context, Detector, DetectorConfig, Role};
 use crate::features::AccountSummary;
 use crate::finding::Evidence;
 
@@ -43,13 +43,13 @@ struct Parts {
     single_f: f64,
 }
 
-fn parts(account: &AccountSummary, context: &Context<'_>) -> Parts {
+fn parts(account: &AccountSummary, config: &DetectorConfig) -> Parts {
     let distinct = account.distinct_ratio();
     let topics = account.vocabulary_richness.unwrap_or(0.0);
     let resend = account.resend_ratio();
     let single = account.single_turn_share();
     Parts {
-        confidence: super::sitting::breadth_confidence(account, context.config),
+        confidence: super::sitting::breadth_confidence(account, config),
         distinct,
         topics,
         resend,
@@ -71,12 +71,23 @@ impl Detector for Coverage {
     }
 
     fn score(&self, account: &AccountSummary, context: &Context<'_>) -> f64 {
-        let p = parts(account, context);
+        let p = parts(account, context.config);
         p.confidence * p.distinct_f * p.topics_f * p.resend_f * p.single_f
     }
 
+    /// At full confidence, one habit measured at its zero: many re-asked prompts, re-sends or
+    /// edits, follow-ups, or a narrow measured vocabulary. An unknown turn count or a vocabulary
+    /// too small to measure says nothing either way.
+    fn clears(&self, account: &AccountSummary, config: &DetectorConfig) -> bool {
+        let p = parts(account, config);
+        let measured_narrow = account.vocabulary_richness.is_some() && p.topics_f == 0.0;
+        let follows_up = p.single.is_some() && p.single_f == 0.0;
+        p.confidence >= 1.0
+            && (p.distinct_f == 0.0 || p.resend_f == 0.0 || follows_up || measured_narrow)
+    }
+
     fn evidence(&self, account: &AccountSummary, context: &Context<'_>, score: f64) -> Evidence {
-        let p = parts(account, context);
+        let p = parts(account, context.config);
         let single = p.single.map_or_else(
             || "turns unknown".to_owned(),
             |s| format!("{:.0}% single-turn", s * 100.0),

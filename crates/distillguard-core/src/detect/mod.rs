@@ -150,6 +150,26 @@ pub trait Detector: Send + Sync {
     fn score(&self, account: &AccountSummary, context: &Context<'_>) -> f64;
     /// The evidence behind `score`, for analysts.
     fn evidence(&self, account: &AccountSummary, context: &Context<'_>, score: f64) -> Evidence;
+    /// A breadth detector's answer to "is a habit of people measured here?": on enough requests
+    /// to judge, one of its factors is at zero because of something people (or an app on one
+    /// subject) do and a harvest does not — re-asking, following up, staying on a subject. Only
+    /// breadth detectors answer; the others, and a new breadth detector until it says, never
+    /// clear anyone (see [`breadth_cleared`]).
+    fn clears(&self, _account: &AccountSummary, _config: &DetectorConfig) -> bool {
+        false
+    }
+}
+
+/// Every breadth detector is held at zero by a measured habit of people: the subject looks like
+/// a person (or an app on one subject) and could not be flagged as it is, whatever its pressure
+/// (the risk is at most the square root of the breadth). A shared account uses it to hand an end
+/// user's own state on to the next heavy end user (`features::end_users`).
+pub fn breadth_cleared(account: &AccountSummary, config: &DetectorConfig) -> bool {
+    static SUITE: std::sync::LazyLock<Vec<Box<dyn Detector>>> = std::sync::LazyLock::new(suite);
+    SUITE
+        .iter()
+        .filter(|d| d.role() == Role::Breadth)
+        .all(|d| d.clears(account, config))
 }
 
 /// Linear ramp: 0 at or below `low`, 1 at or above `high`.

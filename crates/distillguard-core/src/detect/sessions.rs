@@ -24,7 +24,7 @@
 //! Later turns that re-send the task of a recent opener are counted for the evidence.
 
 use super::coverage::{RICHNESS_HIGH, RICHNESS_LOW};
-use super::{measurement, ramp, Context, Detector, Role};
+use super::{measurement, ramp, Context, Detector, DetectorConfig, Role};
 use crate::features::AccountSummary;
 use crate::finding::Evidence;
 
@@ -38,13 +38,13 @@ struct Parts {
     score: f64,
 }
 
-fn parts(a: &AccountSummary, context: &Context<'_>) -> Parts {
+fn parts(a: &AccountSummary, config: &DetectorConfig) -> Parts {
     let openers = a.single_turn;
     let agent_share = a.share(a.task_resends, a.continuations());
     let topics = a.vocabulary_richness.unwrap_or(0.0);
     let reasked = a.share(a.opener_repeats, openers);
     let depth = a.share(a.deep_turns, a.continuations());
-    let min = context.config.min_prompts as f64;
+    let min = config.min_prompts as f64;
     let score = ramp(openers as f64, min / 4.0, min)
         * ramp(a.subject_words as f64, 150.0, 400.0)
         * ramp(depth, 0.5, 0.8)
@@ -69,11 +69,24 @@ impl Detector for SessionCoverage {
     }
 
     fn score(&self, account: &AccountSummary, context: &Context<'_>) -> f64 {
-        parts(account, context).score
+        parts(account, context.config).score
+    }
+
+    /// On `min_prompts` requests, one habit measured at its zero: conversations that stay
+    /// shallow (no agent loop: none at all among one-shot requests), re-asked session openers,
+    /// or a narrow measured vocabulary of openers.
+    fn clears(&self, account: &AccountSummary, config: &DetectorConfig) -> bool {
+        let p = parts(account, config);
+        let measured_narrow = account.vocabulary_richness.is_some()
+            && ramp(p.topics, RICHNESS_LOW, RICHNESS_HIGH) == 0.0;
+        account.prompts >= config.min_prompts
+            && (ramp(p.depth, 0.5, 0.8) == 0.0
+                || 1.0 - ramp(p.reasked, 0.02, 0.12) == 0.0
+                || measured_narrow)
     }
 
     fn evidence(&self, account: &AccountSummary, context: &Context<'_>, score: f64) -> Evidence {
-        let p = parts(account, context);
+        let p = parts(account, context.config);
         Evidence {
             summary: format!(
                 "{} sessions opened; {:.0}% of later turns four or more rounds deep, {:.0}% re-send the session's task; openers: vocabulary richness {:.2}, {:.1}% re-asked; score {score:.2}",
@@ -191,5 +204,28 @@ mod tests {
         // chats, not an agent's many rounds.
         let events = sessions(diverse_prompt, 150, 4);
         assert_eq!(score(&events).0, 0.0);
+    }
+
+    #[test]
+    fn breadth_clears_people_who_follow_up_but_not_agents_or_one_shot_harvests() {
+        let config = DetectorConfig::default();
+        let cleared =
+            |events: &[ApiEvent]| crate::detect::breadth_cleared(&summarise(events), &config);
+        let people: Vec<_> = (0..60)
+            .map(|i| {
+                let mut e = event(i * 90_000, &diverse_prompt(i as usize));
+                e.messages = Some(if i % 3 == 0 { 1 } else { 3 });
+                e
+            })
+            .collect();
+        assert!(cleared(&people));
+        // Follow-ups clear plain coverage, but the sessions go deep: an agent harvest.
+        assert!(!cleared(&sessions(diverse_prompt, 20, 12)));
+        let harvest: Vec<_> = (0..60)
+            .map(|i| event(i * 20_000, &diverse_prompt(i as usize)))
+            .collect();
+        assert!(!cleared(&harvest));
+        // Too few requests to judge clears no one.
+        assert!(!cleared(&people[..8]));
     }
 }

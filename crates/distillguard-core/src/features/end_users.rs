@@ -1,4 +1,4 @@
-//! Heavy end users of a shared account as sub-subjects (issue 13, point 1).
+//! Heavy end users of a shared account as sub-subjects.
 //!
 //! A reseller, a proxy or an app passes its own customers' requests through one account and
 //! names them in `end_user`; one customer harvesting at scale then hides among the others'
@@ -8,10 +8,19 @@
 //! rest is the "other" bucket), and the end users that are heavy hitters get an account state of
 //! their own, on which the same detectors run.
 //!
-//! Bounded: the sketch is allocated only once an account has shown two end users (80 bytes), and
-//! at most `HEAVY` end users get a sub-state, each as bounded as an account's.
+//! The states are lent, not owned: a reseller's ordinary heavy customers are heavy hitters too,
+//! often before a harvester starts. An end user whose own requests show a habit of people
+//! ([`crate::detect::breadth_cleared`]: it re-asks, follows up or stays on a subject, on enough
+//! requests to judge) hands its state on to the next heavy candidate and is not judged again for
+//! `COOLDOWN_MS` of event time; one that does not look like a person keeps its state, and one
+//! that went quiet before it could be judged yields it to a candidate that is sending. So the
+//! states rotate through the heavy hitters until they rest on the end users that stay broad.
+//!
+//! Bounded: the sketch is allocated only once an account has shown two end users, at most
+//! `HEAVY` end users get a sub-state, each as bounded as an account's, and at most `CLEARED`
+//! cleared end users are remembered.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::AccountState;
 use crate::engine::EngineConfig;
@@ -19,11 +28,19 @@ use crate::event::{AccountId, ApiEvent};
 use crate::sketch::fast_hash;
 use crate::time::EventTime;
 
-/// End users the space-saving sketch tracks: every end user with more than a fifth of the
+/// End users the space-saving sketch tracks: every end user with more than an eighth of the
 /// account's end-user traffic is among them (the sketch's guarantee), the rest is "other".
-pub const CANDIDATES: usize = 5;
-/// End users judged on their own at most (each costs an account state).
+pub const CANDIDATES: usize = 8;
+/// End users judged on their own at once (each costs an account state).
 pub const HEAVY: usize = 2;
+/// Event time a cleared end user waits before it may be judged again: a person's habits hold
+/// for the day; the next day it is judged afresh (an end user that starts harvesting later, or
+/// warmed up as a person, is caught then).
+const COOLDOWN_MS: i64 = EventTime::DAY;
+/// Cleared end users remembered at once: as many as the sketch can hold as heavy hitters.
+const CLEARED: usize = CANDIDATES;
+/// A holder quiet this long has ended its sitting (the break that ends a person's session).
+const SESSION_GAP_MS: i64 = 30 * EventTime::MINUTE;
 /// Characters of an end user's name kept for the finding.
 const NAME_CHARS: usize = 64;
 
@@ -50,15 +67,35 @@ pub struct HeavyEndUser {
     pub state: Box<AccountState>,
 }
 
+/// An end user that handed its state on, and the event time until which it is not judged again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Cleared {
+    key: u32,
+    until_ms: i64,
+}
+
+/// The end users cleared recently (at most `CLEARED`), behind one thin pointer: most shared
+/// accounts never clear one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+struct ClearedList(Vec<Cleared>);
+
 /// The sketch and the heavy end users of one shared account.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EndUsers {
+    /// Any width is read back (a checkpoint of a narrower or wider sketch keeps its heaviest).
+    #[serde(deserialize_with = "candidates_of_any_width")]
     candidates: [Candidate; CANDIDATES],
     /// A boxed slice, not a `Vec`: promotions are rare and the header is 8 bytes smaller.
     heavy: Box<[HeavyEndUser]>,
     /// End-user events the sketch counted (the "other" bucket is these less the heavy end users'
     /// own events).
     total: u32,
+    /// States given out (a rotation that thrashed would show here).
+    #[serde(default)]
+    promotions: u32,
+    #[serde(default)]
+    cleared: Option<Box<ClearedList>>,
 }
 
 /// The summary of one heavy end user at a tick, beside its account's.
@@ -66,6 +103,23 @@ pub struct EndUsers {
 pub struct EndUserSummary {
     pub end_user: String,
     pub summary: super::AccountSummary,
+}
+
+/// Reads a sketch of any width into this one's: in its order with empty slots after (the order
+/// decides ties, so a restored sketch goes on as the live one would), or, when it was wider, its
+/// heaviest counters.
+fn candidates_of_any_width<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<[Candidate; CANDIDATES], D::Error> {
+    let mut read = Vec::<Candidate>::deserialize(deserializer)?;
+    if read.len() > CANDIDATES {
+        read.sort_by_key(|c| std::cmp::Reverse(c.count));
+    }
+    let mut candidates = [Candidate::default(); CANDIDATES];
+    for (slot, candidate) in candidates.iter_mut().zip(read) {
+        *slot = candidate;
+    }
+    Ok(candidates)
 }
 
 fn key_of(end_user: &str) -> u32 {
@@ -85,8 +139,10 @@ impl EndUsers {
             return;
         }
         let candidate = self.candidates[slot];
-        if u64::from(candidate.guaranteed()) >= config.detectors.min_prompts {
-            self.promote(&candidate, end_user, event.timestamp);
+        if u64::from(candidate.guaranteed()) >= config.detectors.min_prompts
+            && !self.cooling(key, event.timestamp)
+        {
+            self.promote(&candidate, end_user, event.timestamp, config);
             if let Some(heavy) = self.heavy.iter_mut().find(|h| h.key == key) {
                 heavy.state.observe(event, config);
             }
@@ -123,40 +179,123 @@ impl EndUsers {
     }
 
     /// Gives `candidate` (a heavy hitter: at least `min_prompts` requests for certain, enough for
-    /// the text detectors to start speaking) a state of its own, in a free slot or in the place
-    /// of the lightest holder if it counts less than half the candidate's guaranteed count (the
-    /// margin keeps two end users of similar weight from trading a state back and forth).
-    fn promote(&mut self, candidate: &Candidate, end_user: &str, at: EventTime) {
+    /// the text detectors to start speaking) a state of its own: a free one, else the state of a
+    /// holder that stopped before it could be judged (see [`Self::yielding`]), else the lightest
+    /// holder's if it counts less than half the candidate's guaranteed count (the margin keeps
+    /// two end users of similar weight from trading a state back and forth).
+    fn promote(
+        &mut self,
+        candidate: &Candidate,
+        end_user: &str,
+        at: EventTime,
+        config: &EngineConfig,
+    ) {
+        let replaced = if self.heavy.len() < HEAVY {
+            None
+        } else {
+            // Checked before a state is built: a heavy candidate waiting for one asks at each of
+            // its requests.
+            let Some(i) = self
+                .yielding(at, config)
+                .or_else(|| self.lighter_than_half(candidate))
+            else {
+                return;
+            };
+            Some(i)
+        };
         let fresh = HeavyEndUser {
             key: candidate.key,
             name: end_user.chars().take(NAME_CHARS).collect(),
             state: Box::new(AccountState::new(at)),
         };
-        if self.heavy.len() < HEAVY {
-            let mut heavy = std::mem::take(&mut self.heavy).into_vec();
-            heavy.push(fresh);
-            self.heavy = heavy.into_boxed_slice();
-            return;
-        }
-        let lightest = (0..self.heavy.len()).min_by_key(|&i| self.count_of(self.heavy[i].key));
-        if let Some(i) = lightest {
-            if u64::from(self.count_of(self.heavy[i].key)) * 2 < u64::from(candidate.guaranteed()) {
-                self.heavy[i] = fresh;
+        match replaced {
+            Some(i) => self.heavy[i] = fresh,
+            None => {
+                let mut heavy = std::mem::take(&mut self.heavy).into_vec();
+                heavy.push(fresh);
+                self.heavy = heavy.into_boxed_slice();
             }
         }
+        self.promotions = self.promotions.saturating_add(1);
+    }
+
+    /// The holder quiet the longest among those quiet for a sitting's break (`SESSION_GAP_MS`)
+    /// with fewer requests than it takes to judge one (twice `min_prompts`, the breadth
+    /// detectors' full confidence even in a first sitting): a person whose session ended before
+    /// its habits could show would otherwise keep the state for hours while a heavy candidate
+    /// sends. A holder judged on enough requests and not cleared keeps its state however quiet.
+    fn yielding(&self, at: EventTime, config: &EngineConfig) -> Option<usize> {
+        let quiet_since = at.plus_ms(-SESSION_GAP_MS);
+        (0..self.heavy.len())
+            .filter(|&i| {
+                let state = &self.heavy[i].state;
+                state.last_seen() <= quiet_since && state.events < 2 * config.detectors.min_prompts
+            })
+            .min_by_key(|&i| self.heavy[i].state.last_seen())
+    }
+
+    /// The lightest holder, if its sketch count is under half the candidate's guaranteed count.
+    fn lighter_than_half(&self, candidate: &Candidate) -> Option<usize> {
+        (0..self.heavy.len())
+            .min_by_key(|&i| self.count_of(self.heavy[i].key))
+            .filter(|&i| {
+                u64::from(self.count_of(self.heavy[i].key)) * 2 < u64::from(candidate.guaranteed())
+            })
+    }
+
+    /// The end user was cleared less than `COOLDOWN_MS` before `at`.
+    fn cooling(&self, key: u32, at: EventTime) -> bool {
+        self.cleared.as_ref().is_some_and(|list| {
+            list.0
+                .iter()
+                .any(|c| c.key == key && c.until_ms > at.epoch_ms())
+        })
+    }
+
+    /// Takes the state of an end user that looks like a person and remembers it as cleared
+    /// (forgetting the expired, then the one cleared longest ago when `CLEARED` are remembered).
+    fn clear(&mut self, key: u32, at: EventTime) {
+        let mut heavy = std::mem::take(&mut self.heavy).into_vec();
+        heavy.retain(|h| h.key != key);
+        self.heavy = heavy.into_boxed_slice();
+        let cleared = &mut self.cleared.get_or_insert_with(Box::default).0;
+        cleared.retain(|c| c.key != key && c.until_ms > at.epoch_ms());
+        if cleared.len() >= CLEARED {
+            if let Some(oldest) = (0..cleared.len()).min_by_key(|&i| cleared[i].until_ms) {
+                cleared.remove(oldest);
+            }
+        }
+        cleared.push(Cleared {
+            key,
+            until_ms: at.epoch_ms().saturating_add(COOLDOWN_MS),
+        });
     }
 
     /// Summaries of the heavy end users: whenever their account changed, they are judged beside
-    /// it (at most `HEAVY` summaries).
-    pub fn summaries(&mut self, account_id: &AccountId, at: EventTime) -> Vec<EndUserSummary> {
-        self.heavy
-            .iter_mut()
-            .filter(|h| h.state.events > 0)
-            .map(|h| EndUserSummary {
-                end_user: h.name.to_string(),
-                summary: h.state.summary(account_id, at),
-            })
-            .collect()
+    /// it (at most `HEAVY` summaries). An end user whose summary shows a habit of people is
+    /// judged this once more, then hands its state on.
+    pub fn summaries(
+        &mut self,
+        account_id: &AccountId,
+        at: EventTime,
+        config: &EngineConfig,
+    ) -> Vec<EndUserSummary> {
+        let mut summaries = Vec::new();
+        let mut people = Vec::new();
+        for heavy in self.heavy.iter_mut().filter(|h| h.state.events > 0) {
+            let summary = heavy.state.summary(account_id, at);
+            if crate::detect::breadth_cleared(&summary, &config.detectors) {
+                people.push(heavy.key);
+            }
+            summaries.push(EndUserSummary {
+                end_user: heavy.name.to_string(),
+                summary,
+            });
+        }
+        for key in people {
+            self.clear(key, at);
+        }
+        summaries
     }
 
     /// Events in the "other" bucket (end users not judged on their own).
@@ -167,6 +306,10 @@ impl EndUsers {
 
     pub fn heap_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
+            + self.cleared.as_ref().map_or(0, |list| {
+                std::mem::size_of::<ClearedList>()
+                    + list.0.capacity() * std::mem::size_of::<Cleared>()
+            })
             + self
                 .heavy
                 .iter()
@@ -181,151 +324,4 @@ impl EndUsers {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::detect::testing::{diverse_prompt, event, BASE};
-    use crate::engine::Engine;
-
-    fn state_after(events: &[ApiEvent]) -> AccountState {
-        let config = EngineConfig::default();
-        let mut state = AccountState::new(events[0].timestamp);
-        for e in events {
-            state.observe(e, &config);
-        }
-        state
-    }
-
-    fn by(end_user: &str, ms: i64, prompt: &str, messages: u32) -> ApiEvent {
-        let mut e = event(ms, prompt);
-        e.end_user = Some(end_user.to_owned());
-        e.messages = Some(messages);
-        e
-    }
-
-    /// A reseller's day: five people chatting (re-asking, following up), and, when `harvester`
-    /// is set, one end user sending a never-repeated one-shot question every 20 seconds.
-    fn reseller(hours: i64, harvester: bool) -> Vec<ApiEvent> {
-        let mut events = Vec::new();
-        let mut i = 0usize;
-        let mut t = 0i64;
-        while t < hours * EventTime::HOUR {
-            let person = format!("person-{}", i % 5);
-            let prompt = format!("{} again", diverse_prompt(i / 40));
-            events.push(by(
-                &person,
-                t,
-                &prompt,
-                if i.is_multiple_of(3) { 1 } else { 4 },
-            ));
-            if harvester {
-                for k in 0..3 {
-                    let at = t + k * 20_000;
-                    events.push(by(
-                        "eu-bad",
-                        at + 7,
-                        &diverse_prompt(1_000_000 + 3 * i + k as usize),
-                        1,
-                    ));
-                }
-            }
-            t += 60_000;
-            i += 1;
-        }
-        events
-    }
-
-    #[test]
-    fn an_account_with_one_end_user_keeps_no_end_user_state() {
-        let events: Vec<_> = (0..500)
-            .map(|i| by("only", i * 10_000, &diverse_prompt(i as usize), 1))
-            .collect();
-        let state = state_after(&events);
-        assert!(state.end_user_subjects.is_none());
-    }
-
-    #[test]
-    fn many_end_users_of_equal_weight_get_a_sketch_but_no_state_of_their_own() {
-        let events: Vec<_> = (0..3_000)
-            .map(|i| {
-                by(
-                    &format!("u{}", i % 300),
-                    i * 10_000,
-                    &diverse_prompt(i as usize),
-                    1,
-                )
-            })
-            .collect();
-        let mut state = state_after(&events);
-        let subjects = state.end_user_subjects.as_ref().expect("several end users");
-        assert!(subjects.heavy.is_empty());
-        assert_eq!(subjects.other_events(), u64::from(subjects.total));
-        assert!(state
-            .end_user_summaries(&events[0].account_id, events[0].timestamp)
-            .is_empty());
-    }
-
-    #[test]
-    fn the_end_user_sending_most_of_a_shared_accounts_traffic_is_judged_on_its_own() {
-        let events = reseller(2, true);
-        let mut state = state_after(&events);
-        let at = EventTime::from_epoch_ms(BASE + 3 * EventTime::HOUR).unwrap();
-        let summaries = state.end_user_summaries(&events[0].account_id, at);
-        let names: Vec<&str> = summaries.iter().map(|s| s.end_user.as_str()).collect();
-        // The people churn through the sketch's five slots; the harvester holds its slot.
-        assert_eq!(names, ["eu-bad"]);
-        // Only the harvester's own requests since it became heavy, and none of the people's.
-        let own = &summaries[0].summary;
-        assert!(own.events > 300 && own.events <= 360, "{}", own.events);
-        assert_eq!(own.single_turn, own.events);
-        let subjects = state.end_user_subjects.as_ref().unwrap();
-        assert!(subjects.heap_bytes() < 2 * 4_352 + 256);
-    }
-
-    #[test]
-    fn a_much_heavier_end_user_takes_the_state_of_the_lightest_holder() {
-        let config = EngineConfig::default();
-        let mut subjects = EndUsers::default();
-        let mut t = 0;
-        for (name, count) in [("a", 100), ("b", 100), ("c", 400), ("d", 400), ("e", 2_000)] {
-            for i in 0..count {
-                subjects.observe(&by(name, t, &diverse_prompt(i), 1), name, &config);
-                t += 1_000;
-            }
-        }
-        let heavy: Vec<&str> = subjects.heavy.iter().map(|h| h.name.as_ref()).collect();
-        assert_eq!(heavy.len(), HEAVY);
-        assert!(heavy.contains(&"e"), "{heavy:?}");
-    }
-
-    fn run(events: &[ApiEvent]) -> crate::finding::Report {
-        let mut sorted = events.to_vec();
-        sorted.sort_by_key(|e| e.timestamp);
-        let mut engine = Engine::new(EngineConfig::default(), 2);
-        for e in &sorted {
-            engine.process(e);
-        }
-        engine.finish();
-        engine.report()
-    }
-
-    #[test]
-    fn a_harvesting_end_user_flags_its_shared_account_and_is_named_in_the_finding() {
-        let report = run(&reseller(6, true));
-        let finding = &report.accounts[0];
-        assert!(finding.flagged, "{finding:?}");
-        assert_eq!(finding.end_user.as_deref(), Some("eu-bad"));
-        assert!(finding.signals[0]
-            .evidence
-            .summary
-            .starts_with("end user eu-bad"));
-    }
-
-    #[test]
-    fn a_shared_account_of_people_chatting_is_not_flagged_through_its_end_users() {
-        let report = run(&reseller(6, false));
-        assert!(report
-            .accounts
-            .iter()
-            .all(|a| !a.flagged && a.end_user.is_none()));
-    }
-}
+mod tests;

@@ -641,15 +641,19 @@ impl AccountState {
         }
     }
 
-    /// The heavy end users' own summaries at tick `at` (empty for an account with one end user).
+    /// The heavy end users' own summaries at tick `at` (empty for an account with one end user);
+    /// those that look like people hand their states on (`end_users`).
     pub fn end_user_summaries(
         &mut self,
         account_id: &AccountId,
         at: EventTime,
+        config: &EngineConfig,
     ) -> Vec<EndUserSummary> {
         self.end_user_subjects
             .as_mut()
-            .map_or_else(Vec::new, |subjects| subjects.summaries(account_id, at))
+            .map_or_else(Vec::new, |subjects| {
+                subjects.summaries(account_id, at, config)
+            })
     }
 
     /// Heap bytes held outside the struct itself, evidence samples excluded.
