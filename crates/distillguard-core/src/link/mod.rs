@@ -244,55 +244,72 @@ impl LinkConfig {
     }
 }
 
-/// The accounts holding one value.
+/// The accounts holding one value, in the order they came. While the value is tracked its
+/// holders are its members; past the cap only their number is kept. Most values are held by one
+/// account alone (its own address, its own prompts' bands): such a posting allocates nothing, and
+/// every posting fits 16 bytes beside its 8-byte value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(from = "PostingFields", into = "PostingFields")]
-struct Posting {
-    holders: u32,
-    members: Members,
-}
-
-/// A posting's members. Most values are held by one account alone (its own address, its own
-/// prompts' bands), and such a posting allocates nothing.
-#[derive(Debug, Clone, PartialEq)]
-enum Members {
+enum Posting {
     /// More than the cap have held the value: its members are forgotten for good.
-    Common,
-    One([u32; 1]),
-    /// None, or two or more, in the order they came.
-    Many(Vec<u32>),
+    Common {
+        holders: u32,
+    },
+    One {
+        member: u32,
+    },
+    /// None (only until the posting is dropped), or two or more.
+    Many(Box<Vec<u32>>),
 }
 
-impl Members {
-    fn as_slice(&self) -> Option<&[u32]> {
+impl Posting {
+    fn holders(&self) -> u32 {
         match self {
-            Members::Common => None,
-            Members::One(one) => Some(one),
-            Members::Many(many) => Some(many),
+            Posting::Common { holders } => *holders,
+            Posting::One { .. } => 1,
+            Posting::Many(many) => many.len() as u32,
         }
     }
 
-    fn push(&mut self, id: u32) {
+    /// `None` once the value is common.
+    fn members(&self) -> Option<&[u32]> {
         match self {
-            Members::Common => {}
-            Members::One([first]) => *self = Members::Many(vec![*first, id]),
-            Members::Many(many) if many.is_empty() => *self = Members::One([id]),
-            Members::Many(many) => many.push(id),
+            Posting::Common { .. } => None,
+            Posting::One { member } => Some(std::slice::from_ref(member)),
+            Posting::Many(many) => Some(many),
         }
+    }
+
+    /// One more account holds the value; past `cap` its members are forgotten.
+    fn add(&mut self, id: u32, cap: u32) {
+        *self = match std::mem::replace(self, Posting::Common { holders: 0 }) {
+            Posting::Common { holders } => Posting::Common {
+                holders: holders + 1,
+            },
+            held if held.holders() >= cap => Posting::Common {
+                holders: held.holders() + 1,
+            },
+            Posting::One { member } => Posting::Many(Box::new(vec![member, id])),
+            Posting::Many(many) if many.is_empty() => Posting::One { member: id },
+            Posting::Many(mut many) => {
+                many.push(id);
+                Posting::Many(many)
+            }
+        };
     }
 
     fn remove(&mut self, id: u32) {
         match self {
-            Members::Common => {}
-            Members::One([one]) => {
-                if *one == id {
-                    *self = Members::Many(Vec::new());
+            Posting::Common { holders } => *holders = holders.saturating_sub(1),
+            Posting::One { member } => {
+                if *member == id {
+                    *self = Posting::Many(Box::default());
                 }
             }
-            Members::Many(many) => {
+            Posting::Many(many) => {
                 many.retain(|m| *m != id);
-                if let [one] = many[..] {
-                    *self = Members::One([one]);
+                if let [member] = many[..] {
+                    *self = Posting::One { member };
                 }
             }
         }
@@ -308,16 +325,14 @@ struct PostingFields {
 
 impl From<PostingFields> for Posting {
     fn from(fields: PostingFields) -> Self {
-        let members = match fields.members {
-            None => Members::Common,
-            Some(many) => match many[..] {
-                [one] => Members::One([one]),
-                _ => Members::Many(many),
+        match fields.members {
+            None => Posting::Common {
+                holders: fields.holders,
             },
-        };
-        Self {
-            holders: fields.holders,
-            members,
+            Some(many) => match many[..] {
+                [member] => Posting::One { member },
+                _ => Posting::Many(Box::new(many)),
+            },
         }
     }
 }
@@ -325,8 +340,8 @@ impl From<PostingFields> for Posting {
 impl From<Posting> for PostingFields {
     fn from(posting: Posting) -> Self {
         Self {
-            holders: posting.holders,
-            members: posting.members.as_slice().map(<[u32]>::to_vec),
+            holders: posting.holders(),
+            members: posting.members().map(<[u32]>::to_vec),
         }
     }
 }
@@ -489,7 +504,9 @@ pub struct Linker {
     index: HashMap<AccountId, u32, ahash::RandomState>,
     nodes: Vec<Option<Node>>,
     free: Vec<u32>,
-    postings: HashMap<FeatureKey, Posting, ahash::RandomState>,
+    /// Per kind, keyed by value: an 8-byte key instead of a 16-byte [`FeatureKey`] in maps
+    /// holding several values per account.
+    postings: [HashMap<u64, Posting, ahash::RandomState>; features::KINDS],
     clusters: BTreeMap<u64, clusters::ClusterState>,
     /// Nodes whose summary arrived this tick, in arrival (account-id) order.
     changed: Vec<u32>,
@@ -510,7 +527,7 @@ impl Linker {
             index: HashMap::default(),
             nodes: Vec::new(),
             free: Vec::new(),
-            postings: HashMap::default(),
+            postings: std::array::from_fn(|_| HashMap::default()),
             clusters: BTreeMap::new(),
             changed: Vec::new(),
             touched: BTreeSet::new(),
@@ -594,29 +611,40 @@ impl Linker {
             .expect("linked nodes are live")
     }
 
+    fn posting(&self, key: &FeatureKey) -> Option<&Posting> {
+        self.postings[key.kind as usize].get(&key.value)
+    }
+
+    fn all_postings(&self) -> impl Iterator<Item = (FeatureKey, &Posting)> + '_ {
+        LinkKind::ALL.into_iter().flat_map(move |kind| {
+            self.postings[kind as usize].iter().map(move |(value, p)| {
+                (
+                    FeatureKey {
+                        kind,
+                        value: *value,
+                    },
+                    p,
+                )
+            })
+        })
+    }
+
     fn attach(&mut self, key: FeatureKey, id: u32) {
         let cap = self.config.max_accounts_per_value;
-        let posting = self.postings.entry(key).or_insert(Posting {
-            holders: 0,
-            members: Members::Many(Vec::new()),
-        });
-        posting.holders += 1;
-        if posting.holders > cap {
-            // Common for good: forget the members, keep counting.
-            posting.members = Members::Common;
-        } else {
-            posting.members.push(id);
-        }
+        self.postings[key.kind as usize]
+            .entry(key.value)
+            .or_insert(Posting::Many(Box::default()))
+            .add(id, cap);
     }
 
     fn detach(&mut self, key: FeatureKey, id: u32) {
-        let Some(posting) = self.postings.get_mut(&key) else {
+        let postings = &mut self.postings[key.kind as usize];
+        let Some(posting) = postings.get_mut(&key.value) else {
             return;
         };
-        posting.holders = posting.holders.saturating_sub(1);
-        posting.members.remove(id);
-        if posting.holders == 0 {
-            self.postings.remove(&key);
+        posting.remove(id);
+        if posting.holders() == 0 {
+            postings.remove(&key.value);
         }
     }
 
@@ -653,9 +681,9 @@ impl Linker {
             .features
             .iter()
             .filter_map(|key| {
-                let posting = self.postings.get(key)?;
-                let members = posting.members.as_slice()?;
-                let weight = self.config.rarity_weight(key.kind, posting.holders);
+                let posting = self.posting(key)?;
+                let members = posting.members()?;
+                let weight = self.config.rarity_weight(key.kind, posting.holders());
                 // A crowded value below `min_value_weight` adds nothing.
                 (weight > 0.0
                     && weight >= self.config.min_value_weight
@@ -940,14 +968,14 @@ impl Linker {
 
     /// The postings sorted by value, borrowed (each item reads back as a [`PostingRecord`]).
     pub fn checkpoint_postings(&self) -> impl ExactSizeIterator<Item = impl Serialize + '_> + '_ {
-        let mut postings: Vec<(&FeatureKey, &Posting)> = self.postings.iter().collect();
-        postings.sort_unstable_by_key(|(k, _)| **k);
+        let mut postings: Vec<(FeatureKey, &Posting)> = self.all_postings().collect();
+        postings.sort_unstable_by_key(|(k, _)| *k);
         postings.into_iter()
     }
 
     pub fn checkpoint(&self) -> LinkerCheckpoint {
         let mut postings: Vec<(FeatureKey, Posting)> =
-            self.postings.iter().map(|(k, p)| (*k, p.clone())).collect();
+            self.all_postings().map(|(k, p)| (k, p.clone())).collect();
         postings.sort_by_key(|(k, _)| *k);
         let head = self.checkpoint_head();
         LinkerCheckpoint {
@@ -974,7 +1002,9 @@ impl Linker {
             .collect();
         linker.nodes = checkpoint.nodes;
         linker.free = checkpoint.free;
-        linker.postings = checkpoint.postings.into_iter().collect();
+        for (key, posting) in checkpoint.postings {
+            linker.postings[key.kind as usize].insert(key.value, posting);
+        }
         linker.clusters = checkpoint.clusters.into_iter().collect();
         linker.last_sweep = checkpoint.last_sweep;
         linker

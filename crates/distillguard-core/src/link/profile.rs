@@ -312,8 +312,8 @@ impl Linker {
             .collect();
         let busiest = shared
             .iter()
-            .filter_map(|k| self.postings.get(k))
-            .map(|p| p.holders)
+            .filter_map(|k| self.posting(k))
+            .map(|p| p.holders())
             .max()
             .unwrap_or(0);
         (shared.len(), busiest.saturating_sub(1))
@@ -365,9 +365,8 @@ impl Linker {
                 (LinkKind::LengthRegime, _) => self.config.weights.length_regime,
                 (LinkKind::Behaviour, _) => self.config.weights.behaviour,
                 (_, Some((key, _))) => self
-                    .postings
-                    .get(key)
-                    .map_or(0.0, |p| self.config.rarity_weight(kind, p.holders)),
+                    .posting(key)
+                    .map_or(0.0, |p| self.config.rarity_weight(kind, p.holders())),
                 (_, None) => 0.0,
             };
             let examples = if kind == LinkKind::Lockstep {

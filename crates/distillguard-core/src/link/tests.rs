@@ -839,3 +839,24 @@ fn a_linker_checkpoint_written_with_full_summaries_still_loads_to_the_same_state
     let restored: LinkerCheckpoint = serde_json::from_value(old).unwrap();
     assert_eq!(serde_json::to_value(restored).unwrap(), written);
 }
+
+#[test]
+fn a_posting_counts_its_holders_keeps_their_order_and_forgets_them_past_the_cap() {
+    use super::Posting;
+    let mut posting = Posting::Many(Box::default());
+    posting.add(7, 3);
+    assert_eq!((posting.holders(), posting.members()), (1, Some(&[7][..])));
+    posting.add(2, 3);
+    posting.add(9, 3);
+    assert_eq!(posting.members(), Some(&[7, 2, 9][..]));
+    posting.remove(7);
+    posting.remove(9);
+    assert_eq!(posting, Posting::One { member: 2 });
+    posting.add(4, 3);
+    posting.add(5, 3);
+    posting.add(6, 3);
+    assert_eq!((posting.holders(), posting.members()), (4, None));
+    posting.remove(4);
+    assert_eq!((posting.holders(), posting.members()), (3, None));
+    assert!(std::mem::size_of::<Posting>() <= 16);
+}
