@@ -32,11 +32,6 @@ const HOURS: usize = 24;
 pub(crate) struct Traits {
     pub last_seen: EventTime,
     pub events: u64,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub completion_known: u64,
-    pub turns_known: u64,
-    pub single_turn: u64,
     /// Distinct /24s (IPv6 /48s) estimated from the subnet sample.
     pub networks: f64,
     /// Hours of the last day with activity (lockstep's cheap test).
@@ -48,13 +43,32 @@ impl Traits {
         Self {
             last_seen: summary.last_seen,
             events: summary.events,
+            networks: crate::sketch::bottomk::estimate::<SUBNET_SAMPLE>(&summary.subnet_sample),
+            active_hours: summary.activity.iter().filter(|v| **v > 0).count() as u8,
+        }
+    }
+}
+
+/// What the support kinds read, only of two accounts already linked (packed first).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Support {
+    pub events: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub completion_known: u64,
+    pub turns_known: u64,
+    pub single_turn: u64,
+}
+
+impl Support {
+    pub fn of(summary: &AccountSummary) -> Self {
+        Self {
+            events: summary.events,
             prompt_tokens: summary.prompt_tokens,
             completion_tokens: summary.completion_tokens,
             completion_known: summary.completion_known,
             turns_known: summary.turns_known,
             single_turn: summary.single_turn,
-            networks: crate::sketch::bottomk::estimate::<SUBNET_SAMPLE>(&summary.subnet_sample),
-            active_hours: summary.activity.iter().filter(|v| **v > 0).count() as u8,
         }
     }
 }
@@ -63,7 +77,8 @@ impl Traits {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Profile {
     pub traits: Traits,
-    /// The rest, in [`Profile::new`]'s order; hourly activity first (lockstep unpacks only it).
+    /// The rest, in [`Profile::new`]'s order: what support reads first, then hourly activity
+    /// (lockstep unpacks only these).
     packed: Box<[u8]>,
     /// Shared with the account's state (a pointer, not a copy).
     samples: SharedSamples,
@@ -73,6 +88,15 @@ impl Profile {
     pub fn new(summary: AccountSummary) -> Self {
         let s = &summary;
         let mut w = Writer(Vec::with_capacity(192));
+        for v in [
+            s.prompt_tokens,
+            s.completion_tokens,
+            s.completion_known,
+            s.turns_known,
+            s.single_turn,
+        ] {
+            w.uint(v);
+        }
         s.activity.iter().for_each(|v| w.uint(u64::from(*v)));
         s.hour_of_day.iter().for_each(|v| w.uint(u64::from(*v)));
         w.time(s.first_seen);
@@ -150,16 +174,37 @@ impl Profile {
         }
     }
 
+    pub fn support(&self) -> Support {
+        self.read_support(&mut Reader(&self.packed))
+            .expect("checked when made or read back")
+    }
+
+    fn read_support(&self, r: &mut Reader<'_>) -> Option<Support> {
+        let [prompt_tokens, completion_tokens, completion_known, turns_known, single_turn] =
+            r.uints()?;
+        Some(Support {
+            events: self.traits.events,
+            prompt_tokens,
+            completion_tokens,
+            completion_known,
+            turns_known,
+            single_turn,
+        })
+    }
+
     /// Events per hour over the last 24 hours of the summary, oldest first.
     pub fn activity(&self) -> [u32; HOURS] {
         let mut r = Reader(&self.packed);
-        self.hours(&mut r).expect("checked when made or read back")
+        self.read_support(&mut r)
+            .and_then(|_| self.hours(&mut r))
+            .expect("checked when made or read back")
     }
 
     /// Lifetime events per UTC hour of day.
     pub fn hour_of_day(&self) -> [u32; HOURS] {
         let mut r = Reader(&self.packed);
-        self.hours(&mut r)
+        self.read_support(&mut r)
+            .and_then(|_| self.hours(&mut r))
             .and_then(|_| self.hours(&mut r))
             .expect("checked when made or read back")
     }
@@ -188,6 +233,7 @@ impl Profile {
     fn unpack(&self, account: &AccountId) -> Option<AccountSummary> {
         let t = &self.traits;
         let mut r = Reader(&self.packed);
+        let support = self.read_support(&mut r)?;
         let activity = self.hours(&mut r)?;
         let hour_of_day = self.hours(&mut r)?;
         let first_seen = r.time()?;
@@ -237,12 +283,12 @@ impl Profile {
             events: t.events,
             events_last_24h,
             events_last_hour,
-            completion_tokens: t.completion_tokens,
+            completion_tokens: support.completion_tokens,
             completion_tokens_last_24h,
             completion_tokens_last_hour,
-            prompt_tokens: t.prompt_tokens,
+            prompt_tokens: support.prompt_tokens,
             reasoning_tokens,
-            completion_known: t.completion_known,
+            completion_known: support.completion_known,
             activity,
             hour_of_day,
             quiet_gap_median_hours,
@@ -258,8 +304,8 @@ impl Profile {
             skeleton_suffixes,
             exact_repeats,
             near_repeats,
-            turns_known: t.turns_known,
-            single_turn: t.single_turn,
+            turns_known: support.turns_known,
+            single_turn: support.single_turn,
             reasoning_prompts,
             reasoning_system,
             system_prompts,
@@ -591,6 +637,7 @@ mod tests {
         assert_eq!(got, expected);
         assert_eq!(profile.activity(), summary.activity);
         assert_eq!(profile.hour_of_day(), summary.hour_of_day);
+        assert_eq!(profile.support(), Support::of(&summary));
         assert!(profile.is_valid());
     }
 

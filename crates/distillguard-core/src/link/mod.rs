@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::AccountId;
 use crate::features::AccountSummary;
 use crate::time::EventTime;
-use compact::{Profile, Traits};
+use compact::{Profile, Support, Traits};
 
 pub use clusters::{cluster_label, ClusterChange, ClusterView, Member};
 pub(crate) use features::ip_keys;
@@ -180,12 +180,12 @@ impl LinkConfig {
     /// operator's accounts draw one corpus through one pipeline (one `max_tokens`, one answer
     /// style); alone it says little, so it only strengthens a link that holds without it.
     pub fn same_length_regime(&self, a: &AccountSummary, b: &AccountSummary) -> bool {
-        self.same_lengths(&Traits::of(a), &Traits::of(b))
+        self.same_lengths(&Support::of(a), &Support::of(b))
     }
 
-    fn same_lengths(&self, a: &Traits, b: &Traits) -> bool {
+    fn same_lengths(&self, a: &Support, b: &Support) -> bool {
         let min = self.support_min_events.max(1);
-        let known = |s: &Traits| s.events >= min && s.completion_known >= min;
+        let known = |s: &Support| s.events >= min && s.completion_known >= min;
         if !known(a) || !known(b) {
             return false;
         }
@@ -204,7 +204,7 @@ impl LinkConfig {
     /// histograms, not their last day hour by hour: no lockstep needed) and the same session
     /// shape (single-turn share). Support only: a class in one time zone shares both.
     pub fn same_behaviour(&self, a: &AccountSummary, b: &AccountSummary) -> bool {
-        self.behaviour_alike(&Traits::of(a), &Traits::of(b), || {
+        self.behaviour_alike(&Support::of(a), &Support::of(b), || {
             (a.hour_of_day, b.hour_of_day)
         })
     }
@@ -213,15 +213,15 @@ impl LinkConfig {
     /// match (a profile unpacks them).
     fn behaviour_alike(
         &self,
-        a: &Traits,
-        b: &Traits,
+        a: &Support,
+        b: &Support,
         hours: impl FnOnce() -> ([u32; 24], [u32; 24]),
     ) -> bool {
         let min = self.support_min_events.max(1);
         if a.turns_known < min || b.turns_known < min {
             return false;
         }
-        let single = |s: &Traits| s.single_turn as f64 / s.turns_known as f64;
+        let single = |s: &Support| s.single_turn as f64 / s.turns_known as f64;
         if (single(a) - single(b)).abs() > self.behaviour_turn_distance {
             return false;
         }
@@ -400,7 +400,7 @@ impl Shared {
 #[serde(try_from = "NodeRecordFields")]
 struct Node {
     account: AccountId,
-    features: Vec<FeatureKey>,
+    features: Box<[FeatureKey]>,
     links: Vec<Link>,
     cluster: Option<u64>,
     /// The account's profile, from its latest summary, and the tick that summary was made at:
@@ -416,7 +416,7 @@ struct Node {
 #[derive(Deserialize)]
 struct NodeRecordFields {
     account: AccountId,
-    features: Vec<FeatureKey>,
+    features: Box<[FeatureKey]>,
     links: Vec<Link>,
     cluster: Option<u64>,
     #[serde(default)]
@@ -563,7 +563,7 @@ impl Linker {
             }
             None => self.insert(summary, at, risk),
         };
-        let old = std::mem::replace(&mut self.node_mut(id).features, features.clone());
+        let old = std::mem::replace(&mut self.node_mut(id).features, features.as_slice().into());
         // Both lists are sorted: membership by binary search, not a scan per key.
         for key in old.iter().filter(|k| features.binary_search(k).is_err()) {
             self.detach(*key, id);
@@ -578,7 +578,7 @@ impl Linker {
         let account = summary.account_id.clone();
         let node = Node {
             account: account.clone(),
-            features: Vec::new(),
+            features: Box::default(),
             links: Vec::new(),
             cluster: None,
             profile: Profile::new(summary),
@@ -840,15 +840,17 @@ impl Linker {
     /// Adds the support kinds two linked accounts show (`docs/detectors.md`, "Support kinds").
     fn add_support(&self, per_kind: &mut [f32; features::KINDS], own: &Profile, theirs: &Profile) {
         let weights = &self.config.weights;
-        if weights.length_regime > 0.0 && self.config.same_lengths(&own.traits, &theirs.traits) {
+        if weights.length_regime <= 0.0 && weights.behaviour <= 0.0 {
+            return;
+        }
+        let (a, b) = (own.support(), theirs.support());
+        if weights.length_regime > 0.0 && self.config.same_lengths(&a, &b) {
             per_kind[LinkKind::LengthRegime as usize] = weights.length_regime as f32;
         }
         if weights.behaviour > 0.0
             && self
                 .config
-                .behaviour_alike(&own.traits, &theirs.traits, || {
-                    (own.hour_of_day(), theirs.hour_of_day())
-                })
+                .behaviour_alike(&a, &b, || (own.hour_of_day(), theirs.hour_of_day()))
         {
             per_kind[LinkKind::Behaviour as usize] = weights.behaviour as f32;
         }
@@ -928,7 +930,7 @@ impl Linker {
         let Some(node) = self.nodes[id as usize].take() else {
             return;
         };
-        for key in &node.features {
+        for key in node.features.iter() {
             self.detach(*key, id);
         }
         for link in &node.links {
