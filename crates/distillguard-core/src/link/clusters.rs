@@ -43,8 +43,8 @@ pub enum ClusterChange {
 /// One member of a cluster as the scorer judges it.
 pub struct Member<'a> {
     pub account: &'a AccountId,
-    /// The member's latest summary, made at `summary_at`.
-    pub summary: &'a AccountSummary,
+    /// The member's latest summary (as its profile gives it back), made at `summary_at`.
+    pub summary: AccountSummary,
     pub summary_at: EventTime,
     /// The member's own risk at that scoring.
     pub risk: f64,
@@ -237,7 +237,7 @@ impl Linker {
                         .fold(0.0, f64::max);
                     Member {
                         account: &node.account,
-                        summary: node.summary.as_ref(),
+                        summary: node.profile.summary(&node.account),
                         summary_at: node.summary_at,
                         risk: node.risk,
                         best_link,

@@ -17,6 +17,7 @@
 //! and per-account order only, never on the number of shards or on hash-map iteration order.
 
 mod clusters;
+mod compact;
 mod features;
 mod profile;
 
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::AccountId;
 use crate::features::AccountSummary;
 use crate::time::EventTime;
+use compact::{Profile, Support, Traits};
 
 pub use clusters::{cluster_label, ClusterChange, ClusterView, Member};
 pub(crate) use features::ip_keys;
@@ -178,8 +180,12 @@ impl LinkConfig {
     /// operator's accounts draw one corpus through one pipeline (one `max_tokens`, one answer
     /// style); alone it says little, so it only strengthens a link that holds without it.
     pub fn same_length_regime(&self, a: &AccountSummary, b: &AccountSummary) -> bool {
+        self.same_lengths(&Support::of(a), &Support::of(b))
+    }
+
+    fn same_lengths(&self, a: &Support, b: &Support) -> bool {
         let min = self.support_min_events.max(1);
-        let known = |s: &AccountSummary| s.events >= min && s.completion_known >= min;
+        let known = |s: &Support| s.events >= min && s.completion_known >= min;
         if !known(a) || !known(b) {
             return false;
         }
@@ -198,14 +204,29 @@ impl LinkConfig {
     /// histograms, not their last day hour by hour: no lockstep needed) and the same session
     /// shape (single-turn share). Support only: a class in one time zone shares both.
     pub fn same_behaviour(&self, a: &AccountSummary, b: &AccountSummary) -> bool {
+        self.behaviour_alike(&Support::of(a), &Support::of(b), || {
+            (a.hour_of_day, b.hour_of_day)
+        })
+    }
+
+    /// `hours`: the two accounts' hour-of-day histograms, asked for only when the session shapes
+    /// match (a profile unpacks them).
+    fn behaviour_alike(
+        &self,
+        a: &Support,
+        b: &Support,
+        hours: impl FnOnce() -> ([u32; 24], [u32; 24]),
+    ) -> bool {
         let min = self.support_min_events.max(1);
         if a.turns_known < min || b.turns_known < min {
             return false;
         }
-        let hours = |s: &AccountSummary| s.hour_of_day.map(f64::from);
-        let single = |s: &AccountSummary| s.single_turn as f64 / s.turns_known as f64;
-        profile::cosine(&hours(a), &hours(b)) >= self.behaviour_similarity
-            && (single(a) - single(b)).abs() <= self.behaviour_turn_distance
+        let single = |s: &Support| s.single_turn as f64 / s.turns_known as f64;
+        if (single(a) - single(b)).abs() > self.behaviour_turn_distance {
+            return false;
+        }
+        let (ha, hb) = hours();
+        profile::cosine(&ha.map(f64::from), &hb.map(f64::from)) >= self.behaviour_similarity
     }
 
     /// Whether an account's requests hop over networks the way a rotating proxy's do: many
@@ -213,19 +234,118 @@ impl LinkConfig {
     /// (broadband leases last days; a phone behind a carrier's CGNAT changes address within a few
     /// of the carrier's ranges).
     pub fn hops_networks(&self, summary: &AccountSummary) -> bool {
-        let networks = crate::sketch::bottomk::estimate::<{ crate::features::SUBNET_SAMPLE }>(
-            &summary.subnet_sample,
-        );
+        self.hops(&Traits::of(summary))
+    }
+
+    fn hops(&self, traits: &Traits) -> bool {
+        let networks = traits.networks;
         networks >= f64::from(self.pool_min_networks)
-            && networks * self.pool_requests_per_network.max(1.0) >= summary.events as f64
+            && networks * self.pool_requests_per_network.max(1.0) >= traits.events as f64
     }
 }
 
-/// The accounts holding one value; `None` once more than the cap have held it.
+/// The accounts holding one value, in the order they came. While the value is tracked its
+/// holders are its members; past the cap only their number is kept. Most values are held by one
+/// account alone (its own address, its own prompts' bands): such a posting allocates nothing, and
+/// every posting fits 16 bytes beside its 8-byte value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Posting {
+#[serde(from = "PostingFields", into = "PostingFields")]
+enum Posting {
+    /// More than the cap have held the value: its members are forgotten for good.
+    Common {
+        holders: u32,
+    },
+    One {
+        member: u32,
+    },
+    /// None (only until the posting is dropped), or two or more. Boxed so that a posting stays
+    /// 16 bytes (a `Vec` is 24): the extra allocation is paid only by values two accounts share.
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<u32>>),
+}
+
+impl Posting {
+    fn holders(&self) -> u32 {
+        match self {
+            Posting::Common { holders } => *holders,
+            Posting::One { .. } => 1,
+            Posting::Many(many) => many.len() as u32,
+        }
+    }
+
+    /// `None` once the value is common.
+    fn members(&self) -> Option<&[u32]> {
+        match self {
+            Posting::Common { .. } => None,
+            Posting::One { member } => Some(std::slice::from_ref(member)),
+            Posting::Many(many) => Some(many),
+        }
+    }
+
+    /// One more account holds the value; past `cap` its members are forgotten.
+    fn add(&mut self, id: u32, cap: u32) {
+        *self = match std::mem::replace(self, Posting::Common { holders: 0 }) {
+            Posting::Common { holders } => Posting::Common {
+                holders: holders + 1,
+            },
+            held if held.holders() >= cap => Posting::Common {
+                holders: held.holders() + 1,
+            },
+            Posting::One { member } => Posting::Many(Box::new(vec![member, id])),
+            Posting::Many(many) if many.is_empty() => Posting::One { member: id },
+            Posting::Many(mut many) => {
+                many.push(id);
+                Posting::Many(many)
+            }
+        };
+    }
+
+    fn remove(&mut self, id: u32) {
+        match self {
+            Posting::Common { holders } => *holders = holders.saturating_sub(1),
+            Posting::One { member } => {
+                if *member == id {
+                    *self = Posting::Many(Box::default());
+                }
+            }
+            Posting::Many(many) => {
+                many.retain(|m| *m != id);
+                if let [member] = many[..] {
+                    *self = Posting::One { member };
+                }
+            }
+        }
+    }
+}
+
+/// A posting as checkpoints hold it: `members` is `None` once more than the cap have held it.
+#[derive(Serialize, Deserialize)]
+struct PostingFields {
     holders: u32,
     members: Option<Vec<u32>>,
+}
+
+impl From<PostingFields> for Posting {
+    fn from(fields: PostingFields) -> Self {
+        match fields.members {
+            None => Posting::Common {
+                holders: fields.holders,
+            },
+            Some(many) => match many[..] {
+                [member] => Posting::One { member },
+                _ => Posting::Many(Box::new(many)),
+            },
+        }
+    }
+}
+
+impl From<Posting> for PostingFields {
+    fn from(posting: Posting) -> Self {
+        Self {
+            holders: posting.holders(),
+            members: posting.members().map(<[u32]>::to_vec),
+        }
+    }
 }
 
 /// A link from one account to another, with the kinds of evidence behind it.
@@ -279,17 +399,56 @@ impl Shared {
 
 /// One account as the linker knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "NodeRecordFields")]
 struct Node {
     account: AccountId,
-    features: Vec<FeatureKey>,
+    features: Box<[FeatureKey]>,
     links: Vec<Link>,
     cluster: Option<u64>,
-    /// The account's latest summary and the tick it was made at: the cluster is judged on its
-    /// members' summaries, and lockstep compares their activity vectors.
-    summary: Box<AccountSummary>,
+    /// The account's profile, from its latest summary, and the tick that summary was made at:
+    /// the cluster is judged on its members' summaries, and lockstep compares their activity
+    /// vectors.
+    profile: Profile,
     summary_at: EventTime,
     /// The account's own risk at its latest scoring.
     risk: f64,
+}
+
+/// A node as checkpoints hold it: a profile, or (written before profiles) the full summary.
+#[derive(Deserialize)]
+struct NodeRecordFields {
+    account: AccountId,
+    features: Box<[FeatureKey]>,
+    links: Vec<Link>,
+    cluster: Option<u64>,
+    #[serde(default)]
+    profile: Option<Profile>,
+    #[serde(default)]
+    summary: Option<AccountSummary>,
+    summary_at: EventTime,
+    risk: f64,
+}
+
+impl TryFrom<NodeRecordFields> for Node {
+    type Error = &'static str;
+
+    fn try_from(record: NodeRecordFields) -> Result<Self, Self::Error> {
+        let profile = match (record.profile, record.summary) {
+            (Some(profile), _) if profile.is_valid() => profile,
+            (Some(_), _) => return Err("a linker node's packed profile does not read back"),
+            (None, Some(summary)) => Profile::new(summary),
+            (None, None) => return Err("a linker node has neither a profile nor a summary"),
+        };
+        Ok(Self {
+            account: record.account,
+            features: record.features,
+            links: record.links,
+            cluster: record.cluster,
+            profile,
+            summary_at: record.summary_at,
+            risk: record.risk,
+        })
+    }
 }
 
 /// The linker's full state, serialisable for restarts.
@@ -347,7 +506,9 @@ pub struct Linker {
     index: HashMap<AccountId, u32, ahash::RandomState>,
     nodes: Vec<Option<Node>>,
     free: Vec<u32>,
-    postings: HashMap<FeatureKey, Posting, ahash::RandomState>,
+    /// Per kind, keyed by value: an 8-byte key instead of a 16-byte [`FeatureKey`] in maps
+    /// holding several values per account.
+    postings: [HashMap<u64, Posting, ahash::RandomState>; features::KINDS],
     clusters: BTreeMap<u64, clusters::ClusterState>,
     /// Nodes whose summary arrived this tick, in arrival (account-id) order.
     changed: Vec<u32>,
@@ -368,7 +529,7 @@ impl Linker {
             index: HashMap::default(),
             nodes: Vec::new(),
             free: Vec::new(),
-            postings: HashMap::default(),
+            postings: std::array::from_fn(|_| HashMap::default()),
             clusters: BTreeMap::new(),
             changed: Vec::new(),
             touched: BTreeSet::new(),
@@ -397,15 +558,14 @@ impl Linker {
             Some(id) => {
                 let id = *id;
                 let node = self.node_mut(id);
-                // Into the existing box: no allocation per account and tick.
-                *node.summary = summary;
+                node.profile = Profile::new(summary);
                 node.summary_at = at;
                 node.risk = risk;
                 id
             }
             None => self.insert(summary, at, risk),
         };
-        let old = std::mem::replace(&mut self.node_mut(id).features, features.clone());
+        let old = std::mem::replace(&mut self.node_mut(id).features, features.as_slice().into());
         // Both lists are sorted: membership by binary search, not a scan per key.
         for key in old.iter().filter(|k| features.binary_search(k).is_err()) {
             self.detach(*key, id);
@@ -420,10 +580,10 @@ impl Linker {
         let account = summary.account_id.clone();
         let node = Node {
             account: account.clone(),
-            features: Vec::new(),
+            features: Box::default(),
             links: Vec::new(),
             cluster: None,
-            summary: Box::new(summary),
+            profile: Profile::new(summary),
             summary_at: at,
             risk,
         };
@@ -453,31 +613,40 @@ impl Linker {
             .expect("linked nodes are live")
     }
 
+    fn posting(&self, key: &FeatureKey) -> Option<&Posting> {
+        self.postings[key.kind as usize].get(&key.value)
+    }
+
+    fn all_postings(&self) -> impl Iterator<Item = (FeatureKey, &Posting)> + '_ {
+        LinkKind::ALL.into_iter().flat_map(move |kind| {
+            self.postings[kind as usize].iter().map(move |(value, p)| {
+                (
+                    FeatureKey {
+                        kind,
+                        value: *value,
+                    },
+                    p,
+                )
+            })
+        })
+    }
+
     fn attach(&mut self, key: FeatureKey, id: u32) {
         let cap = self.config.max_accounts_per_value;
-        let posting = self.postings.entry(key).or_insert(Posting {
-            holders: 0,
-            members: Some(Vec::new()),
-        });
-        posting.holders += 1;
-        if posting.holders > cap {
-            // Common for good: forget the members, keep counting.
-            posting.members = None;
-        } else if let Some(members) = &mut posting.members {
-            members.push(id);
-        }
+        self.postings[key.kind as usize]
+            .entry(key.value)
+            .or_insert(Posting::Many(Box::default()))
+            .add(id, cap);
     }
 
     fn detach(&mut self, key: FeatureKey, id: u32) {
-        let Some(posting) = self.postings.get_mut(&key) else {
+        let postings = &mut self.postings[key.kind as usize];
+        let Some(posting) = postings.get_mut(&key.value) else {
             return;
         };
-        posting.holders = posting.holders.saturating_sub(1);
-        if let Some(members) = &mut posting.members {
-            members.retain(|m| *m != id);
-        }
-        if posting.holders == 0 {
-            self.postings.remove(&key);
+        posting.remove(id);
+        if posting.holders() == 0 {
+            postings.remove(&key.value);
         }
     }
 
@@ -514,9 +683,9 @@ impl Linker {
             .features
             .iter()
             .filter_map(|key| {
-                let posting = self.postings.get(key)?;
-                let members = posting.members.as_deref()?;
-                let weight = self.config.rarity_weight(key.kind, posting.holders);
+                let posting = self.posting(key)?;
+                let members = posting.members()?;
+                let weight = self.config.rarity_weight(key.kind, posting.holders());
                 // A crowded value below `min_value_weight` adds nothing.
                 (weight > 0.0
                     && weight >= self.config.min_value_weight
@@ -527,7 +696,7 @@ impl Linker {
         held.sort_by(|a, b| b.0.total_cmp(&a.0));
         // A hopping account may also be linked by the proxy-pool kind, at most its base weight.
         let pool = self.config.weights.proxy_pool as f32;
-        let hops = self.config.hops_networks(&node.summary);
+        let hops = self.config.hops(&node.profile.traits);
         let own_hops = pool > 0.0 && hops;
         // Prefix filtering: a link's weight is at most the sum of the weights of the values the
         // two accounts share, plus lockstep and the pool kind. An account first met in value `k`
@@ -598,7 +767,7 @@ impl Linker {
         let mut links: Vec<Link> = candidates
             .into_iter()
             .map(|(other, values)| {
-                let both_hop = hops && self.config.hops_networks(&self.node(other).summary);
+                let both_hop = hops && self.config.hops(&self.node(other).profile.traits);
                 let mut per_kind = values.weights(counted, both_hop);
                 // Two hoppers meeting on a rare address: not a coincidence of the open internet
                 // but a shared pool. Weighted by that address's rarity.
@@ -629,7 +798,7 @@ impl Linker {
                     for (kind, weight) in LinkKind::CONTENT.into_iter().zip(content) {
                         per_kind[kind as usize] = weight;
                     }
-                    self.add_support(&mut per_kind, &node.summary, &self.node(other).summary);
+                    self.add_support(&mut per_kind, &node.profile, &self.node(other).profile);
                 }
                 let kinds = per_kind
                     .iter()
@@ -671,17 +840,20 @@ impl Linker {
     }
 
     /// Adds the support kinds two linked accounts show (`docs/detectors.md`, "Support kinds").
-    fn add_support(
-        &self,
-        per_kind: &mut [f32; features::KINDS],
-        own: &AccountSummary,
-        theirs: &AccountSummary,
-    ) {
+    fn add_support(&self, per_kind: &mut [f32; features::KINDS], own: &Profile, theirs: &Profile) {
         let weights = &self.config.weights;
-        if weights.length_regime > 0.0 && self.config.same_length_regime(own, theirs) {
+        if weights.length_regime <= 0.0 && weights.behaviour <= 0.0 {
+            return;
+        }
+        let (a, b) = (own.support(), theirs.support());
+        if weights.length_regime > 0.0 && self.config.same_lengths(&a, &b) {
             per_kind[LinkKind::LengthRegime as usize] = weights.length_regime as f32;
         }
-        if weights.behaviour > 0.0 && self.config.same_behaviour(own, theirs) {
+        if weights.behaviour > 0.0
+            && self
+                .config
+                .behaviour_alike(&a, &b, || (own.hour_of_day(), theirs.hour_of_day()))
+        {
             per_kind[LinkKind::Behaviour as usize] = weights.behaviour as f32;
         }
     }
@@ -699,10 +871,10 @@ impl Linker {
         // The aligned vector is non-zero only where the summary's own vector is: test the cheap
         // count first.
         let min_hours = self.config.lockstep_min_active_hours as usize;
-        if node.summary.activity.iter().filter(|v| **v > 0).count() < min_hours {
+        if usize::from(node.profile.traits.active_hours) < min_hours {
             return None;
         }
-        let activity = profile::activity_at(&node.summary, node.summary_at, at);
+        let activity = profile::activity_at(&node.profile.activity(), node.summary_at, at);
         (activity.iter().filter(|v| **v > 0.0).count() >= min_hours).then_some(activity)
     }
 
@@ -734,7 +906,7 @@ impl Linker {
             .enumerate()
             .filter_map(|(i, n)| {
                 n.as_ref()
-                    .map(|n| (n.summary.last_seen, &n.account, i as u32))
+                    .map(|n| (n.profile.traits.last_seen, &n.account, i as u32))
             })
             .collect();
         by_age.sort();
@@ -760,7 +932,7 @@ impl Linker {
         let Some(node) = self.nodes[id as usize].take() else {
             return;
         };
-        for key in &node.features {
+        for key in node.features.iter() {
             self.detach(*key, id);
         }
         for link in &node.links {
@@ -800,14 +972,14 @@ impl Linker {
 
     /// The postings sorted by value, borrowed (each item reads back as a [`PostingRecord`]).
     pub fn checkpoint_postings(&self) -> impl ExactSizeIterator<Item = impl Serialize + '_> + '_ {
-        let mut postings: Vec<(&FeatureKey, &Posting)> = self.postings.iter().collect();
-        postings.sort_unstable_by_key(|(k, _)| **k);
+        let mut postings: Vec<(FeatureKey, &Posting)> = self.all_postings().collect();
+        postings.sort_unstable_by_key(|(k, _)| *k);
         postings.into_iter()
     }
 
     pub fn checkpoint(&self) -> LinkerCheckpoint {
         let mut postings: Vec<(FeatureKey, Posting)> =
-            self.postings.iter().map(|(k, p)| (*k, p.clone())).collect();
+            self.all_postings().map(|(k, p)| (k, p.clone())).collect();
         postings.sort_by_key(|(k, _)| *k);
         let head = self.checkpoint_head();
         LinkerCheckpoint {
@@ -834,7 +1006,9 @@ impl Linker {
             .collect();
         linker.nodes = checkpoint.nodes;
         linker.free = checkpoint.free;
-        linker.postings = checkpoint.postings.into_iter().collect();
+        for (key, posting) in checkpoint.postings {
+            linker.postings[key.kind as usize].insert(key.value, posting);
+        }
         linker.clusters = checkpoint.clusters.into_iter().collect();
         linker.last_sweep = checkpoint.last_sweep;
         linker

@@ -18,15 +18,11 @@ const EXAMPLES: usize = 3;
 
 /// A summary's hourly activity re-aligned to end at the hour of `at` (hours it has not seen yet
 /// are zero, hours that fell out of the window are dropped).
-pub(crate) fn activity_at(
-    summary: &AccountSummary,
-    made_at: EventTime,
-    at: EventTime,
-) -> [f64; 24] {
+pub(crate) fn activity_at(activity: &[u32; 24], made_at: EventTime, at: EventTime) -> [f64; 24] {
     let hour = |t: EventTime| (t.epoch_ms() - 1).max(0) / EventTime::HOUR;
     let shift = (hour(at) - hour(made_at)).clamp(0, 24) as usize;
     let mut out = [0.0; 24];
-    for (i, value) in summary.activity.iter().enumerate().skip(shift) {
+    for (i, value) in activity.iter().enumerate().skip(shift) {
         out[i - shift] = f64::from(*value);
     }
     out
@@ -72,12 +68,12 @@ fn merged_keys<'a>(lists: impl Iterator<Item = &'a [(u64, u32)]>) -> Vec<(u64, u
 /// other's questions are not seen as repeats (see `docs/detectors.md`).
 pub fn combined_summary(cluster: &ClusterView<'_>, at: EventTime) -> AccountSummary {
     let members = &cluster.members;
-    let sum = |f: fn(&AccountSummary) -> u64| members.iter().map(|m| f(m.summary)).sum::<u64>();
+    let sum = |f: fn(&AccountSummary) -> u64| members.iter().map(|m| f(&m.summary)).sum::<u64>();
     let mut activity = [0u32; 24];
     let mut hour_of_day = [0u32; 24];
     let (mut last_hour, mut tokens_day, mut tokens_hour) = (0u64, 0u64, 0u64);
     for member in members {
-        let aligned = activity_at(member.summary, member.summary_at, at);
+        let aligned = activity_at(&member.summary.activity, member.summary_at, at);
         for (slot, value) in activity.iter_mut().zip(aligned) {
             *slot = slot.saturating_add(value as u32);
         }
@@ -316,8 +312,8 @@ impl Linker {
             .collect();
         let busiest = shared
             .iter()
-            .filter_map(|k| self.postings.get(k))
-            .map(|p| p.holders)
+            .filter_map(|k| self.posting(k))
+            .map(|p| p.holders())
             .max()
             .unwrap_or(0);
         (shared.len(), busiest.saturating_sub(1))
@@ -369,9 +365,8 @@ impl Linker {
                 (LinkKind::LengthRegime, _) => self.config.weights.length_regime,
                 (LinkKind::Behaviour, _) => self.config.weights.behaviour,
                 (_, Some((key, _))) => self
-                    .postings
-                    .get(key)
-                    .map_or(0.0, |p| self.config.rarity_weight(kind, p.holders)),
+                    .posting(key)
+                    .map_or(0.0, |p| self.config.rarity_weight(kind, p.holders())),
                 (_, None) => 0.0,
             };
             let examples = if kind == LinkKind::Lockstep {

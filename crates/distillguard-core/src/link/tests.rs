@@ -819,3 +819,68 @@ fn a_hydra_spread_over_partitions_is_one_cluster_when_detectors_report_to_one_sc
     assert_eq!(updates, one_updates);
     assert_eq!(report, one_report);
 }
+
+/// A linker checkpoint as written before profiles: each node held its account's whole summary.
+fn with_full_summaries(
+    mut checkpoint: serde_json::Value,
+    summaries: &std::collections::BTreeMap<String, crate::features::AccountSummary>,
+) -> serde_json::Value {
+    for node in checkpoint["nodes"].as_array_mut().unwrap() {
+        let Some(node) = node.as_object_mut() else {
+            continue;
+        };
+        let account = node["account"].as_str().unwrap().to_owned();
+        node.remove("profile");
+        node.insert(
+            "summary".to_owned(),
+            serde_json::to_value(&summaries[&account]).unwrap(),
+        );
+    }
+    checkpoint
+}
+
+#[test]
+fn a_linker_checkpoint_written_with_full_summaries_still_loads_to_the_same_state() {
+    use crate::link::{LinkConfig, Linker, LinkerCheckpoint};
+    let at = EventTime::from_epoch_ms(BASE + EventTime::HOUR).unwrap();
+    let mut summaries = std::collections::BTreeMap::new();
+    let mut linker = Linker::new(LinkConfig::default(), EventTime::DAY, 1_000);
+    for (i, name) in ["a-1", "a-2", "a-3"].into_iter().enumerate() {
+        let mut summary = crate::detect::testing::summarise(&[crate::detect::testing::event(
+            i as i64,
+            "hello there",
+        )]);
+        summary.account_id = AccountId::parse(name).unwrap();
+        summary.payment_fingerprint = Some("card-1".to_owned());
+        summary.subnet_sample = vec![7, 9];
+        summaries.insert(name.to_owned(), summary.clone());
+        linker.observe(summary, at, 0.1);
+    }
+    linker.finish_tick(at);
+    let written = serde_json::to_value(linker.checkpoint()).unwrap();
+    let old = with_full_summaries(written.clone(), &summaries);
+    assert!(old.to_string().contains("\"members\":[0,1,2]"));
+    let restored: LinkerCheckpoint = serde_json::from_value(old).unwrap();
+    assert_eq!(serde_json::to_value(restored).unwrap(), written);
+}
+
+#[test]
+fn a_posting_counts_its_holders_keeps_their_order_and_forgets_them_past_the_cap() {
+    use super::Posting;
+    let mut posting = Posting::Many(Box::default());
+    posting.add(7, 3);
+    assert_eq!((posting.holders(), posting.members()), (1, Some(&[7][..])));
+    posting.add(2, 3);
+    posting.add(9, 3);
+    assert_eq!(posting.members(), Some(&[7, 2, 9][..]));
+    posting.remove(7);
+    posting.remove(9);
+    assert_eq!(posting, Posting::One { member: 2 });
+    posting.add(4, 3);
+    posting.add(5, 3);
+    posting.add(6, 3);
+    assert_eq!((posting.holders(), posting.members()), (4, None));
+    posting.remove(4);
+    assert_eq!((posting.holders(), posting.members()), (3, None));
+    assert!(std::mem::size_of::<Posting>() <= 16);
+}

@@ -264,8 +264,8 @@ fn mark_members(
                 let Some(cluster) = flagged else {
                     continue;
                 };
-                let scores = suite.score(member.summary, context);
-                let finding = member_finding(member.summary, cluster, &scores, suite, context);
+                let scores = suite.score(&member.summary, context);
+                let finding = member_finding(&member.summary, cluster, &scores, suite, context);
                 findings.insert(member.account.clone(), finding.clone());
                 updates.push(FindingUpdate::Account(finding));
                 continue;

@@ -33,6 +33,32 @@ impl<const WORDS: usize> LinearCounter<WORDS> {
         }
     }
 
+    /// Positions of the set bits, ascending: a sparse form for a counter holding few items.
+    pub fn set_bits(&self) -> impl Iterator<Item = usize> + '_ {
+        self.bits.iter().enumerate().flat_map(|(i, word)| {
+            let mut rest = *word;
+            std::iter::from_fn(move || {
+                (rest != 0).then(|| {
+                    let bit = rest.trailing_zeros() as usize;
+                    rest &= rest - 1;
+                    i * 64 + bit
+                })
+            })
+        })
+    }
+
+    /// The counter with exactly these bits set; `None` if one is out of range.
+    pub fn from_set_bits(bits: impl IntoIterator<Item = usize>) -> Option<Self> {
+        let mut counter = Self::default();
+        for bit in bits {
+            if bit >= Self::BITS {
+                return None;
+            }
+            counter.bits[bit / 64] |= 1 << (bit % 64);
+        }
+        Some(counter)
+    }
+
     pub fn estimate(&self) -> f64 {
         let set: u32 = self.bits.iter().map(|w| w.count_ones()).sum();
         let m = Self::BITS as f64;
@@ -86,5 +112,17 @@ mod tests {
             counter.insert(mix64(i));
         }
         assert!(counter.estimate() > 64.0 * 4.0);
+    }
+
+    #[test]
+    fn a_counter_rebuilt_from_its_set_bits_is_the_same_counter() {
+        let mut counter = LinearCounter::<4>::default();
+        for i in 0..40u64 {
+            counter.insert(mix64(i));
+        }
+        let bits: Vec<usize> = counter.set_bits().collect();
+        assert!(bits.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(LinearCounter::<4>::from_set_bits(bits), Some(counter));
+        assert_eq!(LinearCounter::<4>::from_set_bits([256]), None);
     }
 }
