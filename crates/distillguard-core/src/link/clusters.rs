@@ -249,6 +249,6 @@ impl Linker {
 
     /// The cluster an account belongs to, if any.
     pub fn cluster_of(&self, account: &AccountId) -> Option<u64> {
-        self.node(*self.index.get(account)?).cluster
+        self.node(self.index.get(account, &self.nodes)?).cluster
     }
 }

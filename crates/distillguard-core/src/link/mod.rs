@@ -19,6 +19,7 @@
 mod clusters;
 mod compact;
 mod features;
+mod index;
 mod profile;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -503,7 +504,7 @@ pub struct Linker {
     config: LinkConfig,
     idle_ms: i64,
     max_nodes: usize,
-    index: HashMap<AccountId, u32, ahash::RandomState>,
+    index: index::AccountIndex,
     nodes: Vec<Option<Node>>,
     free: Vec<u32>,
     /// Per kind, keyed by value: an 8-byte key instead of a 16-byte [`FeatureKey`] in maps
@@ -526,7 +527,7 @@ impl Linker {
             config,
             idle_ms,
             max_nodes: max_nodes.max(1),
-            index: HashMap::default(),
+            index: index::AccountIndex::default(),
             nodes: Vec::new(),
             free: Vec::new(),
             postings: std::array::from_fn(|_| HashMap::default()),
@@ -554,9 +555,8 @@ impl Linker {
             return;
         }
         let features = features::extract(&summary, &self.config);
-        let id = match self.index.get(&summary.account_id) {
+        let id = match self.index.get(&summary.account_id, &self.nodes) {
             Some(id) => {
-                let id = *id;
                 let node = self.node_mut(id);
                 node.profile = Profile::new(summary);
                 node.summary_at = at;
@@ -577,9 +577,8 @@ impl Linker {
     }
 
     fn insert(&mut self, summary: AccountSummary, at: EventTime, risk: f64) -> u32 {
-        let account = summary.account_id.clone();
         let node = Node {
-            account: account.clone(),
+            account: summary.account_id.clone(),
             features: Box::default(),
             links: Vec::new(),
             cluster: None,
@@ -597,7 +596,7 @@ impl Linker {
                 (self.nodes.len() - 1) as u32
             }
         };
-        self.index.insert(account, id);
+        self.index.insert(id, &self.nodes);
         id
     }
 
@@ -948,7 +947,7 @@ impl Linker {
             }
         }
         self.touched.remove(&id);
-        self.index.remove(&node.account);
+        self.index.remove(id, &node.account);
         self.free.push(id);
     }
 
@@ -998,13 +997,12 @@ impl Linker {
         checkpoint: LinkerCheckpoint,
     ) -> Self {
         let mut linker = Linker::new(config, idle_ms, max_nodes);
-        linker.index = checkpoint
-            .nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| n.as_ref().map(|n| (n.account.clone(), i as u32)))
-            .collect();
         linker.nodes = checkpoint.nodes;
+        for id in 0..linker.nodes.len() as u32 {
+            if linker.nodes[id as usize].is_some() {
+                linker.index.insert(id, &linker.nodes);
+            }
+        }
         linker.free = checkpoint.free;
         for (key, posting) in checkpoint.postings {
             linker.postings[key.kind as usize].insert(key.value, posting);
