@@ -170,6 +170,44 @@ async fn a_retried_request_is_counted_once_by_the_streams_duplicate_window() {
     stream.delete().await;
 }
 
+#[tokio::test]
+async fn a_message_that_is_not_an_event_is_passed_over_and_the_events_after_it_are_applied() {
+    // Arrange: a node consuming a stream into which something other than ingest wrote garbage.
+    let stream = TestStream::new("poison", SHARED_NATS);
+    let settings = stream.settings();
+    let prefix = settings.bus.subject_prefix.clone();
+    let app = spawn_app_with(settings).await;
+    let before = ndjson(&harvester_events("before-poison", T0, 5));
+    let response = app.post_events(before, "application/x-ndjson").await;
+    assert_eq!(response.status().as_u16(), 202);
+    wait_consumed(&app, 5).await;
+    let client = async_nats::connect(SHARED_NATS).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    for partition in [0, 3] {
+        jetstream
+            .publish(format!("{prefix}.{partition}"), "not an event".into())
+            .await
+            .unwrap()
+            .await
+            .expect("JetStream stores the foreign message");
+    }
+
+    // Act
+    let later = ndjson(&harvester_events("after-poison", T0 + 60_000, 5));
+    let response = app.post_events(later, "application/x-ndjson").await;
+
+    // Assert: both foreign messages counted and skipped; what came after them is applied.
+    assert_eq!(response.status().as_u16(), 202);
+    wait_consumed(&app, 10).await;
+    assert_eq!(
+        app.metric("distillguard_bus_undecodable_messages_total")
+            .await,
+        2.0
+    );
+    app.stop().await;
+    stream.delete().await;
+}
+
 /// A private NATS server with JetStream, on a free port with its store in a temporary directory.
 struct PrivateNats {
     child: Child,

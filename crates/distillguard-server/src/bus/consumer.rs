@@ -228,15 +228,17 @@ fn take_message(
     if !owned.contains(&partition) {
         let timestamp = match header_event_time(message.headers.as_ref()) {
             Some(timestamp) => timestamp,
-            None => {
-                decode_event(&message.payload)
-                    .map_err(|e| e.to_string())?
-                    .timestamp
-            }
+            None => match decode_event(&message.payload) {
+                Ok(event) => event.timestamp,
+                Err(error) => return Ok(Some((sequence, pass_over(metrics, &message, &error)))),
+            },
         };
         return Ok(Some((sequence, Some(Consumed::Elsewhere(timestamp)))));
     }
-    let event = decode_event(&message.payload).map_err(|e| e.to_string())?;
+    let event = match decode_event(&message.payload) {
+        Ok(event) => event,
+        Err(error) => return Ok(Some((sequence, pass_over(metrics, &message, &error)))),
+    };
     state.watermarks.observe(partition, event.timestamp, now);
     let label = partition.to_string();
     metrics
@@ -248,6 +250,20 @@ fn take_message(
         .with_label_values(&[&label])
         .set(event.timestamp.epoch_ms() / 1000);
     Ok(Some((sequence, Some(Consumed::Owned(Box::new(event))))))
+}
+
+/// A message no event decodes from (ingest publishes only what it encoded, so another publisher
+/// on our subjects wrote it) is counted, logged with its place (not its payload) and passed over:
+/// stopping at it would stall every detector, since each reads every message's time, and its
+/// sequence counts as read, so a restart does not meet it again.
+fn pass_over(
+    metrics: &BusMetrics,
+    message: &async_nats::jetstream::Message,
+    error: &super::BusError,
+) -> Option<Consumed> {
+    metrics.undecodable.inc();
+    tracing::warn!(subject = %message.subject, %error, "a bus message does not decode to an event; passed over");
+    None
 }
 
 /// After `STALL_CHECK` without a delivery: fine if the stream holds nothing newer than what was

@@ -19,6 +19,8 @@ pub struct BusMetrics {
     pub consumer_pending: IntGauge,
     /// Times the consumer was recreated: it failed, or it stalled with messages left to read.
     pub consumer_restarts: IntCounter,
+    /// Messages on an event subject that no event decodes from, passed over.
+    pub undecodable: IntCounter,
     /// Stream sequence of the last message of each partition this node applied.
     pub partition_sequence: IntGaugeVec,
     /// Event-time watermark of each partition this node consumes, Unix seconds.
@@ -54,6 +56,10 @@ impl BusMetrics {
         let consumed_events = counter(
             "distillguard_bus_consumed_events_total",
             "Events this node applied from the stream.",
+        );
+        let undecodable = counter(
+            "distillguard_bus_undecodable_messages_total",
+            "Messages on an event subject that no event decodes from; passed over, not applied.",
         );
         let redeliveries = counter(
             "distillguard_bus_redeliveries_total",
@@ -96,6 +102,7 @@ impl BusMetrics {
         register(Box::new(redeliveries.clone()));
         register(Box::new(consumer_pending.clone()));
         register(Box::new(consumer_restarts.clone()));
+        register(Box::new(undecodable.clone()));
         register(Box::new(partition_sequence.clone()));
         register(Box::new(partition_watermark.clone()));
         register(Box::new(global_watermark.clone()));
@@ -107,6 +114,7 @@ impl BusMetrics {
             redeliveries,
             consumer_pending,
             consumer_restarts,
+            undecodable,
             partition_sequence,
             partition_watermark,
             global_watermark,
