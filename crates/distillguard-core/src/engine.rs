@@ -768,15 +768,7 @@ pub(crate) mod tests {
     }
 
     fn run(events: &[ApiEvent], shards: usize) -> (Vec<FindingUpdate>, Report) {
-        let mut engine = Engine::new(EngineConfig::default(), shards);
-        let mut updates = Vec::new();
-        for e in events {
-            engine.process(e);
-            updates.extend(engine.take_updates());
-        }
-        engine.finish();
-        updates.extend(engine.take_updates());
-        (updates, engine.report())
+        crate::partitioned::tests::one_node(events, &EngineConfig::default(), shards)
     }
 
     #[test]
