@@ -28,9 +28,12 @@ use crate::event::{AccountId, ApiEvent};
 use crate::sketch::fast_hash;
 use crate::time::EventTime;
 
-/// End users the space-saving sketch tracks: every end user with more than an eighth of the
-/// account's end-user traffic is among them (the sketch's guarantee), the rest is "other".
-pub const CANDIDATES: usize = 8;
+/// End users the space-saving sketch tracks: every end user that opens more than a 32nd of the
+/// account's conversations is among them (the sketch's guarantee), the rest is "other". A
+/// reseller serves hundreds to thousands of customers, and one harvesting customer among them
+/// need not send an eighth of the traffic to take what it came for; 32 counters cost 384 bytes,
+/// and only accounts that name several end users pay them.
+pub const CANDIDATES: usize = 32;
 /// End users judged on their own at once (each costs an account state).
 pub const HEAVY: usize = 2;
 /// Event time a cleared end user waits before it may be judged again: a person's habits hold
@@ -122,6 +125,13 @@ fn candidates_of_any_width<'de, D: Deserializer<'de>>(
     Ok(candidates)
 }
 
+/// The request opens a conversation (one user message, after the system prompt if any), as far
+/// as the gateway says: a request that does not report its messages counts as one.
+fn opens_conversation(event: &ApiEvent) -> bool {
+    let system = u32::from(event.system_prompt.is_some());
+    event.messages.is_none_or(|messages| messages <= 1 + system)
+}
+
 fn key_of(end_user: &str) -> u32 {
     // The low half of a 64-bit hash; a collision between two of one account's end users only
     // merges their counts.
@@ -130,14 +140,23 @@ fn key_of(end_user: &str) -> u32 {
 
 impl EndUsers {
     /// Counts the event's end user and feeds a heavy end user's own state.
+    ///
+    /// The sketch counts the conversations an end user opens, not its requests: a harvester
+    /// opens a new one with every request, while a person's follow-ups stay in theirs, so a
+    /// harvester that sends a small share of a reseller's requests is a larger share of its
+    /// openers. The state of a heavy end user sees all of its requests.
     pub fn observe(&mut self, event: &ApiEvent, end_user: &str, config: &EngineConfig) {
         let key = key_of(end_user);
         self.total = self.total.saturating_add(1);
-        let slot = self.count(key);
+        let opener = opens_conversation(event);
+        let slot = opener.then(|| self.count(key));
         if let Some(heavy) = self.heavy.iter_mut().find(|h| h.key == key) {
             heavy.state.observe(event, config);
             return;
         }
+        let Some(slot) = slot else {
+            return;
+        };
         let candidate = self.candidates[slot];
         if u64::from(candidate.guaranteed()) >= config.detectors.min_prompts
             && !self.cooling(key, event.timestamp)

@@ -1,6 +1,7 @@
 use super::*;
 use crate::detect::testing::{diverse_prompt, event, BASE};
 use crate::engine::Engine;
+use std::collections::HashMap;
 
 fn state_after(events: &[ApiEvent]) -> AccountState {
     let config = EngineConfig::default();
@@ -237,15 +238,23 @@ fn ordinary_heavy_customers_alone_never_flag_their_account() {
 
 #[test]
 fn states_rotate_through_heavy_people_without_thrashing() {
-    // Six heavy customers, two states, fifty hours: each is judged, cleared and judged again
-    // the next day, not handed a state every few minutes.
+    // Six heavy customers and twenty light ones, two states, fifty hours: each customer that
+    // opens enough conversations to be judged is judged, cleared and judged again the next day,
+    // not handed a state every few minutes.
     let (people, hours) = (6, 50);
-    let promotions = promotions_after(&crowded_reseller(hours, people, false));
+    let events = crowded_reseller(hours, people, false);
+    let promotions = promotions_after(&events);
+    let mut openers: HashMap<&str, u64> = HashMap::new();
+    for e in events.iter().filter(|e| opens_conversation(e)) {
+        *openers.entry(e.end_user.as_deref().unwrap()).or_default() += 1;
+    }
+    let min_prompts = EngineConfig::default().detectors.min_prompts;
+    let judgeable = openers.values().filter(|&&n| n >= min_prompts).count() as u32;
     let days = (hours / 24 + 1) as u32;
     assert!(promotions >= people as u32, "{promotions} promotions");
     assert!(
-        promotions <= people as u32 * days,
-        "{promotions} promotions"
+        promotions <= judgeable * days,
+        "{promotions} promotions for {judgeable} judgeable customers"
     );
 }
 
@@ -351,4 +360,91 @@ fn a_holder_quiet_before_it_could_be_judged_yields_its_state_but_a_judged_broad_
     t += SESSION_GAP_MS;
     send(&mut subjects, "late", 300, t);
     assert_eq!(holders(&subjects), ["broad", "late"]);
+}
+
+/// A reseller with two hundred customers who chat (a third of their requests open a
+/// conversation, the rest follow up, and questions come back), four requests a minute between
+/// them, and, when `harvester` is set, from the second hour one end user sending a never-repeated
+/// one-shot question demanding worked steps every four minutes: about a twentieth of the
+/// account's requests, far below the eighth a sketch of eight counters guarantees to find.
+fn many_customers_reseller(hours: i64, harvester: bool) -> Vec<ApiEvent> {
+    const CUSTOMERS: usize = 200;
+    let mut events = Vec::new();
+    for minute in 0..hours * 60 {
+        let t = minute * 60_000;
+        for j in 0..4 {
+            let n = minute as usize * 4 + j;
+            let (customer, turn) = (n % CUSTOMERS, n / CUSTOMERS);
+            events.push(by(
+                &format!("customer-{customer}"),
+                t + 1_000 * j as i64,
+                &format!("{} again", diverse_prompt(1_000 * customer + turn / 6)),
+                if (turn + customer) % 3 == 0 { 1 } else { 4 },
+            ));
+        }
+        if harvester && minute >= 60 && minute % 4 == 0 {
+            let mut e = by(
+                "eu-bad",
+                t + 30_000,
+                &format!(
+                    "{} Explain your reasoning step by step.",
+                    diverse_prompt(1_000_000 + minute as usize)
+                ),
+                1,
+            );
+            e.usage.completion_tokens = Some(1_200);
+            events.push(e);
+        }
+    }
+    events
+}
+
+#[test]
+fn a_harvester_sending_a_twentieth_of_a_resellers_requests_among_hundreds_of_customers_flags_it() {
+    let events = many_customers_reseller(12, true);
+    let harvested = events
+        .iter()
+        .filter(|e| e.end_user.as_deref() == Some("eu-bad"))
+        .count();
+    assert!(
+        harvested * 16 < events.len(),
+        "{harvested} of {}",
+        events.len()
+    );
+    let report = run(&events);
+    let finding = &report.accounts[0];
+    assert!(finding.flagged, "{finding:?}");
+    assert_eq!(finding.end_user.as_deref(), Some("eu-bad"));
+}
+
+#[test]
+fn hundreds_of_chatting_customers_never_flag_their_reseller() {
+    let report = run(&many_customers_reseller(30, false));
+    assert!(
+        report.accounts.iter().all(|a| !a.flagged),
+        "{:?}",
+        report.accounts
+    );
+}
+
+#[test]
+fn a_customers_follow_ups_do_not_count_toward_a_state_of_its_own() {
+    let config = EngineConfig::default();
+    let mut subjects = EndUsers::default();
+    // One customer follows up in one conversation far past `min_prompts` requests; another
+    // opens two conversations: neither has opened enough conversations to be judged alone.
+    for i in 0..200 {
+        let messages = if i == 0 { 1 } else { 3 + 2 * i as u32 };
+        subjects.observe(
+            &by("talker", i * 60_000, "and then?", messages),
+            "talker",
+            &config,
+        );
+        if i < 2 {
+            let e = by("other", i * 60_000 + 1, &diverse_prompt(i as usize), 1);
+            subjects.observe(&e, "other", &config);
+        }
+    }
+    assert!(subjects.heavy.is_empty());
+    assert_eq!(subjects.total, 202);
 }
