@@ -1,6 +1,6 @@
 //! A finding's activity stays current: `events`, `last_seen` and the volume evidence follow the
 //! account at every tick, although its score (kept at its worst moment) no longer moves, and the
-//! `since` filter uses the current `last_seen` (issue 19).
+//! `since` filter uses the current `last_seen`.
 
 use std::time::Duration;
 

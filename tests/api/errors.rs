@@ -1,5 +1,5 @@
 //! Every error leaves in the JSON error shape, whoever produced it: unknown routes, methods,
-//! extractor rejections, the request-target and header limits (issue 19).
+//! extractor rejections, the request-target and header limits.
 
 use serde_json::Value;
 

@@ -326,6 +326,14 @@ pub fn harvester_events(account: &str, start_ms: i64, count: usize) -> Vec<Value
 /// Lines per request: a few MB each, well under the body limit.
 const CHUNK_LINES: usize = 4_000;
 
+/// Posts the events as one NDJSON request and asserts it was accepted (202).
+pub async fn post_accepted(app: &TestApp, events: &[Value]) {
+    let response = app
+        .post_events(ndjson(events), "application/x-ndjson")
+        .await;
+    assert_eq!(response.status().as_u16(), 202);
+}
+
 pub async fn analyst_get(app: &TestApp, path: &str) -> (u16, Value) {
     get(app, path, ANALYST_TOKEN).await
 }

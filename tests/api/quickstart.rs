@@ -1,6 +1,6 @@
 //! The quick start fits together on one data directory, and starting over is one flag: an older
 //! day sent after newer events is late, and survives a restart as late, until `serve --reset`
-//! clears the state (issue 19).
+//! clears the state.
 
 use std::time::Duration;
 
@@ -8,13 +8,6 @@ use distillguard_server::app::reset_data_dir;
 use distillguard_server::config::Secret;
 
 use crate::helpers::*;
-
-async fn post(app: &TestApp, events: &[serde_json::Value]) {
-    let response = app
-        .post_events(ndjson(events), "application/x-ndjson")
-        .await;
-    assert_eq!(response.status().as_u16(), 202);
-}
 
 /// (late events, watermark in seconds) once `done` holds for them, or after five seconds.
 async fn late_and_watermark(app: &TestApp, done: impl Fn(f64, i64) -> bool) -> (f64, i64) {
@@ -46,7 +39,7 @@ async fn an_older_day_stays_late_across_a_restart_until_serve_reset_starts_over(
     // A newer event first, then the service restarts on the same data directory.
     let app = spawn_app_with(settings.clone()).await;
     // Three events: the clock starts at the median of its first three, so no single record sets it.
-    post(
+    post_accepted(
         &app,
         &[
             event("newer", T0 + day, "newer-1"),
@@ -62,7 +55,7 @@ async fn an_older_day_stays_late_across_a_restart_until_serve_reset_starts_over(
 
     // The older day is late: the watermark came back with the checkpoint.
     let app = spawn_app_with(settings.clone()).await;
-    post(&app, &[event("older", T0, "older-1")]).await;
+    post_accepted(&app, &[event("older", T0, "older-1")]).await;
     let (late, _) = late_and_watermark(&app, |late, _| late >= 1.0).await;
     assert!(
         late >= 1.0,
@@ -77,7 +70,7 @@ async fn an_older_day_stays_late_across_a_restart_until_serve_reset_starts_over(
         "reset removed the store and the event log"
     );
     let app = spawn_app_with(settings.clone()).await;
-    post(
+    post_accepted(
         &app,
         &[
             event("older", T0, "older-2"),

@@ -42,13 +42,6 @@ fn spread_over_hours(mut events: Vec<Value>) -> Vec<Value> {
     events
 }
 
-async fn post(app: &TestApp, events: &[Value]) {
-    let response = app
-        .post_events(ndjson(events), "application/x-ndjson")
-        .await;
-    assert_eq!(response.status().as_u16(), 202);
-}
-
 #[tokio::test]
 async fn a_campaign_split_across_a_restart_is_still_flagged() {
     // Arrange: 16 harvesting requests; 8 alone are not enough to flag the account.
@@ -59,7 +52,7 @@ async fn a_campaign_split_across_a_restart_is_still_flagged() {
 
     // Act: half, stop, start on the same data directory, the rest.
     let app = spawn_app_with(settings.clone()).await;
-    post(&app, first_half).await;
+    post_accepted(&app, first_half).await;
     assert!(
         !flagged(&app, "split-harvester").await,
         "half a campaign is not flagged"
@@ -67,8 +60,8 @@ async fn a_campaign_split_across_a_restart_is_still_flagged() {
     app.stop().await;
 
     let app = spawn_app_with(settings).await;
-    post(&app, second_half).await;
-    post(&app, &[later_event(last_ms)]).await;
+    post_accepted(&app, second_half).await;
+    post_accepted(&app, &[later_event(last_ms)]).await;
 
     // Assert
     assert!(
@@ -85,8 +78,8 @@ async fn without_the_first_half_the_second_half_alone_is_not_flagged() {
     let (_, second_half) = campaign.split_at(8);
     let last_ms = second_half.last().unwrap()["timestamp"].as_i64().unwrap();
     let app = spawn_app().await;
-    post(&app, second_half).await;
-    post(&app, &[later_event(last_ms)]).await;
+    post_accepted(&app, second_half).await;
+    post_accepted(&app, &[later_event(last_ms)]).await;
     assert!(!flagged(&app, "split-harvester").await);
     app.stop().await;
 }

@@ -16,7 +16,7 @@ pub struct Deduplicator {
     window_ms: i64,
     capacity: usize,
     /// One allocation per id, shared by the map and the queue. Hashed with aHash (SipHash was
-    /// a visible share of ingest, issue 18), seeded per process since clients choose the ids; the
+    /// a visible share of ingest), seeded per process since clients choose the ids; the
     /// map is never iterated, so the seed cannot change any output.
     seen: HashMap<Arc<str>, EventTime, RandomState>,
     order: VecDeque<(EventTime, Arc<str>)>,

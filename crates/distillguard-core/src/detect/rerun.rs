@@ -1,4 +1,4 @@
-//! Re-runs of a bounded prompt set across models: what an evaluation lab does (issue 13).
+//! Re-runs of a bounded prompt set across models: what an evaluation lab does.
 //!
 //! A lab runs one fixed question set — a benchmark in a chain-of-thought harness — against one
 //! model after another. Its first pass is, per account, a templated reasoning harvest: broad

@@ -165,7 +165,8 @@ fn an_account_state_checkpointed_before_the_session_and_distribution_counters_st
         e.params.top_logprobs = Some(20);
         state.observe(&e, &config);
     }
-    // What an older version wrote: the same state without the fields issue 13 added.
+    // What an older version wrote: the same state without the opener, turn-depth and
+    // distribution fields added since.
     let mut old = serde_json::to_value(&state).unwrap();
     let fields = old.as_object_mut().unwrap();
     for added in [

@@ -34,7 +34,7 @@ pub struct ScorerCheckpoint {
     pub tracked_by_shard: Vec<usize>,
     pub evicted_total: u64,
     pub pending: Vec<AccountSummary>,
-    /// Heavy end users' summaries absorbed with `pending` (absent before issue 13).
+    /// Heavy end users' summaries absorbed with `pending` (absent from checkpoints of older versions).
     #[serde(default)]
     pub pending_end_users: Vec<EndUserSummary>,
     /// Absent in checkpoints written before clustering existed.
