@@ -317,20 +317,7 @@ async fn consume(
         metrics.linker_pending_messages.set(info.pending as i64);
         metrics.linker_sequence.set(sequence as i64);
         progress.next = progress.next.max(sequence + 1);
-        let id = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-            .map(|v| v.as_str().to_owned());
-        let Some((report, part, parts)) = id.as_deref().and_then(profiles::parse_message_id) else {
-            metrics.linker_refused.inc();
-            tracing::warn!(subject = %message.subject, "a profiles message without a report id; passed over");
-            continue;
-        };
-        let Some(bytes) = progress
-            .joiner
-            .add(report, part, parts, &message.payload, sequence)
-        else {
+        let Some(bytes) = join_part(&message, sequence, metrics, &mut progress.joiner) else {
             continue;
         };
         let resume_from = progress.joiner.resume_from(sequence + 1);
@@ -338,4 +325,25 @@ async fn consume(
             return Ok(());
         }
     }
+}
+
+/// Adds one message to the joiner; the whole report once its last part is in. A message without
+/// a report id (not published by a detector) is counted and passed over.
+fn join_part(
+    message: &async_nats::jetstream::Message,
+    sequence: u64,
+    metrics: &BusMetrics,
+    joiner: &mut Joiner,
+) -> Option<Vec<u8>> {
+    let id = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+        .map(|v| v.as_str().to_owned());
+    let Some((report, part, parts)) = id.as_deref().and_then(profiles::parse_message_id) else {
+        metrics.linker_refused.inc();
+        tracing::warn!(subject = %message.subject, "a profiles message without a report id; passed over");
+        return None;
+    };
+    joiner.add(report, part, parts, &message.payload, sequence)
 }
