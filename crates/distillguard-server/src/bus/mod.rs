@@ -97,8 +97,14 @@ pub async fn start_pipeline(
         .as_ref()
         .and_then(|s| s.log_position)
         .map_or(0, |p| p.0);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let hand_off = if bus.hands_ticks_to_linker() {
-        Some(profile_publisher(settings, &publisher, metrics)?)
+        Some(profile_publisher(
+            settings,
+            &publisher,
+            metrics,
+            stopped.clone(),
+        )?)
     } else {
         None
     };
@@ -110,7 +116,6 @@ pub async fn start_pipeline(
         publisher.clone(),
         hand_off,
     );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     tracing::info!(
         role = bus.role.as_str(),
         stream = %bus.stream,
@@ -138,6 +143,7 @@ fn profile_publisher(
     settings: &crate::Settings,
     publisher: &Publisher,
     metrics: &crate::metrics::Metrics,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Box<dyn crate::pipeline::TickHandOff>> {
     let bus = &settings.bus;
     let key = bus
@@ -151,6 +157,7 @@ fn profile_publisher(
         key,
         partitions: bus.owned_partitions()?,
         metrics: metrics.bus.clone(),
+        stopping,
     }))
 }
 

@@ -169,13 +169,16 @@ pub struct ProfilePublisher {
     pub key: String,
     pub partitions: Vec<u32>,
     pub metrics: BusMetrics,
+    /// Set when the node stops: a report NATS does not take by then is given up (and no later
+    /// checkpoint is written, so the restart publishes it again).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Wait between attempts to publish a tick report while NATS does not acknowledge it.
 const PUBLISH_RETRY: Duration = Duration::from_millis(500);
 
 impl crate::pipeline::TickHandOff for ProfilePublisher {
-    fn hand_on(&mut self, at: EventTime, reports: Vec<ShardReport>) {
+    fn hand_on(&mut self, at: EventTime, reports: Vec<ShardReport>) -> bool {
         let report = TickReport::new(
             &self.partitions,
             self.settings.partition_count,
@@ -187,7 +190,7 @@ impl crate::pipeline::TickHandOff for ProfilePublisher {
                 // Nothing a retry would change; the linker then waits on this tick, which its
                 // pending-ticks gauge shows.
                 tracing::error!(%error, tick = %at.to_rfc3339(), "tick report not encodable");
-                return;
+                return true;
             }
         };
         let started = std::time::Instant::now();
@@ -201,8 +204,12 @@ impl crate::pipeline::TickHandOff for ProfilePublisher {
         let count = parts.len();
         for (index, part) in parts.into_iter().enumerate() {
             let id = message_id(&report_id, index + 1, count);
-            self.runtime
-                .block_on(self.publish_until_acked(&subject, &id, part));
+            if !self
+                .runtime
+                .block_on(self.publish_until_acked(&subject, &id, part))
+            {
+                return false;
+            }
         }
         self.metrics.profile_reports_published.inc();
         self.metrics.profile_parts_published.inc_by(count as u64);
@@ -212,20 +219,24 @@ impl crate::pipeline::TickHandOff for ProfilePublisher {
         self.metrics
             .profile_publish_duration
             .observe(started.elapsed().as_secs_f64());
+        true
     }
 }
 
 impl ProfilePublisher {
-    async fn publish_until_acked(&self, subject: &str, id: &str, payload: &[u8]) {
+    /// True once acknowledged; false if the node is stopping and NATS still does not take it.
+    async fn publish_until_acked(&self, subject: &str, id: &str, payload: &[u8]) -> bool {
         loop {
-            match self.publish_once(subject, id, payload).await {
-                Ok(()) => return,
-                Err(error) => {
-                    self.metrics.profile_publish_failures.inc();
-                    tracing::warn!(%error, message_id = id, "tick report not acknowledged; retrying");
-                    tokio::time::sleep(PUBLISH_RETRY).await;
-                }
+            let Err(error) = self.publish_once(subject, id, payload).await else {
+                return true;
+            };
+            self.metrics.profile_publish_failures.inc();
+            if *self.stopping.borrow() {
+                tracing::error!(%error, message_id = id, "stopping: tick report not published; the restart publishes it again");
+                return false;
             }
+            tracing::warn!(%error, message_id = id, "tick report not acknowledged; retrying");
+            tokio::time::sleep(PUBLISH_RETRY).await;
         }
     }
 

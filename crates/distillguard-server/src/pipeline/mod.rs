@@ -56,8 +56,9 @@ pub trait FindingSink: Send + 'static {
 /// every detector's together (`[bus] linker = true`).
 pub trait TickHandOff: Send + 'static {
     /// A tick's reports in shard order. Returns once they are persisted where the linker reads
-    /// them, so that a checkpoint taken after the tick never covers a report the linker may miss.
-    fn hand_on(&mut self, at: EventTime, reports: Vec<ShardReport>);
+    /// them, so that a checkpoint taken after the tick never covers a report the linker may miss;
+    /// false if they could not be (the node is stopping): no later checkpoint is then written.
+    fn hand_on(&mut self, at: EventTime, reports: Vec<ShardReport>) -> bool;
 }
 
 /// A sink that drops findings; replay reads the scorer's final report instead.

@@ -482,6 +482,9 @@ fn run_scorer(
     let mut stops = 0usize;
     let mut checkpoint_parts = vec![false; shard_count];
     let mut output = TickOutput::starting_from(&scorer, &metrics);
+    // False once a tick's reports could not be handed on: a checkpoint would then cover a tick
+    // the linker never gets, so none is written and the restart replays from the last one.
+    let mut handed_on_all = true;
     while let Ok(message) = inbox.recv() {
         match message {
             ScorerMsg::Report { shard, at, report } => {
@@ -491,7 +494,8 @@ fn run_scorer(
                 if let Some(hand_off) = hand_off.as_mut() {
                     // Returns once the reports are persisted: a checkpoint queued behind this
                     // tick then covers only ticks the linker can read.
-                    hand_off.hand_on(at, reports.into_iter().map(|(_, r)| r).collect());
+                    let reports = reports.into_iter().map(|(_, r)| r).collect();
+                    handed_on_all &= hand_off.hand_on(at, reports);
                     continue;
                 }
                 for (shard, report) in reports {
@@ -518,6 +522,12 @@ fn run_scorer(
                 checkpoint_parts[shard] = true;
                 if checkpoint_parts.iter().all(|done| *done) {
                     checkpoint_parts.fill(false);
+                    if !handed_on_all {
+                        tracing::error!(
+                            "checkpoint not written: a tick's reports were not handed on"
+                        );
+                        continue;
+                    }
                     let CheckpointMsg { meta, request } = request;
                     let complete = format::write_scorer(
                         &scorer,
