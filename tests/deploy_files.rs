@@ -638,7 +638,8 @@ fn assert_shares_cover_every_partition(shares: &[String]) {
 }
 
 #[test]
-fn compose_cluster_profile_runs_nats_an_ingest_node_and_detectors_splitting_the_partitions() {
+fn compose_cluster_profile_runs_nats_an_ingest_node_detectors_splitting_the_partitions_and_a_linker(
+) {
     let compose = compose();
     let services = compose["services"].as_object().expect("services");
     let in_profile: Vec<&String> = services
@@ -653,6 +654,7 @@ fn compose_cluster_profile_runs_nats_an_ingest_node_and_detectors_splitting_the_
     assert!(in_profile.iter().any(|n| *n == "nats"), "no nats service");
     let mut roles = BTreeSet::new();
     let mut shares = Vec::new();
+    let mut linkers = 0;
     for name in in_profile.into_iter().filter(|n| *n != "nats") {
         let env = service_env(&compose, name);
         for key in env.keys().filter(|k| k.starts_with("DISTILLGUARD_")) {
@@ -673,19 +675,32 @@ fn compose_cluster_profile_runs_nats_an_ingest_node_and_detectors_splitting_the_
         let role = env["DISTILLGUARD_ROLE"].clone();
         if role == "detector" {
             shares.push(env["DISTILLGUARD_BUS_PARTITIONS"].clone());
+            assert_eq!(
+                env.get("DISTILLGUARD_BUS_LINKER").map(String::as_str),
+                Some("true"),
+                "{name}: with a linker in the profile, detectors hand their ticks to it"
+            );
+        }
+        if role == "linker" {
+            linkers += 1;
         }
         roles.insert(role);
     }
     assert_eq!(
         roles,
-        BTreeSet::from(["detector".to_owned(), "ingest".to_owned()])
+        BTreeSet::from([
+            "detector".to_owned(),
+            "ingest".to_owned(),
+            "linker".to_owned()
+        ])
     );
+    assert_eq!(linkers, 1, "exactly one linker writes the findings");
     assert!(shares.len() >= 2, "the profile runs several detectors");
     assert_shares_cover_every_partition(&shares);
 }
 
 #[test]
-fn the_jetstream_overlay_runs_one_detector_per_share_of_the_partitions() {
+fn the_jetstream_overlay_runs_one_detector_per_share_of_the_partitions_and_one_linker() {
     let dir = "deploy/kubernetes/jetstream";
     let kustomization = yaml(&format!("{dir}/kustomization.yaml"));
     for resource in array_at(&kustomization, "/resources") {
@@ -721,6 +736,30 @@ fn the_jetstream_overlay_runs_one_detector_per_share_of_the_partitions() {
     );
     assert_eq!(str_at(&env["DISTILLGUARD_ROLE"], "/value"), "detector");
     assert_eq!(str_at(&env["DISTILLGUARD_BUS"], "/value"), "jetstream");
+    assert_eq!(str_at(&env["DISTILLGUARD_BUS_LINKER"], "/value"), "true");
+    // The linker: one pod of role linker, on the same NATS and database as the detectors.
+    let linker = yaml(&format!("{dir}/linker-statefulset.yaml"));
+    assert_eq!(str_at(&linker, "/kind"), "StatefulSet");
+    assert_eq!(linker["spec"]["replicas"].as_u64(), Some(1));
+    let linker_env: BTreeMap<&str, &serde_json::Value> =
+        array_at(&linker["spec"]["template"]["spec"]["containers"][0], "/env")
+            .iter()
+            .map(|v| (str_at(v, "/name"), v))
+            .collect();
+    for name in linker_env.keys() {
+        assert!(
+            binary_env().contains(*name),
+            "the linker sets {name}, not read"
+        );
+    }
+    assert_eq!(str_at(linker_env["DISTILLGUARD_ROLE"], "/value"), "linker");
+    for shared in [
+        "DISTILLGUARD_BUS",
+        "DISTILLGUARD_NATS_URL",
+        "DISTILLGUARD_DATABASE_URL",
+    ] {
+        assert_eq!(Some(linker_env[shared]), env.get(shared), "{shared}");
+    }
     let partitions = str_at(&env["DISTILLGUARD_BUS_PARTITIONS"], "/value");
     assert_eq!(partitions, format!("share:$(POD_INDEX)/{replicas}"));
     let shares: Vec<String> = (0..replicas)

@@ -41,13 +41,18 @@ impl TestStream {
         settings.bus.subject_prefix = format!("dgtest.{}", self.name.to_ascii_lowercase());
         settings.bus.partition_count = 8;
         settings.bus.publish_timeout_ms = 1_000;
+        settings.bus.profiles_stream = format!("{}_PROFILES", self.name);
+        settings.bus.profiles_subject_prefix =
+            format!("dgtest.{}_profiles", self.name.to_ascii_lowercase());
         settings
     }
 
     async fn delete(self) {
         let client = async_nats::connect(self.url.as_str()).await.unwrap();
-        let _ = async_nats::jetstream::new(client)
-            .delete_stream(&self.name)
+        let jetstream = async_nats::jetstream::new(client);
+        let _ = jetstream.delete_stream(&self.name).await;
+        let _ = jetstream
+            .delete_stream(format!("{}_PROFILES", self.name))
             .await;
     }
 }
@@ -474,4 +479,284 @@ async fn two_detectors_sharing_one_database_each_restore_their_own_state() {
         "{keys:?}"
     );
     assert!(single_node.is_none(), "the ingest node keeps no checkpoint");
+}
+
+/// What the store holds about one subject, as an analyst sees it.
+type StoredFinding = (
+    String,
+    u64,
+    distillguard_core::finding::Severity,
+    bool,
+    Option<String>,
+    Option<i64>,
+    String,
+);
+
+/// Every finding in the database (accounts and clusters), by subject; scores as bits, so that
+/// equal means bit-equal.
+async fn stored_findings(url: &str) -> Vec<StoredFinding> {
+    use distillguard_store::{ListFilter, PageRequest, SortKey, SubjectKind};
+    let store = distillguard_store::Store::connect(Some(url), std::path::Path::new("."))
+        .await
+        .unwrap();
+    let mut rows = Vec::new();
+    for kind in [SubjectKind::Account, SubjectKind::Cluster] {
+        let mut after = None;
+        loop {
+            let page = store
+                .list(
+                    kind,
+                    &ListFilter::default(),
+                    &PageRequest {
+                        sort: SortKey::Created,
+                        limit: 500,
+                        after,
+                    },
+                )
+                .await
+                .unwrap();
+            for f in page.items {
+                rows.push((
+                    format!("{}:{}", kind.as_str(), f.subject.id),
+                    f.score.to_bits(),
+                    f.severity,
+                    f.flagged,
+                    f.cluster_id,
+                    f.member_count,
+                    f.last_seen.to_rfc3339(),
+                ));
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+    }
+    store.close().await;
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows
+}
+
+/// The simulated day through one node (role `all`) over JetStream: its stored findings once the
+/// last tick is scored.
+async fn one_node_findings(events: &[ApiEvent], label: &str) -> Vec<StoredFinding> {
+    let db = PgDatabase::create(label).await;
+    let stream = TestStream::new(label, SHARED_NATS);
+    let mut settings = stream.settings();
+    settings.database_url = db.settings().database_url;
+    let app = spawn_app_with(settings).await;
+    let accepted = post_all(&app, events).await;
+    wait_consumed(&app, accepted).await;
+    final_report(&app).await;
+    app.stop().await;
+    stream.delete().await;
+    let findings = stored_findings(&db.url()).await;
+    db.drop().await;
+    findings
+}
+
+/// An ingest node, three detectors handing their ticks to a linker, and the linker, on one
+/// database.
+struct LinkedCluster {
+    front: Settings,
+    detectors: Vec<Settings>,
+    linker: Settings,
+}
+
+impl LinkedCluster {
+    fn new(stream: &TestStream, db: &PgDatabase) -> Self {
+        use distillguard_server::bus::NodeRole;
+        let node = |role: NodeRole, partitions: &str| {
+            let mut settings = stream.settings();
+            settings.database_url = db.settings().database_url;
+            settings.bus.role = role;
+            settings.bus.partitions = partitions.into();
+            settings.bus.linker = role == NodeRole::Detector;
+            // Small parts, so that reports travel in several messages and interleave.
+            settings.bus.profile_part_bytes = 16 * 1024;
+            settings
+        };
+        Self {
+            front: node(NodeRole::Ingest, "all"),
+            detectors: (0..3)
+                .map(|i| node(NodeRole::Detector, &format!("share:{i}/3")))
+                .collect(),
+            linker: node(NodeRole::Linker, "all"),
+        }
+    }
+}
+
+/// Waits until the linker has read every message of the profiles stream and holds no tick
+/// waiting for reports.
+async fn wait_linker_caught_up(linker: &TestApp, settings: &Settings) {
+    let client = async_nats::connect(SHARED_NATS).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut stream = jetstream
+            .get_stream(&settings.bus.profiles_stream)
+            .await
+            .unwrap();
+        let last = stream.info().await.unwrap().state.last_sequence;
+        let read = linker.metric("distillguard_linker_stream_sequence").await as u64;
+        let pending = linker.metric("distillguard_linker_pending_ticks").await;
+        if last > 0 && read == last && pending == 0.0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the linker read {read} of {last} profiles messages, {pending} ticks pending"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every detector closes its last tick (and so publishes it) and reports nothing itself.
+async fn finish_detectors(detectors: &[TestApp]) {
+    for detector in detectors {
+        let report = final_report(detector).await;
+        assert!(
+            report.accounts.is_empty(),
+            "a detector handing on its ticks scores nothing"
+        );
+        assert!(
+            detector
+                .metric("distillguard_bus_profile_reports_published_total")
+                .await
+                > 0.0
+        );
+    }
+}
+
+async fn start_all(settings: &[Settings]) -> Vec<TestApp> {
+    let mut apps = Vec::new();
+    for settings in settings {
+        apps.push(spawn_app_with(settings.clone()).await);
+    }
+    apps
+}
+
+async fn stop_all(apps: Vec<TestApp>) {
+    for app in apps {
+        app.stop().await;
+    }
+}
+
+/// The partition share (of three) an account's partition falls in.
+fn detector_of(account: &str, settings: &[Settings]) -> usize {
+    let account = distillguard_core::event::AccountId::parse(account).unwrap();
+    let partition = distillguard_server::bus::partition_for(&account, 8);
+    settings
+        .iter()
+        .position(|s| s.bus.owned_partitions().unwrap().contains(&partition))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn three_detectors_and_a_linker_store_exactly_the_findings_of_one_node() {
+    // Arrange
+    let events = simulated_day();
+    let expected = one_node_findings(&events, "linkone").await;
+    let db = PgDatabase::create("linked").await;
+    let stream = TestStream::new("linked", SHARED_NATS);
+    let cluster = LinkedCluster::new(&stream, &db);
+    let front = spawn_app_with(cluster.front.clone()).await;
+    let detectors = start_all(&cluster.detectors).await;
+    let linker = spawn_app_with(cluster.linker.clone()).await;
+
+    // Act
+    let accepted = post_all(&front, &events).await;
+    let refs: Vec<&TestApp> = detectors.iter().collect();
+    wait_consumed_by_all(&refs, accepted).await;
+    finish_detectors(&detectors).await;
+    wait_linker_caught_up(&linker, &cluster.linker).await;
+    let parts = linker.metric("distillguard_linker_reports_total").await;
+    linker.stop().await;
+    stop_all(detectors).await;
+    front.stop().await;
+    stream.delete().await;
+    let actual = stored_findings(&db.url()).await;
+    db.drop().await;
+
+    // Assert: a flagged cluster has members on several detectors, and the store holds the same
+    // findings, scores to the bit, as one node's.
+    assert!(parts > 0.0);
+    let spread = expected
+        .iter()
+        .filter(|f| f.0.starts_with("account:") && f.3)
+        .filter_map(|f| {
+            Some((
+                f.4.clone()?,
+                detector_of(&f.0["account:".len()..], &cluster.detectors),
+            ))
+        })
+        .fold(
+            std::collections::BTreeMap::<String, std::collections::BTreeSet<usize>>::new(),
+            |mut m, (c, d)| {
+                m.entry(c).or_default().insert(d);
+                m
+            },
+        );
+    assert!(
+        spread.values().any(|detectors| detectors.len() > 1),
+        "a flagged cluster spans detectors: {spread:?}"
+    );
+    assert!(expected.iter().any(|f| f.0.starts_with("cluster:") && f.3));
+    assert_eq!(actual.len(), expected.len());
+    assert_eq!(actual, expected);
+}
+
+#[tokio::test]
+async fn a_linker_restarted_mid_day_stores_exactly_the_findings_of_one_node() {
+    // Arrange
+    let events = simulated_day();
+    let expected = one_node_findings(&events, "relinkone").await;
+    let db = PgDatabase::create("relinked").await;
+    let stream = TestStream::new("relinked", SHARED_NATS);
+    let cluster = LinkedCluster::new(&stream, &db);
+    let front = spawn_app_with(cluster.front.clone()).await;
+    let detectors = start_all(&cluster.detectors).await;
+    let linker = spawn_app_with(cluster.linker.clone()).await;
+    let (morning, afternoon) = events.split_at(events.len() / 2);
+
+    // Act: the linker stops after the morning and misses the first part of the afternoon's
+    // reports, then starts again from its checkpoint.
+    let mut accepted = post_all(&front, morning).await;
+    let refs: Vec<&TestApp> = detectors.iter().collect();
+    wait_consumed_by_all(&refs, accepted).await;
+    let read_before = linker.metric("distillguard_linker_reports_total").await;
+    linker.stop().await;
+    let (early, late) = afternoon.split_at(afternoon.len() / 2);
+    accepted += post_all(&front, early).await;
+    wait_consumed_by_all(&refs, accepted).await;
+    let linker = spawn_app_with(cluster.linker.clone()).await;
+    accepted += post_all(&front, late).await;
+    wait_consumed_by_all(&refs, accepted).await;
+    finish_detectors(&detectors).await;
+    wait_linker_caught_up(&linker, &cluster.linker).await;
+    let read_after = linker.metric("distillguard_linker_reports_total").await;
+    let mut published = 0.0;
+    for detector in &detectors {
+        published += detector
+            .metric("distillguard_bus_profile_reports_published_total")
+            .await;
+    }
+    linker.stop().await;
+    stop_all(detectors).await;
+    front.stop().await;
+    stream.delete().await;
+    let actual = stored_findings(&db.url()).await;
+    db.drop().await;
+
+    // Assert: the restarted linker resumed from its checkpoint (it did not read the morning's
+    // reports again), and the store holds one node's findings.
+    assert_eq!(accepted, events.len() as u64);
+    assert!(read_before > 0.0, "the first linker read reports");
+    assert!(
+        read_after < published,
+        "the restarted linker read {read_after} of {published} reports: it started over"
+    );
+    assert!(expected.iter().any(|f| f.0.starts_with("cluster:") && f.3));
+    assert_eq!(actual.len(), expected.len());
+    assert_eq!(actual, expected);
 }

@@ -22,6 +22,8 @@ pub struct Application {
     state: AppState,
     /// Stops the JetStream consumer before the final checkpoint (`[bus] kind = "jetstream"`).
     bus_stop: Option<tokio::sync::watch::Sender<bool>>,
+    /// `role = "linker"`: the profiles stream's consumer and scorer.
+    linker: Option<crate::bus::linker::LinkerRole>,
 }
 
 /// How long a checkpoint may take at shutdown before the service stops without it.
@@ -117,6 +119,16 @@ impl Application {
                 None,
             )
         };
+        let linker = if settings.bus.is_jetstream()
+            && settings.bus.role == crate::bus::NodeRole::Linker
+        {
+            Some(
+                crate::bus::linker::start(&settings, &metrics, &store, &writer, bus_sink(&writer))
+                    .await?,
+            )
+        } else {
+            None
+        };
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -145,6 +157,7 @@ impl Application {
             listener,
             state,
             bus_stop,
+            linker,
         })
     }
 
@@ -210,6 +223,9 @@ impl Application {
         }
         if let Some(stop) = &self.bus_stop {
             let _ = stop.send(true);
+        }
+        if let Some(linker) = self.linker {
+            linker.shutdown().await;
         }
         tracing::info!("draining the detection pipeline");
         let state = &self.state;

@@ -27,6 +27,31 @@ pub struct BusMetrics {
     pub partition_watermark: IntGaugeVec,
     /// Minimum of the partition watermarks over partitions active in `idle_partition_secs`.
     pub global_watermark: IntGauge,
+    /// Tick reports a detector with `linker = true` published (every part acknowledged).
+    pub profile_reports_published: IntCounter,
+    /// Their messages (a report larger than `profile_part_bytes` takes several).
+    pub profile_parts_published: IntCounter,
+    /// Their encoded bytes.
+    pub profile_bytes_published: IntCounter,
+    /// Attempts to publish a part that JetStream did not acknowledge (retried).
+    pub profile_publish_failures: IntCounter,
+    /// Time from encoding a tick report to the last part's acknowledgement.
+    pub profile_publish_duration: Histogram,
+    /// Linker: complete tick reports read from the profiles stream (repeats included).
+    pub linker_reports: IntCounter,
+    /// Linker: ticks scored (every partition reported).
+    pub linker_ticks_scored: IntCounter,
+    /// Linker: reports refused (another partition count, overlapping partition sets, a tick
+    /// completing out of order) or not decodable.
+    pub linker_refused: IntCounter,
+    /// Linker: ticks waiting for some detector's report.
+    pub linker_pending_ticks: IntGauge,
+    /// Linker: stream sequence of the last profiles message read.
+    pub linker_sequence: IntGauge,
+    /// Linker: messages in the profiles stream it has not read yet (its lag).
+    pub linker_pending_messages: IntGauge,
+    /// Linker: event time of the last tick scored, Unix seconds.
+    pub linker_last_tick: IntGauge,
 }
 
 impl BusMetrics {
@@ -106,6 +131,81 @@ impl BusMetrics {
         register(Box::new(partition_sequence.clone()));
         register(Box::new(partition_watermark.clone()));
         register(Box::new(global_watermark.clone()));
+        let profile_reports_published = counter(
+            "distillguard_bus_profile_reports_published_total",
+            "Tick reports this detector published to the profiles stream for the linker.",
+        );
+        let profile_parts_published = counter(
+            "distillguard_bus_profile_parts_published_total",
+            "Messages of those tick reports (a report over bus.profile_part_bytes takes several).",
+        );
+        let profile_bytes_published = counter(
+            "distillguard_bus_profile_bytes_published_total",
+            "Encoded bytes of the tick reports published to the profiles stream.",
+        );
+        let profile_publish_failures = counter(
+            "distillguard_bus_profile_publish_failures_total",
+            "Tick report parts JetStream did not acknowledge (retried until it does).",
+        );
+        let profile_publish_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "distillguard_bus_profile_publish_duration_seconds",
+                "Time to encode one tick report and receive the ack of its last part.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .expect("valid metric");
+        let linker_reports = counter(
+            "distillguard_linker_reports_total",
+            "Complete tick reports the linker read from the profiles stream (repeats included).",
+        );
+        let linker_ticks_scored = counter(
+            "distillguard_linker_ticks_scored_total",
+            "Ticks the linker scored once every partition had reported.",
+        );
+        let linker_refused = counter(
+            "distillguard_linker_refused_reports_total",
+            "Tick reports the linker refused: undecodable, another partition count, overlapping partition sets or out of order.",
+        );
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
+        let linker_pending_ticks = gauge(
+            "distillguard_linker_pending_ticks",
+            "Ticks the linker holds while some detector has not reported them.",
+        );
+        let linker_sequence = gauge(
+            "distillguard_linker_stream_sequence",
+            "Stream sequence of the last profiles message the linker read.",
+        );
+        let linker_pending_messages = gauge(
+            "distillguard_linker_pending_messages",
+            "Messages in the profiles stream the linker has not read yet (its lag).",
+        );
+        let linker_last_tick = gauge(
+            "distillguard_linker_last_tick_timestamp_seconds",
+            "Event time of the last tick the linker scored, Unix seconds.",
+        );
+        for metric in [
+            &profile_reports_published,
+            &profile_parts_published,
+            &profile_bytes_published,
+            &profile_publish_failures,
+            &linker_reports,
+            &linker_ticks_scored,
+            &linker_refused,
+        ] {
+            register(Box::new(metric.clone()));
+        }
+        register(Box::new(profile_publish_duration.clone()));
+        for metric in [
+            &linker_pending_ticks,
+            &linker_sequence,
+            &linker_pending_messages,
+            &linker_last_tick,
+        ] {
+            register(Box::new(metric.clone()));
+        }
         Self {
             publish_duration,
             published_events,
@@ -118,6 +218,18 @@ impl BusMetrics {
             partition_sequence,
             partition_watermark,
             global_watermark,
+            profile_reports_published,
+            profile_parts_published,
+            profile_bytes_published,
+            profile_publish_failures,
+            profile_publish_duration,
+            linker_reports,
+            linker_ticks_scored,
+            linker_refused,
+            linker_pending_ticks,
+            linker_sequence,
+            linker_pending_messages,
+            linker_last_tick,
         }
     }
 }

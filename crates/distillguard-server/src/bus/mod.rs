@@ -13,11 +13,15 @@
 //! Accepted means persisted: ingest answers 202 only once JetStream acknowledged every event of the
 //! request, each published with a message id (the `request_id`, else a digest of the event) so the
 //! stream's duplicate window drops a client's retry. A node's role says whether it consumes:
-//! `all` (ingest and detect, one node), `ingest` (publish only) or `detector`.
+//! `all` (ingest and detect, one node), `ingest` (publish only), `detector`, or `linker` (scores
+//! the tick reports that detectors with `linker = true` publish to the profiles stream,
+//! [`profiles`], [`linker`]).
 //! `docs/architecture.md` ("Scale-out on JetStream") has the whole design.
 
 pub mod consumer;
+pub mod linker;
 mod metrics;
+pub mod profiles;
 pub mod publisher;
 mod settings;
 pub mod watermark;
@@ -93,14 +97,25 @@ pub async fn start_pipeline(
         .as_ref()
         .and_then(|s| s.log_position)
         .map_or(0, |p| p.0);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let hand_off = if bus.hands_ticks_to_linker() {
+        Some(profile_publisher(
+            settings,
+            &publisher,
+            metrics,
+            stopped.clone(),
+        )?)
+    } else {
+        None
+    };
     let pipeline = crate::pipeline::Pipeline::start_bus(
         crate::app::pipeline_config(settings),
         metrics.clone(),
         sink,
         restored,
         publisher.clone(),
+        hand_off,
     );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     tracing::info!(
         role = bus.role.as_str(),
         stream = %bus.stream,
@@ -121,6 +136,29 @@ pub async fn start_pipeline(
         );
     }
     Ok((pipeline, stop))
+}
+
+/// The hand-off of a detector with `linker = true`: its ticks go to the profiles stream.
+fn profile_publisher(
+    settings: &crate::Settings,
+    publisher: &Publisher,
+    metrics: &crate::metrics::Metrics,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Box<dyn crate::pipeline::TickHandOff>> {
+    let bus = &settings.bus;
+    let key = bus
+        .checkpoint_key()?
+        .ok_or_else(|| anyhow::anyhow!("a detector keeps a checkpoint key"))?;
+    tracing::info!(stream = %bus.profiles_stream, key, "ticks handed to the linker role");
+    Ok(Box::new(profiles::ProfilePublisher {
+        runtime: tokio::runtime::Handle::current(),
+        context: publisher.context().clone(),
+        settings: bus.clone(),
+        key,
+        partitions: bus.owned_partitions()?,
+        metrics: metrics.bus.clone(),
+        stopping,
+    }))
 }
 
 #[cfg(test)]

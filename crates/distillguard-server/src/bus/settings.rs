@@ -28,6 +28,9 @@ pub enum NodeRole {
     Ingest,
     /// Consumes its partitions and detects; it still answers ingest by publishing.
     Detector,
+    /// Consumes the profiles stream that detectors with `linker = true` publish, and scores,
+    /// links and writes findings for all of them; it still answers ingest by publishing.
+    Linker,
 }
 
 impl NodeRole {
@@ -41,6 +44,7 @@ impl NodeRole {
             Self::All => "all",
             Self::Ingest => "ingest",
             Self::Detector => "detector",
+            Self::Linker => "linker",
         }
     }
 }
@@ -74,6 +78,17 @@ pub struct BusSettings {
     pub publish_timeout_ms: u64,
     /// A partition without messages for this long no longer holds the global watermark back.
     pub idle_partition_secs: u64,
+    /// Detectors (`role = "detector"`) hand each tick's shard reports to the linker role through
+    /// the profiles stream instead of scoring them: findings and clusters then come from the one
+    /// linker, equal to one node's.
+    pub linker: bool,
+    /// JetStream stream of the detectors' tick reports (created if missing).
+    pub profiles_stream: String,
+    /// Tick reports are published on `<profiles_subject_prefix>.<tick, Unix ms>`.
+    pub profiles_subject_prefix: String,
+    /// A tick report larger than this travels in several messages (NATS refuses payloads over
+    /// its `max_payload`, 1 MiB by default).
+    pub profile_part_bytes: usize,
 }
 
 impl Default for BusSettings {
@@ -91,6 +106,10 @@ impl Default for BusSettings {
             replicas: 1,
             publish_timeout_ms: 5_000,
             idle_partition_secs: 30,
+            linker: false,
+            profiles_stream: "DISTILLGUARD_PROFILES".into(),
+            profiles_subject_prefix: "distillguard.profiles".into(),
+            profile_part_bytes: 768 * 1024,
         }
     }
 }
@@ -158,8 +177,37 @@ impl BusSettings {
                 self.stream
             )));
         }
+        if !valid_token(&self.profiles_subject_prefix) {
+            return Err(ConfigError::Invalid(format!(
+                "bus.profiles_subject_prefix {:?} must be a NATS subject without wildcards",
+                self.profiles_subject_prefix
+            )));
+        }
+        if !valid_token(&self.profiles_stream) || self.profiles_stream.contains('.') {
+            return Err(ConfigError::Invalid(format!(
+                "bus.profiles_stream {:?} must be a name without spaces, dots or wildcards",
+                self.profiles_stream
+            )));
+        }
+        if self.linker && self.role != NodeRole::Detector && self.is_jetstream() {
+            return Err(ConfigError::Invalid(format!(
+                "bus.linker = true is for detector nodes (role = \"detector\"), not role = {:?}: \
+                 a node of role \"all\" scores its own reports, and the linker is role = \"linker\"",
+                self.role.as_str()
+            )));
+        }
+        if self.profile_part_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "bus.profile_part_bytes must be at least 1024".into(),
+            ));
+        }
         self.owned_partitions()?;
         Ok(())
+    }
+
+    /// Whether this node publishes its ticks' reports for the linker instead of scoring them.
+    pub fn hands_ticks_to_linker(&self) -> bool {
+        self.is_jetstream() && self.linker && self.role == NodeRole::Detector
     }
 }
 
@@ -287,6 +335,26 @@ mod tests {
             BusSettings::default().checkpoint_key().unwrap().as_deref(),
             Some("engine")
         );
+    }
+
+    #[test]
+    fn only_detectors_hand_their_ticks_to_the_linker_and_the_linker_keeps_no_engine_checkpoint() {
+        let mut settings = BusSettings {
+            kind: BusKind::Jetstream,
+            role: NodeRole::Detector,
+            linker: true,
+            ..BusSettings::default()
+        };
+        settings.validate().unwrap();
+        assert!(settings.hands_ticks_to_linker());
+        settings.role = NodeRole::All;
+        assert!(settings.validate().is_err());
+        settings.role = NodeRole::Linker;
+        assert!(settings.validate().is_err());
+        settings.linker = false;
+        settings.validate().unwrap();
+        assert!(!settings.hands_ticks_to_linker());
+        assert_eq!(settings.checkpoint_key().unwrap(), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! the event-time clock, so watermarks, lateness and ticks do not depend on thread timing: the
 //! findings equal those of the single-threaded `Engine` on the same input.
 
+pub mod linker;
 mod logged;
 mod workers;
 
@@ -20,7 +21,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-use distillguard_core::engine::{shard_for, EngineCheckpoint, EngineConfig, ShardCheckpoint};
+use distillguard_core::engine::{
+    shard_for, EngineCheckpoint, EngineConfig, ShardCheckpoint, ShardReport,
+};
 use distillguard_core::event::ApiEvent;
 use distillguard_core::finding::{FindingUpdate, Report};
 use distillguard_core::time::EventTime;
@@ -47,6 +50,15 @@ pub trait FindingSink: Send + 'static {
     /// The current view of subjects whose activity (`events`, `last_seen`, current volume)
     /// moved at a tick without a material change: at most one per subject per tick.
     fn deliver_activity(&mut self, _activity: Vec<FindingUpdate>) {}
+}
+
+/// Where a detector that does not score hands each tick's shard reports: the linker role scores
+/// every detector's together (`[bus] linker = true`).
+pub trait TickHandOff: Send + 'static {
+    /// A tick's reports in shard order. Returns once they are persisted where the linker reads
+    /// them, so that a checkpoint taken after the tick never covers a report the linker may miss;
+    /// false if they could not be (the node is stopping): no later checkpoint is then written.
+    fn hand_on(&mut self, at: EventTime, reports: Vec<ShardReport>) -> bool;
 }
 
 /// A sink that drops findings; replay reads the scorer's final report instead.
@@ -194,7 +206,7 @@ impl Pipeline {
         sink: Box<dyn FindingSink>,
         snapshot: Option<Snapshot>,
     ) -> Self {
-        let (pipeline, _) = Self::launch(config, metrics, sink, snapshot);
+        let (pipeline, _) = Self::launch(config, metrics, sink, snapshot, None);
         pipeline
     }
 
@@ -219,7 +231,7 @@ impl Pipeline {
                 "the event log ends before the checkpoint's position (was it deleted?); nothing to replay"
             );
         }
-        let (mut pipeline, commands) = Self::launch(config, metrics.clone(), sink, snapshot);
+        let (mut pipeline, commands) = Self::launch(config, metrics.clone(), sink, snapshot, None);
         let (batches, mut replayed) = tokio::sync::mpsc::channel(4);
         let reading = tokio::task::spawn_blocking(move || {
             let report = log.replay(from, &mut |batch| {
@@ -257,15 +269,17 @@ impl Pipeline {
 
     /// Starts from a checkpoint with ingest publishing to JetStream. Nothing reaches the
     /// detectors until a consumer feeds them from the stream, from the sequence
-    /// `snapshot.log_position` records ([`crate::bus::consumer`]).
+    /// `snapshot.log_position` records ([`crate::bus::consumer`]). With `hand_off`, ticks are
+    /// handed on to the linker role instead of scored here.
     pub fn start_bus(
         config: PipelineConfig,
         metrics: Metrics,
         sink: Box<dyn FindingSink>,
         snapshot: Option<Snapshot>,
         publisher: Arc<crate::bus::Publisher>,
+        hand_off: Option<Box<dyn TickHandOff>>,
     ) -> Self {
-        let (mut pipeline, commands) = Self::launch(config, metrics, sink, snapshot);
+        let (mut pipeline, commands) = Self::launch(config, metrics, sink, snapshot, hand_off);
         let inner = Arc::get_mut(&mut pipeline.inner).expect("not shared yet");
         inner.input = Input::Bus {
             commands,
@@ -279,6 +293,7 @@ impl Pipeline {
         metrics: Metrics,
         sink: Box<dyn FindingSink>,
         snapshot: Option<Snapshot>,
+        hand_off: Option<Box<dyn TickHandOff>>,
     ) -> (Self, mpsc::Sender<Command>) {
         let capacity = config.queue_capacity.max(1);
         metrics.queue_capacity.set(capacity as i64);
@@ -295,6 +310,7 @@ impl Pipeline {
             gate.clone(),
             engine,
             position,
+            hand_off,
         );
         let pipeline = Self {
             inner: Arc::new(Inner {

@@ -17,7 +17,9 @@ use distillguard_core::time::EventTime;
 
 use std::sync::Arc;
 
-use super::{CheckpointPart, CheckpointRequest, Command, FindingSink, Gate, PipelineConfig};
+use super::{
+    CheckpointPart, CheckpointRequest, Command, FindingSink, Gate, PipelineConfig, TickHandOff,
+};
 use crate::checkpoint::format::{self, CheckpointMeta, FORMAT_VERSION};
 use crate::eventlog::LogPosition;
 use crate::metrics::Metrics;
@@ -72,6 +74,7 @@ pub(super) fn spawn(
     gate: Arc<Gate>,
     restore: Option<EngineCheckpoint>,
     position: Option<LogPosition>,
+    hand_off: Option<Box<dyn TickHandOff>>,
 ) -> (Sender<Command>, Vec<JoinHandle<()>>) {
     let shard_count = config.shards.max(1);
     let mut restore = restore.map(|checkpoint| super::reshard(checkpoint, shard_count));
@@ -117,7 +120,14 @@ pub(super) fn spawn(
     };
     let scorer_metrics = metrics.clone();
     threads.push(spawn_named("dg-scorer".into(), move || {
-        run_scorer(scorer, shard_count, scorer_rx, sink, scorer_metrics)
+        run_scorer(
+            scorer,
+            shard_count,
+            scorer_rx,
+            sink,
+            hand_off,
+            scorer_metrics,
+        )
     }));
     threads.push(spawn_named("dg-dispatch".into(), move || {
         let mut dispatcher = Dispatcher::new(clock, shard_txs, metrics);
@@ -406,11 +416,62 @@ impl TickCollector {
     }
 }
 
+/// What follows a scored tick: the metrics, the flagged book, and the findings to the sink.
+/// Shared by the pipeline's scorer and the linker role's.
+pub(super) struct TickOutput {
+    flagged: FlaggedBook,
+    evicted_seen: u64,
+    detector_counts: DetectorCounters,
+    caps: CapCounters,
+}
+
+impl TickOutput {
+    pub(super) fn starting_from(scorer: &Scorer, metrics: &Metrics) -> Self {
+        export_link_gauges(scorer, metrics);
+        Self {
+            flagged: FlaggedBook::default(),
+            evicted_seen: scorer.evicted_total(),
+            detector_counts: DetectorCounters::starting_from(scorer),
+            caps: CapCounters::starting_from(scorer),
+        }
+    }
+
+    /// Exports the tick's metrics and hands its findings (and activity) to the sink.
+    pub(super) fn deliver(
+        &mut self,
+        scorer: &mut Scorer,
+        updates: Vec<FindingUpdate>,
+        sink: &mut dyn FindingSink,
+        metrics: &Metrics,
+    ) {
+        let activity = scorer.take_activity(&updates, sink.wants_activity());
+        self.detector_counts.export(scorer, metrics);
+        metrics
+            .tracked_accounts
+            .set(scorer.tracked_accounts() as i64);
+        export_link_gauges(scorer, metrics);
+        let evicted = scorer.evicted_total();
+        metrics
+            .evicted_accounts
+            .inc_by(evicted.saturating_sub(self.evicted_seen));
+        self.evicted_seen = evicted;
+        if !updates.is_empty() {
+            self.flagged.record(&updates, metrics);
+            sink.deliver(updates);
+        }
+        if !activity.is_empty() {
+            sink.deliver_activity(activity);
+        }
+        self.caps.export(scorer, &mut self.flagged, metrics);
+    }
+}
+
 fn run_scorer(
     mut scorer: Scorer,
     shard_count: usize,
     inbox: Receiver<ScorerMsg>,
     mut sink: Box<dyn FindingSink>,
+    mut hand_off: Option<Box<dyn TickHandOff>>,
     metrics: Metrics,
 ) {
     let mut ticks = TickCollector {
@@ -419,39 +480,29 @@ fn run_scorer(
     };
     let mut barriers = 0usize;
     let mut stops = 0usize;
-    let mut flagged = FlaggedBook::default();
-    let mut evicted_seen = scorer.evicted_total();
-    let mut detector_counts = DetectorCounters::starting_from(&scorer);
     let mut checkpoint_parts = vec![false; shard_count];
-    let mut caps = CapCounters::starting_from(&scorer);
-    export_link_gauges(&scorer, &metrics);
+    let mut output = TickOutput::starting_from(&scorer, &metrics);
+    // False once a tick's reports could not be handed on: a checkpoint would then cover a tick
+    // the linker never gets, so none is written and the restart replays from the last one.
+    let mut handed_on_all = true;
     while let Ok(message) = inbox.recv() {
         match message {
             ScorerMsg::Report { shard, at, report } => {
                 let Some(reports) = ticks.add(at, shard, report) else {
                     continue;
                 };
+                if let Some(hand_off) = hand_off.as_mut() {
+                    // Returns once the reports are persisted: a checkpoint queued behind this
+                    // tick then covers only ticks the linker can read.
+                    let reports = reports.into_iter().map(|(_, r)| r).collect();
+                    handed_on_all &= hand_off.hand_on(at, reports);
+                    continue;
+                }
                 for (shard, report) in reports {
                     scorer.absorb(shard, report);
                 }
                 let updates = scorer.finish_tick(at);
-                let activity = scorer.take_activity(&updates, sink.wants_activity());
-                detector_counts.export(&scorer, &metrics);
-                metrics
-                    .tracked_accounts
-                    .set(scorer.tracked_accounts() as i64);
-                export_link_gauges(&scorer, &metrics);
-                let evicted = scorer.evicted_total();
-                metrics.evicted_accounts.inc_by(evicted - evicted_seen);
-                evicted_seen = evicted;
-                if !updates.is_empty() {
-                    flagged.record(&updates, &metrics);
-                    sink.deliver(updates);
-                }
-                if !activity.is_empty() {
-                    sink.deliver_activity(activity);
-                }
-                caps.export(&mut scorer, &mut flagged, &metrics);
+                output.deliver(&mut scorer, updates, sink.as_mut(), &metrics);
             }
             ScorerMsg::Barrier(barrier) => {
                 barriers += 1;
@@ -471,6 +522,12 @@ fn run_scorer(
                 checkpoint_parts[shard] = true;
                 if checkpoint_parts.iter().all(|done| *done) {
                     checkpoint_parts.fill(false);
+                    if !handed_on_all {
+                        tracing::error!(
+                            "checkpoint not written: a tick's reports were not handed on"
+                        );
+                        continue;
+                    }
                     let CheckpointMsg { meta, request } = request;
                     let complete = format::write_scorer(
                         &scorer,

@@ -64,7 +64,7 @@ pub struct SettingsArgs {
     /// Event bus: `embedded` (in-process, the default) or `jetstream` (NATS JetStream).
     #[arg(long, env = "DISTILLGUARD_BUS", value_enum)]
     pub bus: Option<distillguard_server::bus::BusKind>,
-    /// With the JetStream bus: `all` (ingest and detect), `ingest` or `detector`.
+    /// With the JetStream bus: `all` (ingest and detect), `ingest`, `detector` or `linker`.
     #[arg(long, env = "DISTILLGUARD_ROLE", value_enum)]
     pub role: Option<distillguard_server::bus::NodeRole>,
     /// NATS server URL for the JetStream bus.
@@ -76,6 +76,9 @@ pub struct SettingsArgs {
     /// Partitions this node consumes: `all` or ranges like `0-31,40`.
     #[arg(long, env = "DISTILLGUARD_BUS_PARTITIONS")]
     pub bus_partitions: Option<String>,
+    /// Detectors hand their ticks to the linker role instead of scoring (`[bus] linker`).
+    #[arg(long, env = "DISTILLGUARD_BUS_LINKER")]
+    pub bus_linker: Option<bool>,
     /// Log filter (tracing syntax, e.g. `info,distillguard_server=debug`).
     #[arg(long, env = "DISTILLGUARD_LOG", default_value = "info")]
     pub log: String,
@@ -151,6 +154,9 @@ impl SettingsArgs {
         }
         if let Some(partitions) = &self.bus_partitions {
             settings.bus.partitions = partitions.clone();
+        }
+        if let Some(linker) = self.bus_linker {
+            settings.bus.linker = linker;
         }
         settings.validate()?;
         Ok(settings)
