@@ -69,24 +69,25 @@ pub(crate) fn studying(a: &AccountSummary) -> bool {
     a.deep_turns == 0 && follow_ups(a) > 0 && (first_sitting(a) || studying_evenings(a))
 }
 
-/// Average spacing of a student's sittings at least: one sitting an evening, on some evenings of
-/// the week. Two sittings a day (a break for dinner) still average half a day.
+/// Spacing of a student's evenings: beyond two sittings (an evening with a break in it, for
+/// dinner, or a morning and an evening), one more sitting for every half day of the account's
+/// history — two sittings a day on average, every day.
 pub(crate) const EVENING_SPACING_MS: i64 = 12 * EventTime::HOUR;
 
 /// Requests in the last 24 hours at most: two evenings of up to 40 questions, when a student
 /// studies on consecutive evenings and both fall in one 24-hour window.
 pub(crate) const EVENINGS_MAX_REQUESTS_24H: u64 = 80;
 
-/// A student coming back on later evenings: several sittings, on average at least half a day
-/// apart, at least one follow-up per sitting on average, and no more than two evenings'
-/// questions in the last 24 hours. A harvest at human pace that comes back keeps its volume by
+/// A student coming back on later evenings: several sittings, at most two a day on average
+/// ([`EVENING_SPACING_MS`]), at least one follow-up per sitting on average, and no more than two
+/// evenings' questions in the last 24 hours. A harvest at human pace that comes back keeps its volume by
 /// sitting several times a day (or by sending more than a person asks in an evening), and it
 /// takes each answer and moves on; a student reads the steps and asks about one, on each evening.
 pub(crate) fn studying_evenings(a: &AccountSummary) -> bool {
     let sittings = sittings(a);
     let span = a.last_seen.epoch_ms() - a.first_seen.epoch_ms();
     sittings >= 2
-        && (sittings - 1) as i64 * EVENING_SPACING_MS <= span
+        && (sittings - 2) as i64 * EVENING_SPACING_MS <= span
         && follow_ups(a) >= sittings
         && a.events_last_24h <= EVENINGS_MAX_REQUESTS_24H
 }
@@ -220,9 +221,12 @@ mod tests {
         assert!(studying_evenings(&a) && studying(&a));
         // Without follow-ups they are not someone reading the answers.
         assert!(!studying(&summarise(&sittings_at(&evenings, 30, false))));
-        // A dinner break splits one evening in two: still under two sittings a day on average.
-        let split = [19 * 60, 20 * 60 + 45, DAY + 19 * 60, 3 * DAY + 20 * 60];
-        assert!(studying(&summarise(&sittings_at(&split, 20, true))));
+        // A dinner break splits every evening in two, five evenings in a row: two sittings a
+        // day.
+        let split: Vec<i64> = (0..10)
+            .map(|k| 19 * 60 + 105 * (k % 2) + DAY * (k / 2))
+            .collect();
+        assert!(studying(&summarise(&sittings_at(&split, 15, true))));
         // Four sittings a day, three hours apart, a follow-up in each: a harvest keeping its
         // volume at human pace.
         let all_day: Vec<i64> = (0..8)
