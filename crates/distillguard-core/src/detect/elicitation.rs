@@ -14,7 +14,8 @@
 //! Scaled by a request-count confidence (3 → 0, 12 → 1).
 //!
 //! Reasoning demands are left out while the account is a person studying: its whole history one
-//! sitting of under four hours with a follow-up in it (`sitting`).
+//! sitting of under four hours with a follow-up in it, or sittings on separate evenings with a
+//! follow-up per sitting and no more than two evenings' questions a day (`sitting`).
 
 use super::{measurement, noisy_or, ramp, Context, Detector, Role};
 use crate::features::{AccountSummary, LARGE_MAX_TOKENS};
@@ -86,10 +87,21 @@ impl Detector for Elicitation {
             ));
         }
         if p.studying && ramp(p.reasoning, 0.2, 0.6) > 0.0 {
+            let span_minutes =
+                (account.last_seen.epoch_ms() - account.first_seen.epoch_ms()) / 60_000;
+            let sittings = super::sitting::sittings(account);
+            let how = if sittings <= 1 {
+                format!("one sitting of {span_minutes} minutes")
+            } else {
+                format!(
+                    "{sittings} sittings over {:.1} days, {} requests in 24h",
+                    span_minutes as f64 / 1_440.0,
+                    account.events_last_24h
+                )
+            };
             reasons.push(format!(
-                "{:.0}% of requests demand step-by-step reasoning, not counted: one sitting of {} minutes with {} follow-ups",
+                "{:.0}% of requests demand step-by-step reasoning, not counted: {how} with {} follow-ups",
                 p.reasoning * 100.0,
-                (account.last_seen.epoch_ms() - account.first_seen.epoch_ms()) / 60_000,
                 super::sitting::follow_ups(account)
             ));
         }

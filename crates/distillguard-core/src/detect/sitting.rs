@@ -61,11 +61,35 @@ pub(crate) fn follow_ups(a: &AccountSummary) -> u64 {
         .saturating_sub(a.deep_turns + a.task_resends)
 }
 
-/// A first sitting with a follow-up and no agent loop in it (no turn four or more
-/// rounds deep): someone reading the answers. An agent's tool rounds also come back seconds
-/// apart with short repeated outputs; its sessions go deep, a person's study questions do not.
+/// Someone reading the answers, and no agent loop (no turn four or more rounds deep): a first
+/// sitting with a follow-up in it, or evenings of study ([`studying_evenings`]). An agent's tool
+/// rounds also come back seconds apart with short repeated outputs; its sessions go deep, a
+/// person's study questions do not.
 pub(crate) fn studying(a: &AccountSummary) -> bool {
-    first_sitting(a) && a.deep_turns == 0 && follow_ups(a) > 0
+    a.deep_turns == 0 && follow_ups(a) > 0 && (first_sitting(a) || studying_evenings(a))
+}
+
+/// Spacing of a student's evenings: beyond two sittings (an evening with a break in it, for
+/// dinner, or a morning and an evening), one more sitting for every half day of the account's
+/// history — two sittings a day on average, every day.
+pub(crate) const EVENING_SPACING_MS: i64 = 12 * EventTime::HOUR;
+
+/// Requests in the last 24 hours at most: two evenings of up to 40 questions, when a student
+/// studies on consecutive evenings and both fall in one 24-hour window.
+pub(crate) const EVENINGS_MAX_REQUESTS_24H: u64 = 80;
+
+/// A student coming back on later evenings: several sittings, at most two a day on average
+/// ([`EVENING_SPACING_MS`]), at least one follow-up per sitting on average, and no more than two
+/// evenings' questions in the last 24 hours. A harvest at human pace that comes back keeps its volume by
+/// sitting several times a day (or by sending more than a person asks in an evening), and it
+/// takes each answer and moves on; a student reads the steps and asks about one, on each evening.
+pub(crate) fn studying_evenings(a: &AccountSummary) -> bool {
+    let sittings = sittings(a);
+    let span = a.last_seen.epoch_ms() - a.first_seen.epoch_ms();
+    sittings >= 2
+        && (sittings - 2) as i64 * EVENING_SPACING_MS <= span
+        && follow_ups(a) >= sittings
+        && a.events_last_24h <= EVENINGS_MAX_REQUESTS_24H
 }
 
 /// Prompt-count confidence for coverage: as [`prompt_confidence`], except in a first sitting,
@@ -95,6 +119,8 @@ pub(crate) fn full_confidence_prompts(a: &AccountSummary, config: &DetectorConfi
 mod tests {
     use super::*;
     use crate::detect::testing::*;
+    use crate::event::ApiEvent;
+    use crate::features::DEEP_TURN_MESSAGES;
 
     const MINUTE: i64 = 60_000;
 
@@ -164,6 +190,63 @@ mod tests {
         let agent = summarise(&agent);
         assert_eq!(follow_ups(&agent), 0);
         assert!(first_sitting(&agent) && !studying(&agent));
+    }
+
+    /// Sittings of `per_sitting` new questions 3 minutes apart, starting at `starts` (minutes),
+    /// each with a follow-up at its fifth request when `follow_up` is set.
+    fn sittings_at(starts: &[i64], per_sitting: usize, follow_up: bool) -> Vec<ApiEvent> {
+        let mut events = Vec::new();
+        for (s, start) in starts.iter().enumerate() {
+            for i in 0..per_sitting {
+                let k = s * per_sitting + i;
+                let mut e = event((start + 3 * i as i64) * MINUTE, &diverse_prompt(k));
+                if follow_up && i == 4 {
+                    e.prompt = Some("why did you divide there?".into());
+                    e.messages = Some(3);
+                }
+                events.push(e);
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn evenings_of_study_with_a_follow_up_each_are_studying_and_sittings_all_day_are_not() {
+        const DAY: i64 = 24 * 60;
+        // Three evenings, the third two days after the second, 30 questions each.
+        let evenings = [19 * 60, DAY + 19 * 60, 3 * DAY + 20 * 60];
+        let a = summarise(&sittings_at(&evenings, 30, true));
+        assert_eq!(sittings(&a), 3);
+        assert!(!first_sitting(&a));
+        assert!(studying_evenings(&a) && studying(&a));
+        // Without follow-ups they are not someone reading the answers.
+        assert!(!studying(&summarise(&sittings_at(&evenings, 30, false))));
+        // A dinner break splits every evening in two, five evenings in a row: two sittings a
+        // day.
+        let split: Vec<i64> = (0..10)
+            .map(|k| 19 * 60 + 105 * (k % 2) + DAY * (k / 2))
+            .collect();
+        assert!(studying(&summarise(&sittings_at(&split, 15, true))));
+        // Four sittings a day, three hours apart, a follow-up in each: a harvest keeping its
+        // volume at human pace.
+        let all_day: Vec<i64> = (0..8)
+            .map(|k| 9 * 60 + 180 * (k % 4) + DAY * (k / 4))
+            .collect();
+        assert!(!studying(&summarise(&sittings_at(&all_day, 10, true))));
+        // An evening sitting of 90 questions a day, more than two evenings' worth.
+        assert!(!studying(&summarise(&sittings_at(
+            &evenings[..2],
+            90,
+            true
+        ))));
+    }
+
+    #[test]
+    fn an_agent_loop_is_never_studying_however_its_sittings_are_spaced() {
+        const DAY: i64 = 24 * 60;
+        let mut events = sittings_at(&[19 * 60, DAY + 19 * 60], 20, true);
+        events[10].messages = Some(DEEP_TURN_MESSAGES);
+        assert!(!studying(&summarise(&events)));
     }
 
     #[test]

@@ -302,6 +302,85 @@ fn a_student_coming_back_the_next_evening_without_follow_ups_is_judged_as_usual(
     assert!(flagged(&report, "attack-two-evenings"));
 }
 
+/// Sittings of homework questions 150 seconds apart, most asking for steps, each question new:
+/// a sitting of `per_sitting` questions starts at every offset of `starts_ms`, with a follow-up
+/// ("i don't get step 2", "why did you divide there?", ...) at each position of `follow_ups`
+/// within the sitting.
+fn study_sittings(
+    account: &str,
+    starts_ms: &[i64],
+    per_sitting: usize,
+    follow_ups: &[usize],
+) -> Vec<ApiEvent> {
+    let frame = [
+        "explain step by step: ",
+        "can you solve this step by step? ",
+        "walk me through this: ",
+        "show your work: ",
+        "",
+    ];
+    let asks = [
+        "i don't get step 2",
+        "why did you divide there?",
+        "can you check my answer, i got something else",
+        "ok and the next one?",
+    ];
+    let mut events = Vec::new();
+    let mut asked = 0;
+    for (s, start) in starts_ms.iter().enumerate() {
+        for i in 0..per_sitting {
+            let k = s * per_sitting + i;
+            let mut e = call(
+                account,
+                start + i as i64 * 150_000,
+                &format!("{}{}", frame[k % 5], diverse_prompt(70_000 + k)),
+            );
+            if follow_ups.contains(&i) {
+                e.prompt = Some(asks[asked % asks.len()].into());
+                e.messages = Some(3);
+                asked += 1;
+            }
+            e.usage.completion_tokens = Some(700);
+            events.push(e);
+        }
+    }
+    events
+}
+
+#[test]
+fn a_student_coming_back_on_later_evenings_with_follow_ups_is_not_flagged_and_a_harvest_sitting_all_day_is(
+) {
+    // Three evenings (19:00 on days 0, 1 and 3) of 30 questions, three follow-ups each: from the
+    // second evening on the ordinary judgement read 90 % single-turn, every question new and
+    // broad, 80 % demanding steps, and flagged it. The same questions and follow-ups sent in
+    // four sittings a day, three hours apart, are a harvest at human pace keeping its volume;
+    // so are evenings of 120 questions a minute apart with the same share of follow-ups.
+    let evenings = [19 * HOUR, 43 * HOUR, 91 * HOUR];
+    let all_day: Vec<i64> = (0..12)
+        .map(|k| (9 + 3 * (k % 4) + 24 * (k / 4)) * HOUR)
+        .collect();
+    let heavy: Vec<_> = study_sittings("attack-heavy-evenings", &evenings, 120, &[9, 49, 89])
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut e)| {
+            let sitting = (i / 120) as i64;
+            e.timestamp = EventTime::from_epoch_ms(
+                BASE + evenings[sitting as usize] + (i % 120) as i64 * 60_000,
+            )
+            .unwrap();
+            e
+        })
+        .collect();
+    let report = Scenario::with_background(96)
+        .add(study_sittings("student", &evenings, 30, &[6, 15, 24]))
+        .add(study_sittings("attack-sittings", &all_day, 10, &[4]))
+        .add(heavy)
+        .run();
+    assert_eq!(no_trap_flagged(&report), Vec::<String>::new());
+    assert!(flagged(&report, "attack-sittings"));
+    assert!(flagged(&report, "attack-heavy-evenings"));
+}
+
 #[test]
 fn a_logprob_and_multi_sample_harvest_is_flagged() {
     let report = Scenario::with_background(10)
