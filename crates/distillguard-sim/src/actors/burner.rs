@@ -225,6 +225,8 @@ struct Hacker {
     sleep_at: i64,
     sleep_ms: i64,
     leave_at: i64,
+    /// When the next session at the venue starts.
+    next_session: i64,
     /// Keeps building after the event, now and then.
     stays: bool,
     /// The prototype's recent test inputs, re-run after each code change.
@@ -237,7 +239,6 @@ pub(crate) struct Hackathon {
     rng: SimRng,
     nat: Vec<IpAddr>,
     hackers: Vec<Hacker>,
-    begin: i64,
 }
 
 impl Hackathon {
@@ -263,31 +264,29 @@ impl Hackathon {
                     sleep_at: begin + range_i64(&mut rng, 12 * HOUR, 20 * HOUR),
                     sleep_ms: range_i64(&mut rng, 0, 6 * HOUR),
                     leave_at: begin + range_i64(&mut rng, 24 * HOUR, 36 * HOUR),
+                    // People get going within the first 45 minutes, not on the opening bell.
+                    next_session: begin + range_i64(&mut rng, 0, 45 * MINUTE),
                     stays: chance(&mut rng, 0.25),
                     inputs: Vec::new(),
                 }
             })
             .collect();
-        Self {
-            rng,
-            nat,
-            hackers,
-            begin,
-        }
+        Self { rng, nat, hackers }
     }
 
     /// Session starts today: every 20–60 minutes while at the venue and awake; afterwards, for
     /// those who keep building, one session on a third of the days.
-    fn sessions(rng: &mut SimRng, hacker: &Hacker, begin: i64, ctx: &Ctx) -> Vec<i64> {
+    fn sessions(rng: &mut SimRng, hacker: &mut Hacker, ctx: &Ctx) -> Vec<i64> {
         let (day, day_end) = (ctx.day_start, ctx.day_start + DAY);
         let mut starts = Vec::new();
-        let mut at = begin.max(day);
-        while at < hacker.leave_at.min(day_end) {
+        // One chain of sessions across the UTC days the event spans.
+        while hacker.next_session < hacker.leave_at.min(day_end) {
+            let at = hacker.next_session;
             let asleep = (hacker.sleep_at..hacker.sleep_at + hacker.sleep_ms).contains(&at);
             if !asleep {
                 starts.push(at);
             }
-            at += range_i64(rng, 20 * MINUTE, 60 * MINUTE);
+            hacker.next_session += range_i64(rng, 20 * MINUTE, 60 * MINUTE);
         }
         if hacker.stays && day_end > hacker.leave_at + DAY / 2 && chance(rng, 0.33) {
             starts.push(day + range_i64(rng, 0, DAY));
@@ -307,7 +306,7 @@ impl Actor for Hackathon {
     fn day(&mut self, ctx: &Ctx, out: &mut Vec<ApiEvent>) {
         let rng = &mut self.rng;
         for hacker in &mut self.hackers {
-            for start in Self::sessions(rng, hacker, self.begin, ctx) {
+            for start in Self::sessions(rng, hacker, ctx) {
                 let at_venue = start < hacker.leave_at;
                 let ip = if at_venue && !chance(rng, 0.15) {
                     *pick(rng, &self.nat)
