@@ -834,7 +834,8 @@ pub(crate) mod tests {
                 "elicitation",
                 "model_pivot",
                 "session_coverage",
-                "distribution_harvest"
+                "distribution_harvest",
+                "fresh_start"
             ]
         );
         assert!(counts
@@ -863,7 +864,7 @@ pub(crate) mod tests {
         assert!(bulk.score >= EngineConfig::default().flag_threshold);
         assert!(bulk.first_flagged_at.unwrap() <= bulk.first_seen.plus_ms(EventTime::HOUR));
         assert_eq!(bulk.signals[0].detector, "combined");
-        assert_eq!(bulk.signals.len(), 9);
+        assert_eq!(bulk.signals.len(), 10);
         assert!(bulk.signals.iter().all(|s| !s.evidence.summary.is_empty()));
         assert_eq!(bulk.samples.len(), 5);
         for sample in &bulk.samples {

@@ -69,6 +69,8 @@ pub const BENIGN_ARCHETYPES: &[&str] = &[
     "power_student",
     "coding_agent",
     "multilingual_chat",
+    "hackathon",
+    "trial_developer",
 ];
 
 pub const ATTACK_ARCHETYPES: &[&str] = &[
@@ -81,6 +83,7 @@ pub const ATTACK_ARCHETYPES: &[&str] = &[
     "logprob_harvest",
     "agentic_harvest",
     "multilingual_harvest",
+    "burner_accounts",
 ];
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use crate::actors::attack::{
     BulkHarvest, Hydra, LowAndSlow, Pivot, ReasoningHarvest, ResellerHidden,
 };
 use crate::actors::benign::{Casual, Developer, Enterprise, Reseller};
+use crate::actors::burner::{BurnerAccounts, BurnerPlan, Hackathon, TrialDeveloper};
 use crate::actors::harvest::{
     AgenticHarvest, CodingAgent, EvalLab, LogprobHarvest, MultilingualChat, MultilingualHarvest,
     PowerStudent,
@@ -212,6 +213,7 @@ fn build_actors(scenario: &Scenario) -> Vec<Box<dyn Actor>> {
     }
     used += proxy_pool_and_look_alikes(scenario, &mut actors, used);
     used += harvests_and_look_alikes(scenario, remaining, &mut actors);
+    used += burners_and_look_alikes(scenario, remaining, &mut actors);
     while used < n {
         actors.push(Box::new(Casual::new(rng(), start, end)));
         used += 1;
@@ -319,6 +321,51 @@ fn harvests_and_look_alikes(
     }
     for _ in 0..share(0.04) {
         actors.push(Box::new(MultilingualChat::new(rng(), start)));
+        used += 1;
+    }
+    used
+}
+
+/// The burner-account operator and its look-alikes (a hackathon, developers on a trial), on
+/// random streams of their own so that every other actor draws what it drew before they
+/// existed. Returns the accounts they hold (every burner the operator will create in the run).
+fn burners_and_look_alikes(
+    scenario: &Scenario,
+    remaining: u32,
+    actors: &mut Vec<Box<dyn Actor>>,
+) -> u32 {
+    let (n, start, end) = (
+        scenario.accounts,
+        scenario.start.epoch_ms(),
+        scenario.end_ms(),
+    );
+    let own = |k: u64| stream(scenario.seed, 2 << 40 | k);
+    let slots = (n / 1_000 + 1).clamp(2, 8);
+    let burners = BurnerAccounts::new(
+        own(0),
+        "burner-1".into(),
+        start,
+        end,
+        &BurnerPlan::public(slots),
+    );
+    let mut used = burners.accounts();
+    actors.push(Box::new(burners));
+    let mut plan_rng = own(1);
+    for event in 0..(n / 1_000).max(1) {
+        let hackers = range_u32(&mut plan_rng, 20, 60).min(remaining / 10 + 3);
+        actors.push(Box::new(Hackathon::new(
+            own(10 + u64::from(event)),
+            start,
+            hackers,
+        )));
+        used += hackers;
+    }
+    for k in 0..((f64::from(remaining) * 0.01) as u32).max(2) {
+        actors.push(Box::new(TrialDeveloper::new(
+            own(1_000 + u64::from(k)),
+            start,
+            end,
+        )));
         used += 1;
     }
     used

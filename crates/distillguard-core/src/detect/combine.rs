@@ -10,7 +10,8 @@
 //! ```text
 //! breadth  = max(Breadth detectors)                       (coverage, session coverage)
 //! pressure = noisy_or(weight × Pressure detectors)        (volume 1, elicitation 1, pivot 1,
-//!                                                          automation 0.5, templating 0.5)
+//!                                                          fresh start 1, automation 0.5,
+//!                                                          templating 0.5)
 //! yield    = max(ramp(mean completion tokens, 30, 150),   (1 when completions are not reported)
 //!                Yield detectors)                         (distribution harvest)
 //! risk     = sqrt(breadth × pressure) × yield

@@ -11,6 +11,7 @@ pub mod combine;
 pub mod coverage;
 pub mod distribution;
 pub mod elicitation;
+pub mod fresh;
 pub mod pivot;
 pub mod rerun;
 pub mod sessions;
@@ -232,6 +233,7 @@ pub fn suite() -> Vec<Box<dyn Detector>> {
         Box::new(pivot::ModelPivot),
         Box::new(sessions::SessionCoverage),
         Box::new(distribution::DistributionHarvest),
+        Box::new(fresh::FreshStart),
     ]
 }
 

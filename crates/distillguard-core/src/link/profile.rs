@@ -211,10 +211,9 @@ pub fn combined_summary(cluster: &ClusterView<'_>, at: EventTime) -> AccountSumm
         end_user_events: sum(|s| s.end_user_events),
         distinct_end_users: sum(|s| s.distinct_end_users),
         payment_fingerprint: None,
-        account_created_at: members
-            .iter()
-            .filter_map(|m| m.summary.account_created_at)
-            .min(),
+        // Creation is a fact about one account (the linker joins its members' creation
+        // windows); the combined actor has none, so no detector reads a cluster as brand new.
+        account_created_at: None,
         samples: SharedSamples::new(cluster_samples(members)),
     }
 }

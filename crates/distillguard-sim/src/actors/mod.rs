@@ -3,6 +3,7 @@
 
 pub(crate) mod attack;
 pub(crate) mod benign;
+pub(crate) mod burner;
 pub(crate) mod harvest;
 mod human;
 pub(crate) mod pool;

@@ -356,3 +356,49 @@ fn every_behavioural_trait_of_the_attacks_also_occurs_in_benign_traffic() {
         "{busiest_benign} <= {quietest_bulk}"
     );
 }
+
+#[test]
+fn burners_are_brand_new_with_their_own_cards_and_brand_new_busy_accounts_also_occur_in_benign_traffic(
+) {
+    let (events, summary) = shared();
+    // Per account: creation time and first request, then the requests of its first hour.
+    let mut start: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    for e in events {
+        let (created, ts) = (
+            e.account_created_at.unwrap().epoch_ms(),
+            e.timestamp.epoch_ms(),
+        );
+        let entry = start.entry(e.account_id.as_str()).or_insert((created, ts));
+        entry.1 = entry.1.min(ts);
+    }
+    let mut first_hour: BTreeMap<&str, u64> = BTreeMap::new();
+    for e in events {
+        let (_, first) = start[e.account_id.as_str()];
+        if e.timestamp.epoch_ms() < first + HOUR {
+            *first_hour.entry(e.account_id.as_str()).or_default() += 1;
+        }
+    }
+    let burners = of_archetype(summary, "burner_accounts");
+    assert!(burners.len() >= 4, "{}", burners.len());
+    for id in &burners {
+        let (created, first) = start[id];
+        assert!(
+            first - created <= HOUR,
+            "{id} waited {} ms",
+            first - created
+        );
+    }
+    let cards: BTreeSet<&str> = events
+        .iter()
+        .filter(|e| burners.contains(e.account_id.as_str()))
+        .filter_map(|e| e.payment_fingerprint.as_deref())
+        .collect();
+    assert_eq!(cards.len(), burners.len());
+    let busy_newcomers = start
+        .iter()
+        .filter(|(id, (created, first))| {
+            !summary.labels[**id].is_attack() && first - created <= HOUR && first_hour[*id] >= 20
+        })
+        .count();
+    assert!(busy_newcomers >= 2, "{busy_newcomers}");
+}
