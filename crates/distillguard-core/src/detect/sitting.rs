@@ -66,7 +66,21 @@ pub(crate) fn follow_ups(a: &AccountSummary) -> u64 {
 /// rounds also come back seconds apart with short repeated outputs; its sessions go deep, a
 /// person's study questions do not.
 pub(crate) fn studying(a: &AccountSummary) -> bool {
-    a.deep_turns == 0 && follow_ups(a) > 0 && (first_sitting(a) || studying_evenings(a))
+    a.deep_turns == 0 && follow_ups(a) > 0 && (first_evening(a) || studying_evenings(a))
+}
+
+/// Sittings a first evening may hold for the follow-up clearance: one break in it (dinner, a
+/// walk), or one request logged out of order.
+pub(crate) const FIRST_EVENING_SITTINGS: u64 = 2;
+
+/// The account's whole history is one evening of a person's length with at most one break: a
+/// student who stops for dinner after a dozen questions has had no more time to follow up than
+/// one who did not. Only the follow-up clearance spans the break; coverage's slower confidence
+/// stays with the first sitting, so a harvest without follow-ups is judged as before.
+pub(crate) fn first_evening(a: &AccountSummary) -> bool {
+    a.events > 0
+        && sittings(a) <= FIRST_EVENING_SITTINGS
+        && a.last_seen.epoch_ms() - a.first_seen.epoch_ms() <= SITTING_MAX_MS
 }
 
 /// Spacing of a student's evenings: beyond two sittings (an evening with a break in it, for
@@ -208,6 +222,36 @@ mod tests {
             }
         }
         events
+    }
+
+    #[test]
+    fn a_follow_up_before_a_dinner_break_still_clears_the_evening_and_a_second_break_ends_it() {
+        // Twelve questions with a follow-up, dinner, twelve more without one.
+        let mut events = sittings_at(&[19 * 60], 12, true);
+        events.extend(
+            sittings_at(&[19 * 60 + 36 + 45], 12, false)
+                .into_iter()
+                .map(|mut e| {
+                    e.prompt = Some(format!("{} after dinner", e.prompt.unwrap()));
+                    e
+                }),
+        );
+        let a = summarise(&events);
+        assert_eq!((sittings(&a), follow_ups(&a)), (2, 1));
+        assert!(!first_sitting(&a) && first_evening(&a) && studying(&a));
+        // Coverage's slower confidence stays with the first sitting.
+        let config = DetectorConfig::default();
+        assert_eq!(
+            breadth_confidence(&a, &config),
+            prompt_confidence(&a, &config)
+        );
+        // A third sitting the same evening is not one person's homework with a break.
+        events.push(event(
+            (19 * 60 + 36 + 45 + 36 + 40) * MINUTE,
+            &diverse_prompt(999),
+        ));
+        let a = summarise(&events);
+        assert!(!first_evening(&a) && !studying(&a));
     }
 
     #[test]
