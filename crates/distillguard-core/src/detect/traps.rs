@@ -230,20 +230,20 @@ fn a_low_and_slow_reasoning_harvest_at_human_pace_is_flagged() {
     assert_eq!(no_trap_flagged(&report), Vec::<String>::new());
 }
 
+/// How students open a question that wants the steps (the last: no frame at all).
+const STEP_FRAMES: [&str; 5] = [
+    "explain step by step: ",
+    "can you solve this step by step? ",
+    "walk me through this: ",
+    "show your work: ",
+    "",
+];
+
 /// An evening of 32 homework questions 150 seconds apart from 19:00, most asking for steps; the
 /// student follows up on an answer at the `follow_ups` positions and asks one question again at
 /// `re_ask`.
 fn homework_evening(account: &str, follow_ups: &[usize], re_ask: Option<usize>) -> Vec<ApiEvent> {
-    let question = |i: usize| {
-        let frame = [
-            "explain step by step: ",
-            "can you solve this step by step? ",
-            "walk me through this: ",
-            "show your work: ",
-            "",
-        ];
-        format!("{}{}", frame[i % 5], diverse_prompt(90_000 + i))
-    };
+    let question = |i: usize| format!("{}{}", STEP_FRAMES[i % 5], diverse_prompt(90_000 + i));
     (0..32usize)
         .map(|i| {
             let mut e = call(account, 19 * HOUR + i as i64 * 150_000, &question(i));
@@ -312,13 +312,6 @@ fn study_sittings(
     per_sitting: usize,
     follow_ups: &[usize],
 ) -> Vec<ApiEvent> {
-    let frame = [
-        "explain step by step: ",
-        "can you solve this step by step? ",
-        "walk me through this: ",
-        "show your work: ",
-        "",
-    ];
     let asks = [
         "i don't get step 2",
         "why did you divide there?",
@@ -333,7 +326,7 @@ fn study_sittings(
             let mut e = call(
                 account,
                 start + i as i64 * 150_000,
-                &format!("{}{}", frame[k % 5], diverse_prompt(70_000 + k)),
+                &format!("{}{}", STEP_FRAMES[k % 5], diverse_prompt(70_000 + k)),
             );
             if follow_ups.contains(&i) {
                 e.prompt = Some(asks[asked % asks.len()].into());

@@ -125,13 +125,6 @@ fn candidates_of_any_width<'de, D: Deserializer<'de>>(
     Ok(candidates)
 }
 
-/// The request opens a conversation (one user message, after the system prompt if any), as far
-/// as the gateway says: a request that does not report its messages counts as one.
-fn opens_conversation(event: &ApiEvent) -> bool {
-    let system = u32::from(event.system_prompt.is_some());
-    event.messages.is_none_or(|messages| messages <= 1 + system)
-}
-
 fn key_of(end_user: &str) -> u32 {
     // The low half of a 64-bit hash; a collision between two of one account's end users only
     // merges their counts.
@@ -148,7 +141,7 @@ impl EndUsers {
     pub fn observe(&mut self, event: &ApiEvent, end_user: &str, config: &EngineConfig) {
         let key = key_of(end_user);
         self.total = self.total.saturating_add(1);
-        let opener = opens_conversation(event);
+        let opener = super::Turn::of(event) != super::Turn::Continuation;
         let slot = opener.then(|| self.count(key));
         if let Some(heavy) = self.heavy.iter_mut().find(|h| h.key == key) {
             heavy.state.observe(event, config);

@@ -76,6 +76,19 @@ enum Turn {
     Unknown,
 }
 
+impl Turn {
+    /// From the message count, counting the system prompt: one user message is an opener.
+    fn of(event: &ApiEvent) -> Self {
+        match event.messages {
+            None => Turn::Unknown,
+            Some(messages) if messages <= 1 + u32::from(event.system_prompt.is_some()) => {
+                Turn::Opener
+            }
+            Some(_) => Turn::Continuation,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct RecentPrompt {
     fingerprint: u64,
@@ -302,19 +315,19 @@ impl AccountState {
             self.distribution_alternatives += u64::from(alternatives.min(MAX_ALTERNATIVES));
         }
 
-        let mut turn = Turn::Unknown;
-        if let Some(messages) = event.messages {
-            self.turns_known += 1;
-            let system = u32::from(event.system_prompt.is_some());
-            turn = if messages <= 1 + system {
+        let turn = Turn::of(event);
+        match turn {
+            Turn::Opener => {
+                self.turns_known += 1;
                 self.single_turn += 1;
-                Turn::Opener
-            } else {
-                if messages >= DEEP_TURN_MESSAGES {
+            }
+            Turn::Continuation => {
+                self.turns_known += 1;
+                if event.messages >= Some(DEEP_TURN_MESSAGES) {
                     self.deep_turns += 1;
                 }
-                Turn::Continuation
-            };
+            }
+            Turn::Unknown => {}
         }
         if let Some(system) = &event.system_prompt {
             let hash = fast_hash(system.as_bytes());

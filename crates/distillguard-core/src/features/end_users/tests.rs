@@ -245,7 +245,10 @@ fn states_rotate_through_heavy_people_without_thrashing() {
     let events = crowded_reseller(hours, people, false);
     let promotions = promotions_after(&events);
     let mut openers: HashMap<&str, u64> = HashMap::new();
-    for e in events.iter().filter(|e| opens_conversation(e)) {
+    for e in events
+        .iter()
+        .filter(|e| crate::features::Turn::of(e) != crate::features::Turn::Continuation)
+    {
         *openers.entry(e.end_user.as_deref().unwrap()).or_default() += 1;
     }
     let min_prompts = EngineConfig::default().detectors.min_prompts;
