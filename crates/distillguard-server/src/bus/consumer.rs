@@ -18,8 +18,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::pull::{OrderedConfig, OrderedError};
-use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::consumer::pull::OrderedError;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -109,25 +108,10 @@ async fn consume(
         .get_stream(&settings.stream)
         .await
         .map_err(|e| e.to_string())?;
-    let deliver_policy = match state.applied_through {
-        0 => DeliverPolicy::All,
-        through => DeliverPolicy::ByStartSequence {
-            start_sequence: through + 1,
-        },
-    };
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: format!("{}.*", settings.subject_prefix),
-            deliver_policy,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| e.to_string())?
-        .ready_chunks(MAX_BATCH);
+    let mut messages =
+        super::read_from(&stream, &settings.subject_prefix, state.applied_through + 1)
+            .await?
+            .ready_chunks(MAX_BATCH);
     loop {
         let chunk = match tokio::time::timeout(STALL_CHECK, messages.next()).await {
             Ok(Some(chunk)) => chunk,

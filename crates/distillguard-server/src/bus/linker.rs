@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use async_nats::jetstream::consumer::pull::OrderedConfig;
-use async_nats::jetstream::consumer::DeliverPolicy;
 use distillguard_store::{CheckpointManifest, FindingWriter, Store};
 use futures_util::StreamExt;
 use tokio::sync::watch;
@@ -279,19 +277,7 @@ async fn consume(
         .map_err(|e| e.to_string())?;
     // Parts of a report still being joined are read again: the joiner keeps the first copy.
     let start = progress.joiner.resume_from(progress.next);
-    let deliver_policy = match start {
-        0 | 1 => DeliverPolicy::All,
-        start_sequence => DeliverPolicy::ByStartSequence { start_sequence },
-    };
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: format!("{}.*", settings.profiles_subject_prefix),
-            deliver_policy,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    let mut messages = super::read_from(&stream, &settings.profiles_subject_prefix, start).await?;
     loop {
         let message = match tokio::time::timeout(STALL_CHECK, messages.next()).await {
             Ok(Some(message)) => message.map_err(|e| e.to_string())?,

@@ -30,6 +30,11 @@ pub use metrics::BusMetrics;
 pub use publisher::{PublishReceipt, Publisher};
 pub use settings::{BusKind, BusSettings, NodeRole};
 
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::stream;
 use distillguard_core::event::AccountId;
 
 /// Why the bus could not take or give back events. Ingest maps every variant to 503.
@@ -43,6 +48,48 @@ pub enum BusError {
     Stream { stream: String, reason: String },
     #[error("an event could not be encoded for the bus: {0}")]
     Encode(String),
+}
+
+/// The configuration of one of our streams (events or tick reports): subjects `<prefix>.*`, file
+/// storage, and the replicas, duplicate window and retention of `[bus]`.
+fn stream_config(
+    settings: &BusSettings,
+    name: &str,
+    description: String,
+    prefix: &str,
+) -> stream::Config {
+    stream::Config {
+        name: name.to_owned(),
+        description: Some(description),
+        subjects: vec![format!("{prefix}.*")],
+        storage: stream::StorageType::File,
+        num_replicas: settings.replicas.max(1),
+        duplicate_window: Duration::from_secs(settings.duplicate_window_secs.max(1)),
+        max_age: Duration::from_secs(settings.max_age_secs),
+        ..Default::default()
+    }
+}
+
+/// The messages of subjects `<prefix>.*` in stream order through an ordered consumer, from
+/// sequence `start` (0 and 1 both mean the beginning).
+async fn read_from(
+    stream: &async_nats::jetstream::stream::Stream,
+    prefix: &str,
+    start: u64,
+) -> Result<Ordered, String> {
+    let deliver_policy = match start {
+        0 | 1 => DeliverPolicy::All,
+        start_sequence => DeliverPolicy::ByStartSequence { start_sequence },
+    };
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: format!("{prefix}.*"),
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    consumer.messages().await.map_err(|e| e.to_string())
 }
 
 /// The partition of an account: FNV-1a over its id, so every node and every version agrees (a

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::future::IntoFuture;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, context::Publish, stream};
+use async_nats::jetstream::{self, context::Publish};
 use distillguard_core::engine::{ShardReport, Tick};
 use distillguard_core::partitioned::TickReport;
 use distillguard_core::time::EventTime;
@@ -135,19 +135,15 @@ pub async fn ensure_stream(
     context: &jetstream::Context,
     settings: &BusSettings,
 ) -> Result<jetstream::stream::Stream, BusError> {
-    let config = stream::Config {
-        name: settings.profiles_stream.clone(),
-        description: Some(format!(
+    let config = super::stream_config(
+        settings,
+        &settings.profiles_stream,
+        format!(
             "distillguard tick reports; partitions={}",
             settings.partition_count
-        )),
-        subjects: vec![format!("{}.*", settings.profiles_subject_prefix)],
-        storage: stream::StorageType::File,
-        num_replicas: settings.replicas.max(1),
-        duplicate_window: Duration::from_secs(settings.duplicate_window_secs.max(1)),
-        max_age: Duration::from_secs(settings.max_age_secs),
-        ..Default::default()
-    };
+        ),
+        &settings.profiles_subject_prefix,
+    );
     context
         .get_or_create_stream(config)
         .await

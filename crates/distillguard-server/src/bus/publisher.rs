@@ -3,7 +3,7 @@
 use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, context::Publish, stream};
+use async_nats::jetstream::{self, context::Publish};
 use distillguard_core::event::ApiEvent;
 use distillguard_core::time::EventTime;
 use futures_util::future::join_all;
@@ -197,16 +197,12 @@ async fn ensure_stream(
         stream: settings.stream.clone(),
         reason,
     };
-    let config = stream::Config {
-        name: settings.stream.clone(),
-        description: Some(description(settings)),
-        subjects: vec![format!("{}.*", settings.subject_prefix)],
-        storage: stream::StorageType::File,
-        num_replicas: settings.replicas.max(1),
-        duplicate_window: Duration::from_secs(settings.duplicate_window_secs.max(1)),
-        max_age: Duration::from_secs(settings.max_age_secs),
-        ..Default::default()
-    };
+    let config = super::stream_config(
+        settings,
+        &settings.stream,
+        description(settings),
+        &settings.subject_prefix,
+    );
     let mut stream = context
         .get_or_create_stream(config)
         .await
