@@ -353,6 +353,11 @@ pub async fn ingest_and_drain(app: &TestApp, events: &[distillguard_core::event:
         assert_eq!(status, 202, "{body}");
         assert_eq!(body["accepted"], chunk.len(), "{body}");
     }
+    drain(app).await;
+}
+
+/// Closes the pipeline's input and waits until it has scored everything queued (a final tick).
+pub async fn drain(app: &TestApp) {
     let pipeline = app.pipeline.clone();
     tokio::task::spawn_blocking(move || pipeline.finish_blocking())
         .await
@@ -399,9 +404,12 @@ pub async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Valu
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// How many requests [`ingest_busy_account`] sends.
+pub const BUSY_ACCOUNT_EVENTS: usize = 300;
+
 /// An hour or so of the simulator's bulk harvester under the name `account`: it gets flagged.
 pub async fn ingest_busy_account(app: &TestApp, account: &str, start_ms: i64) {
-    let events = harvester_events(account, start_ms, 300);
+    let events = harvester_events(account, start_ms, BUSY_ACCOUNT_EVENTS);
     let response = app
         .post_events(ndjson(&events), "application/x-ndjson")
         .await;
