@@ -366,9 +366,11 @@ pub async fn drain(app: &TestApp) {
 }
 
 /// Reads `path` until `ready` holds (the store writes findings shortly after they are scored).
+/// Gives up after [`PATIENCE`]: a loaded CI machine runs the suite's tests two at a time.
 pub async fn wait_for(app: &TestApp, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
-    for _ in 0..200 {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while std::time::Instant::now() < deadline {
         let (status, body) = analyst_get(app, path).await;
         if status == 200 && ready(&body) {
             return body;
@@ -378,6 +380,9 @@ pub async fn wait_for(app: &TestApp, path: &str, ready: impl Fn(&Value) -> bool)
     }
     panic!("{path} never got ready; last answer: {last}");
 }
+
+/// How long the wait helpers poll before failing the test.
+pub const PATIENCE: Duration = Duration::from_secs(30);
 
 pub async fn get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
     let response = app
@@ -421,13 +426,7 @@ pub async fn ingest_busy_account(app: &TestApp, account: &str, start_ms: i64) {
     );
 }
 
+/// The account's first finding, as soon as the review API serves one (an early tick's score).
 pub async fn wait_for_account(app: &TestApp, account: &str) -> Value {
-    for _ in 0..200 {
-        let (status, body) = get(app, &format!("/v1/accounts/{account}"), ANALYST_TOKEN).await;
-        if status == 200 {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no finding for {account} reached the review API");
+    wait_for(app, &format!("/v1/accounts/{account}"), |_| true).await
 }
