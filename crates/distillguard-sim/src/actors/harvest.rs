@@ -566,13 +566,22 @@ impl Actor for EvalLab {
 
 /// A student working through homework: two to four evenings a week, an evening's burst of 20–40
 /// unrelated step-by-step questions, sometimes a follow-up ("I don't get step 2") or the same
-/// question asked again.
+/// question asked again. Students differ in how often they question an answer, and some evenings
+/// have a break in them (dinner, a walk): each student draws their own habits.
 pub(crate) struct PowerStudent {
     rng: SimRng,
     account: Account,
     human: Human,
     evenings: f64,
+    /// Share of questions that follow up on the previous answer: 3–25 % (some students rarely
+    /// question an answer, some do every few questions).
+    follow_up: f64,
+    /// Share of questions asked again verbatim (a lost answer, a page reload): 2–8 %.
+    re_ask: f64,
 }
+
+/// Share of evenings with one break of 35–60 minutes partway through.
+const STUDENT_BREAK_SHARE: f64 = 0.3;
 
 const STUDENT_STEPWISE: &[&str] = &[
     "explain step by step: ",
@@ -598,6 +607,8 @@ impl PowerStudent {
         let human = Human::home(&mut rng, tz, Diurnal::Evening, 1.0);
         Self {
             evenings: uniform(&mut rng, 2.0, 4.0) / 7.0,
+            follow_up: uniform(&mut rng, 0.03, 0.25),
+            re_ask: uniform(&mut rng, 0.02, 0.08),
             rng,
             account,
             human,
@@ -626,10 +637,16 @@ impl Actor for PowerStudent {
         };
         let mut at = start;
         let mut previous = String::new();
-        for _ in 0..range_u32(rng, 20, 40) {
-            let (prompt, messages) = if !previous.is_empty() && chance(rng, 0.15) {
+        let questions = range_u32(rng, 20, 40);
+        let break_after = chance(rng, STUDENT_BREAK_SHARE)
+            .then(|| (questions as f64 * uniform(rng, 0.3, 0.6)) as u32);
+        for i in 0..questions {
+            if break_after == Some(i) {
+                at += range_i64(rng, 35 * MINUTE, 60 * MINUTE);
+            }
+            let (prompt, messages) = if !previous.is_empty() && chance(rng, self.follow_up) {
                 (pick(rng, STUDENT_FOLLOW_UPS).to_string(), 3)
-            } else if !previous.is_empty() && chance(rng, 0.05) {
+            } else if !previous.is_empty() && chance(rng, self.re_ask) {
                 (previous.clone(), 1)
             } else {
                 let question = ctx.book.study_question(rng);
