@@ -93,16 +93,22 @@ pub(crate) const EVENING_SPACING_MS: i64 = 12 * EventTime::HOUR;
 pub(crate) const EVENINGS_MAX_REQUESTS_24H: u64 = 80;
 
 /// A student coming back on later evenings: several sittings, at most two a day on average
-/// ([`EVENING_SPACING_MS`]), at least one follow-up per sitting on average, and no more than two
-/// evenings' questions in the last 24 hours. A harvest at human pace that comes back keeps its volume by
-/// sitting several times a day (or by sending more than a person asks in an evening), and it
-/// takes each answer and moves on; a student reads the steps and asks about one, on each evening.
+/// ([`EVENING_SPACING_MS`]) and no more than two evenings' questions in the last 24 hours
+/// ([`studying`] adds that the account has followed up on an answer at least once). A harvest at
+/// human pace that comes back keeps its volume by sitting several times a day, or by sending more
+/// than a person asks in an evening.
+///
+/// Follow-ups are not required on every evening: students differ, and one who questions one answer
+/// in twenty has evenings without a follow-up about a third of the time. Requiring them would not
+/// stop an adaptive harvest either (a fake follow-up per sitting costs it one request); what bounds
+/// an account given the benefit of the doubt is the spacing and the 24-hour volume, at most 80
+/// requests a day. A campaign that wants volume at that pace needs hundreds of accounts, which is
+/// the linker's catch.
 pub(crate) fn studying_evenings(a: &AccountSummary) -> bool {
     let sittings = sittings(a);
     let span = a.last_seen.epoch_ms() - a.first_seen.epoch_ms();
     sittings >= 2
         && (sittings - 2) as i64 * EVENING_SPACING_MS <= span
-        && follow_ups(a) >= sittings
         && a.events_last_24h <= EVENINGS_MAX_REQUESTS_24H
 }
 
@@ -255,7 +261,7 @@ mod tests {
     }
 
     #[test]
-    fn evenings_of_study_with_a_follow_up_each_are_studying_and_sittings_all_day_are_not() {
+    fn evenings_of_study_with_a_follow_up_are_studying_and_sittings_all_day_are_not() {
         const DAY: i64 = 24 * 60;
         // Three evenings, the third two days after the second, 30 questions each.
         let evenings = [19 * 60, DAY + 19 * 60, 3 * DAY + 20 * 60];
@@ -265,6 +271,15 @@ mod tests {
         assert!(studying_evenings(&a) && studying(&a));
         // Without follow-ups they are not someone reading the answers.
         assert!(!studying(&summarise(&sittings_at(&evenings, 30, false))));
+        // A student who follows up rarely: one follow-up, on the first evening only.
+        let mut rare = sittings_at(&evenings, 30, true);
+        for k in [30 + 4, 60 + 4] {
+            rare[k].prompt = Some(diverse_prompt(k));
+            rare[k].messages = Some(1);
+        }
+        let a = summarise(&rare);
+        assert_eq!((sittings(&a), follow_ups(&a)), (3, 1));
+        assert!(studying(&a));
         // A dinner break splits every evening in two, five evenings in a row: two sittings a
         // day.
         let split: Vec<i64> = (0..10)
