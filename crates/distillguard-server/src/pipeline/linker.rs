@@ -13,13 +13,14 @@
 use std::thread::JoinHandle;
 
 use distillguard_core::engine::{EngineConfig, Scorer, ScorerCheckpoint};
-use distillguard_core::partitioned::{score_tick, Assembled, TickAssembler};
+use distillguard_core::partitioned::{score_tick, Assembled, ReadyTick, TickAssembler};
 use distillguard_core::time::EventTime;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::workers::TickOutput;
 use super::FindingSink;
+use crate::bus::{ranges, source_key};
 use crate::metrics::Metrics;
 
 /// Version of [`LinkerSnapshot`] this build writes; fields added later must default.
@@ -133,6 +134,26 @@ struct State {
     resume_from: u64,
 }
 
+/// Logs a tick given up incomplete, once (the assembler hands each tick out once): which
+/// partitions never reported it and the detectors (their checkpoint keys, as in the message ids)
+/// whose later reports showed that they never will.
+fn say_given_up(tick: &ReadyTick, partition_count: u32) {
+    let sources: Vec<String> = tick
+        .missing_sources
+        .iter()
+        .map(|set| source_key(set, partition_count))
+        .collect();
+    tracing::warn!(
+        tick = %tick.at.to_rfc3339(),
+        missing_partitions = %ranges(&tick.missing),
+        missing_sources = %sources.join(" "),
+        reports = tick.reports.len(),
+        "linker: tick scored without the missing partitions' reports; their detectors reported a \
+         later tick, so these reports (aged out of the profiles stream, or never published) \
+         cannot arrive any more"
+    );
+}
+
 fn run(
     mut state: State,
     mut inbox: mpsc::Receiver<LinkerMsg>,
@@ -155,12 +176,18 @@ fn run(
                     }
                 };
                 match state.assembler.add(report) {
-                    Ok(Assembled::Complete(tick)) => {
-                        let at = tick.at;
-                        let updates = score_tick(&mut state.scorer, tick);
-                        output.deliver(&mut state.scorer, updates, sink.as_mut(), &metrics);
-                        bus.linker_ticks_scored.inc();
-                        bus.linker_last_tick.set(at.epoch_ms() / 1000);
+                    Ok(Assembled::Ready(ticks)) => {
+                        for tick in ticks {
+                            let at = tick.at;
+                            if !tick.is_complete() {
+                                say_given_up(&tick, state.assembler.partition_count());
+                                bus.linker_incomplete_ticks.inc();
+                            }
+                            let updates = score_tick(&mut state.scorer, tick);
+                            output.deliver(&mut state.scorer, updates, sink.as_mut(), &metrics);
+                            bus.linker_ticks_scored.inc();
+                            bus.linker_last_tick.set(at.epoch_ms() / 1000);
+                        }
                     }
                     Ok(Assembled::Waiting | Assembled::Repeated) => {}
                     Err(error) => {
