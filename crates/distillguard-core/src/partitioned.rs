@@ -6,7 +6,7 @@
 //! - At each tick a detector hands on its shards' reports as one [`TickReport`] (the changed
 //!   accounts' summaries, population deltas, evicted ids) instead of scoring them.
 //! - The scoring node gathers a tick's reports in a [`TickAssembler`] until they cover every
-//!   partition, and [`score_tick`] absorbs them in partition order into one [`Scorer`]: the same
+//!   partition (or until the missing ones can no longer arrive: see [`TickAssembler`]), and [`score_tick`] absorbs them in partition order into one [`Scorer`]: the same
 //!   population, scores, links, clusters and member flags as one node, because a shard report
 //!   only depends on its accounts' events and the tick, and the scorer sorts what it absorbs.
 //!

@@ -4,7 +4,8 @@
 //! profiles consumer ─► LinkerThread ─► TickAssembler ─► score_tick (one Scorer) ─► FindingSink
 //!  (joined reports,     one OS thread:    until every        population, scores,       the store
 //!   stream order)       scoring is CPU    partition has      links, clusters, flags    writer
-//!                       work              reported a tick
+//!                       work              reported a tick,
+//!                                         or gave it up
 //! ```
 //!
 //! Reports and checkpoint requests share one queue, so a checkpoint is a cut after exactly the
