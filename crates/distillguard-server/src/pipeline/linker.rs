@@ -218,3 +218,58 @@ fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use distillguard_core::engine::ShardReport;
+    use distillguard_core::partitioned::{TickReport, TICK_REPORT_VERSION};
+
+    use super::*;
+    use crate::pipeline::DiscardSink;
+
+    fn encoded(partitions: &[u32], at: i64) -> Vec<u8> {
+        crate::bus::profiles::encode_report(&TickReport {
+            version: TICK_REPORT_VERSION,
+            partitions: partitions.to_vec(),
+            partition_count: 4,
+            at: EventTime::from_epoch_ms(at).unwrap(),
+            shards: vec![ShardReport::default()],
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_linker_thread_scores_a_tick_given_up_incomplete_and_counts_it() {
+        let metrics = Metrics::new();
+        let (thread, joined) = LinkerThread::start(
+            EngineConfig::default(),
+            4,
+            None,
+            Box::new(DiscardSink),
+            metrics.clone(),
+        );
+        // Partitions 2-3's report of the tick at 1,000 never arrives.
+        assert!(thread.report(encoded(&[0, 1], 1_000), 2).await);
+        assert!(thread.report(encoded(&[0, 1], 2_000), 3).await);
+        let waiting = thread.checkpoint().await.unwrap();
+        assert_eq!(
+            waiting.last_scored, None,
+            "nothing proves the report lost yet"
+        );
+        assert_eq!(metrics.bus.linker_pending_ticks.get(), 2);
+        assert!(thread.report(encoded(&[2, 3], 2_000), 4).await);
+
+        let snapshot = thread.checkpoint().await.unwrap();
+
+        assert_eq!(snapshot.last_scored.map(EventTime::epoch_ms), Some(2_000));
+        assert_eq!(snapshot.resume_from, 4);
+        assert_eq!(metrics.bus.linker_ticks_scored.get(), 2);
+        assert_eq!(metrics.bus.linker_incomplete_ticks.get(), 1);
+        assert_eq!(metrics.bus.linker_pending_ticks.get(), 0);
+        assert_eq!(metrics.bus.linker_refused.get(), 0);
+        let restored = LinkerSnapshot::decode(&snapshot.bytes).unwrap();
+        assert_eq!(restored.assembler.pending_ticks(), 0);
+        drop(thread);
+        joined.join().unwrap();
+    }
+}
