@@ -738,6 +738,9 @@ enum LinkedFault {
     KillLinker,
     /// A detector stopped (SIGTERM) and started again while the linker runs.
     RestartDetector,
+    /// `kill -9` of a detector mid-campaign while the linker runs, then a restart (it replays
+    /// from its checkpoint and publishes the ticks after it again).
+    KillDetector,
 }
 
 struct LinkedOutcome {
@@ -755,6 +758,7 @@ async fn linked_run(dir: &Path, chunks: &[Vec<String>], fault: LinkedFault) -> L
     let backend = Backend::postgres(match fault {
         LinkedFault::KillLinker => "linkkill",
         LinkedFault::RestartDetector => "linkdet",
+        LinkedFault::KillDetector => "linkdetkill",
     })
     .await;
     let configs = linked_configs("linked");
@@ -777,7 +781,9 @@ async fn linked_run(dir: &Path, chunks: &[Vec<String>], fault: LinkedFault) -> L
     acknowledged += post_all(&detectors[0], &chunks[cut..cut + 3]).await;
     wait_metric_above(&linker, "distillguard_linker_ticks_scored_total", scored).await;
     let read_at_fault = linker.metric("distillguard_linker_stream_sequence").await;
-    let mut applied_before = 0;
+    // Events applied by detector processes since stopped; None once one was killed (its restart
+    // applies again what came after its checkpoint).
+    let mut applied_before = Some(0);
     let checkpoint_at_fault = match fault {
         LinkedFault::KillLinker => {
             linker.kill();
@@ -790,11 +796,21 @@ async fn linked_run(dir: &Path, chunks: &[Vec<String>], fault: LinkedFault) -> L
         LinkedFault::RestartDetector => {
             wait_applied(&detectors, 0, acknowledged).await;
             let detector = detectors.pop().unwrap();
-            applied_before = detector
-                .metric("distillguard_bus_consumed_events_total")
-                .await as u64;
+            applied_before = Some(
+                detector
+                    .metric("distillguard_bus_consumed_events_total")
+                    .await as u64,
+            );
             detector.stop();
             // Detector 1's partitions wait in the stream meanwhile, and so every tick after.
+            acknowledged += post_all(&detectors[0], &chunks[cut + 3..cut + 5]).await;
+            detectors.push(start(1).await);
+            linker_checkpoint_position(&backend).await
+        }
+        LinkedFault::KillDetector => {
+            // Detector 1 dies while it applies and publishes the last three chunks.
+            detectors.pop().unwrap().kill();
+            applied_before = None;
             acknowledged += post_all(&detectors[0], &chunks[cut + 3..cut + 5]).await;
             detectors.push(start(1).await);
             linker_checkpoint_position(&backend).await
@@ -804,7 +820,14 @@ async fn linked_run(dir: &Path, chunks: &[Vec<String>], fault: LinkedFault) -> L
 
     // The detectors apply everything and stop (their last open tick stays unpublished, as one
     // node's stays unscored at a stop); the linker reads every report and stops.
-    wait_applied(&detectors, applied_before, acknowledged).await;
+    match applied_before {
+        Some(before) => wait_applied(&detectors, before, acknowledged).await,
+        None => {
+            for detector in &detectors {
+                wait_consumed(detector).await;
+            }
+        }
+    }
     for detector in detectors {
         detector.stop();
     }
@@ -869,6 +892,30 @@ async fn a_detector_restarted_while_the_linker_runs_ends_with_the_unbroken_findi
 
     eprintln!(
         "detector restart under a linker: acknowledged {}; {} findings lines",
+        linked.acknowledged,
+        linked.findings.len()
+    );
+    assert!(expected.findings.iter().any(|l| l.contains(" true ")));
+    assert_eq!(linked.acknowledged, expected.acknowledged);
+    assert_eq!(linked.incomplete_ticks, 0.0, "no report was lost");
+    assert_eq!(linked.findings, expected.findings);
+}
+
+#[tokio::test]
+async fn kill_nine_of_a_detector_under_the_linker_ends_with_the_unbroken_findings() {
+    let root = tempfile::tempdir().unwrap();
+    let chunks = campaign(root.path());
+    let expected = unbroken(&root.path().join("embedded"), &Backend::Sqlite, &chunks).await;
+
+    let linked = linked_run(
+        &root.path().join("linked"),
+        &chunks,
+        LinkedFault::KillDetector,
+    )
+    .await;
+
+    eprintln!(
+        "kill -9 (detector under a linker): acknowledged {}; {} findings lines",
         linked.acknowledged,
         linked.findings.len()
     );
