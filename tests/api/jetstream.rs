@@ -760,3 +760,89 @@ async fn a_linker_restarted_mid_day_stores_exactly_the_findings_of_one_node() {
     assert_eq!(actual.len(), expected.len());
     assert_eq!(actual, expected);
 }
+
+/// Deletes, as `max_age` would, the first part of a report of several parts from the middle of
+/// the profiles stream; returns its message id.
+async fn delete_a_report_part(settings: &Settings) -> String {
+    let client = async_nats::connect(SHARED_NATS).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    let mut stream = jetstream
+        .get_stream(&settings.bus.profiles_stream)
+        .await
+        .unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    for sequence in last / 2..=last {
+        let message = stream.get_raw_message(sequence).await.unwrap();
+        let id = message
+            .headers
+            .get(async_nats::header::NATS_MESSAGE_ID)
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default();
+        let Some((_, part)) = id.rsplit_once(':') else {
+            continue;
+        };
+        if part.starts_with("1/") && part != "1/1" {
+            assert!(stream.delete_message(sequence).await.unwrap());
+            return id;
+        }
+    }
+    panic!("no report of several parts in the second half of the profiles stream");
+}
+
+#[tokio::test]
+async fn a_report_part_lost_from_the_profiles_stream_holds_nothing_back_and_is_counted() {
+    // Arrange: three detectors publish a day's reports; one part of one report is deleted
+    // before the linker reads it (a linker down longer than the stream's max_age).
+    let events = simulated_day();
+    let db = PgDatabase::create("linklost").await;
+    let stream = TestStream::new("linklost", SHARED_NATS);
+    let cluster = LinkedCluster::new(&stream, &db);
+    let front = spawn_app_with(cluster.front.clone()).await;
+    let detectors = start_all(&cluster.detectors).await;
+    let accepted = post_all(&front, &events).await;
+    let refs: Vec<&TestApp> = detectors.iter().collect();
+    wait_consumed_by_all(&refs, accepted).await;
+    finish_detectors(&detectors).await;
+    let mut published = Vec::new();
+    for detector in &detectors {
+        published.push(
+            detector
+                .metric("distillguard_bus_profile_reports_published_total")
+                .await,
+        );
+    }
+    let lost = delete_a_report_part(&cluster.linker).await;
+
+    // Act
+    let linker = spawn_app_with(cluster.linker.clone()).await;
+    wait_linker_caught_up(&linker, &cluster.linker).await;
+    let scored = linker
+        .metric("distillguard_linker_ticks_scored_total")
+        .await;
+    let incomplete = linker
+        .metric("distillguard_linker_incomplete_ticks_total")
+        .await;
+    let refused = linker
+        .metric("distillguard_linker_refused_reports_total")
+        .await;
+    linker.stop().await;
+    stop_all(detectors).await;
+    front.stop().await;
+    stream.delete().await;
+    let stored = stored_findings(&db.url()).await;
+    db.drop().await;
+
+    // Assert: every tick scored (one report a tick from each detector), the one missing a
+    // report among them, nothing refused, and the day's flagged cluster still found.
+    assert!(
+        published.iter().all(|p| *p == published[0]),
+        "{published:?}"
+    );
+    assert_eq!(
+        scored, published[0],
+        "every tick scored, after {lost} was lost"
+    );
+    assert_eq!(incomplete, 1.0);
+    assert_eq!(refused, 0.0);
+    assert!(stored.iter().any(|f| f.0.starts_with("cluster:") && f.3));
+}

@@ -6,13 +6,14 @@
 //! - At each tick a detector hands on its shards' reports as one [`TickReport`] (the changed
 //!   accounts' summaries, population deltas, evicted ids) instead of scoring them.
 //! - The scoring node gathers a tick's reports in a [`TickAssembler`] until they cover every
-//!   partition, and [`score_tick`] absorbs them in partition order into one [`Scorer`]: the same
+//!   partition (or until the missing ones can no longer arrive: see [`TickAssembler`]), and [`score_tick`] absorbs them in partition order into one [`Scorer`]: the same
 //!   population, scores, links, clusters and member flags as one node, because a shard report
 //!   only depends on its accounts' events and the tick, and the scorer sorts what it absorbs.
 //!
 //! [`DetectorNode::advance`]: crate::engine::DetectorNode::advance
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
@@ -77,8 +78,6 @@ pub enum AssembleError {
     },
     #[error("two detectors reported partition {partition} for the tick at {at}")]
     Overlap { partition: u32, at: EventTime },
-    #[error("the tick at {at} completed while the earlier tick at {earlier} still misses reports")]
-    OutOfOrder { at: EventTime, earlier: EventTime },
 }
 
 /// What [`TickAssembler::add`] did with a report.
@@ -86,21 +85,56 @@ pub enum AssembleError {
 pub enum Assembled {
     /// Kept; the tick still misses other partitions' reports.
     Waiting,
-    /// A report already taken (a detector that restarted and published it again), dropped.
+    /// A report already taken, or of a tick already scored or given up (a detector that
+    /// restarted and published it again), dropped.
     Repeated,
-    /// Every partition has reported for this tick: its reports in partition order.
-    Complete(CompleteTick),
+    /// Ticks to score now, oldest first: every earlier tick given up incomplete (see
+    /// [`TickAssembler`]), then the ones this report completed or let go.
+    Ready(Vec<ReadyTick>),
 }
 
-/// A tick whose reports cover every partition.
+/// A tick to score: its reports in partition order. Complete when they cover every partition;
+/// otherwise given up, and `missing` names what never arrived.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CompleteTick {
+pub struct ReadyTick {
     pub at: EventTime,
     pub reports: Vec<TickReport>,
+    /// Partitions no report of this tick covers, ascending; empty when the tick is complete.
+    pub missing: Vec<u32>,
+    /// The partition sets (the sources, as detectors name themselves) that reported
+    /// `missing` partitions for a later tick, which is what proved this tick's reports from them
+    /// lost; ascending.
+    pub missing_sources: Vec<Vec<u32>>,
+}
+
+impl ReadyTick {
+    pub fn is_complete(&self) -> bool {
+        self.missing.is_empty()
+    }
 }
 
 /// Gathers detectors' reports until a tick is covered. Serialisable, so that a scoring node's
 /// checkpoint holds the ticks it has not scored yet and the last one it has.
+///
+/// **Giving up an incomplete tick.** A tick some of whose reports never arrive (a report aged
+/// out of the profiles stream before the linker read it, or one a detector could not encode)
+/// would otherwise hold every later tick back for ever. Each detector publishes its ticks in
+/// order and awaits each acknowledgement before the next, so once a report for a *later* tick
+/// has arrived for every partition the earlier tick misses, the earlier tick's missing reports
+/// can never come (a detector's re-publication after a restart is of ticks it had already
+/// published, and is a repeat). The assembler then hands the tick out with the reports it has,
+/// before the later ones, oldest first. The rule reads only the reports and their order (no
+/// wall clock), so a linker restarted from a checkpoint and reading the same stream decides the
+/// same. Every tick after the oldest pending one is itself pending (ticks go out in order), so the
+/// evidence is in `pending` and the checkpoint needs no new field.
+///
+/// Scored with what it has rather than skipped: the reports that did arrive are exact (their
+/// accounts' summaries, population moves and evictions for that tick), and skipping them would
+/// lose that tick's evidence of *those* detectors' accounts too (an account is reported again
+/// only when it next changes) and their population moves for good. What is lost is only what
+/// never arrived: the missing detector's accounts changed in that tick are judged on their
+/// previous summary until they change again, and its population moves of that tick are missing
+/// from the histograms (a few accounts' buckets, until they are evicted).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TickAssembler {
     partition_count: u32,
@@ -119,7 +153,11 @@ impl TickAssembler {
         }
     }
 
-    /// The newest tick handed out complete.
+    pub fn partition_count(&self) -> u32 {
+        self.partition_count
+    }
+
+    /// The newest tick handed out (complete or given up).
     pub fn last_scored(&self) -> Option<EventTime> {
         self.last_scored
     }
@@ -152,22 +190,58 @@ impl TickAssembler {
             }
         }
         reports.push(report);
-        let covered: usize = reports.iter().map(|r| r.partitions.len()).sum();
-        if covered < self.partition_count as usize {
-            return Ok(Assembled::Waiting);
-        }
-        // With one clock every detector ticks at the same positions and publishes its ticks in
-        // order, so an earlier tick is always complete first; anything else is misconfiguration.
-        if let Some(earlier) = self.pending.keys().next().filter(|first| **first < at) {
-            return Err(AssembleError::OutOfOrder {
+        let ready = self.release();
+        Ok(if ready.is_empty() {
+            Assembled::Waiting
+        } else {
+            Assembled::Ready(ready)
+        })
+    }
+
+    /// Hands out, oldest first, every pending tick that is complete or whose missing partitions
+    /// have all reported a later tick; stops at the first that must still wait.
+    fn release(&mut self) -> Vec<ReadyTick> {
+        let mut ready = Vec::new();
+        while let Some((&at, reports)) = self.pending.first_key_value() {
+            let missing = self.missing(reports);
+            let mut missing_sources = Vec::new();
+            for partition in &missing {
+                let later = self
+                    .pending
+                    .range((Bound::Excluded(at), Bound::Unbounded))
+                    .flat_map(|(_, reports)| reports)
+                    .find(|r| r.partitions.contains(partition));
+                match later {
+                    Some(source) => missing_sources.push(source.partitions.clone()),
+                    None => return ready,
+                }
+            }
+            missing_sources.sort_unstable();
+            missing_sources.dedup();
+            let mut reports = self.pending.remove(&at).unwrap_or_default();
+            reports.sort_by_key(|r| r.partitions.first().copied());
+            self.last_scored = Some(at);
+            ready.push(ReadyTick {
                 at,
-                earlier: *earlier,
+                reports,
+                missing,
+                missing_sources,
             });
         }
-        let mut reports = self.pending.remove(&at).unwrap_or_default();
-        reports.sort_by_key(|r| r.partitions.first().copied());
-        self.last_scored = Some(at);
-        Ok(Assembled::Complete(CompleteTick { at, reports }))
+        ready
+    }
+
+    /// The partitions `reports` do not cover, ascending.
+    fn missing(&self, reports: &[TickReport]) -> Vec<u32> {
+        let mut covered = vec![false; self.partition_count as usize];
+        for partition in reports.iter().flat_map(|r| &r.partitions) {
+            if let Some(slot) = covered.get_mut(*partition as usize) {
+                *slot = true;
+            }
+        }
+        (0..self.partition_count)
+            .filter(|p| !covered[*p as usize])
+            .collect()
     }
 
     fn check(&self, report: &TickReport) -> Result<(), AssembleError> {
@@ -191,9 +265,10 @@ impl TickAssembler {
     }
 }
 
-/// Scores a complete tick: every detector's shard reports, in partition order, into one scorer
-/// (shards numbered one detector after the other).
-pub fn score_tick(scorer: &mut Scorer, tick: CompleteTick) -> Vec<FindingUpdate> {
+/// Scores a tick: every detector's shard reports, in partition order, into one scorer (shards
+/// numbered one detector after the other). A tick given up incomplete is scored the same way on
+/// the reports it has.
+pub fn score_tick(scorer: &mut Scorer, tick: ReadyTick) -> Vec<FindingUpdate> {
     let mut slot = 0;
     for report in tick.reports {
         for shard in report.shards {
@@ -289,8 +364,10 @@ impl SplitEngine {
         }
         let set = &self.detectors[index].0;
         let report = TickReport::new(set, self.partition_count, tick);
-        if let Assembled::Complete(tick) = self.assembler.add(report)? {
-            self.updates.extend(score_tick(&mut self.scorers[0], tick));
+        if let Assembled::Ready(ticks) = self.assembler.add(report)? {
+            for tick in ticks {
+                self.updates.extend(score_tick(&mut self.scorers[0], tick));
+            }
         }
         Ok(())
     }
@@ -452,9 +529,12 @@ pub(crate) mod tests {
             assembler.add(report(&[2, 3], 1_000)),
             Ok(Assembled::Repeated)
         );
-        let Ok(Assembled::Complete(tick)) = assembler.add(report(&[0, 1], 1_000)) else {
+        let Ok(Assembled::Ready(mut ticks)) = assembler.add(report(&[0, 1], 1_000)) else {
             panic!("the tick is covered");
         };
+        assert_eq!(ticks.len(), 1);
+        let tick = ticks.remove(0);
+        assert!(tick.is_complete());
         let firsts: Vec<u32> = tick.reports.iter().map(|r| r.partitions[0]).collect();
         assert_eq!(firsts, [0, 2]);
         assert_eq!(
@@ -485,14 +565,245 @@ pub(crate) mod tests {
         ));
     }
 
+    /// The ticks handed out: `(tick ms, complete, missing partitions)`.
+    fn ready(assembled: Result<Assembled, AssembleError>) -> Vec<(i64, bool, Vec<u32>)> {
+        match assembled {
+            Ok(Assembled::Ready(ticks)) => ticks
+                .iter()
+                .map(|t| (t.at.epoch_ms(), t.is_complete(), t.missing.clone()))
+                .collect(),
+            other => panic!("expected ticks to score, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn a_later_tick_cannot_complete_before_an_earlier_one() {
+    fn a_tick_missing_a_detectors_report_is_given_up_once_that_detector_reports_a_later_tick() {
         let mut assembler = TickAssembler::new(4);
+        // The report of partitions 2-3 for the tick at 1,000 never arrives.
+        assert_eq!(
+            assembler.add(report(&[0, 1], 1_000)),
+            Ok(Assembled::Waiting)
+        );
+        assert_eq!(
+            assembler.add(report(&[0, 1], 2_000)),
+            Ok(Assembled::Waiting),
+            "the detector that reported the tick proves nothing about the missing one"
+        );
+        assert_eq!(assembler.pending_ticks(), 2);
+        let Ok(Assembled::Ready(ticks)) = assembler.add(report(&[2, 3], 2_000)) else {
+            panic!("partitions 2-3 moved past the tick at 1,000");
+        };
+        let handed: Vec<_> = ticks
+            .iter()
+            .map(|t| (t.at.epoch_ms(), t.is_complete()))
+            .collect();
+        assert_eq!(handed, [(1_000, false), (2_000, true)], "oldest first");
+        assert_eq!(ticks[0].missing, [2, 3]);
+        assert_eq!(ticks[0].missing_sources, [vec![2, 3]]);
+        assert_eq!(ticks[0].reports.len(), 1, "scored with the report it has");
+        assert_eq!(ticks[0].reports[0].partitions, [0, 1]);
+        assert_eq!(assembler.pending_ticks(), 0);
+        assert_eq!(
+            assembler.last_scored().map(EventTime::epoch_ms),
+            Some(2_000)
+        );
+        assert_eq!(
+            assembler.add(report(&[2, 3], 1_000)),
+            Ok(Assembled::Repeated),
+            "the missing report published again after a restart comes too late and is dropped"
+        );
+    }
+
+    #[test]
+    fn a_later_tick_with_only_part_of_the_missing_partitions_does_not_give_an_earlier_one_up() {
+        let mut assembler = TickAssembler::new(4);
+        assembler.add(report(&[0], 1_000)).unwrap();
+        assembler.add(report(&[1], 1_000)).unwrap();
+        // Partitions 2 and 3 (two detectors) miss the tick at 1,000; only 2 has moved on.
+        assert_eq!(assembler.add(report(&[2], 2_000)), Ok(Assembled::Waiting));
+        assert_eq!(
+            assembler
+                .add(report(&[3], 1_000))
+                .map(|a| ready(Ok(a)))
+                .unwrap(),
+            [(1_000, false, vec![2])],
+            "3 arrived; 2 is known lost"
+        );
+        assert_eq!(
+            ready(assembler.add(report(&[0, 1, 3], 2_000))),
+            [(2_000, true, vec![])]
+        );
+    }
+
+    #[test]
+    fn reports_of_several_ticks_interleaved_across_detectors_still_assemble_in_tick_order() {
+        let mut assembler = TickAssembler::new(4);
+        // A fast detector (2-3) is a tick ahead of a slow one (0-1): nothing is lost.
+        assert_eq!(
+            assembler.add(report(&[2, 3], 1_000)),
+            Ok(Assembled::Waiting)
+        );
+        assert_eq!(
+            assembler.add(report(&[2, 3], 2_000)),
+            Ok(Assembled::Waiting)
+        );
+        assert_eq!(
+            assembler.add(report(&[2, 3], 1_000)),
+            Ok(Assembled::Repeated),
+            "a repeat of a waiting report"
+        );
+        assert_eq!(
+            ready(assembler.add(report(&[0, 1], 1_000))),
+            [(1_000, true, vec![])]
+        );
+        assert_eq!(
+            assembler.add(report(&[0, 1], 1_000)),
+            Ok(Assembled::Repeated),
+            "a repeat of a scored tick"
+        );
+        assert_eq!(
+            ready(assembler.add(report(&[0, 1], 2_000))),
+            [(2_000, true, vec![])]
+        );
+        assert_eq!(assembler.pending_ticks(), 0);
+    }
+
+    #[test]
+    fn a_complete_later_tick_gives_up_every_earlier_incomplete_one_in_tick_order() {
+        let mut assembler = TickAssembler::new(4);
+        // Three detectors (0-1, 2, 3); the one of partition 3 lost its reports of 1,000 and
+        // 2,000, the one of partition 2 its report of 2,000.
         assembler.add(report(&[0, 1], 1_000)).unwrap();
-        assert!(matches!(
-            assembler.add(report(&[0, 1, 2, 3], 2_000)),
-            Err(AssembleError::OutOfOrder { .. })
-        ));
+        assembler.add(report(&[2], 1_000)).unwrap();
+        assembler.add(report(&[0, 1], 2_000)).unwrap();
+        assert_eq!(assembler.pending_ticks(), 2);
+        assert_eq!(
+            assembler.add(report(&[0, 1], 3_000)),
+            Ok(Assembled::Waiting)
+        );
+        assert_eq!(assembler.add(report(&[2], 3_000)), Ok(Assembled::Waiting));
+        assert_eq!(
+            ready(assembler.add(report(&[3], 3_000))),
+            [
+                (1_000, false, vec![3]),
+                (2_000, false, vec![2, 3]),
+                (3_000, true, vec![])
+            ]
+        );
+    }
+
+    /// The assembler as the version before giving up incomplete ticks wrote it in a linker
+    /// checkpoint (MessagePack, named fields).
+    #[derive(Serialize)]
+    struct AssemblerBeforeGivingUp {
+        partition_count: u32,
+        last_scored: Option<EventTime>,
+        pending: BTreeMap<EventTime, Vec<TickReport>>,
+    }
+
+    #[test]
+    fn an_assembler_checkpointed_before_ticks_could_be_given_up_restores_and_unblocks() {
+        let old = AssemblerBeforeGivingUp {
+            partition_count: 4,
+            last_scored: Some(EventTime::from_epoch_ms(500).unwrap()),
+            pending: BTreeMap::from([(
+                EventTime::from_epoch_ms(1_000).unwrap(),
+                vec![report(&[0, 1], 1_000)],
+            )]),
+        };
+        let mut wire = Vec::new();
+        old.serialize(&mut rmp_serde::Serializer::new(&mut wire).with_struct_map())
+            .unwrap();
+        let mut assembler: TickAssembler = rmp_serde::from_slice(&wire).unwrap();
+        assert_eq!(assembler.pending_ticks(), 1);
+        assert_eq!(assembler.add(report(&[0, 1], 500)), Ok(Assembled::Repeated));
+        assert_eq!(
+            assembler.add(report(&[0, 1], 2_000)),
+            Ok(Assembled::Waiting)
+        );
+        assert_eq!(
+            ready(assembler.add(report(&[2, 3], 2_000))),
+            [(1_000, false, vec![2, 3]), (2_000, true, vec![])]
+        );
+    }
+
+    #[test]
+    fn a_detectors_lost_tick_report_delays_nothing_after_it_and_costs_only_its_own_evidence() {
+        let events = crate::engine::tests::mixed_traffic(10);
+        let config = EngineConfig::default();
+        let sets = [vec![0, 1, 2, 3], vec![4, 5, 6, 7]];
+        let (_, one_report) = one_node(&events, &config, 2);
+        let run = |lose: Option<usize>| {
+            let mut detectors: Vec<_> = sets
+                .iter()
+                .map(|set| (set.clone(), DetectorNode::new(&config, 1)))
+                .collect();
+            let mut assembler = TickAssembler::new(8);
+            let mut scorer = Scorer::new(config.clone(), 1);
+            let (mut ticks, mut given_up, mut published) = (0, Vec::new(), 0usize);
+            let mut hand_on = |index: usize, tick: Option<Tick>, assembler: &mut TickAssembler| {
+                let Some(tick) = tick else { return };
+                if index == 1 {
+                    published += 1;
+                    // Detector 1's report of its third tick never reaches the scorer.
+                    if lose == Some(published) {
+                        return;
+                    }
+                }
+                let report = TickReport::new(&sets[index], 8, tick);
+                if let Assembled::Ready(ready) = assembler.add(report).unwrap() {
+                    for tick in ready {
+                        ticks += 1;
+                        if !tick.is_complete() {
+                            given_up.push((tick.missing.clone(), tick.missing_sources.clone()));
+                        }
+                        score_tick(&mut scorer, tick);
+                    }
+                }
+            };
+            for e in &events {
+                let owner = partition_for(&e.account_id, 8);
+                for (index, (set, detector)) in detectors.iter_mut().enumerate() {
+                    let tick = if set.contains(&owner) {
+                        detector.process(e).1
+                    } else {
+                        detector.advance(e.timestamp)
+                    };
+                    hand_on(index, tick, &mut assembler);
+                }
+            }
+            for (index, (_, detector)) in detectors.iter_mut().enumerate() {
+                hand_on(index, detector.finish(), &mut assembler);
+            }
+            let mut flagged: Vec<String> = scorer
+                .findings()
+                .filter(|f| f.flagged)
+                .map(|f| f.account_id.clone())
+                .collect();
+            flagged.sort();
+            (ticks, given_up, assembler.pending_ticks(), flagged)
+        };
+        let (all_ticks, none_given_up, pending, flagged) = run(None);
+        assert!(none_given_up.is_empty());
+        assert_eq!(pending, 0);
+        let one_flagged: Vec<String> = one_report
+            .accounts
+            .iter()
+            .filter(|a| a.flagged)
+            .map(|a| a.account_id.clone())
+            .collect();
+        assert_eq!(flagged, one_flagged);
+        let (ticks, given_up, pending, flagged) = run(Some(3));
+        assert_eq!(
+            ticks, all_ticks,
+            "every tick is scored, the incomplete one included"
+        );
+        assert_eq!(given_up, [(vec![4, 5, 6, 7], vec![vec![4, 5, 6, 7]])]);
+        assert_eq!(pending, 0, "nothing waits behind the lost report");
+        assert_eq!(
+            flagged, one_flagged,
+            "an account keeps its evidence: its next report carries its whole state"
+        );
     }
 
     #[test]

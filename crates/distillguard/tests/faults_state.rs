@@ -186,6 +186,14 @@ impl Service {
     }
 }
 
+/// A test that fails midway leaves no service behind (holding its ports, streams and stderr).
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A simulated day with hydra, harvesters and benign traffic, in chunks of canonical NDJSON.
 fn campaign(dir: &Path) -> Vec<Vec<String>> {
     let out = dir.join("traffic.ndjson");
@@ -615,4 +623,304 @@ async fn kill_nine_of_a_jetstream_node_loses_nothing_and_ends_with_the_embedded_
         "nothing applied twice"
     );
     assert_eq!(crashed.findings, expected.findings);
+}
+
+/// Two detectors handing their ticks to a linker (`[bus] linker = true`, issue 15) on the
+/// machine's NATS, on streams of their own that expire by themselves, all three on one
+/// PostgreSQL database. Small report parts, so that reports travel in several messages.
+fn linked_configs(label: &str) -> [String; 3] {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let stream = format!("DGFAULTS_{label}_{}_{nanos}", std::process::id());
+    let lower = stream.to_ascii_lowercase();
+    let base = format!(
+        "{FAST_CHECKPOINTS}[bus]\nkind = \"jetstream\"\nurl = \"nats://127.0.0.1:4222\"\n\
+         stream = \"{stream}\"\nsubject_prefix = \"dgfaults.{lower}\"\nmax_age_secs = 3600\n\
+         profiles_stream = \"{stream}_PROFILES\"\nprofiles_subject_prefix = \"dgfaults.{lower}_profiles\"\n\
+         profile_part_bytes = 16384\n"
+    );
+    [
+        format!("{base}role = \"detector\"\npartitions = \"share:0/2\"\nlinker = true\n"),
+        format!("{base}role = \"detector\"\npartitions = \"share:1/2\"\nlinker = true\n"),
+        format!("{base}role = \"linker\"\n"),
+    ]
+}
+
+/// Waits until the linker has read every report in the profiles stream and holds no tick: its
+/// stream sequence unchanged over a few polls with nothing pending.
+async fn wait_linked(linker: &Service) {
+    let mut progress_at = Instant::now();
+    let mut last = -1.0;
+    let mut stable = 0;
+    while stable < 5 {
+        let read = linker.metric("distillguard_linker_stream_sequence").await;
+        let messages = linker.metric("distillguard_linker_pending_messages").await;
+        let ticks = linker.metric("distillguard_linker_pending_ticks").await;
+        stable = if read == last && messages == 0.0 && ticks == 0.0 {
+            stable + 1
+        } else {
+            0
+        };
+        if read != last {
+            progress_at = Instant::now();
+        }
+        last = read;
+        assert!(
+            progress_at.elapsed() < Duration::from_secs(90),
+            "the linker stopped reading at {read}: {messages} messages, {ticks} ticks pending"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Waits until the detectors together have applied `acknowledged` events (each event reaches
+/// the one detector owning its partition), and no more; `before` were applied by processes
+/// since stopped (their final checkpoints cover them).
+async fn wait_applied(detectors: &[Service], before: u64, acknowledged: u64) {
+    let mut progress_at = Instant::now();
+    let mut last = 0;
+    loop {
+        let mut applied = before;
+        for detector in detectors {
+            applied += detector
+                .metric("distillguard_bus_consumed_events_total")
+                .await as u64;
+        }
+        if applied >= acknowledged {
+            assert_eq!(applied, acknowledged, "every event applied exactly once");
+            return;
+        }
+        if applied != last {
+            (last, progress_at) = (applied, Instant::now());
+        }
+        assert!(
+            progress_at.elapsed() < Duration::from_secs(90),
+            "the detectors stopped at {applied} of {acknowledged} events applied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls a metric until it exceeds `above`.
+async fn wait_metric_above(service: &Service, series: &str, above: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let value = service.metric(series).await;
+        if value > above {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{series} stayed at {value}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The profiles stream sequence the linker's last committed checkpoint resumes after.
+async fn linker_checkpoint_position(backend: &Backend) -> Option<i64> {
+    let mut conn = sqlx::PgConnection::connect(&backend.url().unwrap())
+        .await
+        .unwrap();
+    sqlx::query_scalar(
+        "SELECT log_position FROM checkpoint_manifest WHERE checkpoint_key = 'linker' \
+         ORDER BY generation DESC LIMIT 1",
+    )
+    .fetch_optional(&mut conn)
+    .await
+    .unwrap()
+    .flatten()
+}
+
+/// What happens to the linked run mid-campaign.
+#[derive(Clone, Copy, PartialEq)]
+enum LinkedFault {
+    /// `kill -9` of the linker while the detectors keep publishing, then a restart.
+    KillLinker,
+    /// A detector stopped (SIGTERM) and started again while the linker runs.
+    RestartDetector,
+    /// `kill -9` of a detector mid-campaign while the linker runs, then a restart (it replays
+    /// from its checkpoint and publishes the ticks after it again).
+    KillDetector,
+}
+
+struct LinkedOutcome {
+    findings: Vec<String>,
+    acknowledged: u64,
+    /// The linker's stream sequence when the fault hit, and its checkpoint's position then.
+    read_at_fault: f64,
+    checkpoint_at_fault: Option<i64>,
+    incomplete_ticks: f64,
+}
+
+/// Two detectors and a linker through the campaign (posted to detector 0, which also ingests):
+/// two thirds, a linker checkpoint, three more chunks scored, the fault, the rest.
+async fn linked_run(dir: &Path, chunks: &[Vec<String>], fault: LinkedFault) -> LinkedOutcome {
+    let backend = Backend::postgres(match fault {
+        LinkedFault::KillLinker => "linkkill",
+        LinkedFault::RestartDetector => "linkdet",
+        LinkedFault::KillDetector => "linkdetkill",
+    })
+    .await;
+    let configs = linked_configs("linked");
+    let (backend_ref, configs_ref) = (&backend, &configs);
+    let start = |i: usize| {
+        let node_dir = dir.join(format!("node{i}"));
+        async move { Service::start(&node_dir, backend_ref, &configs_ref[i]).await }
+    };
+    let mut detectors = vec![start(0).await, start(1).await];
+    let mut linker = start(2).await;
+    let cut = chunks.len() * 2 / 3;
+    let mut acknowledged = post_all(&detectors[0], &chunks[..cut]).await;
+    wait_metric_above(&linker, "distillguard_linker_ticks_scored_total", 0.0).await;
+    // A linker checkpoint (every second), then reports it scores after it.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(linker_checkpoint_position(&backend).await.is_some());
+    let scored = linker
+        .metric("distillguard_linker_ticks_scored_total")
+        .await;
+    acknowledged += post_all(&detectors[0], &chunks[cut..cut + 3]).await;
+    wait_metric_above(&linker, "distillguard_linker_ticks_scored_total", scored).await;
+    let read_at_fault = linker.metric("distillguard_linker_stream_sequence").await;
+    // Events applied by detector processes since stopped; None once one was killed (its restart
+    // applies again what came after its checkpoint).
+    let mut applied_before = Some(0);
+    let checkpoint_at_fault = match fault {
+        LinkedFault::KillLinker => {
+            linker.kill();
+            let checkpoint = linker_checkpoint_position(&backend).await;
+            // The detectors go on publishing while the linker is down.
+            acknowledged += post_all(&detectors[0], &chunks[cut + 3..cut + 5]).await;
+            linker = start(2).await;
+            checkpoint
+        }
+        LinkedFault::RestartDetector => {
+            wait_applied(&detectors, 0, acknowledged).await;
+            let detector = detectors.pop().unwrap();
+            applied_before = Some(
+                detector
+                    .metric("distillguard_bus_consumed_events_total")
+                    .await as u64,
+            );
+            detector.stop();
+            // Detector 1's partitions wait in the stream meanwhile, and so every tick after.
+            acknowledged += post_all(&detectors[0], &chunks[cut + 3..cut + 5]).await;
+            detectors.push(start(1).await);
+            linker_checkpoint_position(&backend).await
+        }
+        LinkedFault::KillDetector => {
+            // Detector 1 dies while it applies and publishes the last three chunks.
+            detectors.pop().unwrap().kill();
+            applied_before = None;
+            acknowledged += post_all(&detectors[0], &chunks[cut + 3..cut + 5]).await;
+            detectors.push(start(1).await);
+            linker_checkpoint_position(&backend).await
+        }
+    };
+    acknowledged += post_all(&detectors[0], &chunks[cut + 5..]).await;
+
+    // The detectors apply everything and stop (their last open tick stays unpublished, as one
+    // node's stays unscored at a stop); the linker reads every report and stops.
+    match applied_before {
+        Some(before) => wait_applied(&detectors, before, acknowledged).await,
+        None => {
+            for detector in &detectors {
+                wait_consumed(detector).await;
+            }
+        }
+    }
+    for detector in detectors {
+        detector.stop();
+    }
+    wait_linked(&linker).await;
+    let incomplete_ticks = linker
+        .metric("distillguard_linker_incomplete_ticks_total")
+        .await;
+    linker.stop();
+    let findings = stored_findings(dir, &backend).await;
+    backend.drop().await;
+    LinkedOutcome {
+        findings,
+        acknowledged,
+        read_at_fault,
+        checkpoint_at_fault,
+        incomplete_ticks,
+    }
+}
+
+#[tokio::test]
+async fn kill_nine_of_the_linker_mid_campaign_ends_with_the_unbroken_findings() {
+    let root = tempfile::tempdir().unwrap();
+    let chunks = campaign(root.path());
+    let expected = unbroken(&root.path().join("embedded"), &Backend::Sqlite, &chunks).await;
+
+    let linked = linked_run(
+        &root.path().join("linked"),
+        &chunks,
+        LinkedFault::KillLinker,
+    )
+    .await;
+
+    eprintln!(
+        "kill -9 (linker): acknowledged {}, linker had read {} profiles messages, its checkpoint \
+         covered {:?}; {} findings lines",
+        linked.acknowledged,
+        linked.read_at_fault,
+        linked.checkpoint_at_fault,
+        linked.findings.len()
+    );
+    assert!(expected.findings.iter().any(|l| l.contains(" true ")));
+    assert!(expected.findings.iter().any(|l| l.starts_with("member ")));
+    assert_eq!(linked.acknowledged, expected.acknowledged);
+    let restored_from = linked.checkpoint_at_fault.expect("a linker checkpoint");
+    assert!(restored_from > 0, "the restart resumed from a checkpoint");
+    assert_eq!(linked.incomplete_ticks, 0.0, "no report was lost");
+    assert_eq!(linked.findings, expected.findings);
+}
+
+#[tokio::test]
+async fn a_detector_restarted_while_the_linker_runs_ends_with_the_unbroken_findings() {
+    let root = tempfile::tempdir().unwrap();
+    let chunks = campaign(root.path());
+    let expected = unbroken(&root.path().join("embedded"), &Backend::Sqlite, &chunks).await;
+
+    let linked = linked_run(
+        &root.path().join("linked"),
+        &chunks,
+        LinkedFault::RestartDetector,
+    )
+    .await;
+
+    eprintln!(
+        "detector restart under a linker: acknowledged {}; {} findings lines",
+        linked.acknowledged,
+        linked.findings.len()
+    );
+    assert!(expected.findings.iter().any(|l| l.contains(" true ")));
+    assert_eq!(linked.acknowledged, expected.acknowledged);
+    assert_eq!(linked.incomplete_ticks, 0.0, "no report was lost");
+    assert_eq!(linked.findings, expected.findings);
+}
+
+#[tokio::test]
+async fn kill_nine_of_a_detector_under_the_linker_ends_with_the_unbroken_findings() {
+    let root = tempfile::tempdir().unwrap();
+    let chunks = campaign(root.path());
+    let expected = unbroken(&root.path().join("embedded"), &Backend::Sqlite, &chunks).await;
+
+    let linked = linked_run(
+        &root.path().join("linked"),
+        &chunks,
+        LinkedFault::KillDetector,
+    )
+    .await;
+
+    eprintln!(
+        "kill -9 (detector under a linker): acknowledged {}; {} findings lines",
+        linked.acknowledged,
+        linked.findings.len()
+    );
+    assert!(expected.findings.iter().any(|l| l.contains(" true ")));
+    assert_eq!(linked.acknowledged, expected.acknowledged);
+    assert_eq!(linked.incomplete_ticks, 0.0, "no report was lost");
+    assert_eq!(linked.findings, expected.findings);
 }

@@ -262,6 +262,9 @@ async fn check_not_stalled(
     let info = stream.get_info().await.map_err(|e| e.to_string())?;
     let last = info.state.last_sequence;
     if last <= state.highest_seen {
+        // Caught up: the pending count of the last delivery can be stale (it counts what the
+        // server had not yet delivered at that moment), and nothing else would reset it.
+        metrics.consumer_pending.set(0);
         return Ok(());
     }
     metrics

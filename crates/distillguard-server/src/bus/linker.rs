@@ -331,5 +331,15 @@ fn join_part(
         tracing::warn!(subject = %message.subject, "a profiles message without a report id; passed over");
         return None;
     };
-    joiner.add(report, part, parts, &message.payload, sequence)
+    let joined = joiner.add(report, part, parts, &message.payload, sequence);
+    for (report, had, needed) in joiner.take_given_up() {
+        tracing::warn!(
+            report,
+            parts_read = had,
+            parts = needed,
+            "linker: a tick report missing parts given up; its detector published a later tick, \
+             so the rest (aged out of the profiles stream) cannot arrive"
+        );
+    }
+    joined
 }

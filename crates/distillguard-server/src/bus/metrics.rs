@@ -39,10 +39,13 @@ pub struct BusMetrics {
     pub profile_publish_duration: Histogram,
     /// Linker: complete tick reports read from the profiles stream (repeats included).
     pub linker_reports: IntCounter,
-    /// Linker: ticks scored (every partition reported).
+    /// Linker: ticks scored (complete, or given up incomplete).
     pub linker_ticks_scored: IntCounter,
-    /// Linker: reports refused (another partition count, overlapping partition sets, a tick
-    /// completing out of order) or not decodable.
+    /// Linker: ticks scored without some partitions' reports, which could no longer arrive (the
+    /// detectors of those partitions had reported a later tick).
+    pub linker_incomplete_ticks: IntCounter,
+    /// Linker: reports refused (another partition count, overlapping partition sets) or not
+    /// decodable.
     pub linker_refused: IntCounter,
     /// Linker: ticks waiting for some detector's report.
     pub linker_pending_ticks: IntGauge,
@@ -163,11 +166,15 @@ impl BusMetrics {
         );
         let linker_ticks_scored = counter(
             "distillguard_linker_ticks_scored_total",
-            "Ticks the linker scored once every partition had reported.",
+            "Ticks the linker scored: once every partition had reported, or given up incomplete.",
+        );
+        let linker_incomplete_ticks = counter(
+            "distillguard_linker_incomplete_ticks_total",
+            "Ticks the linker scored without some partitions' reports: those detectors had reported a later tick, so the missing reports (aged out of the profiles stream, or never published) could not arrive any more.",
         );
         let linker_refused = counter(
             "distillguard_linker_refused_reports_total",
-            "Tick reports the linker refused: undecodable, another partition count, overlapping partition sets or out of order.",
+            "Tick reports the linker refused: undecodable, another partition count, or overlapping partition sets.",
         );
         let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
         let linker_pending_ticks = gauge(
@@ -193,6 +200,7 @@ impl BusMetrics {
             &profile_publish_failures,
             &linker_reports,
             &linker_ticks_scored,
+            &linker_incomplete_ticks,
             &linker_refused,
         ] {
             register(Box::new(metric.clone()));
@@ -225,6 +233,7 @@ impl BusMetrics {
             profile_publish_duration,
             linker_reports,
             linker_ticks_scored,
+            linker_incomplete_ticks,
             linker_refused,
             linker_pending_ticks,
             linker_sequence,

@@ -28,6 +28,7 @@ pub mod watermark;
 
 pub use metrics::BusMetrics;
 pub use publisher::{PublishReceipt, Publisher};
+pub(crate) use settings::{ranges, source_key};
 pub use settings::{BusKind, BusSettings, NodeRole};
 
 use std::time::Duration;

@@ -61,10 +61,25 @@ pub fn parse_message_id(id: &str) -> Option<(&str, usize, usize)> {
     (part >= 1 && part <= parts && !report.is_empty()).then_some((report, part, parts))
 }
 
+/// The detector (its checkpoint key) and tick (Unix ms) a report id `<key>:<tick ms>` names.
+fn source_and_tick(report: &str) -> Option<(&str, i64)> {
+    let (source, tick) = report.rsplit_once(':')?;
+    Some((source, tick.parse().ok()?))
+}
+
 /// Joins reports' parts as they arrive, interleaved with other detectors' parts.
+///
+/// A report some of whose parts never arrive (aged out of the stream before the linker read
+/// them) is given up once a part of a later tick's report from the same detector arrives: a
+/// detector publishes every part of a tick, acknowledged, before the next tick's, so the missing
+/// parts can no longer come. Without that the partial report would pin the resume sequence (and
+/// its memory) for ever; the linker's assembler then scores that tick without the report
+/// (`TickAssembler`, "Giving up an incomplete tick").
 #[derive(Debug, Default)]
 pub struct Joiner {
     partial: HashMap<String, Partial>,
+    /// Reports given up since the last [`Joiner::take_given_up`], with the parts they had.
+    given_up: Vec<(String, usize, usize)>,
 }
 
 #[derive(Debug)]
@@ -85,6 +100,20 @@ impl Joiner {
         payload: &[u8],
         sequence: u64,
     ) -> Option<Vec<u8>> {
+        if let Some((source, tick)) = source_and_tick(report) {
+            let earlier: Vec<String> = self
+                .partial
+                .keys()
+                .filter(|id| source_and_tick(id).is_some_and(|(s, t)| s == source && t < tick))
+                .cloned()
+                .collect();
+            for id in earlier {
+                if let Some(partial) = self.partial.remove(&id) {
+                    let had = partial.parts.iter().filter(|p| p.is_some()).count();
+                    self.given_up.push((id, had, partial.parts.len()));
+                }
+            }
+        }
         if parts == 1 {
             return Some(payload.to_vec());
         }
@@ -127,6 +156,11 @@ impl Joiner {
     /// Reports waiting for parts.
     pub fn partial_reports(&self) -> usize {
         self.partial.len()
+    }
+
+    /// The reports given up since the last call: `(report id, parts it had, parts it needed)`.
+    pub fn take_given_up(&mut self) -> Vec<(String, usize, usize)> {
+        std::mem::take(&mut self.given_up)
     }
 }
 
@@ -287,6 +321,48 @@ mod tests {
         joiner.add("b", 1, 3, b_parts[0], 15);
         assert_eq!(joiner.add("b", 3, 3, b_parts[2], 16), Some(b));
         assert_eq!(joiner.resume_from(17), 17);
+        assert_eq!(joiner.partial_reports(), 0);
+    }
+
+    #[test]
+    fn a_report_missing_a_part_is_given_up_when_its_detector_publishes_a_later_tick() {
+        let key = "engine:partitions=0-3/8";
+        let (t1, t2) = (format!("{key}:1000"), format!("{key}:2000"));
+        let other = "engine:partitions=4-7/8:1000";
+        let mut joiner = Joiner::default();
+        // Part 2 of 3 of the tick at 1,000 aged out of the stream.
+        assert_eq!(joiner.add(&t1, 1, 3, b"a", 10), None);
+        assert_eq!(joiner.add(other, 1, 2, b"x", 11), None);
+        assert_eq!(joiner.add(&t1, 3, 3, b"c", 12), None);
+        assert_eq!(joiner.resume_from(13), 10);
+        assert!(joiner.take_given_up().is_empty());
+        assert_eq!(
+            joiner.add(&t1, 1, 3, b"a", 13),
+            None,
+            "a repeat of its own tick gives nothing up"
+        );
+        assert_eq!(joiner.add(&t2, 1, 2, b"d", 14), None);
+        assert_eq!(joiner.take_given_up(), [(t1.clone(), 2, 3)]);
+        assert_eq!(
+            joiner.resume_from(15),
+            11,
+            "the other detector's report still pins its first part"
+        );
+        assert_eq!(joiner.add(other, 2, 2, b"y", 15), Some(b"xy".to_vec()));
+        assert_eq!(joiner.add(&t2, 2, 2, b"e", 16), Some(b"de".to_vec()));
+        assert_eq!(joiner.resume_from(17), 17);
+        assert!(joiner.take_given_up().is_empty());
+    }
+
+    #[test]
+    fn a_report_in_one_part_also_gives_up_its_detectors_earlier_partial_report() {
+        let mut joiner = Joiner::default();
+        assert_eq!(joiner.add("engine:1000", 1, 2, b"a", 1), None);
+        assert_eq!(
+            joiner.add("engine:2000", 1, 1, b"b", 2),
+            Some(b"b".to_vec())
+        );
+        assert_eq!(joiner.take_given_up().len(), 1);
         assert_eq!(joiner.partial_reports(), 0);
     }
 

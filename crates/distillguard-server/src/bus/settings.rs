@@ -143,14 +143,7 @@ impl BusSettings {
             return Ok(None);
         }
         let owned = self.owned_partitions()?;
-        if owned.len() == self.partition_count as usize {
-            return Ok(Some(ENGINE.to_owned()));
-        }
-        Ok(Some(format!(
-            "{ENGINE}:partitions={}/{}",
-            ranges(&owned),
-            self.partition_count
-        )))
+        Ok(Some(source_key(&owned, self.partition_count)))
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -211,8 +204,18 @@ impl BusSettings {
     }
 }
 
+/// The checkpoint key of a detector owning `sorted` (ascending) of `partition_count`
+/// partitions, which also names it in its tick reports' message ids: `engine` for all of them,
+/// `engine:partitions=<ranges>/<partition_count>` otherwise.
+pub(crate) fn source_key(sorted: &[u32], partition_count: u32) -> String {
+    if sorted.len() == partition_count as usize {
+        return "engine".to_owned();
+    }
+    format!("engine:partitions={}/{partition_count}", ranges(sorted))
+}
+
 /// `0-3,7`: sorted partitions as ranges, the canonical form of a partition set.
-fn ranges(sorted: &[u32]) -> String {
+pub(crate) fn ranges(sorted: &[u32]) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut i = 0;
     while i < sorted.len() {

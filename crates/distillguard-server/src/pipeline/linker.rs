@@ -4,7 +4,8 @@
 //! profiles consumer ─► LinkerThread ─► TickAssembler ─► score_tick (one Scorer) ─► FindingSink
 //!  (joined reports,     one OS thread:    until every        population, scores,       the store
 //!   stream order)       scoring is CPU    partition has      links, clusters, flags    writer
-//!                       work              reported a tick
+//!                       work              reported a tick,
+//!                                         or gave it up
 //! ```
 //!
 //! Reports and checkpoint requests share one queue, so a checkpoint is a cut after exactly the
@@ -13,13 +14,14 @@
 use std::thread::JoinHandle;
 
 use distillguard_core::engine::{EngineConfig, Scorer, ScorerCheckpoint};
-use distillguard_core::partitioned::{score_tick, Assembled, TickAssembler};
+use distillguard_core::partitioned::{score_tick, Assembled, ReadyTick, TickAssembler};
 use distillguard_core::time::EventTime;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::workers::TickOutput;
 use super::FindingSink;
+use crate::bus::{ranges, source_key};
 use crate::metrics::Metrics;
 
 /// Version of [`LinkerSnapshot`] this build writes; fields added later must default.
@@ -133,6 +135,26 @@ struct State {
     resume_from: u64,
 }
 
+/// Logs a tick given up incomplete, once (the assembler hands each tick out once): which
+/// partitions never reported it and the detectors (their checkpoint keys, as in the message ids)
+/// whose later reports showed that they never will.
+fn say_given_up(tick: &ReadyTick, partition_count: u32) {
+    let sources: Vec<String> = tick
+        .missing_sources
+        .iter()
+        .map(|set| source_key(set, partition_count))
+        .collect();
+    tracing::warn!(
+        tick = %tick.at.to_rfc3339(),
+        missing_partitions = %ranges(&tick.missing),
+        missing_sources = %sources.join(" "),
+        reports = tick.reports.len(),
+        "linker: tick scored without the missing partitions' reports; their detectors reported a \
+         later tick, so these reports (aged out of the profiles stream, or never published) \
+         cannot arrive any more"
+    );
+}
+
 fn run(
     mut state: State,
     mut inbox: mpsc::Receiver<LinkerMsg>,
@@ -155,12 +177,18 @@ fn run(
                     }
                 };
                 match state.assembler.add(report) {
-                    Ok(Assembled::Complete(tick)) => {
-                        let at = tick.at;
-                        let updates = score_tick(&mut state.scorer, tick);
-                        output.deliver(&mut state.scorer, updates, sink.as_mut(), &metrics);
-                        bus.linker_ticks_scored.inc();
-                        bus.linker_last_tick.set(at.epoch_ms() / 1000);
+                    Ok(Assembled::Ready(ticks)) => {
+                        for tick in ticks {
+                            let at = tick.at;
+                            if !tick.is_complete() {
+                                say_given_up(&tick, state.assembler.partition_count());
+                                bus.linker_incomplete_ticks.inc();
+                            }
+                            let updates = score_tick(&mut state.scorer, tick);
+                            output.deliver(&mut state.scorer, updates, sink.as_mut(), &metrics);
+                            bus.linker_ticks_scored.inc();
+                            bus.linker_last_tick.set(at.epoch_ms() / 1000);
+                        }
                     }
                     Ok(Assembled::Waiting | Assembled::Repeated) => {}
                     Err(error) => {
@@ -188,5 +216,60 @@ fn run(
                 let _ = reply.send(encoded);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use distillguard_core::engine::ShardReport;
+    use distillguard_core::partitioned::{TickReport, TICK_REPORT_VERSION};
+
+    use super::*;
+    use crate::pipeline::DiscardSink;
+
+    fn encoded(partitions: &[u32], at: i64) -> Vec<u8> {
+        crate::bus::profiles::encode_report(&TickReport {
+            version: TICK_REPORT_VERSION,
+            partitions: partitions.to_vec(),
+            partition_count: 4,
+            at: EventTime::from_epoch_ms(at).unwrap(),
+            shards: vec![ShardReport::default()],
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_linker_thread_scores_a_tick_given_up_incomplete_and_counts_it() {
+        let metrics = Metrics::new();
+        let (thread, joined) = LinkerThread::start(
+            EngineConfig::default(),
+            4,
+            None,
+            Box::new(DiscardSink),
+            metrics.clone(),
+        );
+        // Partitions 2-3's report of the tick at 1,000 never arrives.
+        assert!(thread.report(encoded(&[0, 1], 1_000), 2).await);
+        assert!(thread.report(encoded(&[0, 1], 2_000), 3).await);
+        let waiting = thread.checkpoint().await.unwrap();
+        assert_eq!(
+            waiting.last_scored, None,
+            "nothing proves the report lost yet"
+        );
+        assert_eq!(metrics.bus.linker_pending_ticks.get(), 2);
+        assert!(thread.report(encoded(&[2, 3], 2_000), 4).await);
+
+        let snapshot = thread.checkpoint().await.unwrap();
+
+        assert_eq!(snapshot.last_scored.map(EventTime::epoch_ms), Some(2_000));
+        assert_eq!(snapshot.resume_from, 4);
+        assert_eq!(metrics.bus.linker_ticks_scored.get(), 2);
+        assert_eq!(metrics.bus.linker_incomplete_ticks.get(), 1);
+        assert_eq!(metrics.bus.linker_pending_ticks.get(), 0);
+        assert_eq!(metrics.bus.linker_refused.get(), 0);
+        let restored = LinkerSnapshot::decode(&snapshot.bytes).unwrap();
+        assert_eq!(restored.assembler.pending_ticks(), 0);
+        drop(thread);
+        joined.join().unwrap();
     }
 }
