@@ -188,6 +188,11 @@ pub struct LinkingSettings {
     pub pool_min_networks: u32,
     /// ... with a new one at least every this many requests on average.
     pub pool_requests_per_network: f64,
+    /// Addresses tie a network-hopping account to one that does not hop only from this many
+    /// shared distinct rare exact addresses; fewer are a coincidence of residential ranges.
+    pub hopper_min_shared_addresses: u32,
+    /// Two hopping accounts are one proxy pool's from this many shared distinct rare addresses.
+    pub pool_min_shared_addresses: u32,
 }
 
 impl Default for LinkingSettings {
@@ -207,6 +212,8 @@ impl Default for LinkingSettings {
             max_values_counted: core.max_values_counted,
             pool_min_networks: core.pool_min_networks,
             pool_requests_per_network: core.pool_requests_per_network,
+            hopper_min_shared_addresses: core.hopper_min_shared_addresses,
+            pool_min_shared_addresses: core.pool_min_shared_addresses,
         }
     }
 }
@@ -229,6 +236,8 @@ impl LinkingSettings {
             max_values_counted: self.max_values_counted,
             pool_min_networks: self.pool_min_networks,
             pool_requests_per_network: self.pool_requests_per_network,
+            hopper_min_shared_addresses: self.hopper_min_shared_addresses,
+            pool_min_shared_addresses: self.pool_min_shared_addresses,
             ..distillguard_core::engine::LinkConfig::default()
         }
     }
@@ -263,6 +272,11 @@ impl LinkingSettings {
         }
         if !(self.pool_requests_per_network.is_finite() && self.pool_requests_per_network >= 1.0) {
             return invalid("engine.linking.pool_requests_per_network must be at least 1");
+        }
+        if self.pool_min_shared_addresses == 0 || self.hopper_min_shared_addresses == 0 {
+            return invalid(
+                "engine.linking.pool_min_shared_addresses and hopper_min_shared_addresses must be at least 1",
+            );
         }
         Ok(())
     }

@@ -68,6 +68,20 @@ pub struct LinkConfig {
     pub pool_min_networks: u32,
     /// ... and from a new network at least every this many requests on average.
     pub pool_requests_per_network: f64,
+    /// Addresses and subnets tie an account that hops to one that does not only once the two
+    /// share at least this many distinct rare exact addresses (sampled); below it they add
+    /// nothing to the link. A hopper uses each address of its rotation once or a few times, and
+    /// each is also someone else's: a residential proxy resells people's home connections, and
+    /// a phone hotspot or a café hands its users addresses from the same residential ranges. A
+    /// person meets a pool account on one of them by chance.
+    pub hopper_min_shared_addresses: u32,
+    /// Two hopping accounts are one proxy pool's (their shared addresses and subnets add up, and
+    /// the `proxy_pool` kind applies) once they share at least this many distinct rare exact
+    /// addresses (sampled); below it, addresses and subnets add nothing. Accounts drawing from
+    /// one pool meet on its addresses at a rate that grows with both accounts' requests; 2 would
+    /// also keep out a hopping outsider that met the pool on one address, at the cost measured
+    /// in `docs/evaluation.md` ("One coincidental address", issue 12).
+    pub pool_min_shared_addresses: u32,
     /// A tail (the last words of a prompt) joins once the account closed at least this many
     /// prompts with it ...
     pub tail_min_uses: u32,
@@ -146,6 +160,8 @@ impl Default for LinkConfig {
             max_values_counted: 2.0,
             pool_min_networks: 4,
             pool_requests_per_network: 4.0,
+            hopper_min_shared_addresses: 2,
+            pool_min_shared_addresses: 1,
             tail_min_uses: 3,
             tail_min_share: 0.1,
             support_min_events: 10,
@@ -364,6 +380,9 @@ pub struct Link {
 struct Shared {
     max: [f32; features::KINDS],
     sum: [f32; features::KINDS],
+    /// Distinct rare exact addresses shared (crowded ones are no sign of one pool: a carrier's
+    /// CGNAT, a VPN's busy exit).
+    addresses: u32,
 }
 
 impl Shared {
@@ -373,21 +392,26 @@ impl Shared {
         self.max[k] = self.max[k].max(weight);
         if rare {
             self.sum[k] += weight;
+            if kind == LinkKind::ClientIp {
+                self.addresses += 1;
+            }
         }
     }
 
     /// Per kind: the strongest shared value, or for kinds that add up, the sum over distinct
     /// shared *rare* values if larger, capped at `counted` times the strongest. Crowded values
     /// (a campus NAT, a carrier's CGNAT) never add up, however many two accounts share.
-    /// Addresses and subnets add up only when `both_hop`: two accounts that keep their
+    /// Addresses and subnets add up only when `pool_pair` (both accounts hop networks and share
+    /// enough exact addresses to be drawing from one pool): two accounts that keep their
     /// addresses for hours and still meet on two of them met on the exits of one commercial VPN
     /// (a VPN hands each session one of a few hundred exits it shares among its users), which
-    /// says nothing about who stands behind them.
-    fn weights(&self, counted: f32, both_hop: bool) -> [f32; features::KINDS] {
+    /// says nothing about who stands behind them; two hoppers that met on one address and a few
+    /// /24s met by chance in residential space.
+    fn weights(&self, counted: f32, pool_pair: bool) -> [f32; features::KINDS] {
         let mut out = self.max;
         for kind in LinkKind::ALL
             .into_iter()
-            .filter(|k| k.adds_up() && (both_hop || !k.is_address()))
+            .filter(|k| k.adds_up() && (pool_pair || !k.is_address()))
         {
             let k = kind as usize;
             out[k] = self.sum[k]
@@ -763,15 +787,35 @@ impl Linker {
         }
         let ip_base = self.config.weights.client_ip as f32;
         let counted = self.config.max_values_counted as f32;
+        let (pool_min, hopper_min) = (
+            self.config.pool_min_shared_addresses.max(1),
+            self.config.hopper_min_shared_addresses.max(1),
+        );
         let mut links: Vec<Link> = candidates
             .into_iter()
             .map(|(other, values)| {
-                let both_hop = hops && self.config.hops(&self.node(other).profile.traits);
-                let mut per_kind = values.weights(counted, both_hop);
-                // Two hoppers meeting on a rare address: not a coincidence of the open internet
-                // but a shared pool. Weighted by that address's rarity.
+                // An account that hops uses each address of its rotation once or a few times,
+                // and every one of them is also someone else's (a residential proxy resells
+                // people's home connections): fewer than `hopper_min_shared_addresses` rare
+                // addresses in common with it, and the /24s around them, are a coincidence that
+                // grows with both accounts' address counts, not a tie. Two hoppers meeting on
+                // rarely used addresses are a shared pool (`pool_min_shared_addresses`).
+                let other_hops = self.config.hops(&self.node(other).profile.traits);
+                let needed = match (hops, other_hops) {
+                    (true, true) => pool_min,
+                    (false, false) => 0,
+                    _ => hopper_min,
+                };
+                let lone = values.addresses < needed;
+                let pool_pair = hops && other_hops && !lone;
+                let mut per_kind = values.weights(counted, pool_pair);
+                if lone {
+                    per_kind[LinkKind::ClientIp as usize] = 0.0;
+                    per_kind[LinkKind::Subnet as usize] = 0.0;
+                }
+                // Weighted by the rarity of the strongest shared address.
                 let best_ip = values.max[LinkKind::ClientIp as usize];
-                if own_hops && both_hop && best_ip > 0.0 && ip_base > 0.0 {
+                if own_hops && pool_pair && best_ip > 0.0 && ip_base > 0.0 {
                     per_kind[LinkKind::ProxyPool as usize] = pool * (best_ip / ip_base).min(1.0);
                 }
                 if let Some(own) = &own {

@@ -6,6 +6,7 @@ use crate::detect::testing::{diverse_prompt, word, BASE};
 use crate::engine::{Engine, EngineConfig};
 use crate::event::{AccountId, ApiEvent, ModelName};
 use crate::finding::{FindingUpdate, Report};
+use crate::link::LinkKind;
 use crate::time::EventTime;
 
 /// One request of a hand-built account.
@@ -883,4 +884,164 @@ fn a_posting_counts_its_holders_keeps_their_order_and_forgets_them_past_the_cap(
     posting.remove(4);
     assert_eq!((posting.holders(), posting.members()), (3, None));
     assert!(std::mem::size_of::<Posting>() <= 16);
+}
+
+/// A hand-built account sending one request from each address in turn, five minutes apart:
+/// `addresses` in distinct /24s make it hop networks.
+fn hand_built(name: &str, addresses: &[String]) -> crate::features::AccountSummary {
+    let seed = name.bytes().map(usize::from).sum::<usize>();
+    let events: Vec<ApiEvent> = addresses
+        .iter()
+        .enumerate()
+        .map(|(n, address)| {
+            let mut e = crate::detect::testing::event(
+                n as i64 * 5 * EventTime::MINUTE,
+                &human_prompt(seed, n),
+            );
+            e.client_ip = Some(ip(address));
+            e
+        })
+        .collect();
+    let mut summary = crate::detect::testing::summarise(&events);
+    summary.account_id = AccountId::parse(name).unwrap();
+    summary
+}
+
+/// The link between two accounts after one tick over `accounts`, if any.
+fn link_between(
+    config: crate::link::LinkConfig,
+    accounts: Vec<crate::features::AccountSummary>,
+    a: &str,
+    b: &str,
+) -> Option<super::Link> {
+    let at = EventTime::from_epoch_ms(BASE + 2 * EventTime::HOUR).unwrap();
+    let mut linker = crate::link::Linker::new(config, EventTime::DAY, 1_000);
+    let mut accounts = accounts;
+    accounts.sort_by(|x, y| x.account_id.cmp(&y.account_id));
+    for summary in accounts {
+        linker.observe(summary, at, 0.0);
+    }
+    linker.finish_tick(at);
+    let id = |name: &str| {
+        linker
+            .nodes
+            .iter()
+            .position(|n| n.as_ref().is_some_and(|n| n.account.as_str() == name))
+            .unwrap() as u32
+    };
+    let (a, b) = (id(a), id(b));
+    linker.node(a).links.iter().find(|l| l.other == b).copied()
+}
+
+/// Pool address `n`: each in a /24 of its own in residential space.
+fn pool_address(n: usize) -> String {
+    format!("100.{}.{}.{}", 64 + n % 50, 10 + n / 50, 20 + n % 7)
+}
+
+#[test]
+fn hopping_accounts_meeting_on_a_few_subnets_are_not_linked_nor_on_one_address_when_two_are_asked()
+{
+    // A pool account: twelve requests, each from another pool address in its own /24.
+    let member: Vec<String> = (0..12).map(pool_address).collect();
+    // Someone on the move (hotspots, cafés): eight networks in twelve requests, so it hops too.
+    // Three of its addresses sit in the /24s of pool addresses; with `exact`, one more is
+    // exactly one of the pool's (a residential proxy resells real people's connections).
+    let outsider = |exact: bool| {
+        let mut addresses: Vec<String> = Vec::new();
+        for n in 1..4 {
+            let pool = pool_address(n);
+            let (net, _) = pool.rsplit_once('.').unwrap();
+            addresses.extend([format!("{net}.200"), format!("{net}.200")]);
+        }
+        for n in 0..4 {
+            addresses.push(format!("198.18.{n}.9"));
+        }
+        if exact {
+            addresses.extend([pool_address(0), pool_address(0)]);
+        }
+        addresses
+    };
+    let config = crate::link::LinkConfig::default();
+    let accounts = |exact: bool| {
+        vec![
+            hand_built("member", &member),
+            hand_built("outsider", &outsider(exact)),
+        ]
+    };
+    assert!(config.hops_networks(&accounts(true)[0]) && config.hops_networks(&accounts(true)[1]));
+    // Three shared /24s, no shared address: nothing (the subnets added up to 0.6 before).
+    assert_eq!(
+        link_between(config.clone(), accounts(false), "outsider", "member"),
+        None
+    );
+    // One shared address between two hoppers is a pool's link by default ...
+    let link = link_between(config.clone(), accounts(true), "outsider", "member")
+        .expect("linked on one address");
+    assert_ne!(link.kinds & (1 << LinkKind::ProxyPool as u16), 0);
+    // ... and nothing when the pool kind asks for two.
+    let two = crate::link::LinkConfig {
+        pool_min_shared_addresses: 2,
+        ..config
+    };
+    assert_eq!(
+        link_between(two, accounts(true), "outsider", "member"),
+        None
+    );
+}
+
+#[test]
+fn a_person_sharing_one_address_its_subnet_and_a_client_build_with_a_pool_account_is_not_linked() {
+    // Seed 2 of the 3-day scenario: a hackathon participant (the venue's NAT most of the time,
+    // a few hotspot sessions, so it does not hop) used one address that a pool account drew a
+    // day later, with the same SDK build. Address, its /24 and the agent made 1.07 before.
+    let member: Vec<String> = (0..12).map(pool_address).collect();
+    let mut person: Vec<String> = vec!["192.0.2.226".to_owned(); 20];
+    person.extend([pool_address(4), pool_address(4)]);
+    let config = crate::link::LinkConfig::default();
+    let accounts = || {
+        let mut member = hand_built("member", &member);
+        let mut person = hand_built("person", &person);
+        member.user_agents = vec![0xa9e7];
+        person.user_agents = vec![0xa9e7];
+        vec![member, person]
+    };
+    assert!(config.hops_networks(&accounts()[0]) && !config.hops_networks(&accounts()[1]));
+    assert_eq!(
+        link_between(config.clone(), accounts(), "person", "member"),
+        None
+    );
+    // Had the pool account kept that address for hours (no hopping), the same evidence links.
+    let mut steady = vec![pool_address(4); 12];
+    steady[0] = pool_address(0);
+    let mut accounts = accounts();
+    accounts[0] = hand_built("member", &steady);
+    accounts[0].user_agents = vec![0xa9e7];
+    assert!(!config.hops_networks(&accounts[0]));
+    assert!(link_between(config, accounts, "person", "member").is_some());
+}
+
+#[test]
+fn two_pool_accounts_in_their_first_hour_sharing_two_addresses_link_even_when_two_are_asked() {
+    // Six requests each (an hour of a person-shaped account), every one from a fresh pool
+    // address; they met on two of them.
+    let a: Vec<String> = (0..6).map(pool_address).collect();
+    let mut b: Vec<String> = (100..104).map(pool_address).collect();
+    b.extend([pool_address(2), pool_address(5)]);
+    let two = crate::link::LinkConfig {
+        pool_min_shared_addresses: 2,
+        ..crate::link::LinkConfig::default()
+    };
+    let accounts = || vec![hand_built("pool-a", &a), hand_built("pool-b", &b)];
+    for config in [crate::link::LinkConfig::default(), two.clone()] {
+        let link =
+            link_between(config, accounts(), "pool-a", "pool-b").expect("two addresses link");
+        for kind in [LinkKind::ClientIp, LinkKind::Subnet, LinkKind::ProxyPool] {
+            assert_ne!(link.kinds & (1 << kind as u16), 0, "{kind:?}: {link:?}");
+        }
+    }
+    // One shared address, the same accounts otherwise: no link when two are asked.
+    b.pop();
+    b.push(pool_address(105));
+    let accounts = vec![hand_built("pool-a", &a), hand_built("pool-b", &b)];
+    assert_eq!(link_between(two, accounts, "pool-a", "pool-b"), None);
 }
