@@ -492,9 +492,75 @@ const CJK_REASONING_PHRASES: &[&str] = &[
     "사고의 사슬",
 ];
 
-#[inline]
-fn is_word_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric()
+/// Classes of ASCII bytes for the word scanner: letters and digits are word bytes; everything
+/// else separates words.
+const LETTER: u8 = 1;
+const DIGIT: u8 = 2;
+const BYTE_CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = if byte.is_ascii_digit() {
+            DIGIT
+        } else if byte.is_ascii_alphabetic() {
+            LETTER
+        } else {
+            0
+        };
+        b += 1;
+    }
+    table
+};
+
+/// [`word_hash`] of a run of ASCII letters and digits, eight bytes at a time: the same value,
+/// since `to_ascii_lowercase` of a letter or digit is setting bit 5 (digits already have it) and
+/// the hasher packs its bytes big-endian.
+#[inline(always)]
+fn ascii_word_hash(word: &[u8]) -> u64 {
+    const LOWER: u64 = 0x2020_2020_2020_2020;
+    let mut hash = WORD_SEED;
+    let mut chunks = word.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        hash = (hash ^ (u64::from_be_bytes(bytes) | LOWER))
+            .wrapping_mul(WORD_MULTIPLIER)
+            .rotate_left(29);
+    }
+    let mut pending = 0u64;
+    for &byte in chunks.remainder() {
+        pending = (pending << 8) | u64::from(byte | 0x20);
+    }
+    mix64(hash ^ pending ^ ((word.len() as u64) << 56))
+}
+
+/// Feeds the words of an ASCII prompt to `on_word` as (hash, letters, has digit): runs of
+/// letters and digits found through a byte-class table, each hashed as a whole slice.
+#[inline(always)]
+fn ascii_words(bytes: &[u8], on_word: &mut impl FnMut(u64, usize, bool)) {
+    let n = bytes.len();
+    let mut i = 0;
+    while i < n {
+        while i < n && BYTE_CLASS[bytes[i] as usize] == 0 {
+            i += 1;
+        }
+        if i == n {
+            break;
+        }
+        let start = i;
+        let mut classes = 0u8;
+        while i < n {
+            let class = BYTE_CLASS[bytes[i] as usize];
+            if class == 0 {
+                break;
+            }
+            classes |= class;
+            i += 1;
+        }
+        let word = &bytes[start..i];
+        on_word(ascii_word_hash(word), word.len(), classes & DIGIT != 0);
+    }
 }
 
 /// Chinese, Japanese and Korean characters: scripts whose words the coverage counts as character
@@ -623,21 +689,7 @@ pub fn prompt_features(text: &str) -> PromptFeatures {
     };
 
     if text.is_ascii() {
-        let mut hasher = WordHasher::new();
-        let mut has_digit = false;
-        for &byte in text.as_bytes() {
-            if is_word_byte(byte) {
-                hasher = hasher.push(byte.to_ascii_lowercase());
-                has_digit |= byte.is_ascii_digit();
-            } else if hasher.len > 0 {
-                on_word(hasher.finish(), hasher.len as usize, has_digit);
-                hasher = WordHasher::new();
-                has_digit = false;
-            }
-        }
-        if hasher.len > 0 {
-            on_word(hasher.finish(), hasher.len as usize, has_digit);
-        }
+        ascii_words(text.as_bytes(), &mut on_word);
     } else {
         unicode_words(text, &mut on_word);
         reasoning |= cjk_reasoning(text);
@@ -698,6 +750,76 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for pair in REASONING_PAIRS {
             assert!(seen.insert(pair), "{pair:?} is listed twice");
+        }
+    }
+
+    /// The byte-at-a-time scanner the table scanner replaced: the oracle for its words.
+    fn reference_ascii_words(text: &str) -> Vec<(u64, usize, bool)> {
+        let mut out = Vec::new();
+        let mut hasher = WordHasher::new();
+        let mut has_digit = false;
+        for &byte in text.as_bytes() {
+            if byte.is_ascii_alphanumeric() {
+                hasher = hasher.push(byte.to_ascii_lowercase());
+                has_digit |= byte.is_ascii_digit();
+            } else if hasher.len > 0 {
+                out.push((hasher.finish(), hasher.len as usize, has_digit));
+                hasher = WordHasher::new();
+                has_digit = false;
+            }
+        }
+        if hasher.len > 0 {
+            out.push((hasher.finish(), hasher.len as usize, has_digit));
+        }
+        out
+    }
+
+    #[test]
+    fn the_table_scanner_finds_the_same_words_and_hashes_as_the_byte_scanner() {
+        // Every ASCII byte, words of every length around the eight-byte chunks, mixed case and
+        // digits, separators at both ends or none.
+        let all_bytes: String = (0u8..128).map(char::from).collect();
+        let mut texts = vec![
+            String::new(),
+            all_bytes.clone(),
+            all_bytes.repeat(3),
+            "Explain  the Krebs cycle!".to_string(),
+            "  x ".to_string(),
+            "ABCDEFGH abcdefgh AbCdEfGhI 12345678 a1b2c3d4e5 Z".to_string(),
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 1..=40 {
+            let mut text = String::new();
+            for _ in 0..6 {
+                for _ in 0..len {
+                    seed = mix64(seed.wrapping_add(1));
+                    let alphabet = b"aZ9q_-. \n,\t!Mx0";
+                    text.push(char::from(
+                        alphabet[(seed % alphabet.len() as u64) as usize],
+                    ));
+                }
+                text.push(' ');
+            }
+            texts.push(text);
+        }
+        for text in &texts {
+            let mut fast = Vec::new();
+            ascii_words(text.as_bytes(), &mut |h, n, d| fast.push((h, n, d)));
+            assert_eq!(fast, reference_ascii_words(text), "{text:?}");
+        }
+        for word in [
+            "a",
+            "Zebra",
+            "photosynthesis",
+            "ABCDEFGHIJKLMNOP",
+            "x86",
+            "0123456789abcdefg",
+        ] {
+            assert_eq!(
+                ascii_word_hash(word.as_bytes()),
+                word_hash(word.as_bytes()),
+                "{word}"
+            );
         }
     }
 

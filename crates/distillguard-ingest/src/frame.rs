@@ -159,7 +159,7 @@ fn checked(records: Vec<&RawValue>) -> LazyFrame<'_> {
 }
 
 fn frame_ndjson(body: &[u8]) -> Vec<LazyRecord<'_>> {
-    body.split(|byte| *byte == b'\n')
+    lines(body)
         .enumerate()
         .map(|(line_index, line)| (line_index + 1, line.trim_ascii()))
         .filter(|(_, line)| !line.is_empty())
@@ -172,10 +172,52 @@ fn frame_ndjson(body: &[u8]) -> Vec<LazyRecord<'_>> {
         .collect()
 }
 
+/// The lines of a body split at `\n`, as `body.split(|b| *b == b'\n')` yields them (a final
+/// empty line after a trailing newline included), found with `memchr`: a byte-at-a-time split
+/// was a twentieth of replay's CPU time.
+fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(b'\n', body);
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        match ends.next() {
+            Some(end) => {
+                let line = &body[start..end];
+                start = end + 1;
+                Some(line)
+            }
+            None => {
+                done = true;
+                Some(&body[start..])
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn lines_split_exactly_as_a_split_at_newlines_does() {
+        let bodies: [&[u8]; 7] = [
+            b"",
+            b"\n",
+            b"a",
+            b"a\n",
+            b"\n\na\nbb\n\nccc",
+            b"{\"a\":1}\r\n{\"a\":2}\n\n",
+            &[b'x'; 100],
+        ];
+        for body in bodies {
+            let expected: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
+            assert_eq!(lines(body).collect::<Vec<_>>(), expected, "{body:?}");
+        }
+    }
 
     fn gzip(bytes: &[u8]) -> Vec<u8> {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());

@@ -16,6 +16,13 @@ const CLUSTER_SAMPLES: usize = 5;
 /// Example values listed per link kind.
 const EXAMPLES: usize = 3;
 
+/// The entries of one kind in values sorted by key (kind first).
+fn of_kind(values: &[(FeatureKey, usize)], kind: LinkKind) -> &[(FeatureKey, usize)] {
+    let start = values.partition_point(|(k, _)| k.kind < kind);
+    let end = start + values[start..].partition_point(|(k, _)| k.kind == kind);
+    &values[start..end]
+}
+
 /// A summary's hourly activity re-aligned to end at the hour of `at` (hours it has not seen yet
 /// are zero, hours that fell out of the window are dropped).
 pub(crate) fn activity_at(activity: &[u32; 24], made_at: EventTime, at: EventTime) -> [f64; 24] {
@@ -275,7 +282,7 @@ impl Linker {
     /// "31 members share 212 sampled addresses; none of them was used by more than 9 other
     /// accounts": how a proxy pool reads to an analyst. Addresses are counted in the members'
     /// bottom-k samples, so the count is a lower bound on the addresses they share.
-    fn pool_example(&self, members_sharing: usize, values: &BTreeMap<FeatureKey, usize>) -> String {
+    fn pool_example(&self, members_sharing: usize, values: &[(FeatureKey, usize)]) -> String {
         let (shared, busiest) = self.shared_values(LinkKind::ClientIp, values);
         format!(
             "{members_sharing} members hop over many networks and share {shared} sampled client addresses; \
@@ -289,7 +296,7 @@ impl Linker {
         &self,
         kind: LinkKind,
         members_sharing: usize,
-        values: &BTreeMap<FeatureKey, usize>,
+        values: &[(FeatureKey, usize)],
     ) -> String {
         let (shared, busiest) = self.shared_values(kind, values);
         let what = match kind {
@@ -303,10 +310,10 @@ impl Linker {
     }
 
     /// Values of `kind` held by two or more members, and the most other accounts holding any.
-    fn shared_values(&self, kind: LinkKind, values: &BTreeMap<FeatureKey, usize>) -> (usize, u32) {
-        let shared: Vec<&FeatureKey> = values
+    fn shared_values(&self, kind: LinkKind, values: &[(FeatureKey, usize)]) -> (usize, u32) {
+        let shared: Vec<&FeatureKey> = of_kind(values, kind)
             .iter()
-            .filter(|(k, n)| k.kind == kind && **n >= 2)
+            .filter(|(_, n)| *n >= 2)
             .map(|(k, _)| k)
             .collect();
         let busiest = shared
@@ -325,7 +332,7 @@ impl Linker {
             return Vec::new();
         };
         let mut sharing = [0usize; super::features::KINDS];
-        let mut values: BTreeMap<FeatureKey, usize> = BTreeMap::new();
+        let mut keys: Vec<FeatureKey> = Vec::new();
         for member in &state.members {
             let node = self.node(*member);
             let mut mask = 0u16;
@@ -341,8 +348,16 @@ impl Linker {
                     sharing[kind as usize] += 1;
                 }
             }
-            for key in &node.features {
-                *values.entry(*key).or_default() += 1;
+            keys.extend(node.features.iter().copied());
+        }
+        // Each value with the number of members holding it, in key order (kind first): the
+        // counts a tree map of them would hold, from one sort instead of a tree insert per key.
+        keys.sort_unstable();
+        let mut values: Vec<(FeatureKey, usize)> = Vec::new();
+        for key in keys {
+            match values.last_mut() {
+                Some((last, n)) if *last == key => *n += 1,
+                _ => values.push((key, 1)),
             }
         }
         let mut evidence = Vec::new();
@@ -352,9 +367,9 @@ impl Linker {
                 continue;
             }
             // The kind's values shared by two or more members, most shared first.
-            let mut shared: Vec<(&FeatureKey, usize)> = values
+            let mut shared: Vec<(&FeatureKey, usize)> = of_kind(&values, kind)
                 .iter()
-                .filter(|(k, n)| k.kind == kind && **n >= 2)
+                .filter(|(_, n)| *n >= 2)
                 .map(|(k, n)| (k, *n))
                 .collect();
             shared.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));

@@ -111,16 +111,12 @@ impl Scorer {
         if reported {
             let links = self.linker.link_evidence(&view);
             let old = self.clusters.get(&id);
-            let (old_score, old_severity, old_flagged, old_members) =
-                old.map_or((0.0, None, false, None), |f| {
-                    (
-                        f.score,
-                        Some(f.severity),
-                        f.flagged,
-                        Some(f.members.clone()),
-                    )
+            // Compared in place: a copy of the old member list per cluster per tick was a
+            // visible share of the scorer.
+            let (old_score, old_severity, old_flagged, membership_moved) = old
+                .map_or((0.0, None, false, true), |f| {
+                    (f.score, Some(f.severity), f.flagged, f.members != members)
                 });
-            let membership_moved = old_members.as_ref() != Some(&members);
             let risen = risk - old_score >= SCORE_STEP
                 || old_severity.is_none_or(|s| Severity::from_score(risk) > s);
             let moved = (risk - old_score).abs() >= SCORE_STEP
@@ -190,12 +186,11 @@ impl Scorer {
                 self.active_clusters.insert(id);
             }
         }
-        let cluster = self.clusters.get(&id).cloned();
         mark_members(
             &mut self.findings,
             &mut self.cluster_suite,
             &view,
-            cluster.as_ref(),
+            self.clusters.get(&id),
             context,
             updates,
         );
