@@ -244,12 +244,20 @@ mod tests {
         evening[7].prompt = Some("i don't get step 2".into());
         evening[7].messages = Some(3);
         assert_eq!(score(&evening), 0.0);
-        // The same evening followed by a second sitting the next day: demands count again.
+        // A question the next evening: still a student's evenings of study.
         let mut next = evening.clone();
         next.push(event(
             24 * 3_600_000,
             "explain step by step: how do tides work?",
         ));
+        assert_eq!(score(&next), 0.0);
+        // A hundred the next day, more than a person asks in an evening: demands count again.
+        next.extend((30..130).map(|i| {
+            event(
+                24 * 3_600_000 + (i - 29) * 60_000,
+                &format!("explain step by step: {}", diverse_prompt(i as usize)),
+            )
+        }));
         assert!(score(&next) > 0.9, "{}", score(&next));
     }
 
