@@ -847,22 +847,17 @@ async fn linked_run(dir: &Path, chunks: &[Vec<String>], fault: LinkedFault) -> L
     }
 }
 
-#[tokio::test]
-async fn kill_nine_of_the_linker_mid_campaign_ends_with_the_unbroken_findings() {
+/// Runs the campaign unbroken on one node and through two detectors and a linker with `fault`,
+/// prints what the fault did (`what`), and checks what every linked fault must keep: every
+/// acknowledged event, no tick given up, and the unbroken run's findings.
+async fn linked_fault_keeps_the_unbroken_findings(fault: LinkedFault, what: &str) -> LinkedOutcome {
     let root = tempfile::tempdir().unwrap();
     let chunks = campaign(root.path());
     let expected = unbroken(&root.path().join("embedded"), &Backend::Sqlite, &chunks).await;
-
-    let linked = linked_run(
-        &root.path().join("linked"),
-        &chunks,
-        LinkedFault::KillLinker,
-    )
-    .await;
-
+    let linked = linked_run(&root.path().join("linked"), &chunks, fault).await;
     eprintln!(
-        "kill -9 (linker): acknowledged {}, linker had read {} profiles messages, its checkpoint \
-         covered {:?}; {} findings lines",
+        "{what}: acknowledged {}, linker had read {} profiles messages, its checkpoint covered \
+         {:?}; {} findings lines",
         linked.acknowledged,
         linked.read_at_fault,
         linked.checkpoint_at_fault,
@@ -871,56 +866,33 @@ async fn kill_nine_of_the_linker_mid_campaign_ends_with_the_unbroken_findings() 
     assert!(expected.findings.iter().any(|l| l.contains(" true ")));
     assert!(expected.findings.iter().any(|l| l.starts_with("member ")));
     assert_eq!(linked.acknowledged, expected.acknowledged);
-    let restored_from = linked.checkpoint_at_fault.expect("a linker checkpoint");
-    assert!(restored_from > 0, "the restart resumed from a checkpoint");
     assert_eq!(linked.incomplete_ticks, 0.0, "no report was lost");
     assert_eq!(linked.findings, expected.findings);
+    linked
+}
+
+#[tokio::test]
+async fn kill_nine_of_the_linker_mid_campaign_ends_with_the_unbroken_findings() {
+    let linked =
+        linked_fault_keeps_the_unbroken_findings(LinkedFault::KillLinker, "kill -9 (linker)").await;
+    let restored_from = linked.checkpoint_at_fault.expect("a linker checkpoint");
+    assert!(restored_from > 0, "the restart resumed from a checkpoint");
 }
 
 #[tokio::test]
 async fn a_detector_restarted_while_the_linker_runs_ends_with_the_unbroken_findings() {
-    let root = tempfile::tempdir().unwrap();
-    let chunks = campaign(root.path());
-    let expected = unbroken(&root.path().join("embedded"), &Backend::Sqlite, &chunks).await;
-
-    let linked = linked_run(
-        &root.path().join("linked"),
-        &chunks,
+    linked_fault_keeps_the_unbroken_findings(
         LinkedFault::RestartDetector,
+        "detector restart under a linker",
     )
     .await;
-
-    eprintln!(
-        "detector restart under a linker: acknowledged {}; {} findings lines",
-        linked.acknowledged,
-        linked.findings.len()
-    );
-    assert!(expected.findings.iter().any(|l| l.contains(" true ")));
-    assert_eq!(linked.acknowledged, expected.acknowledged);
-    assert_eq!(linked.incomplete_ticks, 0.0, "no report was lost");
-    assert_eq!(linked.findings, expected.findings);
 }
 
 #[tokio::test]
 async fn kill_nine_of_a_detector_under_the_linker_ends_with_the_unbroken_findings() {
-    let root = tempfile::tempdir().unwrap();
-    let chunks = campaign(root.path());
-    let expected = unbroken(&root.path().join("embedded"), &Backend::Sqlite, &chunks).await;
-
-    let linked = linked_run(
-        &root.path().join("linked"),
-        &chunks,
+    linked_fault_keeps_the_unbroken_findings(
         LinkedFault::KillDetector,
+        "kill -9 (detector under a linker)",
     )
     .await;
-
-    eprintln!(
-        "kill -9 (detector under a linker): acknowledged {}; {} findings lines",
-        linked.acknowledged,
-        linked.findings.len()
-    );
-    assert!(expected.findings.iter().any(|l| l.contains(" true ")));
-    assert_eq!(linked.acknowledged, expected.acknowledged);
-    assert_eq!(linked.incomplete_ticks, 0.0, "no report was lost");
-    assert_eq!(linked.findings, expected.findings);
 }
