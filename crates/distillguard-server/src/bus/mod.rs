@@ -206,6 +206,7 @@ fn profile_publisher(
         partitions: bus.owned_partitions()?,
         metrics: metrics.bus.clone(),
         stopping,
+        stream_ready: Default::default(),
     }))
 }
 

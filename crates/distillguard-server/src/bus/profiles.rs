@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::future::IntoFuture;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::Publish};
@@ -202,6 +203,10 @@ pub struct ProfilePublisher {
     /// Set when the node stops: a report NATS does not take by then is given up (and no later
     /// checkpoint is written, so the restart publishes it again).
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// The stream was found or created, and no publish has failed since: parts go straight out
+    /// (one round trip each, not two). A failure clears it, so a stream an operator deleted is
+    /// created again on the retry.
+    pub stream_ready: AtomicBool,
 }
 
 /// Wait between attempts to publish a tick report while NATS does not acknowledge it.
@@ -271,7 +276,18 @@ impl ProfilePublisher {
     }
 
     async fn publish_once(&self, subject: &str, id: &str, payload: &[u8]) -> Result<(), BusError> {
-        ensure_stream(&self.context, &self.settings).await?;
+        if !self.stream_ready.load(Ordering::Relaxed) {
+            ensure_stream(&self.context, &self.settings).await?;
+            self.stream_ready.store(true, Ordering::Relaxed);
+        }
+        let published = self.publish_acked(subject, id, payload).await;
+        if published.is_err() {
+            self.stream_ready.store(false, Ordering::Relaxed);
+        }
+        published
+    }
+
+    async fn publish_acked(&self, subject: &str, id: &str, payload: &[u8]) -> Result<(), BusError> {
         let message = Publish::build()
             .payload(payload.to_vec().into())
             .message_id(id);
