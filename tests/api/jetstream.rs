@@ -642,6 +642,37 @@ async fn stop_all(apps: Vec<TestApp>) {
     }
 }
 
+/// Stops a linked cluster's nodes (the linker first), deletes its stream and returns the
+/// findings its database holds, dropping the database.
+async fn stop_linked(
+    linker: TestApp,
+    detectors: Vec<TestApp>,
+    front: TestApp,
+    stream: TestStream,
+    db: PgDatabase,
+) -> Vec<StoredFinding> {
+    linker.stop().await;
+    stop_all(detectors).await;
+    front.stop().await;
+    stream.delete().await;
+    let stored = stored_findings(&db.url()).await;
+    db.drop().await;
+    stored
+}
+
+/// The tick reports each detector published to the profiles stream.
+async fn reports_published(detectors: &[TestApp]) -> Vec<f64> {
+    let mut published = Vec::new();
+    for detector in detectors {
+        published.push(
+            detector
+                .metric("distillguard_bus_profile_reports_published_total")
+                .await,
+        );
+    }
+    published
+}
+
 /// The partition share (of three) an account's partition falls in.
 fn detector_of(account: &str, settings: &[Settings]) -> usize {
     let account = distillguard_core::event::AccountId::parse(account).unwrap();
@@ -671,12 +702,7 @@ async fn three_detectors_and_a_linker_store_exactly_the_findings_of_one_node() {
     finish_detectors(&detectors).await;
     wait_linker_caught_up(&linker, &cluster.linker).await;
     let parts = linker.metric("distillguard_linker_reports_total").await;
-    linker.stop().await;
-    stop_all(detectors).await;
-    front.stop().await;
-    stream.delete().await;
-    let actual = stored_findings(&db.url()).await;
-    db.drop().await;
+    let actual = stop_linked(linker, detectors, front, stream, db).await;
 
     // Assert: a flagged cluster has members on several detectors, and the store holds the same
     // findings, scores to the bit, as one node's.
@@ -735,18 +761,8 @@ async fn a_linker_restarted_mid_day_stores_exactly_the_findings_of_one_node() {
     finish_detectors(&detectors).await;
     wait_linker_caught_up(&linker, &cluster.linker).await;
     let read_after = linker.metric("distillguard_linker_reports_total").await;
-    let mut published = 0.0;
-    for detector in &detectors {
-        published += detector
-            .metric("distillguard_bus_profile_reports_published_total")
-            .await;
-    }
-    linker.stop().await;
-    stop_all(detectors).await;
-    front.stop().await;
-    stream.delete().await;
-    let actual = stored_findings(&db.url()).await;
-    db.drop().await;
+    let published: f64 = reports_published(&detectors).await.iter().sum();
+    let actual = stop_linked(linker, detectors, front, stream, db).await;
 
     // Assert: the restarted linker resumed from its checkpoint (it did not read the morning's
     // reports again), and the store holds one node's findings.
@@ -803,14 +819,7 @@ async fn a_report_part_lost_from_the_profiles_stream_holds_nothing_back_and_is_c
     let refs: Vec<&TestApp> = detectors.iter().collect();
     wait_consumed_by_all(&refs, accepted).await;
     finish_detectors(&detectors).await;
-    let mut published = Vec::new();
-    for detector in &detectors {
-        published.push(
-            detector
-                .metric("distillguard_bus_profile_reports_published_total")
-                .await,
-        );
-    }
+    let published = reports_published(&detectors).await;
     let lost = delete_a_report_part(&cluster.linker).await;
 
     // Act
@@ -825,12 +834,7 @@ async fn a_report_part_lost_from_the_profiles_stream_holds_nothing_back_and_is_c
     let refused = linker
         .metric("distillguard_linker_refused_reports_total")
         .await;
-    linker.stop().await;
-    stop_all(detectors).await;
-    front.stop().await;
-    stream.delete().await;
-    let stored = stored_findings(&db.url()).await;
-    db.drop().await;
+    let stored = stop_linked(linker, detectors, front, stream, db).await;
 
     // Assert: every tick scored (one report a tick from each detector), the one missing a
     // report among them, nothing refused, and the day's flagged cluster still found.

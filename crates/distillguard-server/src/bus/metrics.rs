@@ -62,16 +62,17 @@ impl BusMetrics {
         let register = |metric: Box<dyn prometheus::core::Collector>| {
             registry.register(metric).expect("unique metric");
         };
-        let publish_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "distillguard_bus_publish_duration_seconds",
-                "Time to publish one ingest request's events and receive every JetStream ack.",
-            )
-            .buckets(vec![
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("valid metric")
+        };
+        let publish_duration = histogram(
+            "distillguard_bus_publish_duration_seconds",
+            "Time to publish one ingest request's events and receive every JetStream ack.",
+            vec![
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
-        )
-        .expect("valid metric");
+            ],
+        );
         let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
         let published_events = counter(
             "distillguard_bus_published_events_total",
@@ -150,16 +151,13 @@ impl BusMetrics {
             "distillguard_bus_profile_publish_failures_total",
             "Tick report parts JetStream did not acknowledge (retried until it does).",
         );
-        let profile_publish_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "distillguard_bus_profile_publish_duration_seconds",
-                "Time to encode one tick report and receive the ack of its last part.",
-            )
-            .buckets(vec![
+        let profile_publish_duration = histogram(
+            "distillguard_bus_profile_publish_duration_seconds",
+            "Time to encode one tick report and receive the ack of its last part.",
+            vec![
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-        )
-        .expect("valid metric");
+            ],
+        );
         let linker_reports = counter(
             "distillguard_linker_reports_total",
             "Complete tick reports the linker read from the profiles stream (repeats included).",
