@@ -26,10 +26,12 @@
 //! of 11.
 //!
 //! Sittings come from counters every account has: requests minus the gaps of at most 30 minutes
-//! between consecutive requests. A request logged out of order (parallel requests, a buffering
-//! gateway) is not a gap and counts as a sitting of its own, which ends the first-sitting
-//! treatment early — the ordinary judgement, never a more lenient one. A cluster's combined
-//! summary adds its members' sittings, so a cluster is never in a first sitting.
+//! between consecutive requests, and minus the requests logged out of order within a sitting (a
+//! gateway that logs on completion puts a quick follow-up after the next question; parallel
+//! requests). A request logged more than 30 minutes out of order counts as a sitting of its own,
+//! which ends the first-sitting treatment early — the ordinary judgement, never a more lenient
+//! one. A cluster's combined summary adds its members' sittings, so a cluster is never in a first
+//! sitting.
 
 use super::{prompt_confidence, ramp};
 use crate::detect::DetectorConfig;
@@ -39,9 +41,10 @@ use crate::time::EventTime;
 /// Longest first sitting given the benefit of the doubt: an evening of homework or study.
 pub(crate) const SITTING_MAX_MS: i64 = 4 * EventTime::HOUR;
 
-/// Sittings so far: requests not preceded by an in-order gap of at most 30 minutes.
+/// Sittings so far: requests not preceded by an in-order gap of at most 30 minutes, leaving out
+/// requests logged out of order within a sitting.
 pub(crate) fn sittings(a: &AccountSummary) -> u64 {
-    a.events.saturating_sub(a.gaps)
+    a.events.saturating_sub(a.gaps + a.late_in_sitting)
 }
 
 /// The account's whole history is one sitting of a person's length.
@@ -112,26 +115,52 @@ pub(crate) fn studying_evenings(a: &AccountSummary) -> bool {
         && a.events_last_24h <= EVENINGS_MAX_REQUESTS_24H
 }
 
-/// Prompt-count confidence for coverage: as [`prompt_confidence`], except in a first sitting,
-/// where the absence of follow-ups needs from half of `min_prompts` to twice it.
+/// Questions in one evening of homework at most: half of [`EVENINGS_MAX_REQUESTS_24H`].
+pub(crate) const EVENING_QUESTIONS: u64 = EVENINGS_MAX_REQUESTS_24H / 2;
+
+/// A first evening ([`first_evening`]: one sitting, or two with a break between them, within
+/// four hours) from one known address: a person at home or on one campus network. A student who
+/// stops for dinner comes back from the same address; a harvest through a rotating residential
+/// proxy (the reseller model of the public reports) shows a new address with every session, so
+/// its second session ends this at once. An account whose gateway logs no address never
+/// qualifies: the benefit of the doubt needs the address to be seen. Nor does one whose requests
+/// name end users (a reseller, an app, or one heavy end user judged on its own): the address is
+/// then the platform's server, shared by its users, and says nothing about the person.
+pub(crate) fn first_evening_at_home(a: &AccountSummary) -> bool {
+    first_evening(a) && a.distinct_ips == 1 && a.end_user_events == 0
+}
+
+/// Prompt-count confidence for coverage: as [`prompt_confidence`], except early on, when the
+/// absence of follow-ups is weak evidence:
+/// - in a first evening from one address ([`first_evening_at_home`]), from half of `min_prompts`
+///   to a whole evening's questions ([`EVENING_QUESTIONS`]): a student who questions one answer
+///   in thirty asks 40 questions without a follow-up about a third of the time;
+/// - in any other first sitting, from half of `min_prompts` to twice it.
 pub(crate) fn breadth_confidence(a: &AccountSummary, config: &DetectorConfig) -> f64 {
-    if first_sitting(a) {
-        ramp(
+    match early_prompts(a, config) {
+        Some(full) => ramp(
             a.prompts as f64,
             (config.min_prompts / 2) as f64,
-            (config.min_prompts * 2) as f64,
-        )
-    } else {
-        prompt_confidence(a, config)
+            full as f64,
+        ),
+        None => prompt_confidence(a, config),
     }
 }
 
 /// Prompts at which [`breadth_confidence`] is full, for the evidence.
 pub(crate) fn full_confidence_prompts(a: &AccountSummary, config: &DetectorConfig) -> u64 {
-    if first_sitting(a) {
-        config.min_prompts * 2
+    early_prompts(a, config).unwrap_or(config.min_prompts)
+}
+
+/// Prompts for full confidence while the account is new enough for the slower confidence.
+fn early_prompts(a: &AccountSummary, config: &DetectorConfig) -> Option<u64> {
+    let twice = config.min_prompts * 2;
+    if first_evening_at_home(a) {
+        Some(twice.max(EVENING_QUESTIONS))
+    } else if first_sitting(a) {
+        Some(twice)
     } else {
-        config.min_prompts
+        None
     }
 }
 
@@ -171,12 +200,22 @@ mod tests {
     }
 
     #[test]
-    fn a_request_logged_out_of_order_ends_the_first_sitting() {
+    fn a_request_logged_out_of_order_stays_in_its_sitting_unless_it_is_a_break_late() {
         let mut events: Vec<_> = (0..10)
             .map(|i| event(i * 2 * MINUTE, &diverse_prompt(i as usize)))
             .collect();
+        // A gateway logging on completion: a quick request logged after the next one.
         events.swap(4, 5);
-        assert!(!first_sitting(&summarise(&events)));
+        let a = summarise(&events);
+        assert_eq!((sittings(&a), a.late_in_sitting), (1, 1));
+        assert!(first_sitting(&a));
+        // A request logged 40 minutes after the latest one, from before it: a sitting of its own.
+        events.push(event(-20 * MINUTE, &diverse_prompt(77)));
+        events.push(event(20 * MINUTE + 40 * MINUTE, &diverse_prompt(78)));
+        events.swap(10, 11);
+        let a = summarise(&events);
+        assert_eq!(sittings(&a), 3);
+        assert!(!first_sitting(&a));
     }
 
     #[test]
@@ -306,6 +345,51 @@ mod tests {
         let mut events = sittings_at(&[19 * 60, DAY + 19 * 60], 20, true);
         events[10].messages = Some(DEEP_TURN_MESSAGES);
         assert!(!studying(&summarise(&events)));
+    }
+
+    #[test]
+    fn a_first_evening_from_one_address_needs_an_evenings_questions_and_a_new_address_ends_it() {
+        let config = DetectorConfig::default();
+        let home: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+        // Fifteen questions, dinner, twenty-one more: one address all evening, no follow-up.
+        let mut events = sittings_at(&[19 * 60], 15, false);
+        events.extend(sittings_at(&[19 * 60 + 45 + 50], 21, false));
+        for (k, e) in events.iter_mut().enumerate() {
+            e.prompt = Some(diverse_prompt(k));
+            e.client_ip = Some(home);
+        }
+        let a = summarise(&events);
+        assert_eq!((sittings(&a), a.prompts), (2, 36));
+        assert!(first_evening_at_home(&a) && !first_sitting(&a));
+        assert_eq!(full_confidence_prompts(&a, &config), EVENING_QUESTIONS);
+        let expected = (36.0 - 8.0) / (40.0 - 8.0);
+        assert!((breadth_confidence(&a, &config) - expected).abs() < 1e-9);
+        // A rotating proxy: the second session comes from a new address, judged as usual.
+        let mut rotating = events.clone();
+        for e in rotating.iter_mut().skip(15) {
+            e.client_ip = Some("198.51.100.23".parse().unwrap());
+        }
+        let a = summarise(&rotating);
+        assert!(!first_evening_at_home(&a));
+        assert_eq!(breadth_confidence(&a, &config), 1.0);
+        // No address logged: no benefit of the doubt beyond the first sitting.
+        let mut unknown = events.clone();
+        for e in &mut unknown {
+            e.client_ip = None;
+        }
+        assert_eq!(breadth_confidence(&summarise(&unknown), &config), 1.0);
+        // Requests naming end users come from a platform's server: its address is not a home.
+        let mut platform = events.clone();
+        for e in &mut platform {
+            e.end_user = Some("user-17".into());
+        }
+        assert!(!first_evening_at_home(&summarise(&platform)));
+        // The next evening from the same address is judged as usual.
+        events.push(event((24 * 60 + 19 * 60) * MINUTE, &diverse_prompt(500)));
+        events.last_mut().unwrap().client_ip = Some(home);
+        let a = summarise(&events);
+        assert!(!first_evening_at_home(&a));
+        assert_eq!(breadth_confidence(&a, &config), 1.0);
     }
 
     #[test]

@@ -540,3 +540,37 @@ fn moving_to_a_newly_released_model_within_hours_is_flagged_and_adopting_it_slow
     assert!(signal.score > 0.5, "{signal:?}");
     assert_eq!(no_trap_flagged(&report), Vec::<String>::new());
 }
+
+#[test]
+fn a_first_evening_from_home_with_a_dinner_break_is_not_flagged_and_the_same_through_a_rotating_proxy_is(
+) {
+    // Ten questions, dinner, ten more, never a follow-up or a re-ask: at home, the
+    // slower confidence of a first evening spans the break (0.60); a new address after dinner (a
+    // rotating residential proxy) ends it and the evening is judged as usual (0.98). Before
+    // 2026-12-01 the break alone ended it and the student was flagged. Twenty-six such questions
+    // from home are flagged too (0.74): without any habit of a person that is the harvest.
+    let evening = |account: &str, after_dinner: &str| -> Vec<ApiEvent> {
+        let starts = [19 * HOUR, 19 * HOUR + 10 * 150_000 + 50 * EventTime::MINUTE];
+        let mut events = study_sittings(account, &starts[..1], 10, &[]);
+        events.extend(
+            study_sittings(account, &starts[1..], 10, &[])
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut e)| {
+                    e.prompt = Some(format!("{} {}", e.prompt.unwrap(), word(90_000 + i)));
+                    e
+                }),
+        );
+        for (i, e) in events.iter_mut().enumerate() {
+            let ip = if i < 10 { "203.0.113.7" } else { after_dinner };
+            e.client_ip = Some(ip.parse().unwrap());
+        }
+        events
+    };
+    let report = Scenario::with_background(30)
+        .add(evening("student", "203.0.113.7"))
+        .add(evening("attack-rotating", "198.51.100.23"))
+        .run();
+    assert_eq!(no_trap_flagged(&report), Vec::<String>::new());
+    assert!(flagged(&report, "attack-rotating"));
+}

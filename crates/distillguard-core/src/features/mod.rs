@@ -23,7 +23,7 @@ use crate::time::EventTime;
 pub use end_users::{EndUserSummary, EndUsers};
 pub use summary::{hex_sha256, AccountSummary, ModelUse, SharedSamples};
 pub use windows::{herdan, VocabularyCounter, MIN_VOCABULARY_WORDS};
-use windows::{GapStats, HourOfDay, HourRing, QuietGaps, Vocabulary};
+use windows::{GapStats, HourOfDay, HourRing, QuietGaps, Vocabulary, SESSION_GAP_MS};
 
 /// Prompts remembered for exact and edited re-send detection.
 const RECENT_PROMPTS: usize = 8;
@@ -124,6 +124,10 @@ pub struct AccountState {
     hourly: HourRing,
     hour_of_day: HourOfDay,
     gaps: GapStats,
+    /// Requests logged at or before the latest one, by at most a sitting's break: out of order
+    /// within the sitting (a gateway that logs on completion, parallel requests), not a new one.
+    #[serde(default)]
+    late_in_sitting: u32,
     quiet: QuietGaps,
     prompts: u64,
     distinct_prompts: DistinctCounter,
@@ -214,6 +218,7 @@ impl AccountState {
             hourly: HourRing::default(),
             hour_of_day: HourOfDay::default(),
             gaps: GapStats::default(),
+            late_in_sitting: 0,
             quiet: QuietGaps {
                 day: at.day_index(),
                 longest_today_ms: 0,
@@ -280,6 +285,8 @@ impl AccountState {
             self.gaps.observe(gap);
             self.quiet
                 .observe(self.last_seen, at, self.first_seen.day_index());
+        } else if self.events > 0 && self.last_seen.epoch_ms() - at.epoch_ms() <= SESSION_GAP_MS {
+            self.late_in_sitting = self.late_in_sitting.saturating_add(1);
         }
         self.events += 1;
         self.first_seen = self.first_seen.min(at);
@@ -607,6 +614,7 @@ impl AccountState {
             quiet_days: self.quiet.completed.len() as u32,
             gap_cv: self.gaps.cv(),
             gaps: self.gaps.count,
+            late_in_sitting: u64::from(self.late_in_sitting),
             prompts: self.prompts,
             distinct_prompts: *self
                 .distinct_estimate

@@ -93,6 +93,8 @@ pub struct AccountSummary {
     pub quiet_days: u32,
     pub gap_cv: Option<f64>,
     pub gaps: u64,
+    /// Requests logged out of order within a sitting (at most 30 minutes before the latest).
+    pub late_in_sitting: u64,
     pub prompts: u64,
     pub distinct_prompts: u64,
     /// Herdan's C (log distinct / log total) of the subject words of the current (or, while it

@@ -9,7 +9,7 @@ pub(super) const HOURS: usize = 24;
 /// Completed days of "longest quiet gap" kept.
 const QUIET_DAYS: usize = 7;
 /// Inter-arrival gaps longer than this are breaks between sessions, not timing within one.
-const SESSION_GAP_MS: i64 = 30 * EventTime::MINUTE;
+pub(super) const SESSION_GAP_MS: i64 = 30 * EventTime::MINUTE;
 
 /// Subject words per vocabulary window: bounded so that the distinct counter never saturates
 /// and a long-lived account is judged on its recent language, not its lifetime.

@@ -295,6 +295,9 @@ impl Profile {
             quiet_days,
             gap_cv,
             gaps,
+            // Not packed: without it a member's sittings only count higher, which never makes a
+            // cluster look like one person's evening (a cluster is never in a first sitting).
+            late_in_sitting: 0,
             prompts,
             distinct_prompts,
             vocabulary_richness,
@@ -572,6 +575,7 @@ mod tests {
             quiet_days: 6,
             gap_cv: None,
             gaps: 8,
+            late_in_sitting: 0, // not packed
             prompts: 50,
             distinct_prompts: 44,
             vocabulary_richness: Some(f64::NAN),

@@ -175,6 +175,7 @@ pub fn combined_summary(cluster: &ClusterView<'_>, at: EventTime) -> AccountSumm
         .unwrap_or(0.0) as u32,
         gap_cv: median(members.iter().filter_map(|m| m.summary.gap_cv).collect()),
         gaps: sum(|s| s.gaps),
+        late_in_sitting: sum(|s| s.late_in_sitting),
         prompts: sum(|s| s.prompts),
         distinct_prompts: sum(|s| s.distinct_prompts),
         vocabulary_richness: (richness_words > 0).then(|| richness_sum / richness_words as f64),
