@@ -11,6 +11,12 @@
 //! Gaming it costs the harvester: re-asking its whole set of another model pays for every
 //! prompt twice for nothing new, and any new prompts raise the distinct ratio (and the risk)
 //! again. The flag stood while it harvested.
+//!
+//! A lab also re-runs a set on the **same** model: after a model update, to check its harness,
+//! or to measure run-to-run variance. Asked again greedily (temperature 0), a model gives the
+//! same answers, so such a repeat brings a harvester nothing either; repeats at a higher
+//! temperature are how a distribution harvest samples several answers per prompt, and are not
+//! cleared on one model.
 
 use super::DetectorConfig;
 use crate::features::AccountSummary;
@@ -21,6 +27,9 @@ pub const RERUN_MAX_DISTINCT_RATIO: f64 = 0.55;
 /// Models, each asked at least half as many requests as the set has distinct prompts (most of a
 /// pass), for the repetition to be a re-run across models rather than one model asked again.
 pub const RERUN_MIN_MODELS: usize = 2;
+/// Share of requests at temperature 0 for a re-run on one model to count: greedy answers asked
+/// again are the answers already given (a harness may leave a few requests at its default).
+pub const RERUN_GREEDY_SHARE: f64 = 0.9;
 
 /// When the account re-runs a bounded prompt set across models: the evidence, for analysts.
 pub fn bounded_rerun(account: &AccountSummary, config: &DetectorConfig) -> Option<String> {
@@ -30,13 +39,21 @@ pub fn bounded_rerun(account: &AccountSummary, config: &DetectorConfig) -> Optio
     }
     let pass = account.distinct_prompts.div_ceil(2);
     let models = account.models.iter().filter(|m| m.events >= pass).count();
-    (models >= RERUN_MIN_MODELS).then(|| {
-        format!(
-            "cleared as a re-run of a bounded prompt set: {} distinct prompts asked {:.1} times each on average, {models} models each asked at least {pass}",
+    let greedy = account.share(account.temperature_zero, account.events) >= RERUN_GREEDY_SHARE;
+    let asked = 1.0 / ratio.max(f64::EPSILON);
+    if models >= RERUN_MIN_MODELS {
+        Some(format!(
+            "cleared as a re-run of a bounded prompt set: {} distinct prompts asked {asked:.1} times each on average, {models} models each asked at least {pass}",
             account.distinct_prompts,
-            1.0 / ratio.max(f64::EPSILON)
-        )
-    })
+        ))
+    } else if greedy && models == 1 {
+        Some(format!(
+            "cleared as a re-run of a bounded prompt set on one model at temperature 0: {} distinct prompts asked {asked:.1} times each on average",
+            account.distinct_prompts,
+        ))
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -118,5 +135,39 @@ mod tests {
     fn one_model_asked_the_same_questions_again_is_not_a_rerun_across_models() {
         let account = summarise(&passes(300, 2, &["model-a"]));
         assert!(bounded_rerun(&account, &DetectorConfig::default()).is_none());
+    }
+
+    #[test]
+    fn a_set_re_run_greedily_on_the_same_model_is_a_rerun_and_sampled_again_is_not() {
+        let at = |temperature: f64| {
+            let mut events = passes(300, 2, &["model-a"]);
+            for e in &mut events {
+                e.params.temperature = Some(temperature);
+            }
+            summarise(&events)
+        };
+        let evidence = bounded_rerun(&at(0.0), &DetectorConfig::default()).expect("re-run");
+        assert!(evidence.contains("temperature 0"), "{evidence}");
+        // Several samples of every prompt at temperature 1: a distribution harvest.
+        assert!(bounded_rerun(&at(1.0), &DetectorConfig::default()).is_none());
+        // A first pass at temperature 0 is still a first pass.
+        let mut first = passes(300, 1, &["model-a"]);
+        for e in &mut first {
+            e.params.temperature = Some(0.0);
+        }
+        assert!(bounded_rerun(&summarise(&first), &DetectorConfig::default()).is_none());
+    }
+
+    #[test]
+    fn a_lab_re_running_its_set_greedily_on_the_same_model_the_next_day_is_cleared() {
+        let mut events = passes(600, 2, &["model-a"]);
+        for (i, e) in events.iter_mut().enumerate() {
+            e.params.temperature = Some(0.0);
+            if i >= 600 {
+                e.timestamp = e.timestamp.plus_ms(24 * 3_600_000);
+            }
+        }
+        let lab = final_finding(&events);
+        assert!(lab.first_flagged_at.is_some() && !lab.flagged, "{lab:?}");
     }
 }
