@@ -1,5 +1,6 @@
-//! End-to-end scenarios through the engine: each false-positive trap from the issue must stay
-//! unflagged next to ordinary traffic, and each attack archetype must be flagged.
+//! End-to-end scenarios through the engine: each benign look-alike of a harvest (a production app,
+//! a batch job, a benchmark run, a reseller, a student, a lab) must stay unflagged next to ordinary
+//! traffic, and each attack archetype must be flagged.
 
 use crate::detect::testing::{diverse_prompt, word};
 use crate::engine::{Engine, EngineConfig};
