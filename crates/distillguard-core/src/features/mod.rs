@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::EngineConfig;
 use crate::event::{AccountId, ApiEvent, ModelName};
 use crate::finding::SamplePrompt;
-use crate::sketch::{fast_hash, BottomK, DistinctCounter, FrequentItems, LinearCounter};
+use crate::sketch::{fast_hash, reserve_one, BottomK, DistinctCounter, FrequentItems, LinearCounter};
 use crate::text::{demands_reasoning, prompt_features, FrameWords, PromptFeatures, SIGNATURE_BINS};
 use crate::time::EventTime;
 
@@ -416,9 +416,7 @@ impl AccountState {
                 if known {
                     self.opener_repeats += 1;
                 } else if self.recent_openers.len() < RECENT_OPENERS {
-                    if self.recent_openers.capacity() == 0 {
-                        self.recent_openers.reserve_exact(RECENT_OPENERS);
-                    }
+                    reserve_one(&mut self.recent_openers, RECENT_OPENERS);
                     self.recent_openers.push(fingerprint);
                 } else {
                     self.recent_openers[self.openers_next as usize % RECENT_OPENERS] = fingerprint;
@@ -459,9 +457,7 @@ impl AccountState {
             signature: features.signature,
         };
         if self.recent.len() < RECENT_PROMPTS {
-            if self.recent.capacity() == 0 {
-                self.recent.reserve_exact(RECENT_PROMPTS);
-            }
+            reserve_one(&mut self.recent, RECENT_PROMPTS);
             self.recent.push(entry);
         } else {
             self.recent[self.recent_next as usize] = entry;
@@ -488,7 +484,7 @@ impl AccountState {
         if !due || self.sample_fingerprints.contains(&fingerprint) {
             return;
         }
-        let samples = Arc::make_mut(&mut self.samples.0);
+        let samples = Arc::make_mut(self.samples.0.get_or_insert_with(Default::default));
         if samples.len() >= keep {
             // Samples are kept oldest first.
             samples.remove(0);
@@ -515,6 +511,7 @@ impl AccountState {
                     recent_at: at_ms,
                 };
                 if self.models.len() < MODEL_SLOTS {
+                    reserve_one(&mut self.models, MODEL_SLOTS);
                     self.models.push(fresh);
                     self.models.len() - 1
                 } else {
@@ -669,6 +666,158 @@ impl AccountState {
             })
     }
 
+    /// Bytes per part of the state, inline (`size_of`) plus heap, evidence samples excluded: the
+    /// breakdown the `memory_1m` bench prints, so a change to the state is measured part by part.
+    pub fn memory_breakdown(&self) -> Vec<(&'static str, usize)> {
+        use std::mem::size_of_val as inline;
+        let vec = |v: usize, cap: usize, each: usize| v + cap * each;
+        let mut parts = vec![
+            (
+                "times and token totals",
+                inline(&self.first_seen)
+                    + inline(&self.last_seen)
+                    + inline(&self.events)
+                    + inline(&self.prompt_tokens)
+                    + inline(&self.completion_tokens)
+                    + inline(&self.reasoning_tokens)
+                    + inline(&self.completion_known)
+                    + inline(&self.prompts)
+                    + inline(&self.account_created_at),
+            ),
+            ("hourly", inline(&self.hourly) + self.hourly.heap_bytes()),
+            ("hour_of_day", inline(&self.hour_of_day)),
+            ("gaps", inline(&self.gaps)),
+            (
+                "quiet",
+                vec(inline(&self.quiet), self.quiet.completed.capacity(), 2),
+            ),
+            (
+                "distinct_prompts",
+                inline(&self.distinct_prompts)
+                    + self.distinct_prompts.heap_bytes()
+                    + inline(&self.distinct_estimate),
+            ),
+            (
+                "vocabulary",
+                inline(&self.vocabulary) + self.vocabulary.distinct.heap_bytes(),
+            ),
+            ("frame", inline(&self.frame) + self.frame.heap_bytes()),
+            (
+                "prefixes+suffixes",
+                inline(&self.prefixes)
+                    + inline(&self.suffixes)
+                    + self.prefixes.heap_bytes()
+                    + self.suffixes.heap_bytes(),
+            ),
+            (
+                "recent prompts",
+                vec(
+                    inline(&self.recent) + inline(&self.recent_next),
+                    self.recent.capacity(),
+                    std::mem::size_of::<RecentPrompt>(),
+                ),
+            ),
+            (
+                "recent openers",
+                vec(
+                    inline(&self.recent_openers) + inline(&self.openers_next),
+                    self.recent_openers.capacity(),
+                    4,
+                ),
+            ),
+            (
+                "u32 counters",
+                inline(&self.exact_repeats)
+                    + inline(&self.near_repeats)
+                    + inline(&self.turns_known)
+                    + inline(&self.single_turn)
+                    + inline(&self.reasoning_prompts)
+                    + inline(&self.reasoning_system)
+                    + inline(&self.logprobs)
+                    + inline(&self.multi_sample)
+                    + inline(&self.large_max_tokens)
+                    + inline(&self.temperature_zero)
+                    + inline(&self.distribution_requests)
+                    + inline(&self.distribution_alternatives)
+                    + inline(&self.opener_repeats)
+                    + inline(&self.task_resends)
+                    + inline(&self.deep_turns)
+                    + inline(&self.end_user_events),
+            ),
+            (
+                "system prompts",
+                inline(&self.system_cache)
+                    + inline(&self.system_prompts)
+                    + self.system_prompts.heap_bytes(),
+            ),
+            (
+                "models",
+                vec(
+                    inline(&self.models),
+                    self.models.capacity(),
+                    std::mem::size_of::<ModelSlot>(),
+                ) + self
+                    .models
+                    .iter()
+                    .map(|m| m.model.as_str().len())
+                    .sum::<usize>(),
+            ),
+            ("ips", inline(&self.ips) + self.ips.heap_bytes()),
+            ("ip_distinct", inline(&self.ip_distinct)),
+            (
+                "ip_sample",
+                inline(&self.ip_sample) + self.ip_sample.heap_bytes(),
+            ),
+            (
+                "subnet_sample",
+                inline(&self.subnet_sample) + self.subnet_sample.heap_bytes(),
+            ),
+            (
+                "content_sample",
+                inline(&self.content_sample) + self.content_sample.heap_bytes(),
+            ),
+            (
+                "user agents",
+                inline(&self.user_agents)
+                    + self.user_agents.heap_bytes()
+                    + inline(&self.user_agent_distinct)
+                    + inline(&self.user_agent)
+                    + self.user_agent.as_ref().map_or(0, |s| s.len()),
+            ),
+            (
+                "end users",
+                inline(&self.end_users)
+                    + inline(&self.end_user_subjects)
+                    + inline(&self.end_user_seen_new)
+                    + self
+                        .end_user_subjects
+                        .as_ref()
+                        .map_or(0, |subjects| subjects.heap_bytes()),
+            ),
+            (
+                "payment fingerprint",
+                inline(&self.payment_fingerprint)
+                    + self.payment_fingerprint.as_ref().map_or(0, |s| s.len()),
+            ),
+            (
+                "samples",
+                vec(
+                    inline(&self.sample_fingerprints) + inline(&self.samples),
+                    self.sample_fingerprints.capacity(),
+                    8,
+                ),
+            ),
+            (
+                "population, dirty",
+                inline(&self.population_buckets) + inline(&self.dirty),
+            ),
+        ];
+        let named: usize = parts.iter().map(|(_, b)| b).sum();
+        let total = std::mem::size_of::<Self>() + self.heap_bytes_without_samples();
+        parts.push(("padding (and unnamed)", total.saturating_sub(named)));
+        parts
+    }
+
     /// Heap bytes held outside the struct itself, evidence samples excluded.
     pub fn heap_bytes_without_samples(&self) -> usize {
         let recent = self.recent.capacity() * std::mem::size_of::<RecentPrompt>()
@@ -695,7 +844,10 @@ impl AccountState {
             + self.subnet_sample.heap_bytes()
             + self.content_sample.heap_bytes()
             + self.user_agents.heap_bytes();
-        self.distinct_prompts.heap_bytes() + recent + models + quiet + strings + frequent
+        let windows = self.hourly.heap_bytes()
+            + self.vocabulary.distinct.heap_bytes()
+            + self.frame.heap_bytes();
+        self.distinct_prompts.heap_bytes() + recent + models + quiet + strings + frequent + windows
     }
 }
 
