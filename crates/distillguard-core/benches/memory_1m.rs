@@ -222,6 +222,17 @@ fn run(linking: bool, accounts: usize, per_account: usize, first: bool) -> Run {
     let total = held() - base;
     let tracked = shard.tracked();
     breakdown(&shard);
+    if linking {
+        println!("  linker, bytes per linked account (counts in parentheses: per account):");
+        let n = scorer.linked_accounts().max(1);
+        for (name, bytes) in scorer.linker_memory() {
+            if name.starts_with('(') {
+                println!("    {name:<32} {:>7.2}", bytes as f64 / n as f64);
+            } else {
+                println!("    {name:<32} {:>7}", bytes / n);
+            }
+        }
+    }
     let linked = scorer.linked_accounts();
     let cluster_findings = scorer.cluster_findings().count();
     let flagged_clusters = scorer.cluster_findings().filter(|c| c.flagged).count();

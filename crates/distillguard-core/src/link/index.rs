@@ -30,6 +30,10 @@ impl AccountIndex {
         self.table.len()
     }
 
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.table.capacity() * 5 + 16
+    }
+
     fn hash(&self, account: &AccountId) -> u64 {
         self.hasher.hash_one(account.as_str())
     }
