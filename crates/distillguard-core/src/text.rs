@@ -1066,6 +1066,40 @@ mod tests {
     }
 
     #[test]
+    fn frame_counts_kept_as_a_list_then_a_table_count_exactly_as_the_table() {
+        let mut frame = FrameWords::default();
+        let mut table = [0u16; FRAME_SLOTS];
+        for i in 0..600usize {
+            let prompt = format!(
+                "{} {} route the ticket",
+                crate::detect::testing::word(i),
+                crate::detect::testing::word(i * 7 % 90)
+            );
+            let features = prompt_features(&prompt);
+            frame.observe(&features);
+            let mut seen = 0u128;
+            for word in &features.content[..features.content_len as usize] {
+                let slot = *word as usize % FRAME_SLOTS;
+                if seen & (1 << slot) == 0 {
+                    seen |= 1 << slot;
+                    table[slot] += 1;
+                }
+            }
+            assert_eq!(frame.counts.table(), table, "prompt {i}");
+            if i == 1 {
+                assert!(matches!(frame.counts, FrameCounts::Sparse(_)));
+            }
+        }
+        assert!(
+            matches!(frame.counts, FrameCounts::Dense(_)),
+            "a count passed 255"
+        );
+        let mut halved = frame.counts.clone();
+        halved.halve();
+        assert_eq!(halved.table(), table.map(|c| c / 2));
+    }
+
+    #[test]
     fn words_in_half_an_accounts_prompts_become_frame_words() {
         let mut frame = FrameWords::default();
         let template = |fill: &str| format!("Route this support ticket to billing: {fill}");

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::engine::EngineConfig;
 use crate::event::{AccountId, ApiEvent, ModelName};
 use crate::finding::SamplePrompt;
-use crate::sketch::{fast_hash, reserve_one, BottomK, DistinctCounter, FrequentItems, LinearCounter};
+use crate::sketch::{
+    fast_hash, reserve_one, BottomK, DistinctCounter, FrequentItems, LinearCounter,
+};
 use crate::text::{demands_reasoning, prompt_features, FrameWords, PromptFeatures, SIGNATURE_BINS};
 use crate::time::EventTime;
 

@@ -534,6 +534,71 @@ mod tests {
     use super::*;
 
     #[test]
+    fn vocabulary_bits_kept_sparse_then_dense_estimate_exactly_as_the_table() {
+        let mut bits = WordBits::default();
+        let mut table = VocabularyCounter::default();
+        for i in 0..3_000u64 {
+            let hash = crate::sketch::mix64(i % 700);
+            bits.insert(hash);
+            table.insert(hash);
+            assert_eq!(bits.estimate().to_bits(), table.estimate().to_bits(), "{i}");
+            assert_eq!(bits.to_counter(), table);
+            if i < 40 {
+                assert!(matches!(bits, WordBits::Sparse(_)));
+            }
+        }
+        assert!(matches!(bits, WordBits::Dense(_)));
+        // A sparse-sized table read back from a checkpoint is sparse again.
+        let json = serde_json::to_string(&WordBits::default()).unwrap();
+        assert!(matches!(
+            serde_json::from_str::<WordBits>(&json).unwrap(),
+            WordBits::Sparse(_)
+        ));
+    }
+
+    #[test]
+    fn the_sparse_hour_ring_reads_the_same_windows_as_the_table() {
+        // Reference: the 24-slot table the ring kept before, fed the same events.
+        let mut ring = HourRing::default();
+        let mut latest = 0i64;
+        let mut table = HourTable::default();
+        let mut rng = 7u64;
+        for step in 0..5_000i64 {
+            rng = crate::sketch::mix64(rng);
+            // Mostly forward, sometimes a jump, sometimes late.
+            let hour =
+                1_000 + step / 3 + (rng % 40) as i64 - 20 + if step % 500 == 0 { 30 } else { 0 };
+            let tokens = (rng >> 40) as u32 % 1_000;
+            ring.add(hour, tokens);
+            if hour > latest {
+                let cleared = (hour - latest).min(HOURS as i64);
+                for h in (hour - cleared + 1)..=hour {
+                    let slot = HourRing::slot(h);
+                    table.events[slot] = 0;
+                    table.completion_tokens[slot] = 0;
+                }
+                latest = hour;
+            } else if hour <= latest - HOURS as i64 {
+                continue;
+            }
+            let slot = HourRing::slot(hour);
+            table.events[slot] += 1;
+            table.completion_tokens[slot] += tokens;
+            assert_eq!(ring.slots.table(), table, "step {step}");
+            let now = latest + (rng % 3) as i64;
+            assert_eq!(ring.sum(now - 23, now), {
+                let mut e = 0u64;
+                let mut t = 0u64;
+                for h in (now - 23).max(latest - 23)..=now.min(latest) {
+                    e += u64::from(table.events[HourRing::slot(h)]);
+                    t += u64::from(table.completion_tokens[HourRing::slot(h)]);
+                }
+                (e, t)
+            });
+        }
+    }
+
+    #[test]
     fn the_hour_ring_keeps_the_last_24_hours_and_drops_what_falls_out() {
         let mut ring = HourRing::default();
         ring.add(1_000, 10);

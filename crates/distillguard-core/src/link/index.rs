@@ -81,7 +81,7 @@ mod tests {
         summary.account_id = id(name);
         Some(Node {
             account: id(name),
-            features: Box::default(),
+            features: Default::default(),
             links: Vec::new(),
             cluster: None,
             profile: Profile::new(summary),

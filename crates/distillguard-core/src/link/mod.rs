@@ -34,6 +34,7 @@ use compact::{Profile, Support, Traits};
 
 pub use clusters::{cluster_label, ClusterChange, ClusterView, Member};
 pub(crate) use features::ip_keys;
+use features::Features;
 pub use features::{FeatureKey, LinkKind};
 pub use profile::combined_summary;
 
@@ -362,9 +363,10 @@ impl Singles {
     fn insert(&mut self, value: u64, member: u32) {
         let [low, high] = Self::split(value);
         let hasher = &self.hasher;
-        self.table.insert_unique(self.hash(value), [low, high, member], |e| {
-            hasher.hash_one(Self::join(e))
-        });
+        self.table
+            .insert_unique(self.hash(value), [low, high, member], |e| {
+                hasher.hash_one(Self::join(e))
+            });
     }
 
     /// Removes the value; returns its holder.
@@ -492,7 +494,7 @@ impl Shared {
 #[serde(try_from = "NodeRecordFields")]
 struct Node {
     account: AccountId,
-    features: Box<[FeatureKey]>,
+    features: Features,
     links: Vec<Link>,
     cluster: Option<u64>,
     /// The account's profile, from its latest summary, and the tick that summary was made at:
@@ -508,7 +510,7 @@ struct Node {
 #[derive(Deserialize)]
 struct NodeRecordFields {
     account: AccountId,
-    features: Box<[FeatureKey]>,
+    features: Features,
     links: Vec<Link>,
     cluster: Option<u64>,
     #[serde(default)]
@@ -647,11 +649,7 @@ impl Linker {
             .iter()
             .map(|m| table(m.capacity(), size_of::<(u64, Posting)>()))
             .sum();
-        let singles: usize = self
-            .singles
-            .iter()
-            .map(|s| table(s.capacity(), 12))
-            .sum();
+        let singles: usize = self.singles.iter().map(|s| table(s.capacity(), 12)).sum();
         let shared: usize = self
             .postings
             .iter()
@@ -667,20 +665,22 @@ impl Linker {
                 "node table",
                 self.nodes.capacity() * size_of::<Option<Node>>(),
             ),
-            ("account ids", live().map(|n| n.account.as_str().len()).sum()),
+            (
+                "account ids",
+                live().map(|n| n.account.as_str().len()).sum(),
+            ),
             (
                 "feature keys",
-                live()
-                    .map(|n| n.features.len() * size_of::<FeatureKey>())
-                    .sum(),
+                live().map(|n| n.features.heap_bytes()).sum(),
             ),
             (
                 "links",
-                live()
-                    .map(|n| n.links.capacity() * size_of::<Link>())
-                    .sum(),
+                live().map(|n| n.links.capacity() * size_of::<Link>()).sum(),
             ),
-            ("packed profiles", live().map(|n| n.profile.heap_bytes()).sum()),
+            (
+                "packed profiles",
+                live().map(|n| n.profile.heap_bytes()).sum(),
+            ),
             ("account index", self.index.heap_bytes()),
             ("posting tables, shared values", postings),
             ("posting tables, one holder", singles),
@@ -715,12 +715,12 @@ impl Linker {
             }
             None => self.insert(summary, at, risk),
         };
-        let old = std::mem::replace(&mut self.node_mut(id).features, features.as_slice().into());
+        let old = std::mem::replace(&mut self.node_mut(id).features, Features::new(&features));
         // Both lists are sorted: membership by binary search, not a scan per key.
         for key in old.iter().filter(|k| features.binary_search(k).is_err()) {
-            self.detach(*key, id);
+            self.detach(key, id);
         }
-        for key in features.iter().filter(|k| old.binary_search(k).is_err()) {
+        for key in features.iter().filter(|k| !old.contains(k)) {
             self.attach(*key, id);
         }
         self.changed.push(id);
@@ -729,7 +729,7 @@ impl Linker {
     fn insert(&mut self, summary: AccountSummary, at: EventTime, risk: f64) -> u32 {
         let node = Node {
             account: summary.account_id.clone(),
-            features: Box::default(),
+            features: Features::default(),
             links: Vec::new(),
             cluster: None,
             profile: Profile::new(summary),
@@ -865,7 +865,7 @@ impl Linker {
             .features
             .iter()
             .filter_map(|key| {
-                let posting = self.posting(key)?;
+                let posting = self.posting(&key)?;
                 let members = posting.members()?;
                 let weight = self.config.rarity_weight(key.kind, posting.holders());
                 // A crowded value below `min_value_weight` adds nothing.
@@ -1135,7 +1135,7 @@ impl Linker {
             return;
         };
         for key in node.features.iter() {
-            self.detach(*key, id);
+            self.detach(key, id);
         }
         for link in &node.links {
             if let Some(other) = self.nodes[link.other as usize].as_mut() {
@@ -1180,8 +1180,10 @@ impl Linker {
     }
 
     pub fn checkpoint(&self) -> LinkerCheckpoint {
-        let mut postings: Vec<(FeatureKey, Posting)> =
-            self.all_postings().map(|(k, p)| (k, p.into_owned())).collect();
+        let mut postings: Vec<(FeatureKey, Posting)> = self
+            .all_postings()
+            .map(|(k, p)| (k, p.into_owned()))
+            .collect();
         postings.sort_by_key(|(k, _)| *k);
         let head = self.checkpoint_head();
         LinkerCheckpoint {
