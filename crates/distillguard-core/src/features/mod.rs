@@ -184,7 +184,8 @@ pub struct AccountState {
     user_agents: FrequentItems<u64, 3>,
     user_agent_distinct: LinearCounter<1>,
     user_agent: Option<Box<str>>,
-    end_users: LinearCounter<4>,
+    #[serde(with = "boxed_counter")]
+    end_users: Option<Box<LinearCounter<4>>>,
     end_user_events: u32,
     /// Heavy end users judged on their own, once the account has shown two end users.
     #[serde(default)]
@@ -258,7 +259,7 @@ impl AccountState {
             user_agents: FrequentItems::default(),
             user_agent_distinct: LinearCounter::default(),
             user_agent: None,
-            end_users: LinearCounter::default(),
+            end_users: None,
             end_user_events: 0,
             end_user_subjects: None,
             end_user_seen_new: false,
@@ -360,7 +361,7 @@ impl AccountState {
     /// end-user counter set by an earlier event says nothing new; only a new one can).
     fn observe_end_user(&mut self, event: &ApiEvent, end_user: &str, config: &EngineConfig) {
         if self.end_user_subjects.is_none() {
-            if !self.end_user_seen_new || self.end_users.estimate() < 1.5 {
+            if !self.end_user_seen_new || end_user_estimate(&self.end_users) < 1.5 {
                 return;
             }
             self.end_user_subjects = Some(Box::default());
@@ -556,9 +557,10 @@ impl AccountState {
         }
         if let Some(end_user) = &event.end_user {
             self.end_user_events += 1;
-            let before = self.end_users.clone();
-            self.end_users.insert(fast_hash(end_user.as_bytes()));
-            self.end_user_seen_new = before != self.end_users;
+            let counter = self.end_users.get_or_insert_with(Box::default);
+            let before = (**counter).clone();
+            counter.insert(fast_hash(end_user.as_bytes()));
+            self.end_user_seen_new = before != **counter;
         }
         if let Some(payment) = &event.payment_fingerprint {
             if self.payment_fingerprint.as_deref() != Some(payment.as_str()) {
@@ -646,7 +648,7 @@ impl AccountState {
             distinct_user_agents: self.user_agent_distinct.estimate().round() as u64,
             user_agent: self.user_agent.as_deref().map(str::to_owned),
             end_user_events: u64::from(self.end_user_events),
-            distinct_end_users: self.end_users.estimate().round() as u64,
+            distinct_end_users: end_user_estimate(&self.end_users).round() as u64,
             payment_fingerprint: self.payment_fingerprint.as_deref().map(str::to_owned),
             account_created_at: self.account_created_at,
             samples: self.samples.clone(),
@@ -789,6 +791,7 @@ impl AccountState {
             (
                 "end users",
                 inline(&self.end_users)
+                    + self.end_users.as_ref().map_or(0, |_| 32)
                     + inline(&self.end_user_subjects)
                     + inline(&self.end_user_seen_new)
                     + self
@@ -836,6 +839,7 @@ impl AccountState {
             .as_ref()
             .map_or(0, |subjects| subjects.heap_bytes());
         let strings = end_users
+            + self.end_users.as_ref().map_or(0, |_| 32)
             + self.user_agent.as_ref().map_or(0, |s| s.len())
             + self.payment_fingerprint.as_ref().map_or(0, |s| s.len());
         let frequent = self.prefixes.heap_bytes()
@@ -850,6 +854,36 @@ impl AccountState {
             + self.vocabulary.distinct.heap_bytes()
             + self.frame.heap_bytes();
         self.distinct_prompts.heap_bytes() + recent + models + quiet + strings + frequent + windows
+    }
+}
+
+/// The end-user counter's estimate; no counter (no end user named yet) counts nothing.
+fn end_user_estimate(counter: &Option<Box<LinearCounter<4>>>) -> f64 {
+    counter.as_ref().map_or(0.0, |c| c.estimate())
+}
+
+/// The end-user counter is allocated with the first end user (most accounts name none) and
+/// written as the counter itself, empty when absent: the form older versions wrote and read.
+mod boxed_counter {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::sketch::LinearCounter;
+
+    pub fn serialize<S: Serializer>(
+        counter: &Option<Box<LinearCounter<4>>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match counter {
+            Some(counter) => counter.serialize(serializer),
+            None => LinearCounter::<4>::default().serialize(serializer),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Box<LinearCounter<4>>>, D::Error> {
+        let counter = LinearCounter::<4>::deserialize(deserializer)?;
+        Ok((counter != LinearCounter::default()).then(|| Box::new(counter)))
     }
 }
 
