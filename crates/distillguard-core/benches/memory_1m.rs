@@ -59,6 +59,24 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// User + system CPU seconds of the process so far, from /proc/self/stat (clock ticks of 1/100 s);
+/// 0 where unreadable.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn mib(bytes: isize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -122,6 +140,7 @@ struct Run {
     events: usize,
     ticks: usize,
     seconds: f64,
+    cpu_seconds: f64,
     total: isize,
     shard: isize,
     scorer: isize,
@@ -165,6 +184,7 @@ fn run(linking: bool, accounts: usize, per_account: usize, first: bool) -> Run {
     let base = held();
     let mut peak = 0isize;
     let started = Instant::now();
+    let cpu_started = cpu_seconds();
     let mut shard = Shard::new(config.clone(), 1);
     let mut scorer = Scorer::new(config, 1);
     let mut t = common::START_MS;
@@ -202,9 +222,22 @@ fn run(linking: bool, accounts: usize, per_account: usize, first: bool) -> Run {
     tick(&mut shard, &mut scorer, next_tick, &mut peak);
     ticks += 1;
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_started;
     let peak_rss_kb = peak_rss_kb().filter(|_| first);
     let total = held() - base;
     let tracked = shard.tracked();
+    breakdown(&shard);
+    if linking {
+        println!("  linker, bytes per linked account (counts in parentheses: per account):");
+        let n = scorer.linked_accounts().max(1);
+        for (name, bytes) in scorer.linker_memory() {
+            if name.starts_with('(') {
+                println!("    {name:<32} {:>7.2}", bytes as f64 / n as f64);
+            } else {
+                println!("    {name:<32} {:>7}", bytes / n);
+            }
+        }
+    }
     let linked = scorer.linked_accounts();
     let cluster_findings = scorer.cluster_findings().count();
     let flagged_clusters = scorer.cluster_findings().filter(|c| c.flagged).count();
@@ -219,6 +252,7 @@ fn run(linking: bool, accounts: usize, per_account: usize, first: bool) -> Run {
         events,
         ticks,
         seconds,
+        cpu_seconds: cpu,
         total,
         shard: shard_bytes,
         scorer: scorer_bytes,
@@ -230,15 +264,46 @@ fn run(linking: bool, accounts: usize, per_account: usize, first: bool) -> Run {
     }
 }
 
+/// Mean bytes per part of an ordinary account's state (every 1,000th account), as
+/// `AccountState::memory_breakdown` names them.
+fn breakdown(shard: &Shard) {
+    let accounts = shard.accounts_sorted();
+    let sampled: Vec<_> = accounts
+        .iter()
+        .filter(|(id, _)| id.as_str().starts_with("acct-"))
+        .step_by(1_000)
+        .collect();
+    let mut sums: Vec<(&'static str, usize)> = Vec::new();
+    for (_, state) in &sampled {
+        for (i, (name, bytes)) in state.memory_breakdown().into_iter().enumerate() {
+            if i == sums.len() {
+                sums.push((name, 0));
+            }
+            sums[i].1 += bytes;
+        }
+    }
+    let n = sampled.len().max(1);
+    let total: usize = sums.iter().map(|(_, b)| b).sum();
+    println!(
+        "  state of an ordinary account, mean of {n}: {} bytes (inline + heap, map entry and id aside)",
+        total / n
+    );
+    for (name, bytes) in sums {
+        println!("    {name:<24} {:>5}", bytes / n);
+    }
+}
+
 fn report(label: &str, r: &Run) {
     let per = |bytes: isize| bytes / r.accounts.max(1) as isize;
     println!(
-        "memory_1m linking {label}: {} accounts, {} events, {} ticks in {:.1} s ({:.0} events/s with the counting allocator)",
+        "memory_1m linking {label}: {} accounts, {} events, {} ticks in {:.1} s, {:.1} CPU-s ({:.0} events/s, {:.0} events per CPU-second, with the counting allocator)",
         r.accounts,
         r.events,
         r.ticks,
         r.seconds,
-        r.events as f64 / r.seconds
+        r.cpu_seconds,
+        r.events as f64 / r.seconds,
+        r.events as f64 / r.cpu_seconds.max(0.01)
     );
     println!(
         "  held {:.0} MiB = {} bytes/account: shard {:.0} MiB ({} bytes/account), scorer {:.0} MiB ({} bytes/account)",

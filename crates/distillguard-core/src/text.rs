@@ -137,17 +137,109 @@ const FRAME_MIN_PROMPTS: u32 = 8;
 /// table of 128 counters over content-word hashes. A word in at least half the account's prompts
 /// is frame, not topic. Unrelated words sharing a slot add noise of about (content words per
 /// prompt / 128) per prompt, far below one half.
+///
+/// The counters are a short list of the used slots while the account has sent few prompts (the
+/// table is 256 bytes; a few prompts fill a few dozen slots), the table after: the same counts
+/// either way. Checkpoints hold the table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FrameWords {
     #[serde(with = "slots")]
-    counts: [u16; FRAME_SLOTS],
+    counts: FrameCounts,
     prompts: u32,
 }
+
+/// Used slots kept as a list before the table is allocated.
+const SPARSE_FRAME_SLOTS: usize = 64;
+
+#[derive(Debug, Clone)]
+enum FrameCounts {
+    /// `slot << 8 | count` of each used slot (count below 256), ascending by slot.
+    Sparse(Vec<u16>),
+    Dense(Box<[u16; FRAME_SLOTS]>),
+}
+
+impl FrameCounts {
+    #[inline]
+    fn get(&self, slot: usize) -> u16 {
+        match self {
+            FrameCounts::Sparse(used) => used
+                .binary_search_by_key(&slot, |e| usize::from(e >> 8))
+                .map_or(0, |i| used[i] & 0xff),
+            FrameCounts::Dense(table) => table[slot],
+        }
+    }
+
+    fn bump(&mut self, slot: usize) {
+        if let FrameCounts::Sparse(used) = self {
+            match used.binary_search_by_key(&slot, |e| usize::from(e >> 8)) {
+                Ok(i) if used[i] & 0xff < 0xff => {
+                    used[i] += 1;
+                    return;
+                }
+                Err(i) if used.len() < SPARSE_FRAME_SLOTS => {
+                    crate::sketch::reserve_one(used, SPARSE_FRAME_SLOTS);
+                    used.insert(i, (slot as u16) << 8 | 1);
+                    return;
+                }
+                _ => *self = FrameCounts::Dense(Box::new(self.table())),
+            }
+        }
+        if let FrameCounts::Dense(table) = self {
+            table[slot] += 1;
+        }
+    }
+
+    fn halve(&mut self) {
+        match self {
+            FrameCounts::Sparse(used) => {
+                for e in used.iter_mut() {
+                    *e = (*e & 0xff00) | ((*e & 0xff) / 2);
+                }
+                used.retain(|e| e & 0xff > 0);
+            }
+            FrameCounts::Dense(table) => table.iter_mut().for_each(|c| *c /= 2),
+        }
+    }
+
+    fn table(&self) -> [u16; FRAME_SLOTS] {
+        match self {
+            FrameCounts::Sparse(used) => {
+                let mut table = [0; FRAME_SLOTS];
+                used.iter()
+                    .for_each(|e| table[usize::from(e >> 8)] = e & 0xff);
+                table
+            }
+            FrameCounts::Dense(table) => **table,
+        }
+    }
+
+    fn from_table(table: [u16; FRAME_SLOTS]) -> Self {
+        let used = table.iter().filter(|c| **c > 0).count();
+        if used <= SPARSE_FRAME_SLOTS && table.iter().all(|c| *c < 0xff) {
+            FrameCounts::Sparse(
+                (0..FRAME_SLOTS)
+                    .filter(|s| table[*s] > 0)
+                    .map(|s| (s as u16) << 8 | table[s])
+                    .collect(),
+            )
+        } else {
+            FrameCounts::Dense(Box::new(table))
+        }
+    }
+}
+
+impl PartialEq for FrameCounts {
+    fn eq(&self, other: &Self) -> bool {
+        self.table() == other.table()
+    }
+}
+
+impl Eq for FrameCounts {}
 
 impl Default for FrameWords {
     fn default() -> Self {
         Self {
-            counts: [0; FRAME_SLOTS],
+            counts: FrameCounts::Sparse(Vec::new()),
             prompts: 0,
         }
     }
@@ -157,16 +249,14 @@ impl FrameWords {
     #[inline]
     pub fn is_frame(&self, word: u32) -> bool {
         self.prompts >= FRAME_MIN_PROMPTS
-            && u32::from(self.counts[word as usize % FRAME_SLOTS]) * 2 >= self.prompts
+            && u32::from(self.counts.get(word as usize % FRAME_SLOTS)) * 2 >= self.prompts
     }
 
     /// Counts one prompt's content words (each distinct slot once per prompt).
     pub fn observe(&mut self, features: &PromptFeatures) {
         if self.prompts >= u32::from(u16::MAX) / 2 {
             // Halving keeps every ratio and bounds the counters.
-            for count in &mut self.counts {
-                *count /= 2;
-            }
+            self.counts.halve();
             self.prompts /= 2;
         }
         self.prompts += 1;
@@ -175,8 +265,16 @@ impl FrameWords {
             let slot = *word as usize % FRAME_SLOTS;
             if seen & (1 << slot) == 0 {
                 seen |= 1 << slot;
-                self.counts[slot] += 1;
+                self.counts.bump(slot);
             }
+        }
+    }
+
+    /// Heap bytes held (the list or the table).
+    pub fn heap_bytes(&self) -> usize {
+        match &self.counts {
+            FrameCounts::Sparse(used) => used.capacity() * 2,
+            FrameCounts::Dense(_) => FRAME_SLOTS * 2,
         }
     }
 }
@@ -184,19 +282,20 @@ impl FrameWords {
 mod slots {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn serialize<S: Serializer>(
-        counts: &[u16; super::FRAME_SLOTS],
+    pub(super) fn serialize<S: Serializer>(
+        counts: &super::FrameCounts,
         s: S,
     ) -> Result<S::Ok, S::Error> {
-        counts.as_slice().serialize(s)
+        counts.table().as_slice().serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
-    ) -> Result<[u16; super::FRAME_SLOTS], D::Error> {
-        Vec::<u16>::deserialize(d)?
+    ) -> Result<super::FrameCounts, D::Error> {
+        let table: [u16; super::FRAME_SLOTS] = Vec::<u16>::deserialize(d)?
             .try_into()
-            .map_err(|_| serde::de::Error::custom("frame-word table has the wrong size"))
+            .map_err(|_| serde::de::Error::custom("frame-word table has the wrong size"))?;
+        Ok(super::FrameCounts::from_table(table))
     }
 }
 
@@ -964,6 +1063,40 @@ mod tests {
             .map(|w| (word_hash(w.as_bytes()) >> 32) as u32)
             .collect();
         assert_eq!(&f.content[..f.content_len as usize], expected.as_slice());
+    }
+
+    #[test]
+    fn frame_counts_kept_as_a_list_then_a_table_count_exactly_as_the_table() {
+        let mut frame = FrameWords::default();
+        let mut table = [0u16; FRAME_SLOTS];
+        for i in 0..600usize {
+            let prompt = format!(
+                "{} {} route the ticket",
+                crate::detect::testing::word(i),
+                crate::detect::testing::word(i * 7 % 90)
+            );
+            let features = prompt_features(&prompt);
+            frame.observe(&features);
+            let mut seen = 0u128;
+            for word in &features.content[..features.content_len as usize] {
+                let slot = *word as usize % FRAME_SLOTS;
+                if seen & (1 << slot) == 0 {
+                    seen |= 1 << slot;
+                    table[slot] += 1;
+                }
+            }
+            assert_eq!(frame.counts.table(), table, "prompt {i}");
+            if i == 1 {
+                assert!(matches!(frame.counts, FrameCounts::Sparse(_)));
+            }
+        }
+        assert!(
+            matches!(frame.counts, FrameCounts::Dense(_)),
+            "a count passed 255"
+        );
+        let mut halved = frame.counts.clone();
+        halved.halve();
+        assert_eq!(halved.table(), table.map(|c| c / 2));
     }
 
     #[test]

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::engine::EngineConfig;
 use crate::event::{AccountId, ApiEvent, ModelName};
 use crate::finding::SamplePrompt;
-use crate::sketch::{fast_hash, BottomK, DistinctCounter, FrequentItems, LinearCounter};
+use crate::sketch::{
+    fast_hash, reserve_one, BottomK, DistinctCounter, FrequentItems, LinearCounter,
+};
 use crate::text::{demands_reasoning, prompt_features, FrameWords, PromptFeatures, SIGNATURE_BINS};
 use crate::time::EventTime;
 
@@ -186,7 +188,8 @@ pub struct AccountState {
     user_agents: FrequentItems<u64, 3>,
     user_agent_distinct: LinearCounter<1>,
     user_agent: Option<Box<str>>,
-    end_users: LinearCounter<4>,
+    #[serde(with = "boxed_counter")]
+    end_users: Option<Box<LinearCounter<4>>>,
     end_user_events: u32,
     /// Heavy end users judged on their own, once the account has shown two end users.
     #[serde(default)]
@@ -261,7 +264,7 @@ impl AccountState {
             user_agents: FrequentItems::default(),
             user_agent_distinct: LinearCounter::default(),
             user_agent: None,
-            end_users: LinearCounter::default(),
+            end_users: None,
             end_user_events: 0,
             end_user_subjects: None,
             end_user_seen_new: false,
@@ -365,7 +368,7 @@ impl AccountState {
     /// end-user counter set by an earlier event says nothing new; only a new one can).
     fn observe_end_user(&mut self, event: &ApiEvent, end_user: &str, config: &EngineConfig) {
         if self.end_user_subjects.is_none() {
-            if !self.end_user_seen_new || self.end_users.estimate() < 1.5 {
+            if !self.end_user_seen_new || end_user_estimate(&self.end_users) < 1.5 {
                 return;
             }
             self.end_user_subjects = Some(Box::default());
@@ -423,9 +426,7 @@ impl AccountState {
                 if known {
                     self.opener_repeats += 1;
                 } else if self.recent_openers.len() < RECENT_OPENERS {
-                    if self.recent_openers.capacity() == 0 {
-                        self.recent_openers.reserve_exact(RECENT_OPENERS);
-                    }
+                    reserve_one(&mut self.recent_openers, RECENT_OPENERS);
                     self.recent_openers.push(fingerprint);
                 } else {
                     self.recent_openers[self.openers_next as usize % RECENT_OPENERS] = fingerprint;
@@ -466,9 +467,7 @@ impl AccountState {
             signature: features.signature,
         };
         if self.recent.len() < RECENT_PROMPTS {
-            if self.recent.capacity() == 0 {
-                self.recent.reserve_exact(RECENT_PROMPTS);
-            }
+            reserve_one(&mut self.recent, RECENT_PROMPTS);
             self.recent.push(entry);
         } else {
             self.recent[self.recent_next as usize] = entry;
@@ -495,7 +494,7 @@ impl AccountState {
         if !due || self.sample_fingerprints.contains(&fingerprint) {
             return;
         }
-        let samples = Arc::make_mut(&mut self.samples.0);
+        let samples = Arc::make_mut(self.samples.0.get_or_insert_with(Default::default));
         if samples.len() >= keep {
             // Samples are kept oldest first.
             samples.remove(0);
@@ -522,6 +521,7 @@ impl AccountState {
                     recent_at: at_ms,
                 };
                 if self.models.len() < MODEL_SLOTS {
+                    reserve_one(&mut self.models, MODEL_SLOTS);
                     self.models.push(fresh);
                     self.models.len() - 1
                 } else {
@@ -564,9 +564,10 @@ impl AccountState {
         }
         if let Some(end_user) = &event.end_user {
             self.end_user_events += 1;
-            let before = self.end_users.clone();
-            self.end_users.insert(fast_hash(end_user.as_bytes()));
-            self.end_user_seen_new = before != self.end_users;
+            let counter = self.end_users.get_or_insert_with(Box::default);
+            let before = (**counter).clone();
+            counter.insert(fast_hash(end_user.as_bytes()));
+            self.end_user_seen_new = before != **counter;
         }
         if let Some(payment) = &event.payment_fingerprint {
             if self.payment_fingerprint.as_deref() != Some(payment.as_str()) {
@@ -655,7 +656,7 @@ impl AccountState {
             distinct_user_agents: self.user_agent_distinct.estimate().round() as u64,
             user_agent: self.user_agent.as_deref().map(str::to_owned),
             end_user_events: u64::from(self.end_user_events),
-            distinct_end_users: self.end_users.estimate().round() as u64,
+            distinct_end_users: end_user_estimate(&self.end_users).round() as u64,
             payment_fingerprint: self.payment_fingerprint.as_deref().map(str::to_owned),
             account_created_at: self.account_created_at,
             samples: self.samples.clone(),
@@ -677,6 +678,159 @@ impl AccountState {
             })
     }
 
+    /// Bytes per part of the state, inline (`size_of`) plus heap, evidence samples excluded: the
+    /// breakdown the `memory_1m` bench prints, so a change to the state is measured part by part.
+    pub fn memory_breakdown(&self) -> Vec<(&'static str, usize)> {
+        use std::mem::size_of_val as inline;
+        let vec = |v: usize, cap: usize, each: usize| v + cap * each;
+        let mut parts = vec![
+            (
+                "times and token totals",
+                inline(&self.first_seen)
+                    + inline(&self.last_seen)
+                    + inline(&self.events)
+                    + inline(&self.prompt_tokens)
+                    + inline(&self.completion_tokens)
+                    + inline(&self.reasoning_tokens)
+                    + inline(&self.completion_known)
+                    + inline(&self.prompts)
+                    + inline(&self.account_created_at),
+            ),
+            ("hourly", inline(&self.hourly) + self.hourly.heap_bytes()),
+            ("hour_of_day", inline(&self.hour_of_day)),
+            ("gaps", inline(&self.gaps)),
+            (
+                "quiet",
+                vec(inline(&self.quiet), self.quiet.completed.capacity(), 2),
+            ),
+            (
+                "distinct_prompts",
+                inline(&self.distinct_prompts)
+                    + self.distinct_prompts.heap_bytes()
+                    + inline(&self.distinct_estimate),
+            ),
+            (
+                "vocabulary",
+                inline(&self.vocabulary) + self.vocabulary.distinct.heap_bytes(),
+            ),
+            ("frame", inline(&self.frame) + self.frame.heap_bytes()),
+            (
+                "prefixes+suffixes",
+                inline(&self.prefixes)
+                    + inline(&self.suffixes)
+                    + self.prefixes.heap_bytes()
+                    + self.suffixes.heap_bytes(),
+            ),
+            (
+                "recent prompts",
+                vec(
+                    inline(&self.recent) + inline(&self.recent_next),
+                    self.recent.capacity(),
+                    std::mem::size_of::<RecentPrompt>(),
+                ),
+            ),
+            (
+                "recent openers",
+                vec(
+                    inline(&self.recent_openers) + inline(&self.openers_next),
+                    self.recent_openers.capacity(),
+                    4,
+                ),
+            ),
+            (
+                "u32 counters",
+                inline(&self.exact_repeats)
+                    + inline(&self.near_repeats)
+                    + inline(&self.turns_known)
+                    + inline(&self.single_turn)
+                    + inline(&self.reasoning_prompts)
+                    + inline(&self.reasoning_system)
+                    + inline(&self.logprobs)
+                    + inline(&self.multi_sample)
+                    + inline(&self.large_max_tokens)
+                    + inline(&self.temperature_zero)
+                    + inline(&self.distribution_requests)
+                    + inline(&self.distribution_alternatives)
+                    + inline(&self.opener_repeats)
+                    + inline(&self.task_resends)
+                    + inline(&self.deep_turns)
+                    + inline(&self.end_user_events),
+            ),
+            (
+                "system prompts",
+                inline(&self.system_cache)
+                    + inline(&self.system_prompts)
+                    + self.system_prompts.heap_bytes(),
+            ),
+            (
+                "models",
+                vec(
+                    inline(&self.models),
+                    self.models.capacity(),
+                    std::mem::size_of::<ModelSlot>(),
+                ) + self
+                    .models
+                    .iter()
+                    .map(|m| m.model.as_str().len())
+                    .sum::<usize>(),
+            ),
+            ("ips", inline(&self.ips) + self.ips.heap_bytes()),
+            ("ip_distinct", inline(&self.ip_distinct)),
+            (
+                "ip_sample",
+                inline(&self.ip_sample) + self.ip_sample.heap_bytes(),
+            ),
+            (
+                "subnet_sample",
+                inline(&self.subnet_sample) + self.subnet_sample.heap_bytes(),
+            ),
+            (
+                "content_sample",
+                inline(&self.content_sample) + self.content_sample.heap_bytes(),
+            ),
+            (
+                "user agents",
+                inline(&self.user_agents)
+                    + self.user_agents.heap_bytes()
+                    + inline(&self.user_agent_distinct)
+                    + inline(&self.user_agent)
+                    + self.user_agent.as_ref().map_or(0, |s| s.len()),
+            ),
+            (
+                "end users",
+                inline(&self.end_users)
+                    + self.end_users.as_ref().map_or(0, |_| 32)
+                    + inline(&self.end_user_subjects)
+                    + inline(&self.end_user_seen_new)
+                    + self
+                        .end_user_subjects
+                        .as_ref()
+                        .map_or(0, |subjects| subjects.heap_bytes()),
+            ),
+            (
+                "payment fingerprint",
+                inline(&self.payment_fingerprint)
+                    + self.payment_fingerprint.as_ref().map_or(0, |s| s.len()),
+            ),
+            (
+                "samples",
+                vec(
+                    inline(&self.sample_fingerprints) + inline(&self.samples),
+                    self.sample_fingerprints.capacity(),
+                    8,
+                ),
+            ),
+            (
+                "population, dirty",
+                inline(&self.population_buckets) + inline(&self.dirty),
+            ),
+        ];
+        let named: usize = parts.iter().map(|(_, b)| b).sum();
+        let total = std::mem::size_of::<Self>() + self.heap_bytes_without_samples();
+        parts.push(("padding (and unnamed)", total.saturating_sub(named)));
+        parts
+    }
+
     /// Heap bytes held outside the struct itself, evidence samples excluded.
     pub fn heap_bytes_without_samples(&self) -> usize {
         let recent = self.recent.capacity() * std::mem::size_of::<RecentPrompt>()
@@ -693,6 +847,7 @@ impl AccountState {
             .as_ref()
             .map_or(0, |subjects| subjects.heap_bytes());
         let strings = end_users
+            + self.end_users.as_ref().map_or(0, |_| 32)
             + self.user_agent.as_ref().map_or(0, |s| s.len())
             + self.payment_fingerprint.as_ref().map_or(0, |s| s.len());
         let frequent = self.prefixes.heap_bytes()
@@ -703,7 +858,40 @@ impl AccountState {
             + self.subnet_sample.heap_bytes()
             + self.content_sample.heap_bytes()
             + self.user_agents.heap_bytes();
-        self.distinct_prompts.heap_bytes() + recent + models + quiet + strings + frequent
+        let windows = self.hourly.heap_bytes()
+            + self.vocabulary.distinct.heap_bytes()
+            + self.frame.heap_bytes();
+        self.distinct_prompts.heap_bytes() + recent + models + quiet + strings + frequent + windows
+    }
+}
+
+/// The end-user counter's estimate; no counter (no end user named yet) counts nothing.
+fn end_user_estimate(counter: &Option<Box<LinearCounter<4>>>) -> f64 {
+    counter.as_ref().map_or(0.0, |c| c.estimate())
+}
+
+/// The end-user counter is allocated with the first end user (most accounts name none) and
+/// written as the counter itself, empty when absent: the form older versions wrote and read.
+mod boxed_counter {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::sketch::LinearCounter;
+
+    pub fn serialize<S: Serializer>(
+        counter: &Option<Box<LinearCounter<4>>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match counter {
+            Some(counter) => counter.serialize(serializer),
+            None => LinearCounter::<4>::default().serialize(serializer),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Box<LinearCounter<4>>>, D::Error> {
+        let counter = LinearCounter::<4>::deserialize(deserializer)?;
+        Ok((counter != LinearCounter::default()).then(|| Box::new(counter)))
     }
 }
 

@@ -13,36 +13,44 @@ use crate::time::EventTime;
 /// Evidence samples shared between the account state and its summaries: a summary is made for
 /// every changed account at every tick, and copying five 300-character prompts each time would
 /// cost more than the scoring. Copy-on-write on the rare sample update.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SharedSamples(pub(super) Arc<Vec<SamplePrompt>>);
+#[derive(Debug, Clone, Default)]
+pub struct SharedSamples(pub(super) Option<Arc<Vec<SamplePrompt>>>);
+
+/// No samples is no allocation: an account with samples turned off (or no prompt yet) holds a
+/// null pointer rather than a shared empty list (40 bytes per account at a million accounts).
+impl PartialEq for SharedSamples {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
 
 impl std::ops::Deref for SharedSamples {
     type Target = [SamplePrompt];
 
     fn deref(&self) -> &[SamplePrompt] {
-        &self.0
+        self.0.as_deref().map_or(&[], Vec::as_slice)
     }
 }
 
 impl SharedSamples {
     pub fn new(samples: Vec<SamplePrompt>) -> Self {
-        Self(Arc::new(samples))
+        Self((!samples.is_empty()).then(|| Arc::new(samples)))
     }
 
     pub fn to_vec(&self) -> Vec<SamplePrompt> {
-        self.0.as_ref().clone()
+        (**self).to_vec()
     }
 }
 
 impl Serialize for SharedSamples {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.as_slice().serialize(serializer)
+        (**self).serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for SharedSamples {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(Self(Arc::new(Vec::deserialize(deserializer)?)))
+        Ok(Self::new(Vec::deserialize(deserializer)?))
     }
 }
 

@@ -191,3 +191,65 @@ fn an_account_state_checkpointed_before_the_session_and_distribution_counters_st
     // It goes on counting from there.
     restored.observe(&event(3_100_000, "one more question about tides"), &config);
 }
+
+#[test]
+fn small_and_large_accounts_checkpoint_in_the_dense_layout_and_continue_identically() {
+    // A 3-prompt account keeps its hour ring, vocabulary bits and frame counts as short lists,
+    // a 400-prompt one as tables; both write the tables older versions wrote (and read), and
+    // restored from MessagePack both go on exactly as the account that was never checkpointed.
+    let config = EngineConfig::default();
+    for prompts in [3i64, 400] {
+        let mut state = AccountState::new(EventTime::from_epoch_ms(BASE).unwrap());
+        for i in 0..prompts {
+            let prompt = format!("{} and why it matters", diverse_prompt(i as usize));
+            state.observe(&event(i * 7 * 60_000, &prompt), &config);
+        }
+        let json = serde_json::to_value(&state).unwrap();
+        assert_eq!(json["hourly"]["events"].as_array().unwrap().len(), 24);
+        assert_eq!(
+            json["hourly"]["completion_tokens"]
+                .as_array()
+                .unwrap()
+                .len(),
+            24
+        );
+        assert_eq!(
+            json["vocabulary"]["distinct"]["bits"]
+                .as_array()
+                .unwrap()
+                .len(),
+            32
+        );
+        assert_eq!(json["frame"]["counts"].as_array().unwrap().len(), 128);
+        let bytes = rmp_serde::to_vec_named(&state).unwrap();
+        let mut restored: AccountState = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(rmp_serde::to_vec_named(&restored).unwrap(), bytes);
+        let id = AccountId::parse("acct").unwrap();
+        for i in prompts..prompts + 200 {
+            let e = event(i * 7 * 60_000, &diverse_prompt(i as usize % 250));
+            state.observe(&e, &config);
+            restored.observe(&e, &config);
+            if i % 40 == 0 {
+                let at = EventTime::from_epoch_ms(BASE + i * 7 * 60_000 + 1).unwrap();
+                assert_eq!(state.summary(&id, at), restored.summary(&id, at));
+            }
+        }
+    }
+}
+
+#[test]
+fn an_account_of_three_events_holds_under_a_kilobyte_and_a_half() {
+    let config = EngineConfig::default();
+    let mut state = AccountState::new(EventTime::from_epoch_ms(BASE).unwrap());
+    for i in 0..3i64 {
+        let mut e = event(i * 8 * 3_600_000, &diverse_prompt(i as usize));
+        e.client_ip = Some("10.1.2.3".parse().unwrap());
+        e.user_agent = Some("OpenAI/Python 1.3.0".into());
+        e.payment_fingerprint = Some("card-0001234".into());
+        state.observe(&e, &config);
+    }
+    let parts = state.memory_breakdown();
+    let bytes: usize = parts.iter().map(|(_, b)| b).sum();
+    // 2,824 bytes before the lists grew to their caps and the tables started sparse.
+    assert!(bytes <= 1_536, "{bytes} bytes: {parts:?}");
+}

@@ -34,11 +34,105 @@ pub fn herdan(distinct: f64, words: u64) -> Option<f64> {
     Some(distinct.ln() / words.ln() - drift)
 }
 
+/// Set bits of a window's distinct-word counter kept as a sorted list before the 2,048-bit table
+/// (256 bytes) is allocated.
+const SPARSE_WORD_BITS: usize = 96;
+
+/// A [`VocabularyCounter`] held as its set bits while they are few: most accounts send a few
+/// prompts, whose subject words set a few dozen of the 2,048 bits. The same bits either way, so
+/// the same estimate; checkpoints hold the table's form (older ones load unchanged).
+#[derive(Debug, Clone)]
+pub(super) enum WordBits {
+    /// Set bits, ascending.
+    Sparse(Vec<u16>),
+    Dense(Box<VocabularyCounter>),
+}
+
+impl Default for WordBits {
+    fn default() -> Self {
+        WordBits::Sparse(Vec::new())
+    }
+}
+
+impl WordBits {
+    fn insert(&mut self, hash: u64) {
+        let bit = VocabularyCounter::bit_of(hash);
+        match self {
+            WordBits::Sparse(bits) => {
+                let Err(at) = bits.binary_search(&(bit as u16)) else {
+                    return;
+                };
+                if bits.len() < SPARSE_WORD_BITS {
+                    crate::sketch::reserve_one(bits, SPARSE_WORD_BITS);
+                    bits.insert(at, bit as u16);
+                } else {
+                    let mut dense = self.to_counter();
+                    dense.set_bit(bit);
+                    *self = WordBits::Dense(Box::new(dense));
+                }
+            }
+            WordBits::Dense(counter) => counter.set_bit(bit),
+        }
+    }
+
+    fn estimate(&self) -> f64 {
+        match self {
+            WordBits::Sparse(bits) => VocabularyCounter::estimate_of(bits.len() as u32),
+            WordBits::Dense(counter) => counter.estimate(),
+        }
+    }
+
+    fn to_counter(&self) -> VocabularyCounter {
+        match self {
+            WordBits::Sparse(bits) => {
+                let mut counter = VocabularyCounter::default();
+                bits.iter().for_each(|b| counter.set_bit(usize::from(*b)));
+                counter
+            }
+            WordBits::Dense(counter) => (**counter).clone(),
+        }
+    }
+
+    fn from_counter(counter: VocabularyCounter) -> Self {
+        let set = counter.set_bits().count();
+        if set <= SPARSE_WORD_BITS {
+            WordBits::Sparse(counter.set_bits().map(|b| b as u16).collect())
+        } else {
+            WordBits::Dense(Box::new(counter))
+        }
+    }
+
+    pub(super) fn heap_bytes(&self) -> usize {
+        match self {
+            WordBits::Sparse(bits) => bits.capacity() * 2,
+            WordBits::Dense(_) => std::mem::size_of::<VocabularyCounter>(),
+        }
+    }
+}
+
+impl PartialEq for WordBits {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_counter() == other.to_counter()
+    }
+}
+
+impl Serialize for WordBits {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_counter().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for WordBits {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        VocabularyCounter::deserialize(deserializer).map(Self::from_counter)
+    }
+}
+
 /// How many different subject words an account uses for how many it sends (topic spread).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(super) struct Vocabulary {
     pub(super) words: u64,
-    pub(super) distinct: VocabularyCounter,
+    pub(super) distinct: WordBits,
     pub(super) previous: Option<f64>,
 }
 
@@ -47,7 +141,7 @@ impl Vocabulary {
         if self.words >= VOCABULARY_WINDOW_WORDS {
             self.previous = self.current();
             self.words = 0;
-            self.distinct = LinearCounter::default();
+            self.distinct = WordBits::default();
         }
         self.words += 1;
         self.distinct.insert(crate::sketch::mix64(u64::from(word)));
@@ -64,7 +158,7 @@ impl Vocabulary {
     /// own: a cluster of young accounts measures its richness over their union.
     pub(super) fn young(&self) -> Option<Box<VocabularyCounter>> {
         (self.previous.is_none() && self.words < MIN_VOCABULARY_WORDS && self.words > 0)
-            .then(|| Box::new(self.distinct.clone()))
+            .then(|| Box::new(self.distinct.to_counter()))
     }
 
     /// The current window once it is a quarter full, the previous full window before that.
@@ -121,13 +215,145 @@ impl<'de> Deserialize<'de> for HourOfDay {
 /// Slot `h mod 24` holds hour `h` for the 24 hours ending with the newest hour seen, so one
 /// hour number is kept instead of one per slot (184 bytes less per account). An event older
 /// than that window is outside every window the summary reads and is not counted.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "HourRingWire")]
+#[derive(Debug, Clone, Default)]
 pub(super) struct HourRing {
     /// The newest event hour (hours since the epoch); 0 while empty.
     latest: i64,
+    slots: HourSlots,
+}
+
+/// Slots in use before the full table (192 bytes) is allocated.
+const SPARSE_HOURS: usize = 8;
+
+/// The ring's 24 slots: the used ones as a short list while the account has been active in few
+/// of the last 24 hours (most accounts at a million), the full table after. Unused slots read as
+/// zero either way, so every window sums the same.
+#[derive(Debug, Clone)]
+enum HourSlots {
+    /// `[slot, events, completion tokens]` of each used slot (events at least 1), any order.
+    Sparse(Vec<[u32; 3]>),
+    Dense(Box<HourTable>),
+}
+
+impl Default for HourSlots {
+    fn default() -> Self {
+        HourSlots::Sparse(Vec::new())
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct HourTable {
     events: [u32; HOURS],
     completion_tokens: [u32; HOURS],
+}
+
+impl HourSlots {
+    fn get(&self, slot: usize) -> (u32, u32) {
+        match self {
+            HourSlots::Sparse(used) => used
+                .iter()
+                .find(|e| e[0] as usize == slot)
+                .map_or((0, 0), |e| (e[1], e[2])),
+            HourSlots::Dense(table) => (table.events[slot], table.completion_tokens[slot]),
+        }
+    }
+
+    fn clear(&mut self, slot: usize) {
+        match self {
+            HourSlots::Sparse(used) => used.retain(|e| e[0] as usize != slot),
+            HourSlots::Dense(table) => {
+                table.events[slot] = 0;
+                table.completion_tokens[slot] = 0;
+            }
+        }
+    }
+
+    fn add(&mut self, slot: usize, completion_tokens: u32) {
+        if let HourSlots::Sparse(used) = self {
+            if let Some(e) = used.iter_mut().find(|e| e[0] as usize == slot) {
+                e[1] = e[1].saturating_add(1);
+                e[2] = e[2].saturating_add(completion_tokens);
+                return;
+            }
+            if used.len() < SPARSE_HOURS {
+                crate::sketch::reserve_one(used, SPARSE_HOURS);
+                used.push([slot as u32, 1, completion_tokens]);
+                return;
+            }
+            *self = HourSlots::Dense(Box::new(self.table()));
+        }
+        if let HourSlots::Dense(table) = self {
+            table.events[slot] = table.events[slot].saturating_add(1);
+            table.completion_tokens[slot] =
+                table.completion_tokens[slot].saturating_add(completion_tokens);
+        }
+    }
+
+    fn table(&self) -> HourTable {
+        match self {
+            HourSlots::Sparse(used) => {
+                let mut table = HourTable::default();
+                for e in used {
+                    table.events[e[0] as usize] = e[1];
+                    table.completion_tokens[e[0] as usize] = e[2];
+                }
+                table
+            }
+            HourSlots::Dense(table) => (**table).clone(),
+        }
+    }
+
+    fn from_table(table: HourTable) -> Self {
+        let used: Vec<[u32; 3]> = (0..HOURS)
+            .filter(|&s| table.events[s] > 0 || table.completion_tokens[s] > 0)
+            .map(|s| [s as u32, table.events[s], table.completion_tokens[s]])
+            .collect();
+        if used.len() <= SPARSE_HOURS {
+            HourSlots::Sparse(used)
+        } else {
+            HourSlots::Dense(Box::new(table))
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            HourSlots::Sparse(used) => used.capacity() * 12,
+            HourSlots::Dense(_) => std::mem::size_of::<HourTable>(),
+        }
+    }
+}
+
+impl PartialEq for HourRing {
+    fn eq(&self, other: &Self) -> bool {
+        self.latest == other.latest && self.slots.table() == other.slots.table()
+    }
+}
+
+impl Eq for HourRing {}
+
+/// Checkpoints hold the full table (the form written before the sparse one).
+impl Serialize for HourRing {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            latest: i64,
+            events: &'a [u32; HOURS],
+            completion_tokens: &'a [u32; HOURS],
+        }
+        let table = self.slots.table();
+        Wire {
+            latest: self.latest,
+            events: &table.events,
+            completion_tokens: &table.completion_tokens,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for HourRing {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        HourRingWire::deserialize(deserializer).map(Self::from)
+    }
 }
 
 impl HourRing {
@@ -135,19 +361,18 @@ impl HourRing {
         if hour > self.latest {
             // Slots of the hours the window moves past are reused for the new hours.
             let cleared = (hour - self.latest).min(HOURS as i64);
-            for h in (hour - cleared + 1)..=hour {
-                let slot = Self::slot(h);
-                self.events[slot] = 0;
-                self.completion_tokens[slot] = 0;
+            if cleared == HOURS as i64 {
+                self.slots = HourSlots::default();
+            } else {
+                for h in (hour - cleared + 1)..=hour {
+                    self.slots.clear(Self::slot(h));
+                }
             }
             self.latest = hour;
         } else if hour <= self.latest - HOURS as i64 {
             return;
         }
-        let slot = Self::slot(hour);
-        self.events[slot] = self.events[slot].saturating_add(1);
-        self.completion_tokens[slot] =
-            self.completion_tokens[slot].saturating_add(completion_tokens);
+        self.slots.add(Self::slot(hour), completion_tokens);
     }
 
     fn slot(hour: i64) -> usize {
@@ -164,7 +389,7 @@ impl HourRing {
         let mut out = [0; HOURS];
         for (i, h) in ((hour - HOURS as i64 + 1)..=hour).enumerate() {
             if self.holds(h) {
-                out[i] = self.events[Self::slot(h)];
+                out[i] = self.slots.get(Self::slot(h)).0;
             }
         }
         out
@@ -174,11 +399,15 @@ impl HourRing {
         let mut events = 0u64;
         let mut tokens = 0u64;
         for h in from_hour.max(self.latest - HOURS as i64 + 1)..=to_hour.min(self.latest) {
-            let slot = Self::slot(h);
-            events += u64::from(self.events[slot]);
-            tokens += u64::from(self.completion_tokens[slot]);
+            let (e, t) = self.slots.get(Self::slot(h));
+            events += u64::from(e);
+            tokens += u64::from(t);
         }
         (events, tokens)
+    }
+
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.slots.heap_bytes()
     }
 }
 
@@ -195,26 +424,29 @@ struct HourRingWire {
 
 impl From<HourRingWire> for HourRing {
     fn from(wire: HourRingWire) -> Self {
-        let mut ring = Self {
-            latest: wire.latest.unwrap_or(0),
+        let mut latest = wire.latest.unwrap_or(0);
+        let mut table = HourTable {
             events: wire.events,
             completion_tokens: wire.completion_tokens,
         };
         if let (None, Some(hours)) = (wire.latest, wire.hours) {
-            let used = |slot: usize| ring.events[slot] > 0 || ring.completion_tokens[slot] > 0;
-            ring.latest = (0..HOURS)
+            let used = |slot: usize| table.events[slot] > 0 || table.completion_tokens[slot] > 0;
+            latest = (0..HOURS)
                 .filter(|&slot| used(slot))
                 .map(|slot| hours[slot])
                 .max()
                 .unwrap_or(0);
             for (slot, hour) in hours.iter().enumerate() {
-                if !ring.holds(*hour) {
-                    ring.events[slot] = 0;
-                    ring.completion_tokens[slot] = 0;
+                if !(*hour <= latest && *hour > latest - HOURS as i64) {
+                    table.events[slot] = 0;
+                    table.completion_tokens[slot] = 0;
                 }
             }
         }
-        ring
+        Self {
+            latest,
+            slots: HourSlots::from_table(table),
+        }
     }
 }
 
@@ -300,6 +532,71 @@ impl GapStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vocabulary_bits_kept_sparse_then_dense_estimate_exactly_as_the_table() {
+        let mut bits = WordBits::default();
+        let mut table = VocabularyCounter::default();
+        for i in 0..3_000u64 {
+            let hash = crate::sketch::mix64(i % 700);
+            bits.insert(hash);
+            table.insert(hash);
+            assert_eq!(bits.estimate().to_bits(), table.estimate().to_bits(), "{i}");
+            assert_eq!(bits.to_counter(), table);
+            if i < 40 {
+                assert!(matches!(bits, WordBits::Sparse(_)));
+            }
+        }
+        assert!(matches!(bits, WordBits::Dense(_)));
+        // A sparse-sized table read back from a checkpoint is sparse again.
+        let json = serde_json::to_string(&WordBits::default()).unwrap();
+        assert!(matches!(
+            serde_json::from_str::<WordBits>(&json).unwrap(),
+            WordBits::Sparse(_)
+        ));
+    }
+
+    #[test]
+    fn the_sparse_hour_ring_reads_the_same_windows_as_the_table() {
+        // Reference: the 24-slot table the ring kept before, fed the same events.
+        let mut ring = HourRing::default();
+        let mut latest = 0i64;
+        let mut table = HourTable::default();
+        let mut rng = 7u64;
+        for step in 0..5_000i64 {
+            rng = crate::sketch::mix64(rng);
+            // Mostly forward, sometimes a jump, sometimes late.
+            let hour =
+                1_000 + step / 3 + (rng % 40) as i64 - 20 + if step % 500 == 0 { 30 } else { 0 };
+            let tokens = (rng >> 40) as u32 % 1_000;
+            ring.add(hour, tokens);
+            if hour > latest {
+                let cleared = (hour - latest).min(HOURS as i64);
+                for h in (hour - cleared + 1)..=hour {
+                    let slot = HourRing::slot(h);
+                    table.events[slot] = 0;
+                    table.completion_tokens[slot] = 0;
+                }
+                latest = hour;
+            } else if hour <= latest - HOURS as i64 {
+                continue;
+            }
+            let slot = HourRing::slot(hour);
+            table.events[slot] += 1;
+            table.completion_tokens[slot] += tokens;
+            assert_eq!(ring.slots.table(), table, "step {step}");
+            let now = latest + (rng % 3) as i64;
+            assert_eq!(ring.sum(now - 23, now), {
+                let mut e = 0u64;
+                let mut t = 0u64;
+                for h in (now - 23).max(latest - 23)..=now.min(latest) {
+                    e += u64::from(table.events[HourRing::slot(h)]);
+                    t += u64::from(table.completion_tokens[HourRing::slot(h)]);
+                }
+                (e, t)
+            });
+        }
+    }
 
     #[test]
     fn the_hour_ring_keeps_the_last_24_hours_and_drops_what_falls_out() {

@@ -174,6 +174,10 @@ impl Profile {
         }
     }
 
+    pub fn heap_bytes(&self) -> usize {
+        self.packed.len()
+    }
+
     pub fn support(&self) -> Support {
         self.read_support(&mut Reader(&self.packed))
             .expect("checked when made or read back")

@@ -30,6 +30,10 @@ impl AccountIndex {
         self.table.len()
     }
 
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.table.capacity() * 5 + 16
+    }
+
     fn hash(&self, account: &AccountId) -> u64 {
         self.hasher.hash_one(account.as_str())
     }
@@ -77,7 +81,7 @@ mod tests {
         summary.account_id = id(name);
         Some(Node {
             account: id(name),
-            features: Box::default(),
+            features: Default::default(),
             links: Vec::new(),
             cluster: None,
             profile: Profile::new(summary),

@@ -22,6 +22,7 @@ mod features;
 mod index;
 mod profile;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,7 @@ use compact::{Profile, Support, Traits};
 
 pub use clusters::{cluster_label, ClusterChange, ClusterView, Member};
 pub(crate) use features::ip_keys;
+use features::Features;
 pub use features::{FeatureKey, LinkKind};
 pub use profile::combined_summary;
 
@@ -335,6 +337,71 @@ impl Posting {
     }
 }
 
+/// Values held by exactly one account, and that account: `[low half, high half, member]`, 12
+/// bytes an entry (a map of `u64` to `u32` pads its entries to 16).
+#[derive(Debug, Default)]
+struct Singles {
+    table: hashbrown::HashTable<[u32; 3]>,
+    /// Seeded per process like the maps elsewhere; the layout never reaches an output (the
+    /// checkpoint sorts postings by value).
+    hasher: ahash::RandomState,
+}
+
+impl Singles {
+    fn hash(&self, value: u64) -> u64 {
+        self.hasher.hash_one(value)
+    }
+
+    fn split(value: u64) -> [u32; 2] {
+        [value as u32, (value >> 32) as u32]
+    }
+
+    fn join(entry: &[u32; 3]) -> u64 {
+        u64::from(entry[0]) | u64::from(entry[1]) << 32
+    }
+
+    fn insert(&mut self, value: u64, member: u32) {
+        let [low, high] = Self::split(value);
+        let hasher = &self.hasher;
+        self.table
+            .insert_unique(self.hash(value), [low, high, member], |e| {
+                hasher.hash_one(Self::join(e))
+            });
+    }
+
+    /// Removes the value; returns its holder.
+    fn remove(&mut self, value: u64) -> Option<u32> {
+        let [low, high] = Self::split(value);
+        let entry = self
+            .table
+            .find_entry(self.hash(value), |e| e[0] == low && e[1] == high)
+            .ok()?;
+        Some(entry.remove().0[2])
+    }
+
+    /// Removes the value if `member` holds it.
+    fn remove_member(&mut self, value: u64, member: u32) {
+        let [low, high] = Self::split(value);
+        if let Ok(entry) = self.table.find_entry(self.hash(value), |e| {
+            e[0] == low && e[1] == high && e[2] == member
+        }) {
+            entry.remove();
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.table.iter().map(|e| (Self::join(e), e[2]))
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn capacity(&self) -> usize {
+        self.table.capacity()
+    }
+}
+
 /// A posting as checkpoints hold it: `members` is `None` once more than the cap have held it.
 #[derive(Serialize, Deserialize)]
 struct PostingFields {
@@ -427,7 +494,7 @@ impl Shared {
 #[serde(try_from = "NodeRecordFields")]
 struct Node {
     account: AccountId,
-    features: Box<[FeatureKey]>,
+    features: Features,
     links: Vec<Link>,
     cluster: Option<u64>,
     /// The account's profile, from its latest summary, and the tick that summary was made at:
@@ -443,7 +510,7 @@ struct Node {
 #[derive(Deserialize)]
 struct NodeRecordFields {
     account: AccountId,
-    features: Box<[FeatureKey]>,
+    features: Features,
     links: Vec<Link>,
     cluster: Option<u64>,
     #[serde(default)]
@@ -534,6 +601,9 @@ pub struct Linker {
     /// Per kind, keyed by value: an 8-byte key instead of a 16-byte [`FeatureKey`] in maps
     /// holding several values per account.
     postings: [HashMap<u64, Posting, ahash::RandomState>; features::KINDS],
+    /// Per kind, the values exactly one account holds (almost all of them: an account's own
+    /// address, card, prompts), outside `postings`: 12 bytes a value instead of 24.
+    singles: [Singles; features::KINDS],
     clusters: BTreeMap<u64, clusters::ClusterState>,
     /// Nodes whose summary arrived this tick, in arrival (account-id) order.
     changed: Vec<u32>,
@@ -555,6 +625,7 @@ impl Linker {
             nodes: Vec::new(),
             free: Vec::new(),
             postings: std::array::from_fn(|_| HashMap::default()),
+            singles: std::array::from_fn(|_| Singles::default()),
             clusters: BTreeMap::new(),
             changed: Vec::new(),
             touched: BTreeSet::new(),
@@ -565,6 +636,61 @@ impl Linker {
 
     pub fn config(&self) -> &LinkConfig {
         &self.config
+    }
+
+    /// Bytes per part of the linker's state (table capacities and heap, allocator overhead
+    /// aside), for the `memory_1m` bench's breakdown.
+    pub fn memory_breakdown(&self) -> Vec<(&'static str, usize)> {
+        use std::mem::size_of;
+        let live = || self.nodes.iter().flatten();
+        let table = |cap: usize, entry: usize| cap * entry + cap + 16;
+        let postings: usize = self
+            .postings
+            .iter()
+            .map(|m| table(m.capacity(), size_of::<(u64, Posting)>()))
+            .sum();
+        let singles: usize = self.singles.iter().map(|s| table(s.capacity(), 12)).sum();
+        let shared: usize = self
+            .postings
+            .iter()
+            .flat_map(|m| m.values())
+            .map(|p| match p {
+                Posting::Many(many) => size_of::<Vec<u32>>() + many.capacity() * 4,
+                _ => 0,
+            })
+            .sum();
+        let single = self.singles.iter().map(Singles::len).sum::<usize>();
+        vec![
+            (
+                "node table",
+                self.nodes.capacity() * size_of::<Option<Node>>(),
+            ),
+            (
+                "account ids",
+                live().map(|n| n.account.as_str().len()).sum(),
+            ),
+            (
+                "feature keys",
+                live().map(|n| n.features.heap_bytes()).sum(),
+            ),
+            (
+                "links",
+                live().map(|n| n.links.capacity() * size_of::<Link>()).sum(),
+            ),
+            (
+                "packed profiles",
+                live().map(|n| n.profile.heap_bytes()).sum(),
+            ),
+            ("account index", self.index.heap_bytes()),
+            ("posting tables, shared values", postings),
+            ("posting tables, one holder", singles),
+            ("posting member lists", shared),
+            ("(postings held by one account)", single),
+            (
+                "(postings)",
+                self.postings.iter().map(|m| m.len()).sum::<usize>() + single,
+            ),
+        ]
     }
 
     /// Accounts the linker holds.
@@ -589,12 +715,12 @@ impl Linker {
             }
             None => self.insert(summary, at, risk),
         };
-        let old = std::mem::replace(&mut self.node_mut(id).features, features.as_slice().into());
+        let old = std::mem::replace(&mut self.node_mut(id).features, Features::new(&features));
         // Both lists are sorted: membership by binary search, not a scan per key.
         for key in old.iter().filter(|k| features.binary_search(k).is_err()) {
-            self.detach(*key, id);
+            self.detach(key, id);
         }
-        for key in features.iter().filter(|k| old.binary_search(k).is_err()) {
+        for key in features.iter().filter(|k| !old.contains(k)) {
             self.attach(*key, id);
         }
         self.changed.push(id);
@@ -603,7 +729,7 @@ impl Linker {
     fn insert(&mut self, summary: AccountSummary, at: EventTime, risk: f64) -> u32 {
         let node = Node {
             account: summary.account_id.clone(),
-            features: Box::default(),
+            features: Features::default(),
             links: Vec::new(),
             cluster: None,
             profile: Profile::new(summary),
@@ -636,40 +762,73 @@ impl Linker {
             .expect("linked nodes are live")
     }
 
+    /// The posting of a value two or more accounts hold (or held: a common value stays common).
+    /// A value one account holds links nobody, so its posting is never read.
     fn posting(&self, key: &FeatureKey) -> Option<&Posting> {
         self.postings[key.kind as usize].get(&key.value)
     }
 
-    fn all_postings(&self) -> impl Iterator<Item = (FeatureKey, &Posting)> + '_ {
+    fn all_postings(&self) -> impl Iterator<Item = (FeatureKey, Cow<'_, Posting>)> + '_ {
         LinkKind::ALL.into_iter().flat_map(move |kind| {
-            self.postings[kind as usize].iter().map(move |(value, p)| {
-                (
-                    FeatureKey {
-                        kind,
-                        value: *value,
-                    },
-                    p,
-                )
-            })
+            let key = move |value: u64| FeatureKey { kind, value };
+            let shared = self.postings[kind as usize]
+                .iter()
+                .map(move |(value, p)| (key(*value), Cow::Borrowed(p)));
+            let single = self.singles[kind as usize]
+                .iter()
+                .map(move |(value, member)| (key(value), Cow::Owned(Posting::One { member })));
+            shared.chain(single)
         })
+    }
+
+    /// Puts a posting read back from a checkpoint in its table.
+    fn put_posting(&mut self, key: FeatureKey, posting: Posting) {
+        match posting {
+            Posting::One { member } => self.singles[key.kind as usize].insert(key.value, member),
+            posting => {
+                self.postings[key.kind as usize].insert(key.value, posting);
+            }
+        }
     }
 
     fn attach(&mut self, key: FeatureKey, id: u32) {
         let cap = self.config.max_accounts_per_value;
-        self.postings[key.kind as usize]
+        let kind = key.kind as usize;
+        if cap > 0 && !self.postings[kind].contains_key(&key.value) {
+            match self.singles[kind].remove(key.value) {
+                None => {
+                    self.singles[kind].insert(key.value, id);
+                    return;
+                }
+                Some(member) => {
+                    self.postings[kind].insert(key.value, Posting::One { member });
+                }
+            }
+        }
+        self.postings[kind]
             .entry(key.value)
             .or_insert(Posting::Many(Box::default()))
             .add(id, cap);
     }
 
     fn detach(&mut self, key: FeatureKey, id: u32) {
-        let postings = &mut self.postings[key.kind as usize];
+        let kind = key.kind as usize;
+        let postings = &mut self.postings[kind];
         let Some(posting) = postings.get_mut(&key.value) else {
+            self.singles[kind].remove_member(key.value, id);
             return;
         };
         posting.remove(id);
-        if posting.holders() == 0 {
-            postings.remove(&key.value);
+        match posting {
+            Posting::One { member } => {
+                let member = *member;
+                postings.remove(&key.value);
+                self.singles[kind].insert(key.value, member);
+            }
+            posting if posting.holders() == 0 => {
+                postings.remove(&key.value);
+            }
+            _ => {}
         }
     }
 
@@ -706,7 +865,7 @@ impl Linker {
             .features
             .iter()
             .filter_map(|key| {
-                let posting = self.posting(key)?;
+                let posting = self.posting(&key)?;
                 let members = posting.members()?;
                 let weight = self.config.rarity_weight(key.kind, posting.holders());
                 // A crowded value below `min_value_weight` adds nothing.
@@ -976,7 +1135,7 @@ impl Linker {
             return;
         };
         for key in node.features.iter() {
-            self.detach(*key, id);
+            self.detach(key, id);
         }
         for link in &node.links {
             if let Some(other) = self.nodes[link.other as usize].as_mut() {
@@ -1015,14 +1174,16 @@ impl Linker {
 
     /// The postings sorted by value, borrowed (each item reads back as a [`PostingRecord`]).
     pub fn checkpoint_postings(&self) -> impl ExactSizeIterator<Item = impl Serialize + '_> + '_ {
-        let mut postings: Vec<(FeatureKey, &Posting)> = self.all_postings().collect();
+        let mut postings: Vec<(FeatureKey, Cow<'_, Posting>)> = self.all_postings().collect();
         postings.sort_unstable_by_key(|(k, _)| *k);
         postings.into_iter()
     }
 
     pub fn checkpoint(&self) -> LinkerCheckpoint {
-        let mut postings: Vec<(FeatureKey, Posting)> =
-            self.all_postings().map(|(k, p)| (k, p.clone())).collect();
+        let mut postings: Vec<(FeatureKey, Posting)> = self
+            .all_postings()
+            .map(|(k, p)| (k, p.into_owned()))
+            .collect();
         postings.sort_by_key(|(k, _)| *k);
         let head = self.checkpoint_head();
         LinkerCheckpoint {
@@ -1049,7 +1210,7 @@ impl Linker {
         }
         linker.free = checkpoint.free;
         for (key, posting) in checkpoint.postings {
-            linker.postings[key.kind as usize].insert(key.value, posting);
+            linker.put_posting(key, posting);
         }
         linker.clusters = checkpoint.clusters.into_iter().collect();
         linker.last_sweep = checkpoint.last_sweep;

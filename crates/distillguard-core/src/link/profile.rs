@@ -349,7 +349,7 @@ impl Linker {
                     sharing[kind as usize] += 1;
                 }
             }
-            keys.extend(node.features.iter().copied());
+            keys.extend(node.features.iter());
         }
         // Each value with the number of members holding it, in key order (kind first): the
         // counts a tree map of them would hold, from one sort instead of a tree insert per key.

@@ -382,6 +382,11 @@ impl Scorer {
         self.clusters.values()
     }
 
+    /// The linker's memory by part (`Linker::memory_breakdown`).
+    pub fn linker_memory(&self) -> Vec<(&'static str, usize)> {
+        self.linker.memory_breakdown()
+    }
+
     /// Accounts the linker holds.
     pub fn linked_accounts(&self) -> usize {
         self.linker.tracked()

@@ -22,7 +22,18 @@ impl<const WORDS: usize> LinearCounter<WORDS> {
 
     #[inline]
     pub fn insert(&mut self, hash: u64) {
-        let bit = (hash % Self::BITS as u64) as usize;
+        self.set_bit(Self::bit_of(hash));
+    }
+
+    /// The bit a hash sets.
+    #[inline]
+    pub fn bit_of(hash: u64) -> usize {
+        (hash % Self::BITS as u64) as usize
+    }
+
+    /// Sets one bit (below `WORDS` × 64).
+    #[inline]
+    pub fn set_bit(&mut self, bit: usize) {
         self.bits[bit / 64] |= 1 << (bit % 64);
     }
 
@@ -60,7 +71,11 @@ impl<const WORDS: usize> LinearCounter<WORDS> {
     }
 
     pub fn estimate(&self) -> f64 {
-        let set: u32 = self.bits.iter().map(|w| w.count_ones()).sum();
+        Self::estimate_of(self.bits.iter().map(|w| w.count_ones()).sum())
+    }
+
+    /// The estimate of a counter with `set` bits set (a sparse form counts its bits itself).
+    pub fn estimate_of(set: u32) -> f64 {
         let m = Self::BITS as f64;
         let zeros = (Self::BITS as u32 - set).max(1) as f64;
         m * (m / zeros).ln()

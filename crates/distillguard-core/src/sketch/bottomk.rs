@@ -27,13 +27,11 @@ impl<const K: usize> BottomK<K> {
         match self.hashes.binary_search(&hash) {
             Ok(_) => false,
             Err(at) => {
-                if self.hashes.capacity() == 0 {
-                    self.hashes.reserve_exact(K);
-                }
                 if self.hashes.len() == K {
                     self.hashes.pop();
                 } else {
                     self.seen += 1;
+                    super::reserve_one(&mut self.hashes, K);
                 }
                 self.hashes.insert(at, hash);
                 true

@@ -16,3 +16,17 @@ pub use bottomk::BottomK;
 pub use hash::{combine, fast_hash, fnv1a, mix64, stable_hash, Fnv};
 pub use hll::DistinctCounter;
 pub use topk::FrequentItems;
+
+/// Makes room for one more item in a list capped at `limit` items, growing it by a quarter (from
+/// one item; a reallocation every few inserts, only until the list is full) instead of reserving
+/// the cap at once: at a million accounts most lists hold a few items
+/// of their cap (one client address of a 24-address sample), and a reserved cap is memory held
+/// for nothing. Contents, and so every estimate read from them, do not depend on the capacity.
+#[inline]
+pub fn reserve_one<T>(list: &mut Vec<T>, limit: usize) {
+    let len = list.len();
+    if len == list.capacity() {
+        let want = (len + (len / 4).max(1)).min(limit.max(len + 1));
+        list.reserve_exact(want - len);
+    }
+}

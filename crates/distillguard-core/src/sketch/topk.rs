@@ -28,9 +28,7 @@ impl<K: Copy + Eq + Ord, const N: usize> FrequentItems<K, N> {
             return;
         }
         if self.items.len() < N {
-            if self.items.capacity() == 0 {
-                self.items.reserve_exact(N);
-            }
+            super::reserve_one(&mut self.items, N);
             self.items.push((key, 1));
             return;
         }
