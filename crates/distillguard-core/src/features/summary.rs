@@ -102,6 +102,7 @@ pub struct AccountSummary {
     pub gap_cv: Option<f64>,
     pub gaps: u64,
     /// Requests logged out of order within a sitting (at most 30 minutes before the latest).
+    #[serde(default)]
     pub late_in_sitting: u64,
     pub prompts: u64,
     pub distinct_prompts: u64,
