@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::time::EventTime;
@@ -43,11 +44,15 @@ fn checked_text(text: &str, max: usize) -> Result<(), FieldError> {
 macro_rules! bounded_text_newtype {
     ($(#[$doc:meta])* $name:ident, $max:expr) => {
         $(#[$doc])*
+        ///
+        /// Held inline up to 24 bytes (`CompactString`): ids and model names are short, and one
+        /// is decoded per event and cloned into every tick's summary and finding, so a heap
+        /// string cost an allocation each time.
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(String);
+        pub struct $name(CompactString);
 
         impl $name {
-            pub fn parse(text: impl Into<String>) -> Result<Self, FieldError> {
+            pub fn parse(text: impl Into<CompactString>) -> Result<Self, FieldError> {
                 let text = text.into();
                 checked_text(&text, $max)?;
                 Ok(Self(text))
@@ -79,7 +84,7 @@ macro_rules! bounded_text_newtype {
         /// Checkpoints read values back through the same checks as the decoders.
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
+                let text = CompactString::deserialize(deserializer)?;
                 Self::parse(text).map_err(serde::de::Error::custom)
             }
         }
