@@ -176,15 +176,15 @@ pub struct ApiEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub api_key_id: Option<String>,
+    pub api_key_id: Option<CompactString>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub end_user: Option<String>,
+    pub end_user: Option<CompactString>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_ip: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_agent: Option<String>,
+    pub user_agent: Option<CompactString>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
+    pub endpoint: Option<CompactString>,
     /// The user content of the request (the last user turn, or all user parts joined).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
@@ -203,7 +203,7 @@ pub struct ApiEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub payment_fingerprint: Option<String>,
+    pub payment_fingerprint: Option<CompactString>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account_created_at: Option<EventTime>,
     /// Kept and passed through, never interpreted by the detectors.
