@@ -217,7 +217,8 @@ impl LitellmDecoder {
                 fields::client_ip,
             )?,
         };
-        event.user_agent = match read(wire.user_agent.as_ref(), "user_agent", fields::compact_text)? {
+        event.user_agent = match read(wire.user_agent.as_ref(), "user_agent", fields::compact_text)?
+        {
             Some(agent) => Some(agent),
             None => read(
                 metadata.user_agent.as_ref(),
