@@ -129,7 +129,7 @@ fn account_event(rng: &mut Rng, index: usize, t: i64, models: &[ModelName; 3]) -
         (h >> 16) as u8,
         (h >> 24) as u8,
     ]));
-    event.user_agent = Some(format!("OpenAI/Python 1.{}.0", index % 40));
+    event.user_agent = Some(format!("OpenAI/Python 1.{}.0", index % 40).into());
     event.prompt = Some(prompt);
     common::identity(index, &mut event);
     event

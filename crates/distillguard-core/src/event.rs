@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::time::EventTime;
@@ -43,11 +44,15 @@ fn checked_text(text: &str, max: usize) -> Result<(), FieldError> {
 macro_rules! bounded_text_newtype {
     ($(#[$doc:meta])* $name:ident, $max:expr) => {
         $(#[$doc])*
+        ///
+        /// Held inline up to 24 bytes (`CompactString`): ids and model names are short, and one
+        /// is decoded per event and cloned into every tick's summary and finding, so a heap
+        /// string cost an allocation each time.
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(String);
+        pub struct $name(CompactString);
 
         impl $name {
-            pub fn parse(text: impl Into<String>) -> Result<Self, FieldError> {
+            pub fn parse(text: impl Into<CompactString>) -> Result<Self, FieldError> {
                 let text = text.into();
                 checked_text(&text, $max)?;
                 Ok(Self(text))
@@ -79,7 +84,7 @@ macro_rules! bounded_text_newtype {
         /// Checkpoints read values back through the same checks as the decoders.
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
+                let text = CompactString::deserialize(deserializer)?;
                 Self::parse(text).map_err(serde::de::Error::custom)
             }
         }
@@ -171,15 +176,15 @@ pub struct ApiEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub api_key_id: Option<String>,
+    pub api_key_id: Option<CompactString>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub end_user: Option<String>,
+    pub end_user: Option<CompactString>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_ip: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_agent: Option<String>,
+    pub user_agent: Option<CompactString>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
+    pub endpoint: Option<CompactString>,
     /// The user content of the request (the last user turn, or all user parts joined).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
@@ -198,7 +203,7 @@ pub struct ApiEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub payment_fingerprint: Option<String>,
+    pub payment_fingerprint: Option<CompactString>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account_created_at: Option<EventTime>,
     /// Kept and passed through, never interpreted by the detectors.

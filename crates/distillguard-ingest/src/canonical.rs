@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use compact_str::CompactString;
 use distillguard_core::event::{parse_client_ip, AccountId, ApiEvent, ModelName, Params, Usage};
 use distillguard_core::time::EventTime;
 use serde::de::{self, Deserializer, Visitor};
@@ -95,12 +96,12 @@ struct WireEvent<'a> {
     #[serde(borrow)]
     model: Option<Cow<'a, str>>,
     request_id: Option<String>,
-    api_key_id: Option<String>,
-    end_user: Option<String>,
+    api_key_id: Option<CompactString>,
+    end_user: Option<CompactString>,
     #[serde(borrow)]
     client_ip: Option<Cow<'a, str>>,
-    user_agent: Option<String>,
-    endpoint: Option<String>,
+    user_agent: Option<CompactString>,
+    endpoint: Option<CompactString>,
     prompt: Option<String>,
     system_prompt: Option<String>,
     messages: Option<u32>,
@@ -108,7 +109,7 @@ struct WireEvent<'a> {
     usage: Option<WireUsage>,
     status: Option<u16>,
     latency_ms: Option<u64>,
-    payment_fingerprint: Option<String>,
+    payment_fingerprint: Option<CompactString>,
     #[serde(borrow)]
     account_created_at: Option<WireTime<'a>>,
     metadata: Option<BTreeMap<String, String>>,

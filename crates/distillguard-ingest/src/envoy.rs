@@ -78,11 +78,11 @@ impl EnvoyDecoder {
                 fields::client_ip,
             )?;
         }
-        event.user_agent = read(get("user-agent"), "user-agent", fields::owned_text)?;
+        event.user_agent = read(get("user-agent"), "user-agent", fields::compact_text)?;
         for key in ["x-envoy-origin-path", "path"] {
             if event.endpoint.is_none() {
                 event.endpoint = read(get(key), key, fields::text)?
-                    .map(|path| path.split('?').next().unwrap_or_default().to_string());
+                    .map(|path| path.split('?').next().unwrap_or_default().into());
             }
         }
         // Envoy logs 0 when no response was sent (the client went away first).

@@ -8,6 +8,8 @@
 //! single pass over the text.
 
 use std::borrow::Cow;
+
+use compact_str::CompactString;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -260,6 +262,11 @@ pub fn text<'s>(value: Option<&'s Scalar<'_>>) -> Result<Option<Cow<'s, str>>, S
 /// Like [`text`], as an owned `String` for the event.
 pub fn owned_text(value: Option<&Scalar<'_>>) -> Result<Option<String>, String> {
     text(value).map(|t| t.map(Cow::into_owned))
+}
+
+/// Like [`text`], inline up to 24 bytes (the event's short identifying fields).
+pub fn compact_text(value: Option<&Scalar<'_>>) -> Result<Option<CompactString>, String> {
+    text(value).map(|t| t.map(CompactString::from))
 }
 
 /// A float from a JSON number or numeric text.

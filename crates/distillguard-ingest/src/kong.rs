@@ -198,14 +198,14 @@ impl KongDecoder {
         event.user_agent = read(
             header(headers, "user-agent"),
             "request.headers.user-agent",
-            fields::owned_text,
+            fields::compact_text,
         )?;
         event.endpoint = read(
             request.and_then(|r| r.uri.as_ref()),
             "request.uri",
             fields::text,
         )?
-        .map(|uri| uri.split('?').next().unwrap_or_default().to_string());
+        .map(|uri| uri.split('?').next().unwrap_or_default().into());
         event.api_key_id = match &wire.authenticated_entity {
             Some(entity) => read(
                 entity
@@ -213,7 +213,7 @@ impl KongDecoder {
                     .id
                     .as_ref(),
                 "authenticated_entity.id",
-                fields::owned_text,
+                fields::compact_text,
             )?,
             None => None,
         };
@@ -363,7 +363,7 @@ fn fill_from_payload(ai: &Namespaces<'_>, event: &mut ApiEvent) {
     if let Ok(params) = filled {
         enriched.params = params;
         if enriched.end_user.is_none() {
-            enriched.end_user = fields::owned_text(request.user.as_ref()).ok().flatten();
+            enriched.end_user = fields::compact_text(request.user.as_ref()).ok().flatten();
         }
         *event = enriched;
     }

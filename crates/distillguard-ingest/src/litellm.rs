@@ -195,14 +195,14 @@ impl LitellmDecoder {
         event.api_key_id = read(
             metadata.user_api_key_hash.as_ref(),
             "metadata.user_api_key_hash",
-            fields::owned_text,
+            fields::compact_text,
         )?;
-        event.end_user = match read(wire.end_user.as_ref(), "end_user", fields::owned_text)? {
+        event.end_user = match read(wire.end_user.as_ref(), "end_user", fields::compact_text)? {
             Some(user) => Some(user),
             None => read(
                 metadata.user_api_key_end_user_id.as_ref(),
                 "metadata.user_api_key_end_user_id",
-                fields::owned_text,
+                fields::compact_text,
             )?,
         };
         event.client_ip = match read(
@@ -217,18 +217,19 @@ impl LitellmDecoder {
                 fields::client_ip,
             )?,
         };
-        event.user_agent = match read(wire.user_agent.as_ref(), "user_agent", fields::owned_text)? {
+        event.user_agent = match read(wire.user_agent.as_ref(), "user_agent", fields::compact_text)?
+        {
             Some(agent) => Some(agent),
             None => read(
                 metadata.user_agent.as_ref(),
                 "metadata.user_agent",
-                fields::owned_text,
+                fields::compact_text,
             )?,
         };
         event.endpoint = read(
             metadata.user_api_key_request_route.as_ref(),
             "metadata.user_api_key_request_route",
-            fields::owned_text,
+            fields::compact_text,
         )?;
         if let Some(messages) = &wire.messages {
             chat::fill_messages(messages, "messages", &mut event)?;
@@ -240,7 +241,7 @@ impl LitellmDecoder {
                 event.end_user = read(
                     params.user.as_ref(),
                     "model_parameters.user",
-                    fields::owned_text,
+                    fields::compact_text,
                 )?;
             }
         }

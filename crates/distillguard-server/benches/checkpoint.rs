@@ -48,7 +48,7 @@ fn events(accounts: usize) -> Vec<ApiEvent> {
                 "Explain how {a} relates to {b} for case {i}-{k}, with an example and a short summary."
             ));
             event.request_id = Some(format!("r-{i}-{k}"));
-            event.user_agent = Some(format!("client/{}.{}", i % 7, k));
+            event.user_agent = Some(format!("client/{}.{}", i % 7, k).into());
             event.client_ip = Some(
                 format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
                     .parse()

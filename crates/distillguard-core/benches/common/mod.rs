@@ -124,7 +124,7 @@ pub fn identity(index: usize, event: &mut ApiEvent) {
     } else {
         format!("card-{index:07}")
     };
-    event.payment_fingerprint = Some(card);
+    event.payment_fingerprint = Some(card.into());
     let spread = (Rng::new(index as u64 ^ 0xc0ffee).next() % (730 * EventTime::DAY as u64)) as i64;
     event.account_created_at =
         Some(EventTime::from_epoch_ms(START_MS - EventTime::DAY - spread).unwrap());
@@ -183,8 +183,8 @@ pub fn campaign_event(rng: &mut Rng, campaign: usize, member: usize, t: i64) -> 
         lo,
         10 + rng.below(3) as u8,
     ]));
-    event.user_agent = Some(format!("python-httpx/0.27.{campaign}"));
-    event.payment_fingerprint = Some(format!("card-hydra-{campaign:03}"));
+    event.user_agent = Some(format!("python-httpx/0.27.{campaign}").into());
+    event.payment_fingerprint = Some(format!("card-hydra-{campaign:03}").into());
     // Created in one burst: the campaign's accounts within minutes, in the same 30-minute window.
     let window = 30 * EventTime::MINUTE;
     let burst = START_MS.div_euclid(window) * window - 2 * EventTime::DAY
@@ -285,7 +285,7 @@ fn generate(
         event.usage.prompt_tokens = Some((prompt.len() / 4) as u32);
         event.usage.completion_tokens = Some(50 + rng.below(900) as u32);
         event.client_ip = Some(std::net::IpAddr::from([198, 51, 100, (a % 250) as u8]));
-        event.user_agent = Some(format!("OpenAI/Python 1.{}.0", a % 40));
+        event.user_agent = Some(format!("OpenAI/Python 1.{}.0", a % 40).into());
         event.prompt = Some(prompt);
         if campaigns.is_some() {
             identity(a, &mut event);

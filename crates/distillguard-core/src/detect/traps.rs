@@ -175,7 +175,7 @@ fn a_reseller_carrying_many_people_is_not_flagged() {
     let people = Scenario::with_background(30).events;
     let reseller = people.into_iter().map(|mut e| {
         let person: i64 = e.account_id.as_str()["person-".len()..].parse().unwrap();
-        e.end_user = Some(e.account_id.to_string());
+        e.end_user = Some(e.account_id.as_str().into());
         e.account_id = AccountId::parse("reseller").unwrap();
         e.timestamp = e.timestamp.plus_ms((person % 3) * 8 * HOUR);
         e

@@ -14,8 +14,8 @@ fn steady_state_account_stays_within_the_memory_budget() {
         let mut e = event(i * 30_000, &prompt);
         e.system_prompt = Some(format!("You are assistant number {}", i % 3));
         e.client_ip = Some(format!("203.0.113.{}", i % 50).parse().unwrap());
-        e.user_agent = Some(format!("sdk/{}", i % 4));
-        e.end_user = Some(format!("user-{}", i % 300));
+        e.user_agent = Some(format!("sdk/{}", i % 4).into());
+        e.end_user = Some(format!("user-{}", i % 300).into());
         e.payment_fingerprint = Some("card-1".into());
         if i % 1_000 == 0 {
             e.model = ModelName::parse(format!("model-{}", i / 1_000)).unwrap();

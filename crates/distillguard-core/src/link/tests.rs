@@ -32,8 +32,8 @@ impl Req {
         e.prompt = Some(self.prompt.clone());
         e.messages = Some(1);
         e.client_ip = Some(self.ip);
-        e.user_agent = Some(self.agent.to_owned());
-        e.payment_fingerprint = Some(self.payment.clone());
+        e.user_agent = Some(self.agent.into());
+        e.payment_fingerprint = Some(self.payment.as_str().into());
         e.account_created_at = Some(EventTime::from_epoch_ms(BASE + self.created_ms).unwrap());
         e.system_prompt = self.system.map(str::to_owned);
         e.usage.prompt_tokens = Some(60);

@@ -132,9 +132,9 @@ impl OtlpDecoder {
         let mut event = ApiEvent::new(time, account_id, model);
         event.request_id = attrs.value("gen_ai.response.id", fields::owned_text)?;
         event.client_ip = attrs.value("client.address", fields::client_ip)?;
-        event.user_agent = attrs.value("user_agent.original", fields::owned_text)?;
+        event.user_agent = attrs.value("user_agent.original", fields::compact_text)?;
         event.status = attrs.value("http.response.status_code", fields::status)?;
-        event.endpoint = attrs.first(&["url.path", "http.route"], fields::owned_text)?;
+        event.endpoint = attrs.first(&["url.path", "http.route"], fields::compact_text)?;
         event.usage.prompt_tokens = attrs.first(
             &["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"],
             fields::uint32,

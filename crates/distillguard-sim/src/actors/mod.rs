@@ -155,11 +155,11 @@ pub(crate) fn emit(
     };
     let mut event = ApiEvent::new(timestamp, account.id.clone(), model);
     event.request_id = Some(format!("chatcmpl-{}", hex(rng, 24)));
-    event.api_key_id = Some(account.keys[call.key % account.keys.len()].clone());
-    event.end_user = call.end_user;
+    event.api_key_id = Some(account.keys[call.key % account.keys.len()].as_str().into());
+    event.end_user = call.end_user.map(Into::into);
     event.client_ip = Some(call.ip);
-    event.user_agent = Some(call.ua);
-    event.endpoint = Some(ENDPOINT.to_string());
+    event.user_agent = Some(call.ua.into());
+    event.endpoint = Some(ENDPOINT.into());
     let system_tokens = call.system.as_deref().map_or(0, tokens_of);
     let prompt_tokens =
         tokens_of(&call.prompt) + system_tokens + call.history_tokens + 4 * call.messages;
@@ -198,7 +198,7 @@ pub(crate) fn emit(
     };
     event.latency_ms = Some(latency.round() as u64);
     event.status = Some(status);
-    event.payment_fingerprint = Some(account.payment.clone());
+    event.payment_fingerprint = Some(account.payment.as_str().into());
     event.account_created_at = EventTime::from_epoch_ms(account.created_at).ok();
     event.prompt = Some(call.prompt);
     event.system_prompt = call.system;

@@ -14,7 +14,7 @@ fn state_after(events: &[ApiEvent]) -> AccountState {
 
 fn by(end_user: &str, ms: i64, prompt: &str, messages: u32) -> ApiEvent {
     let mut e = event(ms, prompt);
-    e.end_user = Some(end_user.to_owned());
+    e.end_user = Some(end_user.into());
     e.messages = Some(messages);
     e
 }
