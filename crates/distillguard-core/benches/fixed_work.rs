@@ -10,29 +10,11 @@ mod common;
 use distillguard_core::engine::{Engine, EngineConfig, LinkConfig};
 use distillguard_core::event::ApiEvent;
 
-fn cpu_seconds() -> f64 {
-    // /proc/self/stat fields 14 and 15: user and system time in clock ticks (100 Hz).
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// Best CPU time of `passes` passes over `events` with `config`, printed with `label`.
 fn best_of(label: &str, events: &[ApiEvent], config: &EngineConfig, passes: usize) {
     let mut best = f64::MAX;
     for _ in 0..passes {
-        let start = cpu_seconds();
+        let start = common::cpu_seconds();
         let wall = std::time::Instant::now();
         let mut engine = Engine::new(config.clone(), 1);
         for event in events {
@@ -40,7 +22,7 @@ fn best_of(label: &str, events: &[ApiEvent], config: &EngineConfig, passes: usiz
         }
         engine.finish();
         let updates = engine.take_updates().len();
-        let cpu = cpu_seconds() - start;
+        let cpu = common::cpu_seconds() - start;
         best = best.min(cpu.max(0.01));
         println!(
             "fixed_work{label}: {} events, {updates} updates, {:.2}s wall, {:.2}s cpu",

@@ -59,24 +59,6 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// User + system CPU seconds of the process so far, from /proc/self/stat (clock ticks of 1/100 s);
-/// 0 where unreadable.
-fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn mib(bytes: isize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -184,7 +166,7 @@ fn run(linking: bool, accounts: usize, per_account: usize, first: bool) -> Run {
     let base = held();
     let mut peak = 0isize;
     let started = Instant::now();
-    let cpu_started = cpu_seconds();
+    let cpu_started = common::cpu_seconds();
     let mut shard = Shard::new(config.clone(), 1);
     let mut scorer = Scorer::new(config, 1);
     let mut t = common::START_MS;
@@ -222,7 +204,7 @@ fn run(linking: bool, accounts: usize, per_account: usize, first: bool) -> Run {
     tick(&mut shard, &mut scorer, next_tick, &mut peak);
     ticks += 1;
     let seconds = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu_started;
+    let cpu = common::cpu_seconds() - cpu_started;
     let peak_rss_kb = peak_rss_kb().filter(|_| first);
     let total = held() - base;
     let tracked = shard.tracked();

@@ -698,7 +698,7 @@ impl AccountState {
             ),
             ("hourly", inline(&self.hourly) + self.hourly.heap_bytes()),
             ("hour_of_day", inline(&self.hour_of_day)),
-            ("gaps", inline(&self.gaps)),
+            ("gaps", inline(&self.gaps) + inline(&self.late_in_sitting)),
             (
                 "quiet",
                 vec(inline(&self.quiet), self.quiet.completed.capacity(), 2),
