@@ -610,6 +610,9 @@ pub struct Linker {
     /// Nodes whose links may have changed this tick.
     touched: BTreeSet<u32>,
     last_sweep: Option<EventTime>,
+    /// No node was last seen before this (a lower bound, epoch ms; `i64::MIN` when unknown, as
+    /// after a restore): the hourly sweep skips its scan while nothing can be idle.
+    seen_since_ms: i64,
     evicted: u64,
 }
 
@@ -630,6 +633,7 @@ impl Linker {
             changed: Vec::new(),
             touched: BTreeSet::new(),
             last_sweep: None,
+            seen_since_ms: i64::MIN,
             evicted: 0,
         }
     }
@@ -715,6 +719,8 @@ impl Linker {
             }
             None => self.insert(summary, at, risk),
         };
+        let seen = self.node(id).profile.traits.last_seen.epoch_ms();
+        self.seen_since_ms = self.seen_since_ms.min(seen);
         let old = std::mem::replace(&mut self.node_mut(id).features, Features::new(&features));
         // Both lists are sorted: membership by binary search, not a scan per key.
         for key in old.iter().filter(|k| features.binary_search(k).is_err()) {
@@ -1102,27 +1108,58 @@ impl Linker {
         }
         self.last_sweep = Some(at);
         let idle_before = at.plus_ms(-self.idle_ms);
-        let mut by_age: Vec<(EventTime, &AccountId, u32)> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| {
-                n.as_ref()
-                    .map(|n| (n.profile.traits.last_seen, &n.account, i as u32))
-            })
-            .collect();
+        // No node can be idle yet: skip the scan (at a million accounts, a scan and sort of
+        // every node each hour cost more than the linking itself).
+        if !over_cap && idle_before.epoch_ms() <= self.seen_since_ms {
+            return;
+        }
+        let leaving = self.leaving(idle_before);
+        self.evicted += leaving.len() as u64;
+        for id in leaving {
+            self.remove(id);
+        }
+    }
+
+    /// The nodes to forget, oldest first (last seen, then account id): the idle ones and, above
+    /// the cap, the least recently seen. Updates the lower bound of the last-seen times left.
+    fn leaving(&mut self, idle_before: EventTime) -> Vec<u32> {
+        let live = self.nodes.iter().enumerate().filter_map(|(i, n)| {
+            n.as_ref()
+                .map(|n| (n.profile.traits.last_seen, &n.account, i as u32))
+        });
+        let excess = self.index.len().saturating_sub(self.max_nodes);
+        let (mut by_age, oldest_kept): (Vec<_>, i64) = if excess == 0 {
+            // Only the idle ones need ordering; the rest only give the new lower bound.
+            let mut oldest = i64::MAX;
+            let idle = live
+                .filter(|(seen, ..)| {
+                    let idle = *seen < idle_before;
+                    if !idle {
+                        oldest = oldest.min(seen.epoch_ms());
+                    }
+                    idle
+                })
+                .collect();
+            (idle, oldest)
+        } else {
+            (live.collect(), i64::MIN)
+        };
         by_age.sort();
-        let excess = by_age.len().saturating_sub(self.max_nodes);
         let leaving: Vec<u32> = by_age
             .iter()
             .enumerate()
             .filter(|(rank, (seen, ..))| *rank < excess || *seen < idle_before)
             .map(|(_, (.., id))| *id)
             .collect();
-        self.evicted += leaving.len() as u64;
-        for id in leaving {
-            self.remove(id);
-        }
+        self.seen_since_ms = if excess == 0 {
+            oldest_kept
+        } else {
+            // Sorted: the first node that stays is the oldest left.
+            by_age
+                .get(leaving.len())
+                .map_or(i64::MAX, |(seen, ..)| seen.epoch_ms())
+        };
+        leaving
     }
 
     /// Accounts forgotten so far (idle, or over the cap), by this process.

@@ -1045,3 +1045,49 @@ fn two_pool_accounts_in_their_first_hour_sharing_two_addresses_link_even_when_tw
     let accounts = vec![hand_built("pool-a", &a), hand_built("pool-b", &b)];
     assert_eq!(link_between(two, accounts, "pool-a", "pool-b"), None);
 }
+
+/// An account whose last request was `at_ms` after `BASE`.
+fn seen_at(name: &str, at_ms: i64) -> crate::features::AccountSummary {
+    let mut summary =
+        crate::detect::testing::summarise(&[crate::detect::testing::event(at_ms, "hello there")]);
+    summary.account_id = AccountId::parse(name).unwrap();
+    summary
+}
+
+#[test]
+fn the_hourly_sweep_forgets_an_account_reported_late_with_an_old_last_request() {
+    use crate::link::{LinkConfig, Linker};
+    let hour = EventTime::HOUR;
+    let tick = |h: i64| EventTime::from_epoch_ms(BASE + h * hour).unwrap();
+    let mut linker = Linker::new(LinkConfig::default(), 2 * hour, 1_000);
+    linker.observe(seen_at("recent", hour), tick(1), 0.0);
+    linker.finish_tick(tick(1));
+    // Reported late: last seen at hour 0, before anything the first scan saw.
+    linker.observe(seen_at("late", 0), tick(2), 0.0);
+    linker.finish_tick(tick(2));
+    assert_eq!(linker.tracked(), 2);
+    // At hour 3 only the late account has been idle for over 2 hours.
+    linker.finish_tick(tick(3));
+    assert_eq!(linker.tracked(), 1);
+    assert_eq!(linker.evicted(), 1);
+}
+
+#[test]
+fn above_the_cap_the_sweep_forgets_the_least_recently_seen_first() {
+    use crate::link::{LinkConfig, Linker};
+    let hour = EventTime::HOUR;
+    let at = EventTime::from_epoch_ms(BASE + 3 * hour).unwrap();
+    let mut linker = Linker::new(LinkConfig::default(), EventTime::DAY, 2);
+    for (name, h) in [("b", 2), ("a", 1), ("c", 3)] {
+        linker.observe(seen_at(name, h * hour), at, 0.0);
+    }
+    linker.finish_tick(at);
+    assert_eq!(linker.tracked(), 2);
+    let kept: Vec<String> = linker
+        .checkpoint_nodes()
+        .map(|n| serde_json::to_value(n).unwrap())
+        .filter(|n| !n.is_null())
+        .map(|n| n["account"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(kept, ["b", "c"], "the oldest, a, leaves");
+}
