@@ -124,7 +124,13 @@ impl Scorer {
         for summary in &report.summaries {
             self.models.observe(summary);
         }
-        self.pending.extend(report.summaries);
+        // The first report of a tick is taken as it is: copying a tick's summaries into a fresh
+        // list faulted in new pages at every tick at a million accounts.
+        if self.pending.is_empty() {
+            self.pending = report.summaries;
+        } else {
+            self.pending.extend(report.summaries);
+        }
         self.pending_end_users.extend(report.end_users);
     }
 
