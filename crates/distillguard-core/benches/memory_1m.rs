@@ -10,23 +10,23 @@
 
 mod common;
 
-use std::alloc::System;
-use std::net::IpAddr;
 use std::time::Instant;
 
-use common::Rng;
-use distillguard_core::engine::{EngineConfig, LinkConfig, Scorer, Shard};
-use distillguard_core::event::{AccountId, ApiEvent, ModelName};
+use common::million;
+use distillguard_core::engine::{Scorer, Shard};
+use distillguard_core::event::ApiEvent;
 use distillguard_core::time::EventTime;
-use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
+use mimalloc::MiMalloc;
+use stats_alloc::StatsAlloc;
 
+/// The allocator the service ships (`distillguard`'s default `mimalloc` feature), counted: the
+/// counts are bytes requested, so the memory figures do not depend on the allocator, and the
+/// speed figures are the service's, not glibc malloc's.
 #[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: StatsAlloc<MiMalloc> = StatsAlloc::new(MiMalloc);
 
-/// Hydra campaigns (of `common::Campaigns::default().members` accounts each) among the accounts.
-const CAMPAIGNS: usize = 100;
-/// Share of events the campaigns send, per mille.
-const CAMPAIGN_SHARE_PERMILLE: u64 = 10;
+/// Events generated before the engine is fed them (and timed on them).
+const CHUNK: usize = 4_096;
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -37,7 +37,7 @@ fn env_or(name: &str, default: usize) -> usize {
 
 /// Bytes currently held on the heap by the whole process.
 fn held() -> isize {
-    let stats = INSTRUMENTED_SYSTEM.stats();
+    let stats = GLOBAL.stats();
     stats.bytes_allocated as isize - stats.bytes_deallocated as isize
 }
 
@@ -63,66 +63,13 @@ fn mib(bytes: isize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
-/// An ordinary account's event: chat, app or harvester shapes as in `common::events`, its own
-/// client address in 10.0.0.0/8 (so a /24 holds ~15 accounts at a million), one of 40 SDK
-/// versions, and its card and creation time from `common::identity`.
-fn account_event(rng: &mut Rng, index: usize, t: i64, models: &[ModelName; 3]) -> ApiEvent {
-    let mut event = ApiEvent::new(
-        EventTime::from_epoch_ms(t).unwrap(),
-        AccountId::parse(format!("acct-{index:07}")).unwrap(),
-        models[index % 3].clone(),
-    );
-    let mut prompt = String::with_capacity(320);
-    match index % 20 {
-        0 => {
-            let words = 22 + rng.below(25) as usize;
-            common::sentence(rng, words, &mut prompt);
-            prompt.push_str(" Explain your reasoning step by step.");
-            event.messages = Some(1);
-            event.params.max_tokens = Some(4_096);
-        }
-        1..=3 => {
-            prompt.push_str("Summarise the following support ticket for the on-call engineer: ");
-            let words = 15 + rng.below(20) as usize;
-            common::sentence(rng, words, &mut prompt);
-            event.system_prompt = Some("You are a concise support assistant for Acme Corp.".into());
-            event.messages = Some(2);
-        }
-        _ => {
-            let words = 20 + rng.below(25) as usize;
-            common::sentence(rng, words, &mut prompt);
-            event.messages = Some(1 + 2 * rng.below(3) as u32);
-        }
-    }
-    event.usage.prompt_tokens = Some((prompt.len() / 4) as u32);
-    event.usage.completion_tokens = Some(50 + rng.below(900) as u32);
-    let h = Rng::new(index as u64 ^ 0x1f_5eed).next();
-    event.client_ip = Some(IpAddr::from([
-        10,
-        (h >> 8) as u8,
-        (h >> 16) as u8,
-        (h >> 24) as u8,
-    ]));
-    event.user_agent = Some(format!("OpenAI/Python 1.{}.0", index % 40).into());
-    event.prompt = Some(prompt);
-    common::identity(index, &mut event);
-    event
-}
-
 struct Run {
     accounts: usize,
     events: usize,
     ticks: usize,
     seconds: f64,
     cpu_seconds: f64,
+    engine_cpu_seconds: f64,
     total: isize,
     shard: isize,
     scorer: isize,
@@ -136,41 +83,17 @@ struct Run {
 /// One mode; `first` says whether it is the first run in this process (only then is the peak
 /// RSS its own: freed memory stays with the process).
 fn run(linking: bool, accounts: usize, per_account: usize, first: bool) -> Run {
-    let config = EngineConfig {
-        sample_prompts: 0,
-        linking: LinkConfig {
-            enabled: linking,
-            ..LinkConfig::default()
-        },
-        ..EngineConfig::default()
-    };
-    let members = common::Campaigns::default().members;
-    let hydras = CAMPAIGNS * members;
-    let ordinary = accounts - hydras;
-    let models = [
-        ModelName::parse("gpt-4o").unwrap(),
-        ModelName::parse("gpt-4o-mini").unwrap(),
-        ModelName::parse("claude-sonnet").unwrap(),
-    ];
-    // Each pass visits every ordinary account once, in a scrambled order; passes are 8 hours of
-    // event time apart in total, so the run spans per_account × 8 hours.
-    let mut stride = 7_919;
-    while gcd(stride, ordinary) != 1 {
-        stride += 1;
-    }
-    let spacing = (8 * EventTime::HOUR / ordinary as i64).max(1);
-    let mut rng = Rng::new(2_024);
-    let mut side = Rng::new(4_048);
-
+    let config = million::config(linking);
+    let mut scenario = million::Scenario::new(accounts, per_account);
     reset_peak_rss();
     let base = held();
     let mut peak = 0isize;
     let started = Instant::now();
     let cpu_started = common::cpu_seconds();
+    let mut engine_cpu = 0.0;
     let mut shard = Shard::new(config.clone(), 1);
     let mut scorer = Scorer::new(config, 1);
-    let mut t = common::START_MS;
-    let mut next_tick = t + 5 * EventTime::MINUTE;
+    let mut next_tick = million::Scenario::start_ms() + 5 * EventTime::MINUTE;
     let (mut events, mut ticks) = (0usize, 0usize);
     let tick = |shard: &mut Shard, scorer: &mut Scorer, at: i64, peak: &mut isize| {
         let at = EventTime::from_epoch_ms(at).unwrap();
@@ -181,28 +104,30 @@ fn run(linking: bool, accounts: usize, per_account: usize, first: bool) -> Run {
         *peak = (*peak).max(held() - base);
         drop(updates);
     };
-    for pass in 0..per_account {
-        for j in 0..ordinary {
-            t += spacing;
-            while t >= next_tick {
+    // Events are generated a chunk at a time and the engine's work on each chunk is timed on its
+    // own (thread CPU time), so "engine events per CPU-second" leaves out the bench's generator:
+    // in the service that work is the gateway's, and decoding is measured by `replay`.
+    let mut chunk: Vec<ApiEvent> = Vec::with_capacity(CHUNK + 1);
+    let mut more = true;
+    while more {
+        more = scenario.fill(&mut chunk, CHUNK);
+        let cpu = common::thread_cpu_seconds();
+        for event in chunk.drain(..) {
+            while event.timestamp.epoch_ms() >= next_tick {
                 tick(&mut shard, &mut scorer, next_tick, &mut peak);
                 ticks += 1;
                 next_tick += 5 * EventTime::MINUTE;
             }
-            let index = (j * stride + pass * 13) % ordinary;
-            shard.observe(&account_event(&mut rng, index, t, &models));
+            shard.observe(&event);
             events += 1;
-            if side.below(1_000) < CAMPAIGN_SHARE_PERMILLE {
-                let member = side.below(hydras as u64) as usize;
-                let event =
-                    common::campaign_event(&mut side, member / members, member % members, t);
-                shard.observe(&event);
-                events += 1;
-            }
         }
+        engine_cpu += common::thread_cpu_seconds() - cpu;
     }
+    let cpu = common::thread_cpu_seconds();
     tick(&mut shard, &mut scorer, next_tick, &mut peak);
+    engine_cpu += common::thread_cpu_seconds() - cpu;
     ticks += 1;
+    drop(chunk);
     let seconds = started.elapsed().as_secs_f64();
     let cpu = common::cpu_seconds() - cpu_started;
     let peak_rss_kb = peak_rss_kb().filter(|_| first);
@@ -235,6 +160,7 @@ fn run(linking: bool, accounts: usize, per_account: usize, first: bool) -> Run {
         ticks,
         seconds,
         cpu_seconds: cpu,
+        engine_cpu_seconds: engine_cpu,
         total,
         shard: shard_bytes,
         scorer: scorer_bytes,
@@ -278,7 +204,7 @@ fn breakdown(shard: &Shard) {
 fn report(label: &str, r: &Run) {
     let per = |bytes: isize| bytes / r.accounts.max(1) as isize;
     println!(
-        "memory_1m linking {label}: {} accounts, {} events, {} ticks in {:.1} s, {:.1} CPU-s ({:.0} events/s, {:.0} events per CPU-second, with the counting allocator)",
+        "memory_1m linking {label}: {} accounts, {} events, {} ticks in {:.1} s, {:.1} CPU-s with the generator ({:.0} events/s, {:.0} events per CPU-second)",
         r.accounts,
         r.events,
         r.ticks,
@@ -286,6 +212,11 @@ fn report(label: &str, r: &Run) {
         r.cpu_seconds,
         r.events as f64 / r.seconds,
         r.events as f64 / r.cpu_seconds.max(0.01)
+    );
+    println!(
+        "  engine alone: {:.1} CPU-s, {:.0} events per CPU-second (counting mimalloc)",
+        r.engine_cpu_seconds,
+        r.events as f64 / r.engine_cpu_seconds.max(0.01)
     );
     println!(
         "  held {:.0} MiB = {} bytes/account: shard {:.0} MiB ({} bytes/account), scorer {:.0} MiB ({} bytes/account)",
@@ -318,10 +249,6 @@ fn main() {
         (false, false) => (true, true),
         modes => modes,
     };
-    assert!(
-        accounts > CAMPAIGNS * common::Campaigns::default().members,
-        "too few accounts"
-    );
     // Linking on first: its peak RSS is then measured in a fresh process.
     let with = on.then(|| run(true, accounts, per_account, true));
     if let Some(r) = &with {
