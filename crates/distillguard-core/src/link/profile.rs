@@ -23,6 +23,20 @@ fn of_kind(values: &[(FeatureKey, usize)], kind: LinkKind) -> &[(FeatureKey, usi
     &values[start..end]
 }
 
+/// Each value two or more members hold with the number holding it, in key order (kind first):
+/// the entries of a tree map of counts that the evidence reads (it never shows a value one
+/// member holds alone), from one sort of packed keys instead of a tree insert per key.
+fn shared_counts(mut keys: Vec<u128>) -> Vec<(FeatureKey, usize)> {
+    keys.sort_unstable();
+    let mut values = Vec::new();
+    for run in keys.chunk_by(|a, b| a == b) {
+        if run.len() >= 2 {
+            values.push((FeatureKey::unpacked(run[0]), run.len()));
+        }
+    }
+    values
+}
+
 /// A summary's hourly activity re-aligned to end at the hour of `at` (hours it has not seen yet
 /// are zero, hours that fell out of the window are dropped).
 pub(crate) fn activity_at(activity: &[u32; 24], made_at: EventTime, at: EventTime) -> [f64; 24] {
@@ -333,7 +347,10 @@ impl Linker {
             return Vec::new();
         };
         let mut sharing = [0usize; super::features::KINDS];
-        let mut keys: Vec<FeatureKey> = Vec::new();
+        // Packed into integers (kind first, as keys order): this sort of a cluster's few thousand
+        // keys was most of the evidence's cost, and integers compare in one step, not field by
+        // field.
+        let mut keys: Vec<u128> = Vec::new();
         for member in &state.members {
             let node = self.node(*member);
             let mut mask = 0u16;
@@ -349,18 +366,9 @@ impl Linker {
                     sharing[kind as usize] += 1;
                 }
             }
-            keys.extend(node.features.iter());
+            keys.extend(node.features.iter_packed());
         }
-        // Each value with the number of members holding it, in key order (kind first): the
-        // counts a tree map of them would hold, from one sort instead of a tree insert per key.
-        keys.sort_unstable();
-        let mut values: Vec<(FeatureKey, usize)> = Vec::new();
-        for key in keys {
-            match values.last_mut() {
-                Some((last, n)) if *last == key => *n += 1,
-                _ => values.push((key, 1)),
-            }
-        }
+        let values = shared_counts(keys);
         let mut evidence = Vec::new();
         for kind in LinkKind::ALL {
             let members_sharing = sharing[kind as usize];
@@ -426,5 +434,31 @@ impl Linker {
                 .then(a.kind.cmp(&b.kind))
         });
         evidence
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_counts_are_a_tree_maps_counts_without_the_values_one_member_holds() {
+        let keys: Vec<FeatureKey> = (0..500u64)
+            .map(|i| FeatureKey {
+                kind: LinkKind::ALL[(i % 7) as usize * 2 % LinkKind::ALL.len()],
+                value: crate::sketch::mix64(i % 97) % 50,
+            })
+            .collect();
+        let mut tree: BTreeMap<FeatureKey, usize> = BTreeMap::new();
+        for key in &keys {
+            *tree.entry(*key).or_default() += 1;
+        }
+        assert!(tree.values().any(|n| *n == 1) && tree.values().any(|n| *n >= 2));
+        let expected: Vec<(FeatureKey, usize)> =
+            tree.into_iter().filter(|(_, n)| *n >= 2).collect();
+        assert_eq!(
+            shared_counts(keys.iter().map(|k| k.packed()).collect()),
+            expected
+        );
     }
 }
