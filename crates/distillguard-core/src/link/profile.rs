@@ -49,10 +49,25 @@ pub(crate) fn activity_at(activity: &[u32; 24], made_at: EventTime, at: EventTim
     out
 }
 
-pub(crate) fn cosine(a: &[f64; 24], b: &[f64; 24]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let norm = |v: &[f64; 24]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
-    let denominator = norm(a) * norm(b);
+/// An hourly vector with its Euclidean norm: relinking compares one account's with dozens of
+/// others in a tick, and the norm is taken once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Normed {
+    values: [f64; 24],
+    norm: f64,
+}
+
+impl Normed {
+    pub fn new(values: [f64; 24]) -> Self {
+        let norm = values.iter().map(|x| x * x).sum::<f64>().sqrt();
+        Self { values, norm }
+    }
+}
+
+/// Cosine similarity, 0 when either vector is zero.
+pub(crate) fn cosine_normed(a: &Normed, b: &Normed) -> f64 {
+    let dot: f64 = a.values.iter().zip(&b.values).map(|(x, y)| x * y).sum();
+    let denominator = a.norm * b.norm;
     if denominator == 0.0 {
         0.0
     } else {
