@@ -158,15 +158,6 @@ impl Features {
         (0..len).map(move |i| self.get(i, len))
     }
 
-    /// The keys as [`FeatureKey::packed`] integers, in the same (sorted) order.
-    pub fn iter_packed(&self) -> impl Iterator<Item = u128> + '_ {
-        let len = self.len();
-        (0..len).map(move |i| {
-            let kind = (self.0[len + i / 8] >> (8 * (i % 8))) as u8;
-            u128::from(kind) << 64 | u128::from(self.0[i])
-        })
-    }
-
     pub fn contains(&self, key: &FeatureKey) -> bool {
         let len = self.len();
         let (mut low, mut high) = (0, len);
@@ -198,24 +189,6 @@ impl<'de> Deserialize<'de> for Features {
         keys.sort_unstable();
         keys.dedup();
         Ok(Self::new(&keys))
-    }
-}
-
-impl FeatureKey {
-    /// The key as one integer, the kind above the value: integers order as keys do (kind first,
-    /// then value). [`Features::iter_packed`] packs straight from its words; this is the tests'
-    /// reference for it.
-    #[cfg(test)]
-    pub(crate) fn packed(self) -> u128 {
-        u128::from(self.kind as u8) << 64 | u128::from(self.value)
-    }
-
-    /// The key of a [`Self::packed`] integer.
-    pub(crate) fn unpacked(packed: u128) -> Self {
-        Self {
-            kind: LinkKind::ALL[(packed >> 64) as usize],
-            value: packed as u64,
-        }
     }
 }
 
@@ -363,24 +336,5 @@ mod tests {
             assert_eq!(json, serde_json::to_string(&keys).unwrap());
             assert_eq!(serde_json::from_str::<Features>(&json).unwrap(), packed);
         }
-    }
-
-    #[test]
-    fn keys_packed_into_integers_sort_as_the_keys_do_and_unpack_to_them() {
-        let mut keys: Vec<FeatureKey> = (0..200u64)
-            .map(|i| FeatureKey {
-                kind: LinkKind::ALL[(mix64(i) % LinkKind::ALL.len() as u64) as usize],
-                value: [0, 1, u64::MAX, mix64(i ^ 7)][i as usize % 4],
-            })
-            .collect();
-        let mut packed: Vec<u128> = keys.iter().map(|k| k.packed()).collect();
-        keys.sort_unstable();
-        packed.sort_unstable();
-        let back: Vec<FeatureKey> = packed.iter().map(|p| FeatureKey::unpacked(*p)).collect();
-        assert_eq!(back, keys);
-        keys.dedup();
-        let features = Features::new(&keys);
-        let direct: Vec<u128> = keys.iter().map(|k| k.packed()).collect();
-        assert_eq!(features.iter_packed().collect::<Vec<_>>(), direct);
     }
 }

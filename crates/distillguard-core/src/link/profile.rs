@@ -24,14 +24,15 @@ fn of_kind(values: &[(FeatureKey, usize)], kind: LinkKind) -> &[(FeatureKey, usi
 }
 
 /// Each value two or more members hold with the number holding it, in key order (kind first):
-/// the entries of a tree map of counts that the evidence reads (it never shows a value one
-/// member holds alone), from one sort of packed keys instead of a tree insert per key.
-fn shared_counts(mut keys: Vec<u128>) -> Vec<(FeatureKey, usize)> {
+/// the entries of a tree map of counts, from one sort instead of a tree insert per key. Values
+/// one member holds alone are left out: no reader shows them, and most of a cluster's keys are
+/// such (each member's own addresses and prompt bands).
+fn shared_counts(mut keys: Vec<FeatureKey>) -> Vec<(FeatureKey, usize)> {
     keys.sort_unstable();
     let mut values = Vec::new();
     for run in keys.chunk_by(|a, b| a == b) {
         if run.len() >= 2 {
-            values.push((FeatureKey::unpacked(run[0]), run.len()));
+            values.push((run[0], run.len()));
         }
     }
     values
@@ -362,10 +363,7 @@ impl Linker {
             return Vec::new();
         };
         let mut sharing = [0usize; super::features::KINDS];
-        // Packed into integers (kind first, as keys order): this sort of a cluster's few thousand
-        // keys was most of the evidence's cost, and integers compare in one step, not field by
-        // field.
-        let mut keys: Vec<u128> = Vec::new();
+        let mut keys: Vec<FeatureKey> = Vec::new();
         for member in &state.members {
             let node = self.node(*member);
             let mut mask = 0u16;
@@ -381,7 +379,7 @@ impl Linker {
                     sharing[kind as usize] += 1;
                 }
             }
-            keys.extend(node.features.iter_packed());
+            keys.extend(node.features.iter());
         }
         let values = shared_counts(keys);
         let mut evidence = Vec::new();
@@ -471,9 +469,6 @@ mod tests {
         assert!(tree.values().any(|n| *n == 1) && tree.values().any(|n| *n >= 2));
         let expected: Vec<(FeatureKey, usize)> =
             tree.into_iter().filter(|(_, n)| *n >= 2).collect();
-        assert_eq!(
-            shared_counts(keys.iter().map(|k| k.packed()).collect()),
-            expected
-        );
+        assert_eq!(shared_counts(keys), expected);
     }
 }
