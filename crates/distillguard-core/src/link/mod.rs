@@ -199,24 +199,32 @@ impl LinkConfig {
     /// operator's accounts draw one corpus through one pipeline (one `max_tokens`, one answer
     /// style); alone it says little, so it only strengthens a link that holds without it.
     pub fn same_length_regime(&self, a: &AccountSummary, b: &AccountSummary) -> bool {
-        self.same_lengths(&Support::of(a), &Support::of(b))
+        let lengths = |s: &AccountSummary| self.lengths(&Support::of(s));
+        self.same_lengths(&lengths(a), &lengths(b))
     }
 
-    fn same_lengths(&self, a: &Support, b: &Support) -> bool {
+    /// An account's mean prompt tokens per request and mean completion tokens per answer as
+    /// logarithms (`None` where not positive), once it has enough of both to be judged. Relinking
+    /// compares one account with dozens: its logarithms are taken once, not once per pair.
+    fn lengths(&self, s: &Support) -> Lengths {
         let min = self.support_min_events.max(1);
-        let known = |s: &Support| s.events >= min && s.completion_known >= min;
-        if !known(a) || !known(b) {
-            return false;
+        if s.events < min || s.completion_known < min {
+            return None;
         }
+        let ln = |x: f64| (x > 0.0).then(|| x.ln());
+        Some([
+            ln(s.prompt_tokens as f64 / s.events as f64),
+            ln(s.completion_tokens as f64 / s.completion_known as f64),
+        ])
+    }
+
+    fn same_lengths(&self, a: &Lengths, b: &Lengths) -> bool {
+        let (Some(a), Some(b)) = (a, b) else {
+            return false;
+        };
         let ratio = self.length_ratio.max(1.0).ln();
-        let close = |x: f64, y: f64| x > 0.0 && y > 0.0 && (x.ln() - y.ln()).abs() <= ratio;
-        close(
-            a.prompt_tokens as f64 / a.events as f64,
-            b.prompt_tokens as f64 / b.events as f64,
-        ) && close(
-            a.completion_tokens as f64 / a.completion_known as f64,
-            b.completion_tokens as f64 / b.completion_known as f64,
-        )
+        let close = |x: Option<f64>, y: Option<f64>| matches!((x, y), (Some(x), Some(y)) if (x - y).abs() <= ratio);
+        close(a[0], b[0]) && close(a[1], b[1])
     }
 
     /// Whether two accounts keep the same hours of the day (cosine of their hour-of-day
@@ -224,18 +232,14 @@ impl LinkConfig {
     /// shape (single-turn share). Support only: a class in one time zone shares both.
     pub fn same_behaviour(&self, a: &AccountSummary, b: &AccountSummary) -> bool {
         self.behaviour_alike(&Support::of(a), &Support::of(b), || {
-            (a.hour_of_day, b.hour_of_day)
+            let hours = |s: &AccountSummary| profile::Normed::new(s.hour_of_day.map(f64::from));
+            profile::cosine_normed(&hours(a), &hours(b))
         })
     }
 
-    /// `hours`: the two accounts' hour-of-day histograms, asked for only when the session shapes
-    /// match (a profile unpacks them).
-    fn behaviour_alike(
-        &self,
-        a: &Support,
-        b: &Support,
-        hours: impl FnOnce() -> ([u32; 24], [u32; 24]),
-    ) -> bool {
+    /// `similarity`: the cosine of the two accounts' hour-of-day histograms, asked for only when
+    /// the session shapes match (a profile unpacks them).
+    fn behaviour_alike(&self, a: &Support, b: &Support, similarity: impl FnOnce() -> f64) -> bool {
         let min = self.support_min_events.max(1);
         if a.turns_known < min || b.turns_known < min {
             return false;
@@ -244,8 +248,7 @@ impl LinkConfig {
         if (single(a) - single(b)).abs() > self.behaviour_turn_distance {
             return false;
         }
-        let (ha, hb) = hours();
-        profile::cosine(&ha.map(f64::from), &hb.map(f64::from)) >= self.behaviour_similarity
+        similarity() >= self.behaviour_similarity
     }
 
     /// Whether an account's requests hop over networks the way a rotating proxy's do: many
@@ -262,6 +265,9 @@ impl LinkConfig {
             && networks * self.pool_requests_per_network.max(1.0) >= traits.events as f64
     }
 }
+
+/// What [`LinkConfig::lengths`] makes of an account's support counts.
+type Lengths = Option<[Option<f64>; 2]>;
 
 /// The accounts holding one value, in the order they came. While the value is tracked its
 /// holders are its members; past the cap only their number is kept. Most values are held by one
@@ -616,6 +622,43 @@ pub struct Linker {
     evicted: u64,
 }
 
+/// What relinking reads of accounts' packed profiles, unpacked once per tick. A linked account
+/// is met again by each of its changed neighbours' relinks in the same tick (a proxy pool's
+/// members relink against the same dozens of accounts), and unpacking its hours of the day and
+/// its last day for every meeting was about 3 % of all replay CPU (support and lockstep). Lives for one tick only: profiles
+/// change between ticks (`Linker::observe`), never during one.
+#[derive(Default)]
+struct Unpacked {
+    /// Support counts with [`LinkConfig::lengths`].
+    support: HashMap<u32, (Support, Lengths), ahash::RandomState>,
+    hours: HashMap<u32, profile::Normed, ahash::RandomState>,
+    /// [`Linker::lockstep_activity`] at the tick's time.
+    lockstep: HashMap<u32, Option<profile::Normed>, ahash::RandomState>,
+}
+
+impl Unpacked {
+    fn support(&mut self, linker: &Linker, id: u32) -> (Support, Lengths) {
+        *self.support.entry(id).or_insert_with(|| {
+            let support = linker.node(id).profile.support();
+            (support, linker.config.lengths(&support))
+        })
+    }
+
+    fn hours(&mut self, linker: &Linker, id: u32) -> &profile::Normed {
+        self.hours.entry(id).or_insert_with(|| {
+            profile::Normed::new(linker.node(id).profile.hour_of_day().map(f64::from))
+        })
+    }
+
+    /// `at` is the same for every call in one tick.
+    fn lockstep(&mut self, linker: &Linker, id: u32, at: EventTime) -> Option<&profile::Normed> {
+        self.lockstep
+            .entry(id)
+            .or_insert_with(|| linker.lockstep_activity(id, at).map(profile::Normed::new))
+            .as_ref()
+    }
+}
+
 impl Linker {
     /// `idle_ms` and `max_nodes` follow the shards' eviction, so the linker forgets an account
     /// when its state is gone.
@@ -845,8 +888,11 @@ impl Linker {
             return Vec::new();
         }
         let changed = std::mem::take(&mut self.changed);
+        // Profiles do not change while the tick relinks: what several relinks read of one
+        // account is unpacked once.
+        let mut unpacked = Unpacked::default();
         for id in &changed {
-            self.relink(*id, at);
+            self.relink(*id, at, &mut unpacked);
         }
         self.sweep(at);
         let mut touched = std::mem::take(&mut self.touched);
@@ -855,12 +901,12 @@ impl Linker {
     }
 
     /// Recomputes one account's links from the postings it is in.
-    fn relink(&mut self, id: u32, at: EventTime) {
+    fn relink(&mut self, id: u32, at: EventTime, unpacked: &mut Unpacked) {
         let lockstep = self.config.weights.lockstep as f32;
         // The account's own activity, aligned once per relink (not once per candidate); `None`
         // when it is too sparse for lockstep with anyone.
         let own = if lockstep > 0.0 {
-            self.lockstep_activity(id, at)
+            unpacked.lockstep(self, id, at).copied()
         } else {
             None
         };
@@ -991,7 +1037,9 @@ impl Linker {
                     let mut with = per_kind;
                     with[LinkKind::Lockstep as usize] = lockstep;
                     if f64::from(with.iter().sum::<f32>()) >= threshold
-                        && self.in_lockstep_with(own, other, at)
+                        && unpacked.lockstep(self, other, at).is_some_and(|theirs| {
+                            profile::cosine_normed(own, theirs) >= self.config.lockstep_similarity
+                        })
                     {
                         per_kind = with;
                     }
@@ -1006,7 +1054,7 @@ impl Linker {
                     for (kind, weight) in LinkKind::CONTENT.into_iter().zip(content) {
                         per_kind[kind as usize] = weight;
                     }
-                    self.add_support(&mut per_kind, &node.profile, &self.node(other).profile);
+                    self.add_support(&mut per_kind, id, other, unpacked);
                 }
                 let kinds = per_kind
                     .iter()
@@ -1048,19 +1096,27 @@ impl Linker {
     }
 
     /// Adds the support kinds two linked accounts show (`docs/detectors.md`, "Support kinds").
-    fn add_support(&self, per_kind: &mut [f32; features::KINDS], own: &Profile, theirs: &Profile) {
+    fn add_support(
+        &self,
+        per_kind: &mut [f32; features::KINDS],
+        own: u32,
+        theirs: u32,
+        unpacked: &mut Unpacked,
+    ) {
         let weights = &self.config.weights;
         if weights.length_regime <= 0.0 && weights.behaviour <= 0.0 {
             return;
         }
-        let (a, b) = (own.support(), theirs.support());
-        if weights.length_regime > 0.0 && self.config.same_lengths(&a, &b) {
+        let ((a, a_lengths), (b, b_lengths)) =
+            (unpacked.support(self, own), unpacked.support(self, theirs));
+        if weights.length_regime > 0.0 && self.config.same_lengths(&a_lengths, &b_lengths) {
             per_kind[LinkKind::LengthRegime as usize] = weights.length_regime as f32;
         }
         if weights.behaviour > 0.0
-            && self
-                .config
-                .behaviour_alike(&a, &b, || (own.hour_of_day(), theirs.hour_of_day()))
+            && self.config.behaviour_alike(&a, &b, || {
+                let own = *unpacked.hours(self, own);
+                profile::cosine_normed(&own, unpacked.hours(self, theirs))
+            })
         {
             per_kind[LinkKind::Behaviour as usize] = weights.behaviour as f32;
         }
@@ -1084,14 +1140,6 @@ impl Linker {
         }
         let activity = profile::activity_at(&node.profile.activity(), node.summary_at, at);
         (activity.iter().filter(|v| **v > 0.0).count() >= min_hours).then_some(activity)
-    }
-
-    /// Whether another account was active in the same hours of the last day as `own` (from
-    /// [`Self::lockstep_activity`]), in the same proportions (cosine similarity of their hourly
-    /// counts, aligned to `at`).
-    fn in_lockstep_with(&self, own: &[f64; 24], other: u32, at: EventTime) -> bool {
-        self.lockstep_activity(other, at)
-            .is_some_and(|theirs| profile::cosine(own, &theirs) >= self.config.lockstep_similarity)
     }
 
     /// Forgets accounts idle past the shards' eviction age (once per event-time hour), and the

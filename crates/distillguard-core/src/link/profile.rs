@@ -23,6 +23,21 @@ fn of_kind(values: &[(FeatureKey, usize)], kind: LinkKind) -> &[(FeatureKey, usi
     &values[start..end]
 }
 
+/// Each value two or more members hold with the number holding it, in key order (kind first):
+/// the entries of a tree map of counts, from one sort instead of a tree insert per key. Values
+/// one member holds alone are left out: no reader shows them, and most of a cluster's keys are
+/// such (each member's own addresses and prompt bands).
+fn shared_counts(mut keys: Vec<FeatureKey>) -> Vec<(FeatureKey, usize)> {
+    keys.sort_unstable();
+    let mut values = Vec::new();
+    for run in keys.chunk_by(|a, b| a == b) {
+        if run.len() >= 2 {
+            values.push((run[0], run.len()));
+        }
+    }
+    values
+}
+
 /// A summary's hourly activity re-aligned to end at the hour of `at` (hours it has not seen yet
 /// are zero, hours that fell out of the window are dropped).
 pub(crate) fn activity_at(activity: &[u32; 24], made_at: EventTime, at: EventTime) -> [f64; 24] {
@@ -35,10 +50,25 @@ pub(crate) fn activity_at(activity: &[u32; 24], made_at: EventTime, at: EventTim
     out
 }
 
-pub(crate) fn cosine(a: &[f64; 24], b: &[f64; 24]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let norm = |v: &[f64; 24]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
-    let denominator = norm(a) * norm(b);
+/// An hourly vector with its Euclidean norm: relinking compares one account's with dozens of
+/// others in a tick, and the norm is taken once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Normed {
+    values: [f64; 24],
+    norm: f64,
+}
+
+impl Normed {
+    pub fn new(values: [f64; 24]) -> Self {
+        let norm = values.iter().map(|x| x * x).sum::<f64>().sqrt();
+        Self { values, norm }
+    }
+}
+
+/// Cosine similarity, 0 when either vector is zero.
+pub(crate) fn cosine_normed(a: &Normed, b: &Normed) -> f64 {
+    let dot: f64 = a.values.iter().zip(&b.values).map(|(x, y)| x * y).sum();
+    let denominator = a.norm * b.norm;
     if denominator == 0.0 {
         0.0
     } else {
@@ -351,16 +381,7 @@ impl Linker {
             }
             keys.extend(node.features.iter());
         }
-        // Each value with the number of members holding it, in key order (kind first): the
-        // counts a tree map of them would hold, from one sort instead of a tree insert per key.
-        keys.sort_unstable();
-        let mut values: Vec<(FeatureKey, usize)> = Vec::new();
-        for key in keys {
-            match values.last_mut() {
-                Some((last, n)) if *last == key => *n += 1,
-                _ => values.push((key, 1)),
-            }
-        }
+        let values = shared_counts(keys);
         let mut evidence = Vec::new();
         for kind in LinkKind::ALL {
             let members_sharing = sharing[kind as usize];
@@ -426,5 +447,28 @@ impl Linker {
                 .then(a.kind.cmp(&b.kind))
         });
         evidence
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_counts_are_a_tree_maps_counts_without_the_values_one_member_holds() {
+        let keys: Vec<FeatureKey> = (0..500u64)
+            .map(|i| FeatureKey {
+                kind: LinkKind::ALL[(i % 7) as usize * 2 % LinkKind::ALL.len()],
+                value: crate::sketch::mix64(i % 97) % 50,
+            })
+            .collect();
+        let mut tree: BTreeMap<FeatureKey, usize> = BTreeMap::new();
+        for key in &keys {
+            *tree.entry(*key).or_default() += 1;
+        }
+        assert!(tree.values().any(|n| *n == 1) && tree.values().any(|n| *n >= 2));
+        let expected: Vec<(FeatureKey, usize)> =
+            tree.into_iter().filter(|(_, n)| *n >= 2).collect();
+        assert_eq!(shared_counts(keys), expected);
     }
 }

@@ -1091,3 +1091,44 @@ fn above_the_cap_the_sweep_forgets_the_least_recently_seen_first() {
         .collect();
     assert_eq!(kept, ["b", "c"], "the oldest, a, leaves");
 }
+
+#[test]
+fn a_ticks_unpacked_views_equal_fresh_unpacks_and_plain_comparisons() {
+    let config = crate::link::LinkConfig::default();
+    let mut linker = crate::link::Linker::new(config.clone(), EventTime::DAY, 1_000);
+    let at = EventTime::from_epoch_ms(BASE + 2 * EventTime::HOUR).unwrap();
+    let summaries: Vec<_> = ["p", "q"]
+        .iter()
+        .map(|name| {
+            let addresses: Vec<String> = (0..30).map(|n| format!("192.0.2.{}", n % 3)).collect();
+            hand_built(name, &addresses)
+        })
+        .collect();
+    for summary in summaries.clone() {
+        linker.observe(summary, at, 0.0);
+    }
+    let mut unpacked = super::Unpacked::default();
+    for (id, summary) in summaries.iter().enumerate() {
+        let id = id as u32;
+        let (support, lengths) = unpacked.support(&linker, id);
+        assert_eq!(support, linker.node(id).profile.support());
+        assert_eq!(lengths, config.lengths(&support));
+        let hours = super::profile::Normed::new(summary.hour_of_day.map(f64::from));
+        let cached = *unpacked.hours(&linker, id);
+        assert_eq!(format!("{cached:?}"), format!("{hours:?}"));
+        let fresh = linker
+            .lockstep_activity(id, at)
+            .map(super::profile::Normed::new);
+        assert_eq!(
+            unpacked.lockstep(&linker, id, at).map(|n| format!("{n:?}")),
+            fresh.map(|n| format!("{n:?}"))
+        );
+    }
+    // The pairwise comparisons read the same as from the summaries themselves.
+    let (a, b) = (&summaries[0], &summaries[1]);
+    let (sa, sb) = (unpacked.support(&linker, 0), unpacked.support(&linker, 1));
+    assert_eq!(
+        config.same_lengths(&sa.1, &sb.1),
+        config.same_length_regime(a, b)
+    );
+}
