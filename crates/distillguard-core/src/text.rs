@@ -154,7 +154,7 @@ const SPARSE_FRAME_SLOTS: usize = 64;
 #[derive(Debug, Clone)]
 enum FrameCounts {
     /// `slot << 8 | count` of each used slot (count below 256), ascending by slot.
-    Sparse(Vec<u16>),
+    Sparse(Box<[u16]>),
     Dense(Box<[u16; FRAME_SLOTS]>),
 }
 
@@ -177,8 +177,11 @@ impl FrameCounts {
                     return;
                 }
                 Err(i) if used.len() < SPARSE_FRAME_SLOTS => {
-                    crate::sketch::reserve_one(used, SPARSE_FRAME_SLOTS);
-                    used.insert(i, (slot as u16) << 8 | 1);
+                    // A boxed slice of exactly the used slots (no capacity word, no spare room).
+                    let mut list = std::mem::take(used).into_vec();
+                    list.reserve_exact(1);
+                    list.insert(i, (slot as u16) << 8 | 1);
+                    *used = list.into_boxed_slice();
                     return;
                 }
                 _ => *self = FrameCounts::Dense(Box::new(self.table())),
@@ -195,7 +198,9 @@ impl FrameCounts {
                 for e in used.iter_mut() {
                     *e = (*e & 0xff00) | ((*e & 0xff) / 2);
                 }
-                used.retain(|e| e & 0xff > 0);
+                if used.iter().any(|e| e & 0xff == 0) {
+                    *used = used.iter().copied().filter(|e| e & 0xff > 0).collect();
+                }
             }
             FrameCounts::Dense(table) => table.iter_mut().for_each(|c| *c /= 2),
         }
@@ -239,7 +244,7 @@ impl Eq for FrameCounts {}
 impl Default for FrameWords {
     fn default() -> Self {
         Self {
-            counts: FrameCounts::Sparse(Vec::new()),
+            counts: FrameCounts::Sparse(Box::default()),
             prompts: 0,
         }
     }
@@ -273,7 +278,7 @@ impl FrameWords {
     /// Heap bytes held (the list or the table).
     pub fn heap_bytes(&self) -> usize {
         match &self.counts {
-            FrameCounts::Sparse(used) => used.capacity() * 2,
+            FrameCounts::Sparse(used) => used.len() * 2,
             FrameCounts::Dense(_) => FRAME_SLOTS * 2,
         }
     }

@@ -43,14 +43,14 @@ const SPARSE_WORD_BITS: usize = 96;
 /// the same estimate; checkpoints hold the table's form (older ones load unchanged).
 #[derive(Debug, Clone)]
 pub(super) enum WordBits {
-    /// Set bits, ascending.
-    Sparse(Vec<u16>),
+    /// Set bits, ascending (a boxed slice: no capacity word, no spare room).
+    Sparse(Box<[u16]>),
     Dense(Box<VocabularyCounter>),
 }
 
 impl Default for WordBits {
     fn default() -> Self {
-        WordBits::Sparse(Vec::new())
+        WordBits::Sparse(Box::default())
     }
 }
 
@@ -63,8 +63,7 @@ impl WordBits {
                     return;
                 };
                 if bits.len() < SPARSE_WORD_BITS {
-                    crate::sketch::reserve_one(bits, SPARSE_WORD_BITS);
-                    bits.insert(at, bit as u16);
+                    super::compact::insert(bits, at, bit as u16);
                 } else {
                     let mut dense = self.to_counter();
                     dense.set_bit(bit);
@@ -104,7 +103,7 @@ impl WordBits {
 
     pub(super) fn heap_bytes(&self) -> usize {
         match self {
-            WordBits::Sparse(bits) => bits.capacity() * 2,
+            WordBits::Sparse(bits) => bits.len() * 2,
             WordBits::Dense(_) => std::mem::size_of::<VocabularyCounter>(),
         }
     }
@@ -178,22 +177,118 @@ impl Vocabulary {
 /// Lifetime requests per UTC hour of day, in 16 bits: when a slot would overflow every slot is
 /// halved, which keeps the shares the detectors and the linker read (48 bytes less per account
 /// than u32 counts).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub(super) struct HourOfDay([u16; HOURS]);
+///
+/// Held inline as `hour << 16 | count` for up to three hours with requests (most accounts at a
+/// million send a few requests: 16 bytes instead of the 48-byte table), the table (boxed) after.
+/// The same counts either way; checkpoints hold the table.
+#[derive(Debug, Clone)]
+pub(super) enum HourOfDay {
+    /// Hours with requests, `hour << 16 | count` (count at least 1); 0 for an unused entry.
+    Few([u32; FEW_HOURS]),
+    All(Box<[u16; HOURS]>),
+}
+
+/// Hours of the day held inline.
+const FEW_HOURS: usize = 3;
+
+impl Default for HourOfDay {
+    fn default() -> Self {
+        HourOfDay::Few([0; FEW_HOURS])
+    }
+}
+
+impl PartialEq for HourOfDay {
+    fn eq(&self, other: &Self) -> bool {
+        self.table() == other.table()
+    }
+}
+
+impl Eq for HourOfDay {}
 
 impl HourOfDay {
     pub(super) fn add(&mut self, hour: usize) {
-        if self.0[hour] == u16::MAX {
-            for count in &mut self.0 {
-                *count /= 2;
+        if let HourOfDay::Few(entries) = self {
+            if let Some(e) = entries
+                .iter_mut()
+                .find(|e| **e != 0 && (**e >> 16) as usize == hour)
+            {
+                if *e & 0xffff == u32::from(u16::MAX) {
+                    // As the table: every hour halved (hours at zero drop out).
+                    for e in entries.iter_mut().filter(|e| **e != 0) {
+                        let halved = (*e & 0xffff) / 2;
+                        *e = if halved == 0 {
+                            0
+                        } else {
+                            (*e & !0xffff) | halved
+                        };
+                    }
+                    let e = entries
+                        .iter_mut()
+                        .find(|e| **e != 0 && (**e >> 16) as usize == hour)
+                        .expect("the full hour keeps half its count");
+                    *e += 1;
+                } else {
+                    *e += 1;
+                }
+                return;
             }
+            if let Some(e) = entries.iter_mut().find(|e| **e == 0) {
+                *e = (hour as u32) << 16 | 1;
+                return;
+            }
+            *self = HourOfDay::All(Box::new(self.table()));
         }
-        self.0[hour] += 1;
+        if let HourOfDay::All(table) = self {
+            if table[hour] == u16::MAX {
+                for count in table.iter_mut() {
+                    *count /= 2;
+                }
+            }
+            table[hour] += 1;
+        }
+    }
+
+    fn table(&self) -> [u16; HOURS] {
+        match self {
+            HourOfDay::Few(entries) => {
+                let mut table = [0u16; HOURS];
+                for e in entries.iter().filter(|e| **e != 0) {
+                    table[(e >> 16) as usize] = (e & 0xffff) as u16;
+                }
+                table
+            }
+            HourOfDay::All(table) => **table,
+        }
+    }
+
+    fn from_table(table: [u16; HOURS]) -> Self {
+        if table.iter().filter(|c| **c > 0).count() <= FEW_HOURS {
+            let mut entries = [0u32; FEW_HOURS];
+            let used = (0..HOURS).filter(|h| table[*h] > 0);
+            for (e, hour) in entries.iter_mut().zip(used) {
+                *e = (hour as u32) << 16 | u32::from(table[hour]);
+            }
+            HourOfDay::Few(entries)
+        } else {
+            HourOfDay::All(Box::new(table))
+        }
     }
 
     pub(super) fn counts(&self) -> [u32; HOURS] {
-        self.0.map(u32::from)
+        self.table().map(u32::from)
+    }
+
+    pub(super) fn heap_bytes(&self) -> usize {
+        match self {
+            HourOfDay::Few(_) => 0,
+            HourOfDay::All(_) => HOURS * 2,
+        }
+    }
+}
+
+impl Serialize for HourOfDay {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.table().serialize(serializer)
     }
 }
 
@@ -206,7 +301,7 @@ impl<'de> Deserialize<'de> for HourOfDay {
                 *count /= 2;
             }
         }
-        Ok(Self(wide.map(|c| c as u16)))
+        Ok(Self::from_table(wide.map(|c| c as u16)))
     }
 }
 
@@ -231,13 +326,13 @@ const SPARSE_HOURS: usize = 8;
 #[derive(Debug, Clone)]
 enum HourSlots {
     /// `[slot, events, completion tokens]` of each used slot (events at least 1), any order.
-    Sparse(Vec<[u32; 3]>),
+    Sparse(Box<[[u32; 3]]>),
     Dense(Box<HourTable>),
 }
 
 impl Default for HourSlots {
     fn default() -> Self {
-        HourSlots::Sparse(Vec::new())
+        HourSlots::Sparse(Box::default())
     }
 }
 
@@ -260,7 +355,11 @@ impl HourSlots {
 
     fn clear(&mut self, slot: usize) {
         match self {
-            HourSlots::Sparse(used) => used.retain(|e| e[0] as usize != slot),
+            HourSlots::Sparse(used) => {
+                if let Some(at) = used.iter().position(|e| e[0] as usize == slot) {
+                    super::compact::remove(used, at);
+                }
+            }
             HourSlots::Dense(table) => {
                 table.events[slot] = 0;
                 table.completion_tokens[slot] = 0;
@@ -276,8 +375,7 @@ impl HourSlots {
                 return;
             }
             if used.len() < SPARSE_HOURS {
-                crate::sketch::reserve_one(used, SPARSE_HOURS);
-                used.push([slot as u32, 1, completion_tokens]);
+                super::compact::push(used, [slot as u32, 1, completion_tokens]);
                 return;
             }
             *self = HourSlots::Dense(Box::new(self.table()));
@@ -304,7 +402,7 @@ impl HourSlots {
     }
 
     fn from_table(table: HourTable) -> Self {
-        let used: Vec<[u32; 3]> = (0..HOURS)
+        let used: Box<[[u32; 3]]> = (0..HOURS)
             .filter(|&s| table.events[s] > 0 || table.completion_tokens[s] > 0)
             .map(|s| [s as u32, table.events[s], table.completion_tokens[s]])
             .collect();
@@ -317,7 +415,7 @@ impl HourSlots {
 
     fn heap_bytes(&self) -> usize {
         match self {
-            HourSlots::Sparse(used) => used.capacity() * 12,
+            HourSlots::Sparse(used) => used.len() * 12,
             HourSlots::Dense(_) => std::mem::size_of::<HourTable>(),
         }
     }
@@ -451,51 +549,115 @@ impl From<HourRingWire> for HourRing {
 }
 
 /// Longest gap between consecutive events per UTC day.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Held in 24 bytes without a heap list: the day index fits 32 bits, a gap within a day fits 32
+/// bits of milliseconds, and the at most `QUIET_DAYS` completed days sit in a fixed ring.
+/// Checkpoints hold the layout written before (`day` and `longest_today_ms` as 64-bit integers,
+/// `completed` as a list).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct QuietGaps {
-    pub(super) day: i64,
-    pub(super) longest_today_ms: i64,
-    /// Longest gap of each recently completed day, in minutes (oldest first).
-    pub(super) completed: Vec<u16>,
+    day: i32,
+    longest_today_ms: u32,
+    /// Longest gap of each recently completed day, in minutes (oldest first), `days` of them.
+    completed: [u16; QUIET_DAYS],
+    days: u8,
 }
 
 impl QuietGaps {
+    pub(super) fn new(day: i64) -> Self {
+        Self {
+            day: day as i32,
+            ..Self::default()
+        }
+    }
+
+    /// Completed days measured.
+    pub(super) fn days(&self) -> usize {
+        usize::from(self.days)
+    }
+
     pub(super) fn observe(&mut self, previous: EventTime, now: EventTime, first_day: i64) {
         let day = now.day_index();
         let gap = (now.epoch_ms() - previous.epoch_ms()).max(0);
-        if day > self.day {
+        let mut longest_today_ms = i64::from(self.longest_today_ms);
+        let this_day = i64::from(self.day);
+        if day > this_day {
             // Close the day of the previous event (a partial first day says nothing) and count
             // wholly silent days in between as a 24-hour gap.
-            let end_of_day = (self.day + 1) * EventTime::DAY;
-            let closing = self.longest_today_ms.max(end_of_day - previous.epoch_ms());
-            if self.day > first_day {
+            let end_of_day = (this_day + 1) * EventTime::DAY;
+            let closing = longest_today_ms.max(end_of_day - previous.epoch_ms());
+            if this_day > first_day {
                 self.push(closing);
             }
-            for _ in (self.day + 1)..day.min(self.day + 1 + QUIET_DAYS as i64) {
+            for _ in (this_day + 1)..day.min(this_day + 1 + QUIET_DAYS as i64) {
                 self.push(EventTime::DAY);
             }
-            self.day = day;
-            self.longest_today_ms = now.epoch_ms() - day * EventTime::DAY;
+            self.day = day as i32;
+            longest_today_ms = now.epoch_ms() - day * EventTime::DAY;
         }
-        self.longest_today_ms = self.longest_today_ms.max(gap.min(EventTime::DAY));
+        longest_today_ms = longest_today_ms.max(gap.min(EventTime::DAY));
+        self.longest_today_ms = longest_today_ms as u32;
     }
 
     pub(super) fn push(&mut self, gap_ms: i64) {
-        if self.completed.len() == QUIET_DAYS {
-            self.completed.remove(0);
+        let minutes = (gap_ms / EventTime::MINUTE).clamp(0, u16::MAX as i64) as u16;
+        if self.days() == QUIET_DAYS {
+            self.completed.copy_within(1.., 0);
+            self.completed[QUIET_DAYS - 1] = minutes;
+        } else {
+            self.completed[self.days()] = minutes;
+            self.days += 1;
         }
-        self.completed
-            .push((gap_ms / EventTime::MINUTE).clamp(0, u16::MAX as i64) as u16);
     }
 
     /// Median over completed days of the longest quiet gap, in hours.
     pub(super) fn median_hours(&self) -> Option<f64> {
-        if self.completed.is_empty() {
+        if self.days == 0 {
             return None;
         }
-        let mut days = self.completed.clone();
+        let mut days = self.completed;
+        let days = &mut days[..self.days()];
         days.sort_unstable();
         Some(f64::from(days[days.len() / 2]) / 60.0)
+    }
+}
+
+/// `QuietGaps` as checkpoints hold it.
+#[derive(Serialize, Deserialize)]
+struct QuietGapsWire {
+    day: i64,
+    longest_today_ms: i64,
+    completed: Vec<u16>,
+}
+
+impl Serialize for QuietGaps {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        QuietGapsWire {
+            day: i64::from(self.day),
+            longest_today_ms: i64::from(self.longest_today_ms),
+            completed: self.completed[..self.days()].to_vec(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for QuietGaps {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = QuietGapsWire::deserialize(deserializer)?;
+        let invalid = |what| serde::de::Error::custom(format!("quiet gaps: {what} out of range"));
+        let mut quiet = QuietGaps {
+            day: i32::try_from(wire.day).map_err(|_| invalid("day"))?,
+            longest_today_ms: u32::try_from(wire.longest_today_ms)
+                .map_err(|_| invalid("longest gap"))?,
+            ..QuietGaps::default()
+        };
+        // The latest `QUIET_DAYS` days (a list never held more).
+        let keep = wire.completed.len().saturating_sub(QUIET_DAYS);
+        for minutes in &wire.completed[keep..] {
+            quiet.completed[quiet.days()] = *minutes;
+            quiet.days += 1;
+        }
+        Ok(quiet)
     }
 }
 
