@@ -446,11 +446,15 @@ impl AccountState {
         // of unknown turn feed the vocabulary (issue 13, agent sessions).
         self.observe_turn(features.fingerprint, turn);
         if turn != Turn::Continuation {
+            let mut subject = [0u32; crate::text::MAX_CONTENT_WORDS];
+            let mut n = 0;
             for word in &features.content[..features.content_len as usize] {
                 if !self.frame.is_frame(*word) {
-                    self.vocabulary.insert(*word);
+                    subject[n] = *word;
+                    n += 1;
                 }
             }
+            self.vocabulary.insert_all(&subject[..n]);
             self.frame.observe(&features);
         }
         let templated = self.prompts >= TEMPLATE_MIN_PROMPTS
@@ -663,7 +667,7 @@ impl AccountState {
             prompts: self.prompts,
             distinct_prompts: self.distinct_prompts(),
             vocabulary_richness: self.vocabulary.richness(),
-            subject_words: self.vocabulary.words,
+            subject_words: self.vocabulary.words(),
             young_vocabulary: self.vocabulary.young(),
             skeleton_prefixes: self.prefixes.top().into_iter().take(3).collect(),
             skeleton_suffixes: self.suffixes.top().into_iter().take(3).collect(),

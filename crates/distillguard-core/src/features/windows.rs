@@ -43,9 +43,43 @@ const SPARSE_WORD_BITS: usize = 96;
 /// the same estimate; checkpoints hold the table's form (older ones load unchanged).
 #[derive(Debug, Clone)]
 pub(super) enum WordBits {
-    /// Set bits, ascending (a boxed slice: no capacity word, no spare room).
-    Sparse(Box<[u16]>),
+    /// Set bits, ascending, as gaps of a byte each (see [`encode_gaps`]): a few dozen bits
+    /// spread over 2,048 are some 40 apart, so a byte a bit instead of two.
+    Sparse(Box<[u8]>),
     Dense(Box<VocabularyCounter>),
+}
+
+/// Ascending bits (below 2,048) as gaps from the previous bit plus one (from -1 for the first):
+/// a gap up to 255 is one byte, a longer one a 0 byte per 255 and then the rest (1 to 255).
+fn encode_gaps(bits: &[u16]) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(bits.len() + 2);
+    let mut previous = -1i32;
+    for &bit in bits {
+        let mut gap = i32::from(bit) - previous;
+        while gap > 255 {
+            out.push(0);
+            gap -= 255;
+        }
+        out.push(gap as u8);
+        previous = i32::from(bit);
+    }
+    out.into_boxed_slice()
+}
+
+/// The bits of [`encode_gaps`] into `out`; how many.
+fn decode_gaps(bytes: &[u8], out: &mut [u16; SPARSE_WORD_BITS]) -> usize {
+    let mut n = 0;
+    let mut at = -1i32;
+    for &b in bytes {
+        if b == 0 {
+            at += 255;
+        } else {
+            at += i32::from(b);
+            out[n] = at as u16;
+            n += 1;
+        }
+    }
+    n
 }
 
 impl Default for WordBits {
@@ -54,38 +88,87 @@ impl Default for WordBits {
     }
 }
 
-impl WordBits {
+/// A window's bits while words are added: a sparse form decoded once for a whole prompt.
+enum Open {
+    Sparse([u16; SPARSE_WORD_BITS], usize),
+    Dense(Box<VocabularyCounter>),
+}
+
+impl Open {
+    fn of(bits: WordBits) -> Self {
+        match bits {
+            WordBits::Sparse(bytes) => {
+                let mut list = [0; SPARSE_WORD_BITS];
+                let n = decode_gaps(&bytes, &mut list);
+                Open::Sparse(list, n)
+            }
+            WordBits::Dense(counter) => Open::Dense(counter),
+        }
+    }
+
+    fn close(self) -> WordBits {
+        match self {
+            Open::Sparse(list, n) => WordBits::Sparse(encode_gaps(&list[..n])),
+            Open::Dense(counter) => WordBits::Dense(counter),
+        }
+    }
+
     fn insert(&mut self, hash: u64) {
         let bit = VocabularyCounter::bit_of(hash);
         match self {
-            WordBits::Sparse(bits) => {
-                let Err(at) = bits.binary_search(&(bit as u16)) else {
+            Open::Sparse(list, n) => {
+                let Err(at) = list[..*n].binary_search(&(bit as u16)) else {
                     return;
                 };
-                if bits.len() < SPARSE_WORD_BITS {
-                    super::compact::insert(bits, at, bit as u16);
+                if *n < SPARSE_WORD_BITS {
+                    list.copy_within(at..*n, at + 1);
+                    list[at] = bit as u16;
+                    *n += 1;
                 } else {
-                    let mut dense = self.to_counter();
+                    let mut dense = VocabularyCounter::default();
+                    list.iter().for_each(|b| dense.set_bit(usize::from(*b)));
                     dense.set_bit(bit);
-                    *self = WordBits::Dense(Box::new(dense));
+                    *self = Open::Dense(Box::new(dense));
                 }
             }
-            WordBits::Dense(counter) => counter.set_bit(bit),
+            Open::Dense(counter) => counter.set_bit(bit),
         }
     }
 
     fn estimate(&self) -> f64 {
         match self {
-            WordBits::Sparse(bits) => VocabularyCounter::estimate_of(bits.len() as u32),
+            Open::Sparse(_, n) => VocabularyCounter::estimate_of(*n as u32),
+            Open::Dense(counter) => counter.estimate(),
+        }
+    }
+}
+
+impl WordBits {
+    #[cfg(test)]
+    fn insert(&mut self, hash: u64) {
+        let mut open = Open::of(std::mem::take(self));
+        open.insert(hash);
+        *self = open.close();
+    }
+
+    fn estimate(&self) -> f64 {
+        match self {
+            WordBits::Sparse(bytes) => {
+                VocabularyCounter::estimate_of(bytes.iter().filter(|b| **b != 0).count() as u32)
+            }
             WordBits::Dense(counter) => counter.estimate(),
         }
     }
 
     fn to_counter(&self) -> VocabularyCounter {
         match self {
-            WordBits::Sparse(bits) => {
+            WordBits::Sparse(bytes) => {
+                let mut list = [0; SPARSE_WORD_BITS];
+                let n = decode_gaps(bytes, &mut list);
                 let mut counter = VocabularyCounter::default();
-                bits.iter().for_each(|b| counter.set_bit(usize::from(*b)));
+                list[..n]
+                    .iter()
+                    .for_each(|b| counter.set_bit(usize::from(*b)));
                 counter
             }
             WordBits::Dense(counter) => (**counter).clone(),
@@ -95,7 +178,8 @@ impl WordBits {
     fn from_counter(counter: VocabularyCounter) -> Self {
         let set = counter.set_bits().count();
         if set <= SPARSE_WORD_BITS {
-            WordBits::Sparse(counter.set_bits().map(|b| b as u16).collect())
+            let bits: Vec<u16> = counter.set_bits().map(|b| b as u16).collect();
+            WordBits::Sparse(encode_gaps(&bits))
         } else {
             WordBits::Dense(Box::new(counter))
         }
@@ -103,7 +187,7 @@ impl WordBits {
 
     pub(super) fn heap_bytes(&self) -> usize {
         match self {
-            WordBits::Sparse(bits) => bits.len() * 2,
+            WordBits::Sparse(bytes) => bytes.len(),
             WordBits::Dense(_) => std::mem::size_of::<VocabularyCounter>(),
         }
     }
@@ -130,42 +214,93 @@ impl<'de> Deserialize<'de> for WordBits {
 /// How many different subject words an account uses for how many it sends (topic spread).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(super) struct Vocabulary {
-    pub(super) words: u64,
+    /// Below `VOCABULARY_WINDOW_WORDS` (written as before, a number).
+    pub(super) words: u32,
     pub(super) distinct: WordBits,
-    pub(super) previous: Option<f64>,
+    #[serde(with = "optional_float")]
+    pub(super) previous: Previous,
+}
+
+/// The previous window's richness; `NONE` (a NaN, which richness never is) when there is none:
+/// 8 bytes instead of an `Option<f64>`'s 16. Written as the option.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Previous(u64);
+
+impl Previous {
+    const NONE: Previous = Previous(u64::MAX);
+
+    fn get(self) -> Option<f64> {
+        (self != Self::NONE).then(|| f64::from_bits(self.0))
+    }
+
+    fn of(value: Option<f64>) -> Self {
+        value.map_or(Self::NONE, |v| Previous(v.to_bits()))
+    }
+}
+
+impl Default for Previous {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
+mod optional_float {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Previous;
+
+    pub fn serialize<S: Serializer>(value: &Previous, serializer: S) -> Result<S::Ok, S::Error> {
+        value.get().serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Previous, D::Error> {
+        Option::<f64>::deserialize(deserializer).map(Previous::of)
+    }
 }
 
 impl Vocabulary {
-    pub(super) fn insert(&mut self, word: u32) {
-        if self.words >= VOCABULARY_WINDOW_WORDS {
-            self.previous = self.current();
-            self.words = 0;
-            self.distinct = WordBits::default();
+    /// Counts one prompt's subject words, in order (the window's bits decoded once).
+    pub(super) fn insert_all(&mut self, words: &[u32]) {
+        if words.is_empty() {
+            return;
         }
-        self.words += 1;
-        self.distinct.insert(crate::sketch::mix64(u64::from(word)));
+        let mut open = Open::of(std::mem::take(&mut self.distinct));
+        for &word in words {
+            if u64::from(self.words) >= VOCABULARY_WINDOW_WORDS {
+                self.previous = Previous::of(herdan(open.estimate(), u64::from(self.words)));
+                self.words = 0;
+                open = Open::of(WordBits::default());
+            }
+            self.words += 1;
+            open.insert(crate::sketch::mix64(u64::from(word)));
+        }
+        self.distinct = open.close();
+    }
+
+    /// Subject words in the current window.
+    pub(super) fn words(&self) -> u64 {
+        u64::from(self.words)
     }
 
     /// Herdan's C of the current window, length-corrected to a full window: C drifts down as a
     /// text grows (by about 0.05 per e-fold of words, in the simulator's rich and narrow sources
     /// alike), so a young window is compared as if it had reached `VOCABULARY_WINDOW_WORDS`.
     pub(super) fn current(&self) -> Option<f64> {
-        herdan(self.distinct.estimate(), self.words)
+        herdan(self.distinct.estimate(), self.words())
     }
 
     /// The window's distinct-word counter while the account is too young for a richness of its
     /// own: a cluster of young accounts measures its richness over their union.
     pub(super) fn young(&self) -> Option<Box<VocabularyCounter>> {
-        (self.previous.is_none() && self.words < MIN_VOCABULARY_WORDS && self.words > 0)
+        (self.previous.get().is_none() && self.words() < MIN_VOCABULARY_WORDS && self.words > 0)
             .then(|| Box::new(self.distinct.to_counter()))
     }
 
     /// The current window once it is a quarter full, the previous full window before that.
     pub(super) fn richness(&self) -> Option<f64> {
-        match (self.current(), self.previous) {
-            (Some(c), _)
-                if self.words >= VOCABULARY_WINDOW_WORDS / 4 || self.previous.is_none() =>
-            {
+        let previous = self.previous.get();
+        match (self.current(), previous) {
+            (Some(c), _) if self.words() >= VOCABULARY_WINDOW_WORDS / 4 || previous.is_none() => {
                 Some(c)
             }
             (_, Some(p)) => Some(p),
@@ -716,6 +851,57 @@ mod tests {
             serde_json::from_str::<WordBits>(&json).unwrap(),
             WordBits::Sparse(_)
         ));
+    }
+
+    #[test]
+    fn bit_gaps_of_a_byte_read_back_every_bit_at_any_spacing() {
+        for bits in [
+            vec![],
+            vec![0u16],
+            vec![2_047],
+            vec![0, 254, 255, 509, 510, 765, 1_020, 1_021, 2_047],
+            (0..96).map(|i| i * 21).collect(),
+        ] {
+            let bytes = encode_gaps(&bits);
+            let mut out = [0; SPARSE_WORD_BITS];
+            let n = decode_gaps(&bytes, &mut out);
+            assert_eq!(&out[..n], bits.as_slice());
+            assert_eq!(bytes.iter().filter(|b| **b != 0).count(), bits.len());
+        }
+    }
+
+    #[test]
+    fn a_prompt_of_words_counts_as_its_words_one_by_one() {
+        // Reference: the window logic word by word on the table form.
+        let mut vocabulary = Vocabulary::default();
+        let (mut words, mut table, mut previous) = (0u64, VocabularyCounter::default(), None);
+        let mut rng = 11u64;
+        for prompt in 0..600u64 {
+            let batch: Vec<u32> = (0..(prompt % 24))
+                .map(|_| {
+                    rng = crate::sketch::mix64(rng);
+                    (rng % (50 + prompt * 3)) as u32
+                })
+                .collect();
+            vocabulary.insert_all(&batch);
+            for word in &batch {
+                if words >= VOCABULARY_WINDOW_WORDS {
+                    previous = herdan(table.estimate(), words);
+                    words = 0;
+                    table = VocabularyCounter::default();
+                }
+                words += 1;
+                table.insert(crate::sketch::mix64(u64::from(*word)));
+            }
+            assert_eq!(vocabulary.words(), words);
+            assert_eq!(vocabulary.distinct.to_counter(), table, "{prompt}");
+            assert_eq!(vocabulary.previous.get(), previous);
+            assert_eq!(
+                vocabulary.distinct.estimate().to_bits(),
+                table.estimate().to_bits()
+            );
+        }
+        assert!(previous.is_some());
     }
 
     #[test]
