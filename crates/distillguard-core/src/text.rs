@@ -184,9 +184,32 @@ impl FrameCounts {
 
     /// Adds one to each slot of `slots` (a bitmap).
     fn bump_all(&mut self, slots: u128) {
+        if slots == 0 {
+            return;
+        }
         match self {
             FrameCounts::Sparse(sparse) => {
                 let used = used_slots(sparse);
+                if slots & !used == 0 {
+                    // No new slot: the counts bumped in place, unless one would pass 255.
+                    let counts = &mut sparse[16..];
+                    let bumped = |mut rest: u128| {
+                        std::iter::from_fn(move || {
+                            (rest != 0).then(|| {
+                                let slot = rest.trailing_zeros();
+                                rest &= rest - 1;
+                                slot
+                            })
+                        })
+                        .enumerate()
+                        .filter(move |(_, slot)| slots & 1 << slot != 0)
+                        .map(|(rank, _)| rank)
+                    };
+                    if bumped(used).all(|rank| counts[rank] < 0xff) {
+                        bumped(used).for_each(|rank| counts[rank] += 1);
+                        return;
+                    }
+                }
                 let mut table = [0u16; FRAME_SLOTS];
                 let mut rest = used;
                 for count in sparse.iter().skip(16) {

@@ -88,9 +88,10 @@ impl Default for WordBits {
     }
 }
 
-/// A window's bits while words are added: a sparse form decoded once for a whole prompt.
+/// A window's bits while words are added: a sparse form decoded once for a whole prompt (and
+/// its bytes kept, to be put back as they were when the prompt sets no new bit).
 enum Open {
-    Sparse([u16; SPARSE_WORD_BITS], usize),
+    Sparse([u16; SPARSE_WORD_BITS], usize, Option<Box<[u8]>>),
     Dense(Box<VocabularyCounter>),
 }
 
@@ -100,7 +101,7 @@ impl Open {
             WordBits::Sparse(bytes) => {
                 let mut list = [0; SPARSE_WORD_BITS];
                 let n = decode_gaps(&bytes, &mut list);
-                Open::Sparse(list, n)
+                Open::Sparse(list, n, Some(bytes))
             }
             WordBits::Dense(counter) => Open::Dense(counter),
         }
@@ -108,7 +109,8 @@ impl Open {
 
     fn close(self) -> WordBits {
         match self {
-            Open::Sparse(list, n) => WordBits::Sparse(encode_gaps(&list[..n])),
+            Open::Sparse(_, _, Some(unchanged)) => WordBits::Sparse(unchanged),
+            Open::Sparse(list, n, None) => WordBits::Sparse(encode_gaps(&list[..n])),
             Open::Dense(counter) => WordBits::Dense(counter),
         }
     }
@@ -116,10 +118,11 @@ impl Open {
     fn insert(&mut self, hash: u64) {
         let bit = VocabularyCounter::bit_of(hash);
         match self {
-            Open::Sparse(list, n) => {
+            Open::Sparse(list, n, unchanged) => {
                 let Err(at) = list[..*n].binary_search(&(bit as u16)) else {
                     return;
                 };
+                *unchanged = None;
                 if *n < SPARSE_WORD_BITS {
                     list.copy_within(at..*n, at + 1);
                     list[at] = bit as u16;
@@ -137,7 +140,7 @@ impl Open {
 
     fn estimate(&self) -> f64 {
         match self {
-            Open::Sparse(_, n) => VocabularyCounter::estimate_of(*n as u32),
+            Open::Sparse(_, n, _) => VocabularyCounter::estimate_of(*n as u32),
             Open::Dense(counter) => counter.estimate(),
         }
     }

@@ -213,7 +213,7 @@ impl Profile {
     pub fn hour_of_day(&self) -> [u32; HOURS] {
         let mut r = Reader(&self.packed);
         self.read_support(&mut r)
-            .and_then(|_| self.hours(&mut r))
+            .and_then(|_| r.skip_hours())
             .and_then(|_| self.hours(&mut r))
             .expect("checked when made or read back")
     }
@@ -580,15 +580,26 @@ impl Reader<'_> {
 
     fn hours(&mut self) -> Option<[u32; HOURS]> {
         let map = self.bytes(3)?;
-        let map = u32::from_le_bytes([map[0], map[1], map[2], 0]);
+        let mut map = u32::from_le_bytes([map[0], map[1], map[2], 0]);
         let mut out = [0u32; HOURS];
-        for (h, slot) in out.iter_mut().enumerate() {
-            if map & 1 << h != 0 {
-                // Only nonzero counts are listed (one form per table).
-                *slot = self.u32().filter(|v| *v > 0)?;
-            }
+        while map != 0 {
+            // Only nonzero counts are listed (one form per table).
+            out[map.trailing_zeros() as usize] = self.u32().filter(|v| *v > 0)?;
+            map &= map - 1;
         }
         Some(out)
+    }
+
+    /// Passes over a table of `hours` without reading its numbers.
+    fn skip_hours(&mut self) -> Option<()> {
+        let map = self.bytes(3)?;
+        let mut n = u32::from_le_bytes([map[0], map[1], map[2], 0]).count_ones();
+        while n > 0 {
+            if self.byte()? & 0x80 == 0 {
+                n -= 1;
+            }
+        }
+        Some(())
     }
 
     fn keys(&mut self) -> Option<Vec<(u64, u32)>> {
