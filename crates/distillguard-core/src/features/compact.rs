@@ -147,7 +147,9 @@ impl<E: Entry, const N: usize> Frequent<E, N> {
 
     /// Keys by descending (lower-bound) count; ties by key (`FrequentItems::top`).
     pub(super) fn top(&self) -> Vec<(E::Key, u32)> {
-        let mut items: Vec<_> = self.live().collect();
+        // Allocated to the slots' number, as `FrequentItems::top` clones its exact list.
+        let mut items = Vec::with_capacity(self.slots.len());
+        items.extend(self.live());
         items.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         items
     }
