@@ -89,7 +89,9 @@ impl Default for WordBits {
 }
 
 /// A window's bits while words are added: a sparse form decoded once for a whole prompt (and
-/// its bytes kept, to be put back as they were when the prompt sets no new bit).
+/// its bytes kept, to be put back as they were when the prompt sets no new bit). On the stack
+/// for one call only, so the sparse list's size is not a stored size.
+#[allow(clippy::large_enum_variant)]
 enum Open {
     Sparse([u16; SPARSE_WORD_BITS], usize, Option<Box<[u8]>>),
     Dense(Box<VocabularyCounter>),
