@@ -153,75 +153,121 @@ const SPARSE_FRAME_SLOTS: usize = 64;
 
 #[derive(Debug, Clone)]
 enum FrameCounts {
-    /// `slot << 8 | count` of each used slot (count below 256), ascending by slot.
-    Sparse(Vec<u16>),
+    /// The used slots as a 128-bit map (16 bytes, little-endian) followed by their counts (1 to
+    /// 255), a byte each in slot order; empty while no slot is used.
+    Sparse(Box<[u8]>),
     Dense(Box<[u16; FRAME_SLOTS]>),
+}
+
+/// The bitmap of used slots of a sparse list.
+fn used_slots(sparse: &[u8]) -> u128 {
+    sparse.get(..16).map_or(0, |map| {
+        u128::from_le_bytes(map.try_into().expect("16 bytes"))
+    })
 }
 
 impl FrameCounts {
     #[inline]
     fn get(&self, slot: usize) -> u16 {
         match self {
-            FrameCounts::Sparse(used) => used
-                .binary_search_by_key(&slot, |e| usize::from(e >> 8))
-                .map_or(0, |i| used[i] & 0xff),
+            FrameCounts::Sparse(sparse) => {
+                let used = used_slots(sparse);
+                if used & (1 << slot) == 0 {
+                    return 0;
+                }
+                let rank = (used & ((1u128 << slot) - 1)).count_ones() as usize;
+                u16::from(sparse[16 + rank])
+            }
             FrameCounts::Dense(table) => table[slot],
         }
     }
 
-    fn bump(&mut self, slot: usize) {
-        if let FrameCounts::Sparse(used) = self {
-            match used.binary_search_by_key(&slot, |e| usize::from(e >> 8)) {
-                Ok(i) if used[i] & 0xff < 0xff => {
-                    used[i] += 1;
-                    return;
-                }
-                Err(i) if used.len() < SPARSE_FRAME_SLOTS => {
-                    crate::sketch::reserve_one(used, SPARSE_FRAME_SLOTS);
-                    used.insert(i, (slot as u16) << 8 | 1);
-                    return;
-                }
-                _ => *self = FrameCounts::Dense(Box::new(self.table())),
-            }
+    /// Adds one to each slot of `slots` (a bitmap).
+    fn bump_all(&mut self, slots: u128) {
+        if slots == 0 {
+            return;
         }
-        if let FrameCounts::Dense(table) = self {
-            table[slot] += 1;
+        match self {
+            FrameCounts::Sparse(sparse) => {
+                let used = used_slots(sparse);
+                if slots & !used == 0 {
+                    // No new slot: the counts bumped in place, unless one would pass 255.
+                    let counts = &mut sparse[16..];
+                    let bumped = |mut rest: u128| {
+                        std::iter::from_fn(move || {
+                            (rest != 0).then(|| {
+                                let slot = rest.trailing_zeros();
+                                rest &= rest - 1;
+                                slot
+                            })
+                        })
+                        .enumerate()
+                        .filter(move |(_, slot)| slots & 1 << slot != 0)
+                        .map(|(rank, _)| rank)
+                    };
+                    if bumped(used).all(|rank| counts[rank] < 0xff) {
+                        bumped(used).for_each(|rank| counts[rank] += 1);
+                        return;
+                    }
+                }
+                let mut table = [0u16; FRAME_SLOTS];
+                let mut rest = used;
+                for count in sparse.iter().skip(16) {
+                    table[rest.trailing_zeros() as usize] = u16::from(*count);
+                    rest &= rest - 1;
+                }
+                let mut rest = slots;
+                while rest != 0 {
+                    table[rest.trailing_zeros() as usize] += 1;
+                    rest &= rest - 1;
+                }
+                *self = Self::from_table(table);
+            }
+            FrameCounts::Dense(table) => {
+                let mut rest = slots;
+                while rest != 0 {
+                    table[rest.trailing_zeros() as usize] += 1;
+                    rest &= rest - 1;
+                }
+            }
         }
     }
 
     fn halve(&mut self) {
         match self {
-            FrameCounts::Sparse(used) => {
-                for e in used.iter_mut() {
-                    *e = (*e & 0xff00) | ((*e & 0xff) / 2);
-                }
-                used.retain(|e| e & 0xff > 0);
-            }
+            FrameCounts::Sparse(_) => *self = Self::from_table(self.table().map(|c| c / 2)),
             FrameCounts::Dense(table) => table.iter_mut().for_each(|c| *c /= 2),
         }
     }
 
     fn table(&self) -> [u16; FRAME_SLOTS] {
         match self {
-            FrameCounts::Sparse(used) => {
+            FrameCounts::Sparse(sparse) => {
                 let mut table = [0; FRAME_SLOTS];
-                used.iter()
-                    .for_each(|e| table[usize::from(e >> 8)] = e & 0xff);
+                let mut rest = used_slots(sparse);
+                for count in sparse.iter().skip(16) {
+                    table[rest.trailing_zeros() as usize] = u16::from(*count);
+                    rest &= rest - 1;
+                }
                 table
             }
             FrameCounts::Dense(table) => **table,
         }
     }
 
+    /// The list while at most `SPARSE_FRAME_SLOTS` slots are used, each at most 255 times.
     fn from_table(table: [u16; FRAME_SLOTS]) -> Self {
         let used = table.iter().filter(|c| **c > 0).count();
-        if used <= SPARSE_FRAME_SLOTS && table.iter().all(|c| *c < 0xff) {
-            FrameCounts::Sparse(
-                (0..FRAME_SLOTS)
-                    .filter(|s| table[*s] > 0)
-                    .map(|s| (s as u16) << 8 | table[s])
-                    .collect(),
-            )
+        if used == 0 {
+            FrameCounts::Sparse(Box::default())
+        } else if used <= SPARSE_FRAME_SLOTS && table.iter().all(|c| *c <= 0xff) {
+            let map = (0..FRAME_SLOTS)
+                .filter(|s| table[*s] > 0)
+                .fold(0u128, |map, s| map | 1 << s);
+            let mut sparse = Vec::with_capacity(16 + used);
+            sparse.extend_from_slice(&map.to_le_bytes());
+            sparse.extend(table.iter().filter(|c| **c > 0).map(|c| *c as u8));
+            FrameCounts::Sparse(sparse.into_boxed_slice())
         } else {
             FrameCounts::Dense(Box::new(table))
         }
@@ -239,7 +285,7 @@ impl Eq for FrameCounts {}
 impl Default for FrameWords {
     fn default() -> Self {
         Self {
-            counts: FrameCounts::Sparse(Vec::new()),
+            counts: FrameCounts::Sparse(Box::default()),
             prompts: 0,
         }
     }
@@ -262,18 +308,15 @@ impl FrameWords {
         self.prompts += 1;
         let mut seen = 0u128;
         for word in &features.content[..features.content_len as usize] {
-            let slot = *word as usize % FRAME_SLOTS;
-            if seen & (1 << slot) == 0 {
-                seen |= 1 << slot;
-                self.counts.bump(slot);
-            }
+            seen |= 1 << (*word as usize % FRAME_SLOTS);
         }
+        self.counts.bump_all(seen);
     }
 
     /// Heap bytes held (the list or the table).
     pub fn heap_bytes(&self) -> usize {
         match &self.counts {
-            FrameCounts::Sparse(used) => used.capacity() * 2,
+            FrameCounts::Sparse(sparse) => sparse.len(),
             FrameCounts::Dense(_) => FRAME_SLOTS * 2,
         }
     }

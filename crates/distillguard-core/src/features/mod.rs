@@ -4,11 +4,13 @@
 //! `state_size` bench and `steady_state_account_stays_within_the_memory_budget` below). Nothing
 //! here grows with the number of events: every collection is a fixed array or a capped list.
 
+mod compact;
 mod end_users;
 mod summary;
 mod windows;
 
 use std::net::IpAddr;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -16,12 +18,11 @@ use serde::{Deserialize, Serialize};
 use crate::engine::EngineConfig;
 use crate::event::{AccountId, ApiEvent, ModelName};
 use crate::finding::SamplePrompt;
-use crate::sketch::{
-    fast_hash, reserve_one, BottomK, DistinctCounter, FrequentItems, LinearCounter,
-};
+use crate::sketch::{fast_hash, LinearCounter};
 use crate::text::{demands_reasoning, prompt_features, FrameWords, PromptFeatures, SIGNATURE_BINS};
 use crate::time::EventTime;
 
+use compact::{Frequent, Key64, Prompts, Sample};
 pub use end_users::{EndUserSummary, EndUsers};
 pub use summary::{hex_sha256, AccountSummary, ModelUse, SharedSamples};
 pub use windows::{herdan, VocabularyCounter, MIN_VOCABULARY_WORDS};
@@ -113,6 +114,36 @@ impl ModelSlot {
     }
 }
 
+/// An unknown time in a field of epoch milliseconds (event times are never negative).
+const NO_TIME: i64 = -1;
+
+/// The system prompts an account sent, kept apart because most accounts send none.
+#[derive(Debug, Clone, Default)]
+struct SystemPrompts {
+    /// The latest system prompt's hash and whether it demands reasoning (the check scans the
+    /// text; most accounts resend one system prompt). Not checkpointed: the next system prompt
+    /// recomputes it, with the same result.
+    cache: Option<(u64, bool)>,
+    prompts: Frequent<Key64, 3>,
+}
+
+/// A field checkpoints held whose value is no longer kept there: written as absent, and
+/// whatever an older checkpoint holds in it is read and dropped.
+#[derive(Debug, Clone, Copy, Default)]
+struct NotKept;
+
+impl Serialize for NotKept {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_none()
+    }
+}
+
+impl<'de> Deserialize<'de> for NotKept {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer).map(|_| NotKept)
+    }
+}
+
 /// Everything kept about one account between events.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccountState {
@@ -132,16 +163,16 @@ pub struct AccountState {
     late_in_sitting: u32,
     quiet: QuietGaps,
     prompts: u64,
-    distinct_prompts: DistinctCounter,
-    /// The sketch's estimate as of its last change (the estimate is a pass over 1,024 registers;
-    /// most ticks of a large account do not change the sketch).
+    distinct_prompts: Prompts,
+    /// The sketch's estimate plus one as of its last change (the estimate is a pass over 1,024
+    /// registers; most ticks of a large account do not change the sketch).
     #[serde(skip)]
-    distinct_estimate: Option<u64>,
+    distinct_estimate: Option<NonZeroU64>,
     vocabulary: Vocabulary,
     frame: FrameWords,
-    prefixes: FrequentItems<u64, 6>,
-    suffixes: FrequentItems<u64, 6>,
-    recent: Vec<RecentPrompt>,
+    prefixes: Frequent<Key64, 6>,
+    suffixes: Frequent<Key64, 6>,
+    recent: Box<[RecentPrompt]>,
     recent_next: u8,
     exact_repeats: u32,
     near_repeats: u32,
@@ -149,8 +180,14 @@ pub struct AccountState {
     single_turn: u32,
     reasoning_prompts: u32,
     reasoning_system: u32,
-    system_cache: Option<(u64, bool)>,
-    system_prompts: FrequentItems<u64, 3>,
+    /// Where checkpoints held the system-prompt cache, which is now kept with the system prompts
+    /// and not written (it is recomputed from the next system prompt).
+    #[serde(default)]
+    system_cache: NotKept,
+    /// Allocated with the first system prompt (most accounts send none: 8 bytes instead of 48);
+    /// written as the frequent-item list alone, empty when absent.
+    #[serde(rename = "system_prompts", with = "boxed_system")]
+    system: Option<Box<SystemPrompts>>,
     logprobs: u32,
     multi_sample: u32,
     large_max_tokens: u32,
@@ -164,7 +201,7 @@ pub struct AccountState {
     /// Low 32 bits of the fingerprints of the latest session-opening prompts (ring of
     /// `RECENT_OPENERS`; 32 bits keep a false match among 16 under 1 in 10^8 per opener).
     #[serde(default, deserialize_with = "low_32_bits")]
-    recent_openers: Vec<u32>,
+    recent_openers: Box<[u32]>,
     #[serde(default)]
     openers_next: u8,
     /// Session openers that repeat a recent opener (a re-asked task).
@@ -176,16 +213,16 @@ pub struct AccountState {
     /// Later turns with at least `DEEP_TURN_MESSAGES` messages.
     #[serde(default)]
     deep_turns: u32,
-    models: Vec<ModelSlot>,
-    ips: FrequentItems<IpAddr, 4>,
+    models: Box<[ModelSlot]>,
+    ips: Frequent<(IpAddr, u32), 4>,
     ip_distinct: LinearCounter<4>,
     #[serde(default)]
-    ip_sample: BottomK<IP_SAMPLE>,
+    ip_sample: Sample<IP_SAMPLE>,
     #[serde(default)]
-    subnet_sample: BottomK<SUBNET_SAMPLE>,
+    subnet_sample: Sample<SUBNET_SAMPLE>,
     #[serde(default)]
-    content_sample: BottomK<CONTENT_SAMPLE>,
-    user_agents: FrequentItems<u64, 3>,
+    content_sample: Sample<CONTENT_SAMPLE>,
+    user_agents: Frequent<Key64, 3>,
     user_agent_distinct: LinearCounter<1>,
     user_agent: Option<Box<str>>,
     #[serde(with = "boxed_counter")]
@@ -198,9 +235,12 @@ pub struct AccountState {
     #[serde(skip)]
     end_user_seen_new: bool,
     payment_fingerprint: Option<Box<str>>,
-    account_created_at: Option<EventTime>,
+    /// Epoch milliseconds, `NO_TIME` when unknown (8 bytes instead of 16); written as an
+    /// optional time.
+    #[serde(with = "optional_time")]
+    account_created_at: i64,
     /// Fingerprints of the prompts in `samples`, in the same order.
-    sample_fingerprints: Vec<u64>,
+    sample_fingerprints: Box<[u64]>,
     samples: SharedSamples,
     /// Population histogram bucket per metric this account currently sits in (see `population`).
     pub(crate) population_buckets: [u8; crate::population::METRICS],
@@ -222,19 +262,15 @@ impl AccountState {
             hour_of_day: HourOfDay::default(),
             gaps: GapStats::default(),
             late_in_sitting: 0,
-            quiet: QuietGaps {
-                day: at.day_index(),
-                longest_today_ms: 0,
-                completed: Vec::new(),
-            },
+            quiet: QuietGaps::new(at.day_index()),
             prompts: 0,
-            distinct_prompts: DistinctCounter::new(),
+            distinct_prompts: Prompts::default(),
             distinct_estimate: None,
             vocabulary: Vocabulary::default(),
             frame: FrameWords::default(),
-            prefixes: FrequentItems::default(),
-            suffixes: FrequentItems::default(),
-            recent: Vec::new(),
+            prefixes: Frequent::default(),
+            suffixes: Frequent::default(),
+            recent: Box::default(),
             recent_next: 0,
             exact_repeats: 0,
             near_repeats: 0,
@@ -242,26 +278,26 @@ impl AccountState {
             single_turn: 0,
             reasoning_prompts: 0,
             reasoning_system: 0,
-            system_cache: None,
-            system_prompts: FrequentItems::default(),
+            system_cache: NotKept,
+            system: None,
             logprobs: 0,
             multi_sample: 0,
             large_max_tokens: 0,
             temperature_zero: 0,
             distribution_requests: 0,
             distribution_alternatives: 0,
-            recent_openers: Vec::new(),
+            recent_openers: Box::default(),
             openers_next: 0,
             opener_repeats: 0,
             task_resends: 0,
             deep_turns: 0,
-            models: Vec::new(),
-            ips: FrequentItems::default(),
+            models: Box::default(),
+            ips: Frequent::default(),
             ip_distinct: LinearCounter::default(),
-            ip_sample: BottomK::default(),
-            subnet_sample: BottomK::default(),
-            content_sample: BottomK::default(),
-            user_agents: FrequentItems::default(),
+            ip_sample: Sample::default(),
+            subnet_sample: Sample::default(),
+            content_sample: Sample::default(),
+            user_agents: Frequent::default(),
             user_agent_distinct: LinearCounter::default(),
             user_agent: None,
             end_users: None,
@@ -269,8 +305,8 @@ impl AccountState {
             end_user_subjects: None,
             end_user_seen_new: false,
             payment_fingerprint: None,
-            account_created_at: None,
-            sample_fingerprints: Vec::new(),
+            account_created_at: NO_TIME,
+            sample_fingerprints: Box::default(),
             samples: SharedSamples::default(),
             population_buckets: [crate::population::NO_BUCKET; crate::population::METRICS],
             dirty: false,
@@ -279,6 +315,16 @@ impl AccountState {
 
     pub fn last_seen(&self) -> EventTime {
         self.last_seen
+    }
+
+    /// The distinct-prompt estimate, cached until the counter changes.
+    fn distinct_prompts(&mut self) -> u64 {
+        if let Some(cached) = self.distinct_estimate {
+            return cached.get() - 1;
+        }
+        let estimate = self.distinct_prompts.estimate().round() as u64;
+        self.distinct_estimate = NonZeroU64::new(estimate.saturating_add(1));
+        estimate
     }
 
     pub fn observe(&mut self, event: &ApiEvent, config: &EngineConfig) {
@@ -341,15 +387,16 @@ impl AccountState {
         }
         if let Some(system) = &event.system_prompt {
             let hash = fast_hash(system.as_bytes());
-            let reasoning = match self.system_cache {
+            let seen = self.system.get_or_insert_with(Box::default);
+            let reasoning = match seen.cache {
                 Some((cached, reasoning)) if cached == hash => reasoning,
                 _ => {
                     let reasoning = demands_reasoning(system);
-                    self.system_cache = Some((hash, reasoning));
+                    seen.cache = Some((hash, reasoning));
                     reasoning
                 }
             };
-            self.system_prompts.insert(hash);
+            seen.prompts.insert(hash);
             if reasoning {
                 self.reasoning_system += 1;
             }
@@ -399,11 +446,15 @@ impl AccountState {
         // of unknown turn feed the vocabulary (issue 13, agent sessions).
         self.observe_turn(features.fingerprint, turn);
         if turn != Turn::Continuation {
+            let mut subject = [0u32; crate::text::MAX_CONTENT_WORDS];
+            let mut n = 0;
             for word in &features.content[..features.content_len as usize] {
                 if !self.frame.is_frame(*word) {
-                    self.vocabulary.insert(*word);
+                    subject[n] = *word;
+                    n += 1;
                 }
             }
+            self.vocabulary.insert_all(&subject[..n]);
             self.frame.observe(&features);
         }
         let templated = self.prompts >= TEMPLATE_MIN_PROMPTS
@@ -426,8 +477,7 @@ impl AccountState {
                 if known {
                     self.opener_repeats += 1;
                 } else if self.recent_openers.len() < RECENT_OPENERS {
-                    reserve_one(&mut self.recent_openers, RECENT_OPENERS);
-                    self.recent_openers.push(fingerprint);
+                    compact::push(&mut self.recent_openers, fingerprint);
                 } else {
                     self.recent_openers[self.openers_next as usize % RECENT_OPENERS] = fingerprint;
                     self.openers_next = ((self.openers_next as usize + 1) % RECENT_OPENERS) as u8;
@@ -467,8 +517,7 @@ impl AccountState {
             signature: features.signature,
         };
         if self.recent.len() < RECENT_PROMPTS {
-            reserve_one(&mut self.recent, RECENT_PROMPTS);
-            self.recent.push(entry);
+            compact::push(&mut self.recent, entry);
         } else {
             self.recent[self.recent_next as usize] = entry;
         }
@@ -498,14 +547,14 @@ impl AccountState {
         if samples.len() >= keep {
             // Samples are kept oldest first.
             samples.remove(0);
-            self.sample_fingerprints.remove(0);
+            compact::remove(&mut self.sample_fingerprints, 0);
         }
         samples.push(SamplePrompt {
             text: prompt.chars().take(config.sample_prompt_chars).collect(),
             hash: hex_sha256(prompt),
             at,
         });
-        self.sample_fingerprints.push(fingerprint);
+        compact::push(&mut self.sample_fingerprints, fingerprint);
     }
 
     fn observe_model(&mut self, model: &ModelName, at: EventTime) {
@@ -521,8 +570,7 @@ impl AccountState {
                     recent_at: at_ms,
                 };
                 if self.models.len() < MODEL_SLOTS {
-                    reserve_one(&mut self.models, MODEL_SLOTS);
-                    self.models.push(fresh);
+                    compact::push(&mut self.models, fresh);
                     self.models.len() - 1
                 } else {
                     let quietest = self
@@ -574,8 +622,8 @@ impl AccountState {
                 self.payment_fingerprint = Some(payment.as_str().into());
             }
         }
-        if event.account_created_at.is_some() {
-            self.account_created_at = event.account_created_at;
+        if let Some(created) = event.account_created_at {
+            self.account_created_at = created.epoch_ms();
         }
     }
 
@@ -612,16 +660,14 @@ impl AccountState {
             activity,
             hour_of_day: self.hour_of_day.counts(),
             quiet_gap_median_hours: self.quiet.median_hours(),
-            quiet_days: self.quiet.completed.len() as u32,
+            quiet_days: self.quiet.days() as u32,
             gap_cv: self.gaps.cv(),
             gaps: self.gaps.count,
             late_in_sitting: u64::from(self.late_in_sitting),
             prompts: self.prompts,
-            distinct_prompts: *self
-                .distinct_estimate
-                .get_or_insert_with(|| self.distinct_prompts.estimate().round() as u64),
+            distinct_prompts: self.distinct_prompts(),
             vocabulary_richness: self.vocabulary.richness(),
-            subject_words: self.vocabulary.words,
+            subject_words: self.vocabulary.words(),
             young_vocabulary: self.vocabulary.young(),
             skeleton_prefixes: self.prefixes.top().into_iter().take(3).collect(),
             skeleton_suffixes: self.suffixes.top().into_iter().take(3).collect(),
@@ -631,12 +677,9 @@ impl AccountState {
             single_turn: u64::from(self.single_turn),
             reasoning_prompts: u64::from(self.reasoning_prompts),
             reasoning_system: u64::from(self.reasoning_system),
-            system_prompts: self
-                .system_prompts
-                .top()
-                .into_iter()
-                .map(|(h, _)| h)
-                .collect(),
+            system_prompts: self.system.as_ref().map_or_else(Vec::new, |system| {
+                system.prompts.top().into_iter().map(|(h, _)| h).collect()
+            }),
             logprobs: u64::from(self.logprobs),
             multi_sample: u64::from(self.multi_sample),
             large_max_tokens: u64::from(self.large_max_tokens),
@@ -658,7 +701,9 @@ impl AccountState {
             end_user_events: u64::from(self.end_user_events),
             distinct_end_users: end_user_estimate(&self.end_users).round() as u64,
             payment_fingerprint: self.payment_fingerprint.as_deref().map(str::to_owned),
-            account_created_at: self.account_created_at,
+            account_created_at: (self.account_created_at != NO_TIME)
+                .then(|| EventTime::from_epoch_ms(self.account_created_at).ok())
+                .flatten(),
             samples: self.samples.clone(),
         }
     }
@@ -681,9 +726,28 @@ impl AccountState {
     /// Bytes per part of the state, inline (`size_of`) plus heap, evidence samples excluded: the
     /// breakdown the `memory_1m` bench prints, so a change to the state is measured part by part.
     pub fn memory_breakdown(&self) -> Vec<(&'static str, usize)> {
+        let mut parts: Vec<_> = self
+            .parts()
+            .into_iter()
+            .map(|(name, inline, heap)| (name, inline + heap))
+            .collect();
+        let named: usize = parts.iter().map(|(_, b)| b).sum();
+        let total = std::mem::size_of::<Self>() + self.heap_bytes_without_samples();
+        parts.push(("padding (and unnamed)", total.saturating_sub(named)));
+        parts
+    }
+
+    /// Heap bytes held outside the struct itself, evidence samples excluded.
+    pub fn heap_bytes_without_samples(&self) -> usize {
+        self.parts().iter().map(|(_, _, heap)| heap).sum()
+    }
+
+    /// Per part: its name, inline bytes (`size_of` of its fields) and heap bytes.
+    fn parts(&self) -> [(&'static str, usize, usize); 24] {
         use std::mem::size_of_val as inline;
-        let vec = |v: usize, cap: usize, each: usize| v + cap * each;
-        let mut parts = vec![
+        let boxed = |list: usize, each: usize| list * each;
+        let text = |s: &Option<Box<str>>| s.as_ref().map_or(0, |s| s.len());
+        [
             (
                 "times and token totals",
                 inline(&self.first_seen)
@@ -695,47 +759,45 @@ impl AccountState {
                     + inline(&self.completion_known)
                     + inline(&self.prompts)
                     + inline(&self.account_created_at),
+                0,
             ),
-            ("hourly", inline(&self.hourly) + self.hourly.heap_bytes()),
-            ("hour_of_day", inline(&self.hour_of_day)),
-            ("gaps", inline(&self.gaps) + inline(&self.late_in_sitting)),
+            ("hourly", inline(&self.hourly), self.hourly.heap_bytes()),
             (
-                "quiet",
-                vec(inline(&self.quiet), self.quiet.completed.capacity(), 2),
+                "hour_of_day",
+                inline(&self.hour_of_day),
+                self.hour_of_day.heap_bytes(),
             ),
+            (
+                "gaps",
+                inline(&self.gaps) + inline(&self.late_in_sitting),
+                0,
+            ),
+            ("quiet", inline(&self.quiet), 0),
             (
                 "distinct_prompts",
-                inline(&self.distinct_prompts)
-                    + self.distinct_prompts.heap_bytes()
-                    + inline(&self.distinct_estimate),
+                inline(&self.distinct_prompts) + inline(&self.distinct_estimate),
+                self.distinct_prompts.heap_bytes(),
             ),
             (
                 "vocabulary",
-                inline(&self.vocabulary) + self.vocabulary.distinct.heap_bytes(),
+                inline(&self.vocabulary),
+                self.vocabulary.distinct.heap_bytes(),
             ),
-            ("frame", inline(&self.frame) + self.frame.heap_bytes()),
+            ("frame", inline(&self.frame), self.frame.heap_bytes()),
             (
                 "prefixes+suffixes",
-                inline(&self.prefixes)
-                    + inline(&self.suffixes)
-                    + self.prefixes.heap_bytes()
-                    + self.suffixes.heap_bytes(),
+                inline(&self.prefixes) + inline(&self.suffixes),
+                self.prefixes.heap_bytes() + self.suffixes.heap_bytes(),
             ),
             (
                 "recent prompts",
-                vec(
-                    inline(&self.recent) + inline(&self.recent_next),
-                    self.recent.capacity(),
-                    std::mem::size_of::<RecentPrompt>(),
-                ),
+                inline(&self.recent) + inline(&self.recent_next),
+                boxed(self.recent.len(), std::mem::size_of::<RecentPrompt>()),
             ),
             (
                 "recent openers",
-                vec(
-                    inline(&self.recent_openers) + inline(&self.openers_next),
-                    self.recent_openers.capacity(),
-                    4,
-                ),
+                inline(&self.recent_openers) + inline(&self.openers_next),
+                boxed(self.recent_openers.len(), 4),
             ),
             (
                 "u32 counters",
@@ -755,53 +817,55 @@ impl AccountState {
                     + inline(&self.task_resends)
                     + inline(&self.deep_turns)
                     + inline(&self.end_user_events),
+                0,
             ),
             (
                 "system prompts",
-                inline(&self.system_cache)
-                    + inline(&self.system_prompts)
-                    + self.system_prompts.heap_bytes(),
+                inline(&self.system_cache) + inline(&self.system),
+                self.system.as_ref().map_or(0, |system| {
+                    std::mem::size_of::<SystemPrompts>() + system.prompts.heap_bytes()
+                }),
             ),
             (
                 "models",
-                vec(
-                    inline(&self.models),
-                    self.models.capacity(),
-                    std::mem::size_of::<ModelSlot>(),
-                ) + self
-                    .models
-                    .iter()
-                    .map(|m| m.model.as_str().len())
-                    .sum::<usize>(),
+                inline(&self.models),
+                boxed(self.models.len(), std::mem::size_of::<ModelSlot>())
+                    + self
+                        .models
+                        .iter()
+                        .map(|m| m.model.as_str().len())
+                        .sum::<usize>(),
             ),
-            ("ips", inline(&self.ips) + self.ips.heap_bytes()),
-            ("ip_distinct", inline(&self.ip_distinct)),
+            ("ips", inline(&self.ips), self.ips.heap_bytes()),
+            ("ip_distinct", inline(&self.ip_distinct), 0),
             (
                 "ip_sample",
-                inline(&self.ip_sample) + self.ip_sample.heap_bytes(),
+                inline(&self.ip_sample),
+                self.ip_sample.heap_bytes(),
             ),
             (
                 "subnet_sample",
-                inline(&self.subnet_sample) + self.subnet_sample.heap_bytes(),
+                inline(&self.subnet_sample),
+                self.subnet_sample.heap_bytes(),
             ),
             (
                 "content_sample",
-                inline(&self.content_sample) + self.content_sample.heap_bytes(),
+                inline(&self.content_sample),
+                self.content_sample.heap_bytes(),
             ),
             (
                 "user agents",
                 inline(&self.user_agents)
-                    + self.user_agents.heap_bytes()
                     + inline(&self.user_agent_distinct)
-                    + inline(&self.user_agent)
-                    + self.user_agent.as_ref().map_or(0, |s| s.len()),
+                    + inline(&self.user_agent),
+                self.user_agents.heap_bytes() + text(&self.user_agent),
             ),
             (
                 "end users",
                 inline(&self.end_users)
-                    + self.end_users.as_ref().map_or(0, |_| 32)
                     + inline(&self.end_user_subjects)
-                    + inline(&self.end_user_seen_new)
+                    + inline(&self.end_user_seen_new),
+                self.end_users.as_ref().map_or(0, |_| 32)
                     + self
                         .end_user_subjects
                         .as_ref()
@@ -809,59 +873,20 @@ impl AccountState {
             ),
             (
                 "payment fingerprint",
-                inline(&self.payment_fingerprint)
-                    + self.payment_fingerprint.as_ref().map_or(0, |s| s.len()),
+                inline(&self.payment_fingerprint),
+                text(&self.payment_fingerprint),
             ),
             (
                 "samples",
-                vec(
-                    inline(&self.sample_fingerprints) + inline(&self.samples),
-                    self.sample_fingerprints.capacity(),
-                    8,
-                ),
+                inline(&self.sample_fingerprints) + inline(&self.samples),
+                boxed(self.sample_fingerprints.len(), 8),
             ),
             (
                 "population, dirty",
                 inline(&self.population_buckets) + inline(&self.dirty),
+                0,
             ),
-        ];
-        let named: usize = parts.iter().map(|(_, b)| b).sum();
-        let total = std::mem::size_of::<Self>() + self.heap_bytes_without_samples();
-        parts.push(("padding (and unnamed)", total.saturating_sub(named)));
-        parts
-    }
-
-    /// Heap bytes held outside the struct itself, evidence samples excluded.
-    pub fn heap_bytes_without_samples(&self) -> usize {
-        let recent = self.recent.capacity() * std::mem::size_of::<RecentPrompt>()
-            + self.recent_openers.capacity() * 4;
-        let models = self.models.capacity() * std::mem::size_of::<ModelSlot>()
-            + self
-                .models
-                .iter()
-                .map(|m| m.model.as_str().len())
-                .sum::<usize>();
-        let quiet = self.quiet.completed.capacity() * 2 + self.sample_fingerprints.capacity() * 8;
-        let end_users = self
-            .end_user_subjects
-            .as_ref()
-            .map_or(0, |subjects| subjects.heap_bytes());
-        let strings = end_users
-            + self.end_users.as_ref().map_or(0, |_| 32)
-            + self.user_agent.as_ref().map_or(0, |s| s.len())
-            + self.payment_fingerprint.as_ref().map_or(0, |s| s.len());
-        let frequent = self.prefixes.heap_bytes()
-            + self.suffixes.heap_bytes()
-            + self.system_prompts.heap_bytes()
-            + self.ips.heap_bytes()
-            + self.ip_sample.heap_bytes()
-            + self.subnet_sample.heap_bytes()
-            + self.content_sample.heap_bytes()
-            + self.user_agents.heap_bytes();
-        let windows = self.hourly.heap_bytes()
-            + self.vocabulary.distinct.heap_bytes()
-            + self.frame.heap_bytes();
-        self.distinct_prompts.heap_bytes() + recent + models + quiet + strings + frequent + windows
+        ]
     }
 }
 
@@ -897,9 +922,58 @@ mod boxed_counter {
 
 /// Opener fingerprints of checkpoints written when they were 64 bits wide: their low half is
 /// what `observe_turn` keeps now.
-fn low_32_bits<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<u32>, D::Error> {
+fn low_32_bits<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Box<[u32]>, D::Error> {
     let wide = Vec::<u64>::deserialize(deserializer)?;
     Ok(wide.into_iter().map(|f| f as u32).collect())
+}
+
+/// The system prompts are written as their frequent-item list (the layout older versions wrote
+/// and read), empty when the account sent none.
+mod boxed_system {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{Frequent, Key64, SystemPrompts};
+
+    pub fn serialize<S: Serializer>(
+        system: &Option<Box<SystemPrompts>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match system {
+            Some(system) => system.prompts.serialize(serializer),
+            None => Frequent::<Key64, 3>::default().serialize(serializer),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Box<SystemPrompts>>, D::Error> {
+        let prompts = Frequent::<Key64, 3>::deserialize(deserializer)?;
+        Ok((prompts != Frequent::default()).then(|| {
+            Box::new(SystemPrompts {
+                cache: None,
+                prompts,
+            })
+        }))
+    }
+}
+
+/// A time kept as epoch milliseconds with `NO_TIME` for none, written as an optional time.
+mod optional_time {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::NO_TIME;
+    use crate::time::EventTime;
+
+    pub fn serialize<S: Serializer>(ms: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+        let time = (*ms != NO_TIME)
+            .then(|| EventTime::from_epoch_ms(*ms).ok())
+            .flatten();
+        time.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+        Ok(Option::<EventTime>::deserialize(deserializer)?.map_or(NO_TIME, EventTime::epoch_ms))
+    }
 }
 
 #[cfg(test)]

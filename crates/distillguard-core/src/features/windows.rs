@@ -43,50 +43,137 @@ const SPARSE_WORD_BITS: usize = 96;
 /// the same estimate; checkpoints hold the table's form (older ones load unchanged).
 #[derive(Debug, Clone)]
 pub(super) enum WordBits {
-    /// Set bits, ascending.
-    Sparse(Vec<u16>),
+    /// Set bits, ascending, as gaps of a byte each (see [`encode_gaps`]): a few dozen bits
+    /// spread over 2,048 are some 40 apart, so a byte a bit instead of two.
+    Sparse(Box<[u8]>),
     Dense(Box<VocabularyCounter>),
+}
+
+/// Ascending bits (below 2,048) as gaps from the previous bit plus one (from -1 for the first):
+/// a gap up to 255 is one byte, a longer one a 0 byte per 255 and then the rest (1 to 255).
+fn encode_gaps(bits: &[u16]) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(bits.len() + 2);
+    let mut previous = -1i32;
+    for &bit in bits {
+        let mut gap = i32::from(bit) - previous;
+        while gap > 255 {
+            out.push(0);
+            gap -= 255;
+        }
+        out.push(gap as u8);
+        previous = i32::from(bit);
+    }
+    out.into_boxed_slice()
+}
+
+/// The bits of [`encode_gaps`] into `out`; how many.
+fn decode_gaps(bytes: &[u8], out: &mut [u16; SPARSE_WORD_BITS]) -> usize {
+    let mut n = 0;
+    let mut at = -1i32;
+    for &b in bytes {
+        if b == 0 {
+            at += 255;
+        } else {
+            at += i32::from(b);
+            out[n] = at as u16;
+            n += 1;
+        }
+    }
+    n
 }
 
 impl Default for WordBits {
     fn default() -> Self {
-        WordBits::Sparse(Vec::new())
+        WordBits::Sparse(Box::default())
     }
 }
 
-impl WordBits {
+/// A window's bits while words are added: a sparse form decoded once for a whole prompt (and
+/// its bytes kept, to be put back as they were when the prompt sets no new bit). On the stack
+/// for one call only, so the sparse list's size is not a stored size.
+#[allow(clippy::large_enum_variant)]
+enum Open {
+    Sparse([u16; SPARSE_WORD_BITS], usize, Option<Box<[u8]>>),
+    Dense(Box<VocabularyCounter>),
+}
+
+impl Open {
+    fn of(bits: WordBits) -> Self {
+        match bits {
+            WordBits::Sparse(bytes) => {
+                let mut list = [0; SPARSE_WORD_BITS];
+                let n = decode_gaps(&bytes, &mut list);
+                Open::Sparse(list, n, Some(bytes))
+            }
+            WordBits::Dense(counter) => Open::Dense(counter),
+        }
+    }
+
+    fn close(self) -> WordBits {
+        match self {
+            Open::Sparse(_, _, Some(unchanged)) => WordBits::Sparse(unchanged),
+            Open::Sparse(list, n, None) => WordBits::Sparse(encode_gaps(&list[..n])),
+            Open::Dense(counter) => WordBits::Dense(counter),
+        }
+    }
+
     fn insert(&mut self, hash: u64) {
         let bit = VocabularyCounter::bit_of(hash);
         match self {
-            WordBits::Sparse(bits) => {
-                let Err(at) = bits.binary_search(&(bit as u16)) else {
+            Open::Sparse(list, n, unchanged) => {
+                let Err(at) = list[..*n].binary_search(&(bit as u16)) else {
                     return;
                 };
-                if bits.len() < SPARSE_WORD_BITS {
-                    crate::sketch::reserve_one(bits, SPARSE_WORD_BITS);
-                    bits.insert(at, bit as u16);
+                *unchanged = None;
+                if *n < SPARSE_WORD_BITS {
+                    list.copy_within(at..*n, at + 1);
+                    list[at] = bit as u16;
+                    *n += 1;
                 } else {
-                    let mut dense = self.to_counter();
+                    let mut dense = VocabularyCounter::default();
+                    list.iter().for_each(|b| dense.set_bit(usize::from(*b)));
                     dense.set_bit(bit);
-                    *self = WordBits::Dense(Box::new(dense));
+                    *self = Open::Dense(Box::new(dense));
                 }
             }
-            WordBits::Dense(counter) => counter.set_bit(bit),
+            Open::Dense(counter) => counter.set_bit(bit),
         }
     }
 
     fn estimate(&self) -> f64 {
         match self {
-            WordBits::Sparse(bits) => VocabularyCounter::estimate_of(bits.len() as u32),
+            Open::Sparse(_, n, _) => VocabularyCounter::estimate_of(*n as u32),
+            Open::Dense(counter) => counter.estimate(),
+        }
+    }
+}
+
+impl WordBits {
+    #[cfg(test)]
+    fn insert(&mut self, hash: u64) {
+        let mut open = Open::of(std::mem::take(self));
+        open.insert(hash);
+        *self = open.close();
+    }
+
+    fn estimate(&self) -> f64 {
+        match self {
+            WordBits::Sparse(bytes) => {
+                VocabularyCounter::estimate_of(bytes.iter().filter(|b| **b != 0).count() as u32)
+            }
             WordBits::Dense(counter) => counter.estimate(),
         }
     }
 
     fn to_counter(&self) -> VocabularyCounter {
         match self {
-            WordBits::Sparse(bits) => {
+            WordBits::Sparse(bytes) => {
+                let mut list = [0; SPARSE_WORD_BITS];
+                let n = decode_gaps(bytes, &mut list);
                 let mut counter = VocabularyCounter::default();
-                bits.iter().for_each(|b| counter.set_bit(usize::from(*b)));
+                list[..n]
+                    .iter()
+                    .for_each(|b| counter.set_bit(usize::from(*b)));
                 counter
             }
             WordBits::Dense(counter) => (**counter).clone(),
@@ -96,7 +183,8 @@ impl WordBits {
     fn from_counter(counter: VocabularyCounter) -> Self {
         let set = counter.set_bits().count();
         if set <= SPARSE_WORD_BITS {
-            WordBits::Sparse(counter.set_bits().map(|b| b as u16).collect())
+            let bits: Vec<u16> = counter.set_bits().map(|b| b as u16).collect();
+            WordBits::Sparse(encode_gaps(&bits))
         } else {
             WordBits::Dense(Box::new(counter))
         }
@@ -104,7 +192,7 @@ impl WordBits {
 
     pub(super) fn heap_bytes(&self) -> usize {
         match self {
-            WordBits::Sparse(bits) => bits.capacity() * 2,
+            WordBits::Sparse(bytes) => bytes.len(),
             WordBits::Dense(_) => std::mem::size_of::<VocabularyCounter>(),
         }
     }
@@ -131,42 +219,93 @@ impl<'de> Deserialize<'de> for WordBits {
 /// How many different subject words an account uses for how many it sends (topic spread).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(super) struct Vocabulary {
-    pub(super) words: u64,
+    /// Below `VOCABULARY_WINDOW_WORDS` (written as before, a number).
+    pub(super) words: u32,
     pub(super) distinct: WordBits,
-    pub(super) previous: Option<f64>,
+    #[serde(with = "optional_float")]
+    pub(super) previous: Previous,
+}
+
+/// The previous window's richness; `NONE` (a NaN, which richness never is) when there is none:
+/// 8 bytes instead of an `Option<f64>`'s 16. Written as the option.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Previous(u64);
+
+impl Previous {
+    const NONE: Previous = Previous(u64::MAX);
+
+    fn get(self) -> Option<f64> {
+        (self != Self::NONE).then(|| f64::from_bits(self.0))
+    }
+
+    fn of(value: Option<f64>) -> Self {
+        value.map_or(Self::NONE, |v| Previous(v.to_bits()))
+    }
+}
+
+impl Default for Previous {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
+mod optional_float {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Previous;
+
+    pub fn serialize<S: Serializer>(value: &Previous, serializer: S) -> Result<S::Ok, S::Error> {
+        value.get().serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Previous, D::Error> {
+        Option::<f64>::deserialize(deserializer).map(Previous::of)
+    }
 }
 
 impl Vocabulary {
-    pub(super) fn insert(&mut self, word: u32) {
-        if self.words >= VOCABULARY_WINDOW_WORDS {
-            self.previous = self.current();
-            self.words = 0;
-            self.distinct = WordBits::default();
+    /// Counts one prompt's subject words, in order (the window's bits decoded once).
+    pub(super) fn insert_all(&mut self, words: &[u32]) {
+        if words.is_empty() {
+            return;
         }
-        self.words += 1;
-        self.distinct.insert(crate::sketch::mix64(u64::from(word)));
+        let mut open = Open::of(std::mem::take(&mut self.distinct));
+        for &word in words {
+            if u64::from(self.words) >= VOCABULARY_WINDOW_WORDS {
+                self.previous = Previous::of(herdan(open.estimate(), u64::from(self.words)));
+                self.words = 0;
+                open = Open::of(WordBits::default());
+            }
+            self.words += 1;
+            open.insert(crate::sketch::mix64(u64::from(word)));
+        }
+        self.distinct = open.close();
+    }
+
+    /// Subject words in the current window.
+    pub(super) fn words(&self) -> u64 {
+        u64::from(self.words)
     }
 
     /// Herdan's C of the current window, length-corrected to a full window: C drifts down as a
     /// text grows (by about 0.05 per e-fold of words, in the simulator's rich and narrow sources
     /// alike), so a young window is compared as if it had reached `VOCABULARY_WINDOW_WORDS`.
     pub(super) fn current(&self) -> Option<f64> {
-        herdan(self.distinct.estimate(), self.words)
+        herdan(self.distinct.estimate(), self.words())
     }
 
     /// The window's distinct-word counter while the account is too young for a richness of its
     /// own: a cluster of young accounts measures its richness over their union.
     pub(super) fn young(&self) -> Option<Box<VocabularyCounter>> {
-        (self.previous.is_none() && self.words < MIN_VOCABULARY_WORDS && self.words > 0)
+        (self.previous.get().is_none() && self.words() < MIN_VOCABULARY_WORDS && self.words > 0)
             .then(|| Box::new(self.distinct.to_counter()))
     }
 
     /// The current window once it is a quarter full, the previous full window before that.
     pub(super) fn richness(&self) -> Option<f64> {
-        match (self.current(), self.previous) {
-            (Some(c), _)
-                if self.words >= VOCABULARY_WINDOW_WORDS / 4 || self.previous.is_none() =>
-            {
+        let previous = self.previous.get();
+        match (self.current(), previous) {
+            (Some(c), _) if self.words() >= VOCABULARY_WINDOW_WORDS / 4 || previous.is_none() => {
                 Some(c)
             }
             (_, Some(p)) => Some(p),
@@ -178,22 +317,118 @@ impl Vocabulary {
 /// Lifetime requests per UTC hour of day, in 16 bits: when a slot would overflow every slot is
 /// halved, which keeps the shares the detectors and the linker read (48 bytes less per account
 /// than u32 counts).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub(super) struct HourOfDay([u16; HOURS]);
+///
+/// Held inline as `hour << 16 | count` for up to three hours with requests (most accounts at a
+/// million send a few requests: 16 bytes instead of the 48-byte table), the table (boxed) after.
+/// The same counts either way; checkpoints hold the table.
+#[derive(Debug, Clone)]
+pub(super) enum HourOfDay {
+    /// Hours with requests, `hour << 16 | count` (count at least 1); 0 for an unused entry.
+    Few([u32; FEW_HOURS]),
+    All(Box<[u16; HOURS]>),
+}
+
+/// Hours of the day held inline.
+const FEW_HOURS: usize = 3;
+
+impl Default for HourOfDay {
+    fn default() -> Self {
+        HourOfDay::Few([0; FEW_HOURS])
+    }
+}
+
+impl PartialEq for HourOfDay {
+    fn eq(&self, other: &Self) -> bool {
+        self.table() == other.table()
+    }
+}
+
+impl Eq for HourOfDay {}
 
 impl HourOfDay {
     pub(super) fn add(&mut self, hour: usize) {
-        if self.0[hour] == u16::MAX {
-            for count in &mut self.0 {
-                *count /= 2;
+        if let HourOfDay::Few(entries) = self {
+            if let Some(e) = entries
+                .iter_mut()
+                .find(|e| **e != 0 && (**e >> 16) as usize == hour)
+            {
+                if *e & 0xffff == u32::from(u16::MAX) {
+                    // As the table: every hour halved (hours at zero drop out).
+                    for e in entries.iter_mut().filter(|e| **e != 0) {
+                        let halved = (*e & 0xffff) / 2;
+                        *e = if halved == 0 {
+                            0
+                        } else {
+                            (*e & !0xffff) | halved
+                        };
+                    }
+                    let e = entries
+                        .iter_mut()
+                        .find(|e| **e != 0 && (**e >> 16) as usize == hour)
+                        .expect("the full hour keeps half its count");
+                    *e += 1;
+                } else {
+                    *e += 1;
+                }
+                return;
             }
+            if let Some(e) = entries.iter_mut().find(|e| **e == 0) {
+                *e = (hour as u32) << 16 | 1;
+                return;
+            }
+            *self = HourOfDay::All(Box::new(self.table()));
         }
-        self.0[hour] += 1;
+        if let HourOfDay::All(table) = self {
+            if table[hour] == u16::MAX {
+                for count in table.iter_mut() {
+                    *count /= 2;
+                }
+            }
+            table[hour] += 1;
+        }
+    }
+
+    fn table(&self) -> [u16; HOURS] {
+        match self {
+            HourOfDay::Few(entries) => {
+                let mut table = [0u16; HOURS];
+                for e in entries.iter().filter(|e| **e != 0) {
+                    table[(e >> 16) as usize] = (e & 0xffff) as u16;
+                }
+                table
+            }
+            HourOfDay::All(table) => **table,
+        }
+    }
+
+    fn from_table(table: [u16; HOURS]) -> Self {
+        if table.iter().filter(|c| **c > 0).count() <= FEW_HOURS {
+            let mut entries = [0u32; FEW_HOURS];
+            let used = (0..HOURS).filter(|h| table[*h] > 0);
+            for (e, hour) in entries.iter_mut().zip(used) {
+                *e = (hour as u32) << 16 | u32::from(table[hour]);
+            }
+            HourOfDay::Few(entries)
+        } else {
+            HourOfDay::All(Box::new(table))
+        }
     }
 
     pub(super) fn counts(&self) -> [u32; HOURS] {
-        self.0.map(u32::from)
+        self.table().map(u32::from)
+    }
+
+    pub(super) fn heap_bytes(&self) -> usize {
+        match self {
+            HourOfDay::Few(_) => 0,
+            HourOfDay::All(_) => HOURS * 2,
+        }
+    }
+}
+
+impl Serialize for HourOfDay {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.table().serialize(serializer)
     }
 }
 
@@ -206,7 +441,7 @@ impl<'de> Deserialize<'de> for HourOfDay {
                 *count /= 2;
             }
         }
-        Ok(Self(wide.map(|c| c as u16)))
+        Ok(Self::from_table(wide.map(|c| c as u16)))
     }
 }
 
@@ -231,13 +466,13 @@ const SPARSE_HOURS: usize = 8;
 #[derive(Debug, Clone)]
 enum HourSlots {
     /// `[slot, events, completion tokens]` of each used slot (events at least 1), any order.
-    Sparse(Vec<[u32; 3]>),
+    Sparse(Box<[[u32; 3]]>),
     Dense(Box<HourTable>),
 }
 
 impl Default for HourSlots {
     fn default() -> Self {
-        HourSlots::Sparse(Vec::new())
+        HourSlots::Sparse(Box::default())
     }
 }
 
@@ -260,7 +495,11 @@ impl HourSlots {
 
     fn clear(&mut self, slot: usize) {
         match self {
-            HourSlots::Sparse(used) => used.retain(|e| e[0] as usize != slot),
+            HourSlots::Sparse(used) => {
+                if let Some(at) = used.iter().position(|e| e[0] as usize == slot) {
+                    super::compact::remove(used, at);
+                }
+            }
             HourSlots::Dense(table) => {
                 table.events[slot] = 0;
                 table.completion_tokens[slot] = 0;
@@ -276,8 +515,7 @@ impl HourSlots {
                 return;
             }
             if used.len() < SPARSE_HOURS {
-                crate::sketch::reserve_one(used, SPARSE_HOURS);
-                used.push([slot as u32, 1, completion_tokens]);
+                super::compact::push(used, [slot as u32, 1, completion_tokens]);
                 return;
             }
             *self = HourSlots::Dense(Box::new(self.table()));
@@ -304,7 +542,7 @@ impl HourSlots {
     }
 
     fn from_table(table: HourTable) -> Self {
-        let used: Vec<[u32; 3]> = (0..HOURS)
+        let used: Box<[[u32; 3]]> = (0..HOURS)
             .filter(|&s| table.events[s] > 0 || table.completion_tokens[s] > 0)
             .map(|s| [s as u32, table.events[s], table.completion_tokens[s]])
             .collect();
@@ -317,7 +555,7 @@ impl HourSlots {
 
     fn heap_bytes(&self) -> usize {
         match self {
-            HourSlots::Sparse(used) => used.capacity() * 12,
+            HourSlots::Sparse(used) => used.len() * 12,
             HourSlots::Dense(_) => std::mem::size_of::<HourTable>(),
         }
     }
@@ -451,51 +689,115 @@ impl From<HourRingWire> for HourRing {
 }
 
 /// Longest gap between consecutive events per UTC day.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Held in 24 bytes without a heap list: the day index fits 32 bits, a gap within a day fits 32
+/// bits of milliseconds, and the at most `QUIET_DAYS` completed days sit in a fixed ring.
+/// Checkpoints hold the layout written before (`day` and `longest_today_ms` as 64-bit integers,
+/// `completed` as a list).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct QuietGaps {
-    pub(super) day: i64,
-    pub(super) longest_today_ms: i64,
-    /// Longest gap of each recently completed day, in minutes (oldest first).
-    pub(super) completed: Vec<u16>,
+    day: i32,
+    longest_today_ms: u32,
+    /// Longest gap of each recently completed day, in minutes (oldest first), `days` of them.
+    completed: [u16; QUIET_DAYS],
+    days: u8,
 }
 
 impl QuietGaps {
+    pub(super) fn new(day: i64) -> Self {
+        Self {
+            day: day as i32,
+            ..Self::default()
+        }
+    }
+
+    /// Completed days measured.
+    pub(super) fn days(&self) -> usize {
+        usize::from(self.days)
+    }
+
     pub(super) fn observe(&mut self, previous: EventTime, now: EventTime, first_day: i64) {
         let day = now.day_index();
         let gap = (now.epoch_ms() - previous.epoch_ms()).max(0);
-        if day > self.day {
+        let mut longest_today_ms = i64::from(self.longest_today_ms);
+        let this_day = i64::from(self.day);
+        if day > this_day {
             // Close the day of the previous event (a partial first day says nothing) and count
             // wholly silent days in between as a 24-hour gap.
-            let end_of_day = (self.day + 1) * EventTime::DAY;
-            let closing = self.longest_today_ms.max(end_of_day - previous.epoch_ms());
-            if self.day > first_day {
+            let end_of_day = (this_day + 1) * EventTime::DAY;
+            let closing = longest_today_ms.max(end_of_day - previous.epoch_ms());
+            if this_day > first_day {
                 self.push(closing);
             }
-            for _ in (self.day + 1)..day.min(self.day + 1 + QUIET_DAYS as i64) {
+            for _ in (this_day + 1)..day.min(this_day + 1 + QUIET_DAYS as i64) {
                 self.push(EventTime::DAY);
             }
-            self.day = day;
-            self.longest_today_ms = now.epoch_ms() - day * EventTime::DAY;
+            self.day = day as i32;
+            longest_today_ms = now.epoch_ms() - day * EventTime::DAY;
         }
-        self.longest_today_ms = self.longest_today_ms.max(gap.min(EventTime::DAY));
+        longest_today_ms = longest_today_ms.max(gap.min(EventTime::DAY));
+        self.longest_today_ms = longest_today_ms as u32;
     }
 
     pub(super) fn push(&mut self, gap_ms: i64) {
-        if self.completed.len() == QUIET_DAYS {
-            self.completed.remove(0);
+        let minutes = (gap_ms / EventTime::MINUTE).clamp(0, u16::MAX as i64) as u16;
+        if self.days() == QUIET_DAYS {
+            self.completed.copy_within(1.., 0);
+            self.completed[QUIET_DAYS - 1] = minutes;
+        } else {
+            self.completed[self.days()] = minutes;
+            self.days += 1;
         }
-        self.completed
-            .push((gap_ms / EventTime::MINUTE).clamp(0, u16::MAX as i64) as u16);
     }
 
     /// Median over completed days of the longest quiet gap, in hours.
     pub(super) fn median_hours(&self) -> Option<f64> {
-        if self.completed.is_empty() {
+        if self.days == 0 {
             return None;
         }
-        let mut days = self.completed.clone();
+        let mut days = self.completed;
+        let days = &mut days[..self.days()];
         days.sort_unstable();
         Some(f64::from(days[days.len() / 2]) / 60.0)
+    }
+}
+
+/// `QuietGaps` as checkpoints hold it.
+#[derive(Serialize, Deserialize)]
+struct QuietGapsWire {
+    day: i64,
+    longest_today_ms: i64,
+    completed: Vec<u16>,
+}
+
+impl Serialize for QuietGaps {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        QuietGapsWire {
+            day: i64::from(self.day),
+            longest_today_ms: i64::from(self.longest_today_ms),
+            completed: self.completed[..self.days()].to_vec(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for QuietGaps {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = QuietGapsWire::deserialize(deserializer)?;
+        let invalid = |what| serde::de::Error::custom(format!("quiet gaps: {what} out of range"));
+        let mut quiet = QuietGaps {
+            day: i32::try_from(wire.day).map_err(|_| invalid("day"))?,
+            longest_today_ms: u32::try_from(wire.longest_today_ms)
+                .map_err(|_| invalid("longest gap"))?,
+            ..QuietGaps::default()
+        };
+        // The latest `QUIET_DAYS` days (a list never held more).
+        let keep = wire.completed.len().saturating_sub(QUIET_DAYS);
+        for minutes in &wire.completed[keep..] {
+            quiet.completed[quiet.days()] = *minutes;
+            quiet.days += 1;
+        }
+        Ok(quiet)
     }
 }
 
@@ -554,6 +856,57 @@ mod tests {
             serde_json::from_str::<WordBits>(&json).unwrap(),
             WordBits::Sparse(_)
         ));
+    }
+
+    #[test]
+    fn bit_gaps_of_a_byte_read_back_every_bit_at_any_spacing() {
+        for bits in [
+            vec![],
+            vec![0u16],
+            vec![2_047],
+            vec![0, 254, 255, 509, 510, 765, 1_020, 1_021, 2_047],
+            (0..96).map(|i| i * 21).collect(),
+        ] {
+            let bytes = encode_gaps(&bits);
+            let mut out = [0; SPARSE_WORD_BITS];
+            let n = decode_gaps(&bytes, &mut out);
+            assert_eq!(&out[..n], bits.as_slice());
+            assert_eq!(bytes.iter().filter(|b| **b != 0).count(), bits.len());
+        }
+    }
+
+    #[test]
+    fn a_prompt_of_words_counts_as_its_words_one_by_one() {
+        // Reference: the window logic word by word on the table form.
+        let mut vocabulary = Vocabulary::default();
+        let (mut words, mut table, mut previous) = (0u64, VocabularyCounter::default(), None);
+        let mut rng = 11u64;
+        for prompt in 0..600u64 {
+            let batch: Vec<u32> = (0..(prompt % 24))
+                .map(|_| {
+                    rng = crate::sketch::mix64(rng);
+                    (rng % (50 + prompt * 3)) as u32
+                })
+                .collect();
+            vocabulary.insert_all(&batch);
+            for word in &batch {
+                if words >= VOCABULARY_WINDOW_WORDS {
+                    previous = herdan(table.estimate(), words);
+                    words = 0;
+                    table = VocabularyCounter::default();
+                }
+                words += 1;
+                table.insert(crate::sketch::mix64(u64::from(*word)));
+            }
+            assert_eq!(vocabulary.words(), words);
+            assert_eq!(vocabulary.distinct.to_counter(), table, "{prompt}");
+            assert_eq!(vocabulary.previous.get(), previous);
+            assert_eq!(
+                vocabulary.distinct.estimate().to_bits(),
+                table.estimate().to_bits()
+            );
+        }
+        assert!(previous.is_some());
     }
 
     #[test]

@@ -74,7 +74,12 @@ impl Support {
 }
 
 /// One account's profile.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The hourly activity and hour-of-day counts are packed as a 24-bit map of the hours with
+/// events and a number per such hour (most accounts at a million were active in a few hours:
+/// some 8 bytes instead of 48). Checkpoints hold the layout written before, a number per hour
+/// ([`Profile::relayout`] converts each way).
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Profile {
     pub traits: Traits,
     /// The rest, in [`Profile::new`]'s order: what support reads first, then hourly activity
@@ -97,8 +102,8 @@ impl Profile {
         ] {
             w.uint(v);
         }
-        s.activity.iter().for_each(|v| w.uint(u64::from(*v)));
-        s.hour_of_day.iter().for_each(|v| w.uint(u64::from(*v)));
+        w.hours(&s.activity);
+        w.hours(&s.hour_of_day);
         w.time(s.first_seen);
         for v in [
             s.events_last_24h,
@@ -208,17 +213,37 @@ impl Profile {
     pub fn hour_of_day(&self) -> [u32; HOURS] {
         let mut r = Reader(&self.packed);
         self.read_support(&mut r)
-            .and_then(|_| self.hours(&mut r))
+            .and_then(|_| r.skip_hours())
             .and_then(|_| self.hours(&mut r))
             .expect("checked when made or read back")
     }
 
     fn hours(&self, r: &mut Reader<'_>) -> Option<[u32; HOURS]> {
-        let mut out = [0u32; HOURS];
-        for slot in &mut out {
-            *slot = r.u32()?;
+        r.hours()
+    }
+
+    /// The packed bytes with both hour tables converted: to a number per hour (the checkpoint
+    /// layout) from the map form, or back. `None` if they do not read.
+    fn relayout(packed: &[u8], to_checkpoint: bool) -> Option<Box<[u8]>> {
+        let mut r = Reader(packed);
+        let _: [u64; 5] = r.uints()?;
+        let head = packed.len() - r.0.len();
+        let mut w = Writer(Vec::with_capacity(packed.len() + 2 * HOURS));
+        w.0.extend_from_slice(&packed[..head]);
+        for _ in 0..2 {
+            if to_checkpoint {
+                let hours = r.hours()?;
+                hours.iter().for_each(|v| w.uint(u64::from(*v)));
+            } else {
+                let mut hours = [0u32; HOURS];
+                for slot in &mut hours {
+                    *slot = r.u32()?;
+                }
+                w.hours(&hours);
+            }
         }
-        Some(out)
+        w.0.extend_from_slice(r.0);
+        Some(w.0.into_boxed_slice())
     }
 
     /// The summary the profile was made from, as the linker, cluster judgement and the detectors
@@ -343,6 +368,38 @@ impl Profile {
     }
 }
 
+/// A profile as checkpoints hold it.
+#[derive(Serialize, Deserialize)]
+struct ProfileWire {
+    traits: Traits,
+    packed: Box<[u8]>,
+    samples: SharedSamples,
+}
+
+impl Serialize for Profile {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ProfileWire {
+            traits: self.traits,
+            packed: Self::relayout(&self.packed, true)
+                .ok_or_else(|| serde::ser::Error::custom("a packed profile does not read"))?,
+            samples: self.samples.clone(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Profile {
+    /// Bytes that do not read are kept as they are, for `is_valid` to refuse.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = ProfileWire::deserialize(deserializer)?;
+        Ok(Self {
+            traits: wire.traits,
+            packed: Self::relayout(&wire.packed, false).unwrap_or(wire.packed),
+            samples: wire.samples,
+        })
+    }
+}
+
 /// LEB128 integers (7 bits a byte), zig-zag for signed ones; hashes and floats as 8 raw bytes.
 struct Writer(Vec<u8>);
 
@@ -390,6 +447,17 @@ impl Writer {
                 self.text(text);
             }
             None => self.0.push(0),
+        }
+    }
+
+    /// 24 hourly counts: a 3-byte map of the nonzero ones, then those.
+    fn hours(&mut self, hours: &[u32; HOURS]) {
+        let map = (0..HOURS)
+            .filter(|h| hours[*h] > 0)
+            .fold(0u32, |map, h| map | 1 << h);
+        self.0.extend_from_slice(&map.to_le_bytes()[..3]);
+        for v in hours.iter().filter(|v| **v > 0) {
+            self.uint(u64::from(*v));
         }
     }
 
@@ -508,6 +576,30 @@ impl Reader<'_> {
             0 => Some(None),
             _ => self.text().map(Some),
         }
+    }
+
+    fn hours(&mut self) -> Option<[u32; HOURS]> {
+        let map = self.bytes(3)?;
+        let mut map = u32::from_le_bytes([map[0], map[1], map[2], 0]);
+        let mut out = [0u32; HOURS];
+        while map != 0 {
+            // Only nonzero counts are listed (one form per table).
+            out[map.trailing_zeros() as usize] = self.u32().filter(|v| *v > 0)?;
+            map &= map - 1;
+        }
+        Some(out)
+    }
+
+    /// Passes over a table of `hours` without reading its numbers.
+    fn skip_hours(&mut self) -> Option<()> {
+        let map = self.bytes(3)?;
+        let mut n = u32::from_le_bytes([map[0], map[1], map[2], 0]).count_ones();
+        while n > 0 {
+            if self.byte()? & 0x80 == 0 {
+                n -= 1;
+            }
+        }
+        Some(())
     }
 
     fn keys(&mut self) -> Option<Vec<(u64, u32)>> {
@@ -665,6 +757,42 @@ mod tests {
         assert_eq!(back.system_prompts, vec![4]);
         assert!(back.ip_sample.is_empty() && back.subnet_sample.is_empty());
         assert!(back.content_sample.is_empty());
+    }
+
+    #[test]
+    fn checkpoints_hold_a_number_per_hour_and_read_back_the_same_profile() {
+        for summary in [rich_summary(), {
+            let mut quiet = rich_summary();
+            quiet.activity = [0; 24];
+            quiet.hour_of_day = [0; 24];
+            quiet.hour_of_day[13] = 3;
+            quiet
+        }] {
+            let profile = Profile::new(summary.clone());
+            // The layout written before: the support counts, 48 numbers, the rest as it is.
+            let mut r = Reader(&profile.packed);
+            let support: [u64; 5] = r.uints().unwrap();
+            let (activity, hour_of_day) = (r.hours().unwrap(), r.hours().unwrap());
+            assert_eq!(
+                (activity, hour_of_day),
+                (summary.activity, summary.hour_of_day)
+            );
+            let mut old = Writer(Vec::new());
+            support.iter().for_each(|v| old.uint(*v));
+            activity
+                .iter()
+                .chain(&hour_of_day)
+                .for_each(|v| old.uint(u64::from(*v)));
+            old.0.extend_from_slice(r.0);
+            let json = serde_json::to_value(&profile).unwrap();
+            let written: Vec<u8> = serde_json::from_value(json["packed"].clone()).unwrap();
+            assert_eq!(written, old.0);
+            let back: Profile = serde_json::from_value(json).unwrap();
+            assert_eq!(back, profile);
+            assert!(back.is_valid());
+            let bytes = rmp_serde::to_vec_named(&profile).unwrap();
+            assert_eq!(rmp_serde::from_slice::<Profile>(&bytes).unwrap(), profile);
+        }
     }
 
     #[test]
