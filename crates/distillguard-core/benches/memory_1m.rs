@@ -2,7 +2,9 @@
 //! shard and scorer (with the linker inside it) are fed a few events for each of 1,000,000
 //! accounts plus hydra campaigns, scored every 5 minutes of event time, and then dropped one at a
 //! time to see what each held. Run with linking on and off, the difference is the linker's share.
-//! Evidence samples are off (`sample_prompts: 0`) as in `state_size`.
+//! Evidence samples are off (`sample_prompts: 0`) as in `state_size`. The scenario is shared with
+//! `engine_1m` (`common/million.rs`), which measures its speed on the service's threads; this
+//! bench also prints the engine's CPU in one thread, apart from its own event generation.
 //!
 //! `cargo bench -p distillguard-core --bench memory_1m` (both modes; add `-- on` or `-- off` for
 //! one). `MEMORY_ACCOUNTS` and `MEMORY_EVENTS_PER_ACCOUNT` override the defaults (1,000,000, 3).
