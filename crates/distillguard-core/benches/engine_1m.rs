@@ -28,13 +28,6 @@ static GLOBAL: MiMalloc = MiMalloc;
 /// Ticks a shard may run ahead of the scorer (the pipeline's channels are bounded likewise).
 const AHEAD: usize = 4;
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
-
 /// One shard's events of each five minutes, each list followed by a tick at its end.
 type Intervals = Vec<(EventTime, Vec<ApiEvent>)>;
 
@@ -111,9 +104,9 @@ fn run_scorer(
 }
 
 fn main() {
-    let accounts = env_or("MEMORY_ACCOUNTS", 1_000_000);
-    let per_account = env_or("MEMORY_EVENTS_PER_ACCOUNT", 3);
-    let shards = env_or("ENGINE_SHARDS", 2).max(1);
+    let accounts = million::env_or("MEMORY_ACCOUNTS", 1_000_000);
+    let per_account = million::env_or("MEMORY_EVENTS_PER_ACCOUNT", 3);
+    let shards = million::env_or("ENGINE_SHARDS", 2).max(1);
     let config = million::config(true);
     let (routed, events) = routed(accounts, per_account, shards);
     let ticks: Vec<EventTime> = routed[0].iter().map(|(at, _)| *at).collect();

@@ -30,13 +30,6 @@ static GLOBAL: StatsAlloc<MiMalloc> = StatsAlloc::new(MiMalloc);
 /// Events generated before the engine is fed them (and timed on them).
 const CHUNK: usize = 4_096;
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
-
 /// Bytes currently held on the heap by the whole process.
 fn held() -> isize {
     let stats = GLOBAL.stats();
@@ -243,8 +236,8 @@ fn report(label: &str, r: &Run) {
 }
 
 fn main() {
-    let accounts = env_or("MEMORY_ACCOUNTS", 1_000_000);
-    let per_account = env_or("MEMORY_EVENTS_PER_ACCOUNT", 3).max(1);
+    let accounts = million::env_or("MEMORY_ACCOUNTS", 1_000_000);
+    let per_account = million::env_or("MEMORY_EVENTS_PER_ACCOUNT", 3).max(1);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let only = |mode: &str| args.iter().any(|a| a == mode);
     let (on, off) = match (only("on"), only("off")) {

@@ -15,6 +15,14 @@ pub const CAMPAIGNS: usize = 100;
 /// Share of events the campaigns send, per mille.
 const CAMPAIGN_SHARE_PERMILLE: u64 = 10;
 
+/// A count from the environment (`1_000_000` or `1000000`), else `default`.
+pub fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
 /// The engine's configuration in the scenario: evidence samples off, as in `state_size`.
 pub fn config(linking: bool) -> EngineConfig {
     EngineConfig {

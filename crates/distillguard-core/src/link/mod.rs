@@ -625,8 +625,8 @@ pub struct Linker {
 /// What relinking reads of accounts' packed profiles, unpacked once per tick. A linked account
 /// is met again by each of its changed neighbours' relinks in the same tick (a proxy pool's
 /// members relink against the same dozens of accounts), and unpacking its hours of the day and
-/// its last day for every meeting was about 3 % of all replay CPU (support and lockstep). Lives for one tick only: profiles
-/// change between ticks (`Linker::observe`), never during one.
+/// its last day for every meeting was about 3 % of all replay CPU (support and lockstep). Lives
+/// for one tick only: profiles change between ticks (`Linker::observe`), never during one.
 #[derive(Default)]
 struct Unpacked {
     /// Support counts with [`LinkConfig::lengths`].
